@@ -1,0 +1,33 @@
+"""Shared fixtures. Plots use Agg; ../shared/data is read in place, never copied.
+
+Tests that need ``../shared/data`` use the ``shared_data`` fixture: it skips with a clear
+reason when the folder is absent (a clone outside this team) and fails instead when
+``LATPLAN_REQUIRE_SHARED_DATA=1`` (set by .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LATPLAN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data (skip, or fail under LATPLAN_REQUIRE_SHARED_DATA=1, when absent)."""
+    if not SHARED_DATA.is_dir():
+        msg = (
+            f"shared test data not found at {SHARED_DATA}: this test reads real imaging/TG-43/device data "
+            "that lives beside the clone (../shared/data). Set LATPLAN_SHARED_DATA to its path."
+        )
+        if os.environ.get("LATPLAN_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(msg + " LATPLAN_REQUIRE_SHARED_DATA=1 is set, so this is a failure, not a skip.")
+        pytest.skip(msg)
+    return SHARED_DATA
