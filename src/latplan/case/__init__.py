@@ -1,6 +1,6 @@
 """Domain model: patient, structures, lesions, cases, coded concepts."""
 
-from latplan.case.labels import LabelTable, TOTALSEGMENTATOR_TO_CANONICAL
+from latplan.case.labels import TOTALSEGMENTATOR_TO_CANONICAL, LabelTable
 from latplan.case.model import Case, Structure
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import (

@@ -6,7 +6,7 @@ The API accepts ``Enum | str`` and coerces (highdicom habit), see :func:`coerce`
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TypeVar
 
 from latplan.errors import UnknownStructureError
@@ -14,7 +14,7 @@ from latplan.errors import UnknownStructureError
 E = TypeVar("E", bound=Enum)
 
 
-class StructureRole(str, Enum):
+class StructureRole(StrEnum):
     """What a labelled structure is, independent of how a label table spells it."""
 
     LESION = "lesion"
@@ -101,7 +101,7 @@ CANONICAL_STRUCTURES: dict[str, StructureRole] = {
 COUINAUD_SEGMENTS = ("1", "2", "3", "4a", "4b", "5", "6", "7", "8")
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):
     """Lower-case modality codes used in plan.json (issue [D])."""
 
     RESECTION = "resection"
@@ -119,7 +119,7 @@ class Modality(str, Enum):
     SYSTEMIC = "systemic"
 
 
-class Eligibility(str, Enum):
+class Eligibility(StrEnum):
     """Ordered from most to least favourable."""
 
     INDICATED = "indicated"
@@ -128,7 +128,7 @@ class Eligibility(str, Enum):
     CONTRAINDICATED = "contraindicated"
 
 
-class PrimaryTumour(str, Enum):
+class PrimaryTumour(StrEnum):
     COLORECTAL = "colorectal"
     HCC = "hcc"
     CHOLANGIOCARCINOMA = "cholangiocarcinoma"
