@@ -31,7 +31,7 @@ from scipy import ndimage
 from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.imaging.volume import Volume
 
-__all__ = ["MarginResult", "ablative_margin", "ablative_margin_arrays", "HISTOGRAM_BINS"]
+__all__ = ["HISTOGRAM_BINS", "MarginResult", "ablative_margin", "ablative_margin_arrays"]
 
 #: margin histogram bins (mm): label → [low, high)
 HISTOGRAM_BINS: dict[str, tuple[float, float]] = {

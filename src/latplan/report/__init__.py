@@ -1,1 +1,16 @@
-"""latplan.report"""
+"""latplan.report: figures (slices with outlines, zones, isodoses, DVH...) and the HTML/PDF reports.
+
+Public API::
+
+    write_reports(proposal, out_dir) -> dict[str, Path]   # plan.json, report.html/pdf, patient.html/pdf
+    render_html(proposal) -> str, render_patient_html(proposal) -> str
+    run_demo(out_dir, names=None, progress=None) -> DemoResult
+    latplan.report.figures: draw_slice, lesion_views_figure, ablation_figure, isodose_figure,
+        dvh_figure, margin_histogram_figure, sbrt_figure, territory_figure, thumbnail_figure, figure_png
+    latplan.report.colours: colour_for(name, role) — the one colour table
+"""
+
+from latplan.report.demo import DemoResult, run_demo
+from latplan.report.writer import ReportError, html_to_pdf, render_html, render_patient_html, write_reports
+
+__all__ = ["DemoResult", "ReportError", "html_to_pdf", "render_html", "render_patient_html", "run_demo", "write_reports"]

@@ -1,0 +1,228 @@
+"""``plan_case``: the tumor board's proposal for one case, and plan.json.
+
+Flow: measurements ([A] ``latplan.anatomy.measure_case``) → for each lesion every modality
+is assessed by the rule set and simulated where a planner exists → options ranked with the
+patient's weights → whole-patient strategies → sensitivity of the top options to each
+weight → plan.json (validated against ``board/plan.schema.json`` in the tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from latplan.errors import NotAvailableError
+from latplan.knowledge.features import patient_features
+from latplan.knowledge.profiles import load_outcomes, load_profiles
+from latplan.knowledge.rules import RuleSet, load_rule_set
+from latplan.modalities import LESION_MODALITIES
+from latplan.modalities.base import Site
+from latplan.planning.types import TreatmentPlan
+
+from .oligo import oligometastatic_status, resolve_definition
+from .options import Option, build_options, option_json, rank_options
+from .preferences import CRITERIA, sensitivity, weights_from_patient
+from .strategies import build_strategies
+
+PLAN_JSON_VERSION = "1.0"
+
+
+@dataclass
+class BoardProposal:
+    """Everything the board shows: the case, its measurements, plan.json and the plans (grids)."""
+
+    case: Any
+    measurements: dict[str, Any]
+    plan_json: dict[str, Any]
+    plans: dict[tuple[str, str], TreatmentPlan] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+#: plan_case's definition names → those of latplan.anatomy (oligometastatic_definitions.yaml)
+_ANATOMY_OLIGO_NAMES = {"seed": "kovacs2021", "esmo-crc": "crc_5_in_2_organs"}
+
+
+def _measure(case: Any, oligo_definition: Any = None) -> dict[str, Any]:
+    try:
+        anatomy = importlib.import_module("latplan.anatomy")
+        fn = anatomy.measure_case
+    except (ImportError, AttributeError):
+        raise NotAvailableError("latplan.anatomy.measure_case is not available in this build; pass measurements= "
+                                "(the measure_case JSON) to plan_case.") from None
+    if oligo_definition is not None:
+        name = _ANATOMY_OLIGO_NAMES.get(oligo_definition, oligo_definition) if isinstance(oligo_definition, str) \
+            else oligo_definition
+        try:
+            out = fn(case, oligo_definition=name)
+        except TypeError:
+            out = fn(case)
+    else:
+        out = fn(case)
+    for name in ("to_json", "to_dict", "as_dict", "model_dump"):
+        if not isinstance(out, Mapping) and hasattr(out, name):
+            out = getattr(out, name)()
+    return dict(out)
+
+
+def _versions() -> dict[str, Any]:
+    import latplan
+
+    engines: dict[str, str] = {}
+    for mod in ("latplan.planning.thermal", "latplan.planning.electroporation", "latplan.planning.ibt",
+                "latplan.planning.sbrt", "latplan.planning.tare"):
+        try:
+            m = importlib.import_module(mod)
+            engines[mod] = str(getattr(m, "__version__", getattr(m, "ENGINE_VERSION", "available")))
+        except ImportError:
+            engines[mod] = "not available"
+    return {"latplan": getattr(latplan, "__version__", "unknown"), "plan_json": PLAN_JSON_VERSION,
+            "python": platform.python_version(), "engines": engines}
+
+
+def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, float]) -> None:
+    for opts in options.values():
+        rank_options(opts, weights)
+
+
+def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool = True,
+              oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
+              measurements: Mapping[str, Any] | None = None, patient: Any = None,
+              preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None) -> BoardProposal:
+    """Board proposal for ``case`` (a :class:`latplan.case.Case`; ``None`` allowed with ``measurements``
+    and ``patient`` for rules-only planning).
+
+    ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
+    ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
+    """
+    t_start = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    patient = patient if patient is not None else case.patient
+    rules = rules or load_rule_set(rule_paths)
+    profiles = load_profiles()
+    figures = load_outcomes()
+    say("measuring lesions")
+    t0 = time.perf_counter()
+    meas = dict(measurements) if measurements is not None else _measure(case, oligo_definition)
+    timings: dict[str, float] = {"measure": time.perf_counter() - t0}
+    lesions = [dict(les) for les in meas.get("lesions") or []]
+    pmeas = dict(meas.get("patient") or {})
+    liver_lesions = [les for les in lesions if str(les.get("organ", "liver")) == "liver"]
+    measured = pmeas.get("oligometastatic")
+    if isinstance(measured, Mapping) and measured.get("status"):
+        # [A]'s measurement is the source of truth; it names the definition it used
+        oligo = dict(measured)
+        definition_name = str(oligo.get("definition_name") or oligo.get("definition") or "measure_case")
+        if isinstance(oligo.get("definition"), Mapping):
+            definition_name = str(oligo["definition"].get("name") or oligo["definition"].get("key") or "measure_case")
+    else:
+        definition = resolve_definition(oligo_definition if not isinstance(oligo_definition, str)
+                                        or oligo_definition in ("seed", "esmo-crc") else None)
+        oligo = oligometastatic_status(patient, liver_lesions, definition)
+        definition_name = definition.name
+    pmeas_for_rules = dict(pmeas)
+    pmeas_for_rules["oligometastatic"] = {"status": oligo["status"]}
+
+    weights = weights_from_patient(patient, preferences)
+    options: dict[str, list[Option]] = {}
+    plans: dict[tuple[str, str], TreatmentPlan] = {}
+    for les in lesions:
+        site = Site(les, pmeas_for_rules, tuple(lesions))
+        say(f"{site.lesion_id}: assessing {len(LESION_MODALITIES)} modalities")
+        opts = build_options(site, patient, rules, profiles, case=case, measurements=les, simulate=simulate,
+                             figures=figures, progress=say)
+        options[site.lesion_id] = opts
+        for o in opts:
+            if o.plan is not None:
+                plans[(site.lesion_id, o.modality)] = o.plan
+            if o.runtime_s is not None:
+                timings[o.modality] = timings.get(o.modality, 0.0) + o.runtime_s
+    _rank_all(options, weights.values)
+
+    pctx = patient_features(patient, pmeas_for_rules, lesions)
+    say("building whole-patient strategies")
+    strategies = build_strategies(options, rules, pctx, profiles)
+
+    # sensitivity: which weight change flips the top option of each lesion / the top strategy
+    def lesion_order(lid: str) -> Callable[[Mapping[str, float]], list[str]]:
+        def f(w: Mapping[str, float]) -> list[str]:
+            return [o.modality for o in rank_options(options[lid], w)]
+        return f
+
+    def strategy_order(w: Mapping[str, float]) -> list[str]:
+        _rank_all(options, w)
+        return [s.title for s in build_strategies(options, rules, pctx, profiles)]
+
+    sens: dict[str, Any] = {"method": "one weight at a time over 0-5 in steps of 0.25; smallest change that changes "
+                                      "the top option", "lesions": {}, "strategies": []}
+    for lid in options:
+        sens["lesions"][lid] = [f.to_json() for f in sensitivity(lesion_order(lid), weights.values)]
+    if strategies:
+        sens["strategies"] = [f.to_json() for f in sensitivity(strategy_order, weights.values)]
+    _rank_all(options, weights.values)  # restore the patient's ranking
+    strategies = build_strategies(options, rules, pctx, profiles)
+    timings["total"] = time.perf_counter() - t_start
+
+    doc: dict[str, Any] = {
+        "plan_json_version": PLAN_JSON_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rule_set": {"name": rules.name, "version": rules.version, "files": rules.sources},
+        "patient": {"id": patient.id, "primary": patient.primary.value,
+                    "oligometastatic": {"status": oligo["status"], "definition": definition_name,
+                                        "details": oligo}},
+        "lesions": [
+            {"id": lid, "measurements": next(les for les in lesions if str(les.get("id")) == lid),
+             "options": [option_json(o) for o in sorted(options[lid], key=lambda o: (o.rank is None, o.rank or 0))]}
+            for lid in options
+        ],
+        "strategies": [s.to_json() for s in strategies],
+        "preferences": weights.to_json(),
+        "sensitivity": sens,
+        "patient_measurements": pmeas,
+        "input_hashes": dict(getattr(case, "input_hashes", {}) or {}),
+        "versions": _versions(),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "disclaimer": "Decision support for the multidisciplinary tumor board: alternatives with sources, not one "
+                      "authoritative answer. Local pathways override (hospital rule files).",
+        "criteria": list(CRITERIA),
+    }
+    say("done")
+    return BoardProposal(case=case, measurements=meas, plan_json=doc, plans=plans, timings_s=timings)
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, (dt.date, dt.datetime)):
+        return o.isoformat()
+    return str(o)
+
+
+def plan_json_text(proposal: BoardProposal) -> str:
+    return json.dumps(proposal.plan_json, indent=2, default=_default, ensure_ascii=False)
+
+
+def write_plan_json(proposal: BoardProposal, path: str | Path) -> Path:
+    """Write plan.json (UTF-8, indented); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(plan_json_text(proposal), encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema of plan.json (``board/plan.schema.json``)."""
+    return json.loads((resources.files("latplan.board") / "plan.schema.json").read_text(encoding="utf-8"))

@@ -1,0 +1,136 @@
+"""Files for the browser viewer (niivue): the image and overlays as NIfTI, plus ``index.json``.
+
+The server writes, per planned case, into ``<result>/viewer/``: ``image.nii.gz`` (CT/MR),
+one binary mask per structure group (lesions, vessels, bile ducts, hollow organs, liver),
+and per simulated option its predicted zone (``zone_<lesion>_<modality>.nii.gz``), its dose
+as isodose bands (``isodose_<lesion>_<modality>.nii.gz``: 1 = ≥50 %, 2 = ≥100 %, 3 = ≥150 %,
+4 = ≥200 % of the prescription) and its electric field when present. ``index.json`` lists the
+layers with their colour map and window so the page can load them without guessing.
+Grids keep their own affine (a plan's dose grid may differ from the image grid); niivue
+resamples overlays into the image space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latplan.case import Case, StructureRole
+from latplan.imaging.volume import Volume
+from latplan.planning.types import TreatmentPlan
+
+#: structure groups shown as overlays: (file stem, label, roles, niivue colour map, opacity)
+GROUPS: tuple[tuple[str, str, tuple[str, ...], str, float], ...] = (
+    ("liver", "liver", ("liver",), "winter", 0.12),
+    ("vessels", "vessels", ("portal_vein", "hepatic_vein", "inferior_vena_cava", "aorta", "hepatic_artery", "vessel"),
+     "blue", 0.45),
+    ("bile_ducts", "bile ducts", ("bile_duct", "gallbladder"), "green", 0.45),
+    ("hollow_organs", "stomach / bowel", ("stomach", "duodenum", "small_bowel", "colon", "bowel"), "warm", 0.4),
+    ("lesions", "lesions", ("lesion",), "red", 0.6),
+)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
+
+
+def _write(volume: Volume, path: Path) -> None:
+    try:
+        from latplan.imaging.io import write_nifti
+    except ImportError:  # pragma: no cover - [A1] always present in a full build
+        write_nifti = None
+    if write_nifti is not None:
+        write_nifti(volume, path)
+        return
+    import nibabel as nib  # pragma: no cover
+
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine  # pragma: no cover
+    nib.save(nib.Nifti1Image(np.transpose(volume.array, (2, 1, 0)), ras), str(path))  # pragma: no cover
+
+
+def _role_value(role: Any) -> str:
+    return str(getattr(role, "value", role)).lower()
+
+
+def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) -> dict[str, Any]:
+    """Write the viewer folder for ``case`` and its ``plans``; returns the index written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers: list[dict[str, Any]] = []
+    img = case.image
+    arr = np.asarray(img.array, dtype=np.float32)
+    _write(img.with_array(arr), out_dir / "image.nii.gz")
+    is_ct = str(case.image_modality).upper() == "CT"
+    lo, hi = (-160.0, 240.0) if is_ct else tuple(float(x) for x in np.percentile(arr, [1, 99]))
+    layers.append({"url": "image.nii.gz", "kind": "image", "name": "image", "colormap": "gray", "opacity": 1.0,
+                   "cal_min": lo, "cal_max": hi, "visible": True})
+    names = case.structure_names()
+    for stem, label, roles, cmap, opacity in GROUPS:
+        members = [n for n in names if _role_value(case.label_table.role(n)) in roles
+                   or any(n.startswith(r) for r in roles)]
+        if not members:
+            continue
+        mask = np.zeros(case.labels.array.shape, dtype=np.uint8)
+        for n in members:
+            mask[case.mask_array(n)] = 1
+        _write(case.labels.with_array(mask), out_dir / f"{stem}.nii.gz")
+        layers.append({"url": f"{stem}.nii.gz", "kind": "structure", "name": label, "colormap": cmap,
+                       "opacity": opacity, "cal_min": 0.5, "cal_max": 1.0, "visible": True, "members": members})
+    for plan in plans:
+        tag = _safe(f"{plan.lesion_id}_{plan.modality}")
+        if plan.zone is not None:
+            _write(plan.zone.with_array(np.asarray(plan.zone.array, dtype=np.uint8)), out_dir / f"zone_{tag}.nii.gz")
+            layers.append({"url": f"zone_{tag}.nii.gz", "kind": "zone", "name": f"{plan.lesion_id} {plan.modality} zone",
+                           "colormap": "green", "opacity": 0.35, "cal_min": 0.5, "cal_max": 1.0, "visible": False,
+                           "lesion_id": plan.lesion_id, "modality": plan.modality})
+        if plan.dose is not None:
+            rx = plan.prescription_gy or float(np.percentile(plan.dose.array, 99.5)) or 1.0
+            dose = np.asarray(plan.dose.array, dtype=np.float64)
+            bands = np.zeros(dose.shape, dtype=np.uint8)
+            for level, frac in enumerate((0.5, 1.0, 1.5, 2.0), start=1):
+                bands[dose >= frac * rx] = level
+            _write(plan.dose.with_array(bands), out_dir / f"isodose_{tag}.nii.gz")
+            layers.append({"url": f"isodose_{tag}.nii.gz", "kind": "isodose",
+                           "name": f"{plan.lesion_id} {plan.modality} isodoses (50/100/150/200 % of {rx:.1f} Gy)",
+                           "colormap": "hot", "opacity": 0.45, "cal_min": 0.5, "cal_max": 4.0, "visible": False,
+                           "prescription_gy": rx, "lesion_id": plan.lesion_id, "modality": plan.modality})
+        if plan.field_v_per_cm is not None:
+            fld = np.asarray(plan.field_v_per_cm.array, dtype=np.float32)
+            _write(plan.field_v_per_cm.with_array(fld), out_dir / f"field_{tag}.nii.gz")
+            layers.append({"url": f"field_{tag}.nii.gz", "kind": "field", "name": f"{plan.lesion_id} {plan.modality} |E| (V/cm)",
+                           "colormap": "plasma", "opacity": 0.4, "cal_min": 400.0, "cal_max": 1500.0, "visible": False,
+                           "lesion_id": plan.lesion_id, "modality": plan.modality})
+    index = {"layers": layers}
+    (out_dir / "index.json").write_text(json.dumps(index, indent=1))
+    return index
+
+
+def find_treatment_plans(obj: Any, _depth: int = 0, _seen: set[int] | None = None) -> list[TreatmentPlan]:
+    """Every :class:`TreatmentPlan` reachable from a board proposal (whatever its exact shape)."""
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen or _depth > 7 or obj is None or isinstance(obj, str | bytes | int | float | np.ndarray | Volume):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, TreatmentPlan):
+        return [obj]
+    children: list[Any] = []
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, list | tuple | set):
+        children = list(obj)
+    elif dataclasses.is_dataclass(obj):
+        children = [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("latplan"):
+        children = list(vars(obj).values())
+    out: list[TreatmentPlan] = []
+    for child in children:
+        out.extend(find_treatment_plans(child, _depth + 1, seen))
+    return out
+
+
+def lesion_role_names(case: Case) -> list[str]:
+    return case.names_with_role(StructureRole.LESION)

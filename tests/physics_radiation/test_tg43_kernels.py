@@ -1,0 +1,109 @@
+"""Fast TG-43 kernels vs the direct formalism, and metamorphic properties of the dose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latplan.imaging.volume import Volume
+from latplan.physics import dvh, tg43
+
+
+def _random_geometry(seed: int, n_pts: int = 6000, n_dw: int = 40) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(-50, 50, (n_pts, 3))
+    pos = rng.uniform(-20, 20, (n_dw, 3))
+    dirs = rng.normal(size=(n_dw, 3))  # free-hand, non-parallel catheters
+    return pts, pos, dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
+def test_numba_direct_equals_numpy_reference() -> None:
+    """Reference: the plain numpy implementation of the same formalism; tolerance 1e-10 relative."""
+    src = tg43.default_source()
+    pts, pos, dirs = _random_geometry(0, 3000, 30)
+    a = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="numpy")
+    b = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="direct")
+    np.testing.assert_allclose(b, a, rtol=1e-10)
+
+
+@pytest.mark.parametrize("which", ["default", "hdr"])
+def test_lookup_within_tolerance_of_direct(which: str, shared_data: Path | None = None) -> None:
+    """Reference: direct formalism. Tolerance (issue 3): 0.2 % beyond 5 mm, 1 % from 2 to 5 mm.
+    Measured: ≤ 0.1 % beyond 5 mm, ≤ 0.5 % at 2–5 mm (default and GammaMed HDR sources)."""
+    if which == "default":
+        src = tg43.default_source()
+    else:
+        from tests_shared_path import shared_tg43  # type: ignore[import-not-found]
+
+        src = tg43.load_source(shared_tg43() / "gammamed-plus-hdr.consensus.yaml")
+    pts, pos, dirs = _random_geometry(1)
+    direct = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="direct")
+    look = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="lookup")
+    dist = np.linalg.norm(pts[:, None] - pos[None], axis=2)
+    rel = np.abs(look / direct - 1)
+    assert rel[dist > 5].max() < 0.002
+    assert rel[(dist > 2) & (dist <= 5)].max() < 0.01
+    # the summed kernel (used for dose grids) agrees with the matrix kernel
+    t = np.random.default_rng(2).uniform(0, 20, len(pos))
+    np.testing.assert_allclose(tg43.dose_gy(pts, pos, dirs, t, 40700, src, method="lookup"),
+                               tg43.dose_matrix_gy_per_s(pts, pos, dirs, 40700, src, method="lookup") @ t, rtol=1e-9)
+
+
+def test_dose_linear_in_time_and_sk() -> None:
+    """Metamorphic: D(a·t, b·S_K) = a·b·D(t, S_K) and D(t1 + t2) = D(t1) + D(t2); tolerance 1e-12."""
+    pts, pos, dirs = _random_geometry(3, 500, 20)
+    rng = np.random.default_rng(4)
+    t1, t2 = rng.uniform(0, 10, 20), rng.uniform(0, 10, 20)
+    for method in ("direct", "lookup"):
+        d1 = tg43.dose_gy(pts, pos, dirs, t1, 40700, method=method)
+        d2 = tg43.dose_gy(pts, pos, dirs, t2, 40700, method=method)
+        np.testing.assert_allclose(tg43.dose_gy(pts, pos, dirs, t1 + t2, 40700, method=method), d1 + d2, rtol=1e-12)
+        np.testing.assert_allclose(tg43.dose_gy(pts, pos, dirs, 3 * t1, 0.5 * 40700, method=method), 1.5 * d1,
+                                   rtol=1e-12)
+
+
+def test_dose_in_gy_from_units() -> None:
+    """Reference: Ḋ = S_K·Λ at 1 cm, 90°: a new 40 700 U source for 100 s gives
+    40 700 × 1.109 cGy/h × 100/3600 h = 12.54 Gy; tolerance 1e-9."""
+    src = tg43.default_source()
+    d = tg43.dose_gy(np.array([[10.0, 0, 0]]), np.zeros((1, 3)), [0, 0, 1.0], [100.0], 40700, src)[0]
+    assert d == pytest.approx(40700 * 1.109 * 100 / 3600 / 100, rel=1e-9)
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_rotating_and_translating_catheters_with_grid_gives_same_dvh() -> None:
+    """Metamorphic: rigidly moving grid, structure and catheters together leaves the DVH unchanged
+    (tolerance 1e-6 Gy on D100/D90/D50 and 1e-9 % on V100)."""
+    shape = (30, 30, 30)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-29, -29, -29]
+    grid = Volume(np.zeros(shape, np.float32), aff)
+    structure = dvh.occupancy_from_shape(grid, lambda p: np.linalg.norm(p, axis=1) <= 15.0, factor=3)
+    entry = np.array([[-40.0, -5.0, 3.0], [40.0, 6.0, -2.0]])
+    tip = np.array([[20.0, 4.0, 1.0], [-20.0, -3.0, 5.0]])
+    pos = np.concatenate([e + np.linspace(0.3, 0.9, 6)[:, None] * (t - e) for e, t in zip(entry, tip, strict=True)])
+    dirs = np.repeat((tip - entry) / np.linalg.norm(tip - entry, axis=1, keepdims=True), 6, axis=0)
+    times = np.linspace(5, 30, 12)
+
+    def metrics(g: Volume, s: Volume, p: np.ndarray, d: np.ndarray) -> dict[str, float]:
+        dose = tg43.dose_on_volume_gy(g, p, d, times, 40700, method="direct")
+        sd = dvh.sample_structure_dose(dose, g.with_array(s.array), "s")
+        return dvh.brachy_metrics(sd, 20.0)
+
+    base = metrics(grid, structure, pos, dirs)
+    rot = _rotation(7)
+    shift = np.array([13.5, -120.25, 431.0])
+    moved = np.eye(4)
+    moved[:3, :3] = rot
+    moved[:3, 3] = shift
+    grid2 = Volume(grid.array, moved @ grid.affine)
+    m2 = metrics(grid2, structure, pos @ rot.T + shift, dirs @ rot.T)
+    for k in ("d100_gy", "d90_gy", "d50_gy"):
+        assert m2[k] == pytest.approx(base[k], abs=1e-6)
+    assert m2["v100_percent"] == pytest.approx(base["v100_percent"], abs=1e-9)

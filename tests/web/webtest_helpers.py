@@ -1,0 +1,137 @@
+"""Helpers of the web tests (imported by conftest.py and the test modules; unique module name)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from latplan.case import Case, Patient
+from latplan.imaging.case_folder import label_table_from_names
+from latplan.imaging.volume import Volume
+from latplan.store import accounts
+from latplan.store.config import MIB, StoreSettings
+from latplan.store.db import make_engine, migrate, session_factory, transaction
+
+PG_ENV = "LATPLAN_TEST_POSTGRES_URL"
+USERS = (
+    ("admin", "admin", "Ada Admin", None, "Liver board"),
+    ("coord", "coordinator", "Cora Coord", "coordination", "Liver board"),
+    ("doc", "physician", "Dr Doc", "interventional radiology", "Liver board"),
+    ("phys", "physicist", "Phil Phys", "medical physics", "Liver board"),
+    ("view", "viewer", "Val View", None, "Liver board"),
+    ("outsider", "physician", "Otto Out", "surgery", "Other board"),
+)
+_HASHES: dict[str, str] = {}
+
+
+def _hash(name: str) -> str:
+    """argon2 hashes are slow on purpose (≈0.5 s here): compute each test user's once per session."""
+    if name not in _HASHES:
+        _HASHES[name] = accounts.hash_password(PASSWORDS[name])
+    return _HASHES[name]
+
+
+PASSWORDS = {
+    "admin": "admin-pass-123456",
+    "coord": "coord-pass-123456",
+    "doc": "doctor-pass-123456",
+    "phys": "physicist-pass-123456",
+    "view": "viewer-pass-123456",
+    "outsider": "outsider-pass-123456",
+}
+
+
+def postgres_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        msg = (f"{PG_ENV} is not set: start a local PostgreSQL with `source .ci/services.sh` to run the "
+               "PostgreSQL variants of the store/API tests.")
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " CI=true, so this is a failure, not a skip.")
+        pytest.skip(msg)
+    return url
+
+
+def reset_postgres(url: str) -> None:
+    eng = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    eng.dispose()
+
+
+def make_settings(db_url: str, data_dir: Path, **kw: object) -> StoreSettings:
+    base: dict[str, object] = {
+        "database_url": db_url, "data_dir": data_dir, "secret_key": "test-secret-" + "x" * 40,
+        "start_worker": False, "planner": "latplan.web.fake_planner:fake_planner",
+        "max_upload_bytes": 64 * MIB, "max_uncompressed_bytes": 256 * MIB, "max_zip_entries": 2000,
+        "parse_timeout_s": 60.0, "parse_memory_bytes": 3072 * MIB, "worker_poll_s": 0.2,
+    }
+    base.update(kw)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return StoreSettings(**base)  # type: ignore[arg-type]
+
+
+def seed_users(settings: StoreSettings) -> None:
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as s:
+        for name, role, full, spec, board in USERS:
+            accounts.create_user(s, name, PASSWORDS[name], role, full, spec, [board], password_hash=_hash(name))
+    engine.dispose()
+
+
+def login(client: TestClient, username: str, password: str | None = None) -> str:
+    """Log in through the form (CSRF included); returns the session's CSRF token."""
+    client.cookies.clear()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/login", data={"username": username, "password": password or PASSWORDS[username],
+                                    "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client.get("/api/csrf").json()["csrf_token"]
+
+
+def small_case(patient_id: str = "WEB-01", shape: tuple[int, int, int] = (20, 32, 32), lesions: int = 1) -> Case:
+    """A small CT-like case: a liver ellipsoid with spherical lesions, 3 mm voxels."""
+    k, j, i = np.indices(shape)
+    c = np.array(shape) / 2.0
+    liver = ((k - c[0]) / 8) ** 2 + ((j - c[1]) / 12) ** 2 + ((i - c[2]) / 12) ** 2 <= 1
+    labels = np.where(liver, 1, 0).astype(np.uint8)
+    names = {1: "liver"}
+    for n in range(lesions):
+        cen = c + np.array([0, -4 + 8 * n, 3])
+        les = ((k - cen[0]) ** 2 + (j - cen[1]) ** 2 + (i - cen[2]) ** 2) <= 3.0**2
+        labels[les] = 2 + n
+        names[2 + n] = f"lesion_{n + 1}"
+    rng = np.random.default_rng(1)
+    image = np.where(liver, 60.0, -100.0) + np.where(labels >= 2, 30.0, 0.0) + rng.normal(0, 5, shape)
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = [-48.0, -48.0, -30.0]
+    img = Volume(image.astype(np.float32), affine)
+    return Case(Patient(id=patient_id, primary="colorectal"), img, img.with_array(labels),
+                label_table_from_names(names))
+
+
+def zip_folder(folder: Path, prefix: str = "") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, prefix + p.relative_to(folder).as_posix())
+    return buf.getvalue()
+
+
+def upload(client: TestClient, csrf: str, data: bytes, board_id: int = 1, name: str = "case.zip",
+           meeting_date: str = "2026-12-01", order: int = 1) -> object:
+    return client.post("/cases", files={"upload": (name, data, "application/zip")},
+                       data={"board_id": str(board_id), "meeting_date": meeting_date, "order": str(order),
+                             "csrf_token": csrf}, headers={"accept": "application/json"}, follow_redirects=False)
