@@ -178,3 +178,43 @@ def test_dicompyler_rtstruct_volumes_match_polygon_areas(shared_data):
     # small structures survive in the label map although BODY contains them
     heart_value = next(v for v, n in table.items() if n == "Heart")
     assert (labels.array == heart_value).sum() == masks["Heart"].sum()
+
+
+def test_case_folder_with_dicom_and_seg(tmp_path, dcmqi):
+    """Case folder = dicom/ (links to the dcmqi CT slices) + seg.dcm written by write_seg: loads, SEG names
+    become the label table ('Liver' → liver), labels on the CT grid, DICOM slices hashed."""
+    from latplan.imaging.case_folder import load_case_folder
+
+    d, ct = dcmqi
+    case_dir = tmp_path / "case"
+    (case_dir / "dicom").mkdir(parents=True)
+    for f in sorted((d / "ct").iterdir()):
+        (case_dir / "dicom" / f.name).symlink_to(f)
+    (case_dir / "seg.dcm").symlink_to(d / "liver-seg.dcm")
+    (case_dir / "case.yaml").write_text("patient: {id: SEG-1, primary: hcc}\n")
+    case = load_case_folder(case_dir)
+    assert case.structure_names() == ["liver"]
+    assert case.labels.same_geometry(ct)
+    assert case.image_modality == "CT"
+    assert sum(k.startswith("dicom/") for k in case.input_hashes) == 3
+
+
+def test_case_folder_with_rtstruct(tmp_path, shared_data):
+    """Case folder = dicom/ (the single dicompyler CT slice) + rtstruct.dcm: contours are resampled onto
+    the one-slice image grid with notes; BODY/Heart map to canonical names, 'Lt Lung' gets role other,
+    the empty 'Areola' is reported."""
+    from latplan.imaging.case_folder import load_case_folder
+
+    d = shared_data / "external" / "dicompyler-rt"
+    case_dir = tmp_path / "case"
+    (case_dir / "dicom").mkdir(parents=True)
+    (case_dir / "dicom" / "ct.0.dcm").symlink_to(d / "ct.0.dcm")
+    (case_dir / "rtstruct.dcm").symlink_to(d / "rtss.dcm")
+    notes: list[str] = []
+    case = load_case_folder(case_dir, patient={"id": "RT-1", "primary": "breast"}, notes=notes)
+    assert case.image.shape[0] == 1
+    assert {"body", "heart"} <= set(case.label_table.names())
+    assert case.label_table.role("lt_lung").value == "other"
+    assert any("Areola" in n for n in notes)
+    assert any("resampled onto the image grid" in n for n in notes)
+    assert case.has("body")

@@ -70,3 +70,23 @@ def test_malformed_or_unknown_fields_are_rejected(text: str) -> None:
     """No eval(): anything outside the grammar or the feature list is a KnowledgeError."""
     with pytest.raises(KnowledgeError):
         Condition.compile(text, validate_path)
+
+
+def test_lower_bound_decides_only_when_sufficient() -> None:
+    """An unsegmented organ outside the liver is at least capsule_distance_mm away (geometry: the lesion is
+    inside the liver). With the bound 12 mm, `< 10` is False and `>= 10` True; with 3 mm both stay unknown."""
+    from latplan.knowledge.features import lesion_features
+
+    for capsule, expect in ((12.0, (Truth.FALSE, Truth.TRUE)), (3.0, (Truth.UNKNOWN, Truth.UNKNOWN))):
+        les = lesion_features({"id": "lesion_1", "max_diameter_mm": 20, "capsule_distance_mm": capsule,
+                               "distances_mm": {"stomach": 40.0}, "not_segmented": ["small_bowel", "bile_duct"],
+                               "nearest_vessels": []})
+        ctx = {"lesion": les}
+        near = Condition.compile("any(lesion.hollow_organs, distance_mm < 10)", validate_path).evaluate(ctx)
+        far = Condition.compile("lesion.distance_mm.small_bowel >= 10", validate_path).evaluate(ctx)
+        assert (near.truth, far.truth) == expect
+        if near.truth == Truth.UNKNOWN:
+            assert near.missing == ["lesion.hollow_organs[small_bowel].distance_mm"]
+        # an intrahepatic structure gets no bound: the bile duct stays unknown however deep the lesion is
+        duct = Condition.compile("lesion.distance_mm.bile_duct < 10", validate_path).evaluate(ctx)
+        assert duct.truth == Truth.UNKNOWN

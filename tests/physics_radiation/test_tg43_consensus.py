@@ -112,7 +112,7 @@ def test_source_qa_cli_csv_layout(shared_data: Path, tmp_path: Path) -> None:
     assert lines[2] == ref_lines[2]
     assert [ln.split(",")[0] for ln in lines[3:]] == [ln.split(",")[0] for ln in ref_lines[3:]]
     assert out.read_text() == res.output
-    comments, z, y, ours = _read_table(out)
+    _comments, z, y, ours = _read_table(out)
     _, _, _, ref = _read_table(ref_path)
     sel = np.hypot(z[:, None], y[None, :]) >= 0.5
     assert np.max(np.abs(ours[sel] / ref[sel] - 1)) < 0.005

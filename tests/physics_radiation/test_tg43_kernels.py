@@ -29,15 +29,14 @@ def test_numba_direct_equals_numpy_reference() -> None:
 
 
 @pytest.mark.parametrize("which", ["default", "hdr"])
-def test_lookup_within_tolerance_of_direct(which: str, shared_data: Path | None = None) -> None:
+def test_lookup_within_tolerance_of_direct(which: str, request: pytest.FixtureRequest) -> None:
     """Reference: direct formalism. Tolerance (issue 3): 0.2 % beyond 5 mm, 1 % from 2 to 5 mm.
     Measured: ≤ 0.1 % beyond 5 mm, ≤ 0.5 % at 2–5 mm (default and GammaMed HDR sources)."""
     if which == "default":
         src = tg43.default_source()
     else:
-        from tests_shared_path import shared_tg43  # type: ignore[import-not-found]
-
-        src = tg43.load_source(shared_tg43() / "gammamed-plus-hdr.consensus.yaml")
+        shared: Path = request.getfixturevalue("shared_data")
+        src = tg43.load_source(shared / "tg43" / "gammamed-plus-hdr.consensus.yaml")
     pts, pos, dirs = _random_geometry(1)
     direct = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="direct")
     look = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="lookup")

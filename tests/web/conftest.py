@@ -51,3 +51,18 @@ def case_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     folder = tmp_path_factory.mktemp("case") / "WEB-01"
     save_case_folder(small_case(), folder)
     return zip_folder(folder, "WEB-01/")
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> StoreSettings:
+    """Settings on SQLite only, for tests where the database backend does not matter."""
+    return make_settings(f"sqlite:///{tmp_path / 'web.db'}", tmp_path / "data")
+
+
+@pytest.fixture
+def sqlite_client(sqlite_settings: StoreSettings) -> Iterator[TestClient]:
+    from latplan.web.app import create_app
+
+    seed_users(sqlite_settings)
+    with TestClient(create_app(sqlite_settings), base_url="http://127.0.0.1") as client:
+        yield client

@@ -135,3 +135,46 @@ def upload(client: TestClient, csrf: str, data: bytes, board_id: int = 1, name: 
     return client.post("/cases", files={"upload": (name, data, "application/zip")},
                        data={"board_id": str(board_id), "meeting_date": meeting_date, "order": str(order),
                              "csrf_token": csrf}, headers={"accept": "application/json"}, follow_redirects=False)
+
+
+class LiveServer:
+    """The app served by uvicorn on 127.0.0.1 (a free port) in a background thread."""
+
+    def __init__(self, app: object) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+
+    def __enter__(self) -> LiveServer:
+        import threading
+        import time
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def http_login(client: object, username: str) -> str:
+    """Log in an ``httpx.Client`` bound to a live server; returns the CSRF token of the session."""
+    page = client.get("/login")  # type: ignore[attr-defined]
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/login", data={"username": username, "password": PASSWORDS[username], "csrf_token": token})  # type: ignore[attr-defined]
+    assert r.status_code in (200, 303), r.text
+    return client.get("/api/csrf").json()["csrf_token"]  # type: ignore[attr-defined]

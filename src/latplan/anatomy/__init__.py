@@ -9,8 +9,10 @@ from latplan.anatomy.measure import (
     liver_mask,
     load_oligometastatic_definitions,
     measure_case,
+    measure_schema,
     measurement_parameters,
     structure_mask,
+    validate_measurements,
 )
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "liver_mask",
     "load_oligometastatic_definitions",
     "measure_case",
+    "measure_schema",
     "measurement_parameters",
     "structure_mask",
+    "validate_measurements",
 ]

@@ -46,11 +46,15 @@ __all__ = [
     "liver_mask",
     "load_oligometastatic_definitions",
     "measure_case",
+    "measure_schema",
     "measurement_parameters",
     "structure_mask",
+    "validate_measurements",
 ]
 
 MEASURE_SCHEMA_VERSION = "1.0"
+#: mean underestimate (voxels) of a digitised tube's inscribed radius by the voxel-centre EDT
+LATTICE_RADIUS_BIAS_VOXELS = 0.17
 SEGMENT_CODES = ("1", "2", "3", "4a", "4b", "5", "6", "7", "8")
 SEGMENT_NAMES = tuple(f"liver_segment_{s}" for s in SEGMENT_CODES)
 #: roles whose voxels are "liver" when deciding the organ a lesion lies in
@@ -183,8 +187,10 @@ class _Ctx:
     names: list[str]
     roles: dict[str, StructureRole]
     values: dict[str, list[int]]
+    counts: np.ndarray                  # voxel count per label value
     bpts: dict[int, np.ndarray] = field(default_factory=dict)   # label value → boundary voxel indices (n, 3)
     trees: dict[str, cKDTree | None] = field(default_factory=dict)
+    capsule_tree: cKDTree | None = None
 
     def tree(self, key: str, values: list[int]) -> cKDTree | None:
         if key not in self.trees:
@@ -221,12 +227,15 @@ def _boundary_points(labels: np.ndarray) -> dict[int, np.ndarray]:
 
 def _context(case: Case) -> _Ctx:
     lab = case.labels.array
-    if lab.dtype.kind not in "iu":
-        lab = lab.astype(np.int32)
-    names = case.structure_names()
-    roles = {n: case.label_table.role(n) for n in names}
-    values = {n: case.label_table.values_for(n) for n in names}
-    ctx = _Ctx(case=case, labels=lab, h=case.labels.spacing_kji_mm, names=names, roles=roles, values=values)
+    if lab.dtype.kind not in "iu" or lab.min() < 0:
+        lab = lab.astype(np.int64)
+    counts = np.bincount(lab.ravel().astype(np.intp, copy=False) if lab.dtype.itemsize < 8 else lab.ravel())
+    table = case.label_table
+    names = [n for n in table.names() if any(v < len(counts) and counts[v] > 0 for v in table.values_for(n))]
+    roles = {n: table.role(n) for n in names}
+    values = {n: table.values_for(n) for n in names}
+    ctx = _Ctx(case=case, labels=lab, h=case.labels.spacing_kji_mm, names=names, roles=roles, values=values,
+               counts=counts)
     ctx.bpts = _boundary_points(lab)
     return ctx
 
@@ -254,6 +263,10 @@ def _closest_pair(tree: cKDTree, surf_mm: np.ndarray, h: np.ndarray) -> tuple[fl
     sub = surf_mm[::step]
     _, j = tree.query(sub)
     ub = float(_box_gap(sub, tree.data[j], h).min()) + float(np.linalg.norm(h)) * 1.01 + 1e-6
+    # only lesion points within ub of the structure's bounding box can hold the closest pair
+    lo, hi = tree.mins, tree.maxes
+    box_d = np.linalg.norm(np.maximum(np.maximum(lo - surf_mm, surf_mm - hi), 0.0), axis=1)
+    surf_mm = surf_mm[box_d <= ub]
     d, j = tree.query(surf_mm, distance_upper_bound=ub)
     ok = np.isfinite(d)
     p, q = surf_mm[ok], tree.data[j[ok]]
@@ -377,8 +390,7 @@ def _calibre_in_box(ctx: _Ctx, values: list[int], point_kji: np.ndarray, radius_
         return None
     # outside the box is unknown, not background: pad with the edge values
     pad = np.pad(vmask, 1, mode="edge")
-    dist, ind = ndimage.distance_transform_edt(pad, sampling=h, return_indices=True)
-    dist, ind = dist[1:-1, 1:-1, 1:-1], ind[:, 1:-1, 1:-1, 1:-1] - 1
+    dist = ndimage.distance_transform_edt(pad, sampling=h)[1:-1, 1:-1, 1:-1]
     shape = np.asarray(vmask.shape)
     for _ in range(500):  # hill-climb to the local centre line
         a = np.maximum(q - 1, 0)
@@ -397,11 +409,10 @@ def _calibre_in_box(ctx: _Ctx, values: list[int], point_kji: np.ndarray, radius_
     k = np.unravel_index(int(np.argmax(sub)), sub.shape)
     q = a + np.asarray(k)
     d = float(dist[tuple(q)])
-    nb = ind[:, q[0], q[1], q[2]]
-    vec = (nb - q) * h
-    n = np.linalg.norm(vec)
-    u = vec / n if n > 0 else np.array([1.0, 0.0, 0.0])
-    half = 0.5 * float((np.abs(u) * h).sum())
+    # EDT on voxel centres underestimates the inscribed radius of a digitised tube by ≈ 0.17 voxel on
+    # average (range −0.6…+0.5 voxel over random sub-voxel offsets, r = 1.3–10 voxels; docs/measurements.md):
+    # add that mean bias back.
+    half = -LATTICE_RADIUS_BIAS_VOXELS * float(np.exp(np.log(h).mean()))
     reach = float(np.linalg.norm((q - (p - lo)) * h)) + d
     return max(2.0 * (d - half), float(h.min())), reach
 
@@ -520,9 +531,12 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
             distances[n] = res[0]
             nearest_pt[n] = res[2]
     if liver_vals:
-        res = _gap_to(ctx, surf_mm, "__liver__", liver_vals)
-        if res is not None:
-            distances["liver"] = res[0]
+        if organ == "liver":
+            distances["liver"] = 0.0
+        else:
+            res = _gap_to(ctx, surf_mm, "__liver__", liver_vals)
+            if res is not None:
+                distances["liver"] = res[0]
     not_segmented = _not_segmented(ctx, required)
     for n in not_segmented:
         distances.setdefault(n, None)
@@ -531,7 +545,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     # capsule: gap to the nearest voxel outside the liver envelope
     capsule = None
     if liver_vals and organ == "liver":
-        capsule = _capsule_distance(ctx, lm, sl, surf_mm, envelope_values | lesion_values)
+        capsule = _capsule_distance(ctx, surf_mm, envelope_values | lesion_values)
 
     # nearest vessel of each kind, with calibre
     nearest_vessels = []
@@ -561,7 +575,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     hollow = [n for n in others if ctx.roles[n] in HOLLOW_ORGAN_ROLES]
     near_hollow: bool | None = any(
         distances.get(n) is not None and distances[n] <= params["near_hollow_organ_mm"] for n in hollow)  # type: ignore[operator]
-    if not near_hollow and any(n in not_segmented for n in ("stomach", "duodenum", "small_bowel", "colon")):
+    if not near_hollow and any(n in not_segmented for n in ("stomach", "duodenum", "colon")):
         near_hollow = None
     dome: bool | None
     if distances.get("diaphragm") is not None:
@@ -620,38 +634,40 @@ def _not_segmented(ctx: _Ctx, required: list[str]) -> list[str]:
     return out
 
 
-def _capsule_distance(ctx: _Ctx, lm: np.ndarray, sl: tuple[slice, ...], surf_mm: np.ndarray,
-                      envelope_values: set[int]) -> float:
-    """Gap (mm) from the lesion to the nearest voxel outside the liver envelope (grow the search box)."""
-    h = ctx.h
-    lab = ctx.labels
-    lo0 = np.array([s.start for s in sl])
-    hi0 = np.array([s.stop for s in sl])
-    margin_mm = 20.0
-    env_list = sorted(envelope_values)
-    while True:
-        m = np.ceil(margin_mm / h).astype(int)
-        lo = np.maximum(lo0 - m, 0)
-        hi = np.minimum(hi0 + m, lab.shape)
-        sub = lab[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-        outside = ~np.isin(sub, env_list)
-        at_edge = bool(np.any(lo == 0) or np.any(hi == np.asarray(lab.shape)))
-        if outside.any():
-            # only outside voxels touching the envelope matter
-            env = ~outside
-            shell = outside & ndimage.binary_dilation(env)
-            pts = (np.argwhere(shell) + lo) * h
-            if len(pts):
-                tree = cKDTree(pts)
-                _, j = tree.query(surf_mm)
-                gaps = _box_gap(surf_mm, pts[j], h)
-                best = float(gaps.min())
-                if best <= margin_mm or at_edge:
-                    return best
-        elif at_edge and np.all(lo == 0) and np.all(hi == np.asarray(lab.shape)):
-            # the envelope fills the whole image: the capsule is beyond the image edge
-            return float("nan")
-        margin_mm *= 2
+def _capsule_tree(ctx: _Ctx, envelope_values: set[int]) -> cKDTree | None:
+    """KD-tree of the voxels just outside the liver envelope (6-adjacent to it), built once."""
+    if ctx.capsule_tree is None:
+        env_list = sorted(envelope_values)
+        pts = [ctx.bpts[v] for v in env_list if v in ctx.bpts]
+        if not pts:
+            return None
+        allp = np.concatenate(pts)
+        lo = np.maximum(allp.min(0) - 1, 0)
+        hi = np.minimum(allp.max(0) + 2, ctx.labels.shape)
+        sub = ctx.labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        env = np.isin(sub, env_list)
+        shell = ndimage.binary_dilation(env) & ~env
+        # the array edge counts as outside (the capsule may be cut by the field of view)
+        edge = np.zeros_like(env)
+        for ax in range(3):
+            for end, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == ctx.labels.shape[ax])):
+                if at_edge:
+                    idx = [slice(None)] * 3
+                    idx[ax] = end
+                    edge[tuple(idx)] |= env[tuple(idx)]
+        spts = np.argwhere(shell | edge) + lo
+        if not len(spts):
+            return None
+        ctx.capsule_tree = cKDTree(spts * ctx.h)
+    return ctx.capsule_tree
+
+
+def _capsule_distance(ctx: _Ctx, surf_mm: np.ndarray, envelope_values: set[int]) -> float | None:
+    """Gap (mm) from the lesion to the nearest voxel outside the liver envelope."""
+    tree = _capsule_tree(ctx, envelope_values)
+    if tree is None:
+        return None
+    return _closest_pair(tree, surf_mm, ctx.h)[0]
 
 
 def _heat_sink_vessels(ctx: _Ctx, surf_mm: np.ndarray, vessel_names: list[str], params: dict[str, Any]) -> list[dict]:
@@ -764,7 +780,7 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
     required = list(params["required_structures"])
     key, definition = _definition(oligo_definition)
     ctx = _context(case)
-    lesion_ids = case.lesion_ids
+    lesion_ids = [n for n in ctx.names if ctx.roles[n] == StructureRole.LESION]
     lesion_values = {v for lid in lesion_ids for v in ctx.values[lid]}
     envelope_values = {v for n in ctx.names if ctx.roles[n] in _ENVELOPE_ROLES for v in ctx.values[n]}
     lesions = [_measure_lesion(ctx, lid, params, required, lesion_values, envelope_values) for lid in lesion_ids]
@@ -772,8 +788,7 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
     # liver volume: parenchyma + liver lesions (intrahepatic vessels excluded)
     liver_names = [n for n in ctx.names if ctx.roles[n] in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT)]
     vml = case.labels.voxel_volume_ml
-    counts = dict(zip(*np.unique(ctx.labels, return_counts=True), strict=True))
-    vol_of = {n: sum(int(counts.get(v, 0)) for v in ctx.values[n]) * vml for n in ctx.names}
+    vol_of = {n: sum(int(ctx.counts[v]) for v in ctx.values[n] if v < len(ctx.counts)) * vml for n in ctx.names}
     liver_lesions = [les for les in lesions if les["organ"] == "liver"]
     burden = sum(les["volume_ml"] for les in liver_lesions)
     liver_volume = (sum(vol_of[n] for n in liver_names) + burden) if liver_names else None
@@ -834,3 +849,22 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
         },
         "note": "liver lesions are what this release plans; lesions in other organs are measured and counted.",
     }
+
+
+def measure_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of :func:`measure_case` output."""
+    import json
+
+    return json.loads((resources.files("latplan.anatomy") / "measure.schema.json").read_text(encoding="utf-8"))
+
+
+def validate_measurements(data: Mapping[str, Any]) -> None:
+    """Raise InvalidInputError when ``data`` does not follow measure.schema.json."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(dict(data), measure_schema())
+    except jsonschema.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path)
+        raise InvalidInputError(f"measurement output does not follow measure.schema.json at {path or '(root)'}: "
+                                f"{exc.message}") from None

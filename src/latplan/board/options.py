@@ -37,6 +37,8 @@ INDICATED_BONUS = 0.15
 #: clinical-score change from a simulation verdict
 SIMULATION_ACHIEVES_BONUS = 0.05
 SIMULATION_FAILS_PENALTY = -0.2
+#: clinical-score cost of each rule that could count against an option but cannot be assessed
+UNKNOWN_PENALTY = 0.03
 
 _SIM_CITATION_RULE = {"rfa": "MARGIN-5MM", "mwa": "MARGIN-5MM", "cryo": "MARGIN-5MM", "ect": "MARGIN-5MM",
                       "ire": "MARGIN-5MM", "ibt": "TOOLBOX-IBT", "sbrt": "TOOLBOX-SBRT", "tare": "TOOLBOX-TARE"}
@@ -181,7 +183,8 @@ def build_options(site: Site, patient: Patient, rules: RuleSet, profiles: Mappin
     options: list[Option] = []
     for code in LESION_MODALITIES:
         a = assess_with_rules(code, site, patient, rules, context=ctx)
-        score = a.score + (INDICATED_BONUS if a.eligibility == Eligibility.INDICATED else 0.0)
+        score = (a.score + (INDICATED_BONUS if a.eligibility == Eligibility.INDICATED else 0.0)
+                 - UNKNOWN_PENALTY * a.unknown_adverse)
         opt = Option(code, site.lesion_id, a, profiles[code], a.eligibility, a.worst_case, score)
         if simulate:
             _simulate(opt, case, measurements, site, progress)
@@ -254,7 +257,9 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
                          f"{', '.join(sorted({m for c in o.assessment.cannot_assess for m in c.missing}))} is known)")
         o.ranking_reason = (f"tier {tier_txt}; total {o.total:.3f} = preference-weighted criteria {o.preference_score:.3f}"
                             f" + clinical score {o.score:+.3f} (rules {', '.join(o.assessment.fired) or 'none'}"
-                            + ("; simulation " + o.verdict[0] if o.verdict else "") + ")")
+                            + ("; simulation " + o.verdict[0] if o.verdict else "")
+                            + (f"; {o.assessment.unknown_adverse} unassessable adverse rule(s) × −{UNKNOWN_PENALTY}"
+                               if o.assessment.unknown_adverse else "") + ")")
     for o in options:
         if not o.rankable:
             o.rank = None

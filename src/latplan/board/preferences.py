@@ -113,7 +113,7 @@ def sensitivity(rank_fn: Callable[[Mapping[str, float]], Sequence[str]], weights
     for c in CRITERIA:
         w0 = float(weights[c])
         best: Flip | None = None
-        n = int(round(5 / step))
+        n = round(5 / step)
         candidates = sorted({round(i * step, 4) for i in range(n + 1)} - {round(w0, 4)}, key=lambda w: (abs(w - w0), w))
         for w in candidates:
             trial = dict(weights)

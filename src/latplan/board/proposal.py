@@ -28,6 +28,7 @@ from latplan.modalities.base import Site
 from latplan.planning.types import TreatmentPlan
 
 from .oligo import oligometastatic_status, resolve_definition
+from .option_grid import option_grid
 from .options import Option, build_options, option_json, rank_options
 from .preferences import CRITERIA, sensitivity, weights_from_patient
 from .strategies import build_strategies
@@ -44,6 +45,10 @@ class BoardProposal:
     plan_json: dict[str, Any]
     plans: dict[tuple[str, str], TreatmentPlan] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_plan_json(self) -> dict[str, Any]:
+        """The plan.json document as plain JSON types (what the web app stores)."""
+        return json.loads(json.dumps(self.plan_json, default=_default))
 
 
 #: plan_case's definition names → those of latplan.anatomy (oligometastatic_definitions.yaml)
@@ -193,6 +198,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
                       "authoritative answer. Local pathways override (hospital rule files).",
         "criteria": list(CRITERIA),
     }
+    doc["option_grid"] = option_grid(doc["lesions"])
     say("done")
     return BoardProposal(case=case, measurements=meas, plan_json=doc, plans=plans, timings_s=timings)
 

@@ -31,9 +31,25 @@ from latplan.errors import CaseFolderError, LatplanError
 from latplan.followup._io import read_volume
 from latplan.followup.margin_check import MarginCheck, margin_check
 from latplan.followup.models import Complication, TreatmentRecord, criteria
-from latplan.followup.registration import RegistrationResult, register, resample_labels_to_baseline, save_transform
-from latplan.followup.response import LesionBaseline, ResponseAssessment, assess_response, longest_axial_diameter_mm
-from latplan.followup.timepoints import Timepoint, load_baseline, load_landmarks, load_timepoints, load_treatments
+from latplan.followup.registration import (
+    RegistrationResult,
+    register,
+    resample_labels_to_baseline,
+    save_transform,
+)
+from latplan.followup.response import (
+    LesionBaseline,
+    ResponseAssessment,
+    assess_response,
+    longest_axial_diameter_mm,
+)
+from latplan.followup.timepoints import (
+    Timepoint,
+    load_baseline,
+    load_landmarks,
+    load_timepoints,
+    load_treatments,
+)
 from latplan.imaging.volume import Volume
 
 __all__ = ["FollowupAnalysis", "TimepointResult", "analyse_followup", "followup_summary", "target_margin_mm"]
@@ -260,6 +276,12 @@ def analyse_followup(
         # margin check
         checks: list[MarginCheck] = []
         for lid, zmask in zones.items():
+            # the margin is judged on the post-procedure scan (or the first scan showing the zone):
+            # later zones involute and no longer describe the ablation
+            first_zone = lid not in last_zone
+            last_zone[lid] = zmask
+            if not (tp.spec.kind.value == "post_procedure" or first_zone):
+                continue
             rec = treated_first.get(lid)
             predicted = None
             if rec is not None and rec.predicted_zone:
@@ -276,7 +298,6 @@ def analyse_followup(
                 checks.append(margin_check(lid, baseline.mask(lid), baseline.image.with_array(zmask), predicted, target))
             except LatplanError as exc:
                 notes.append(f"margin check of {lid} not possible: {exc}")
-            last_zone[lid] = zmask
         # response (diameters on the timepoint's own grid)
         current = {}
         for lid in base_lesions_ids:

@@ -300,7 +300,7 @@ def run_outcomes(cohort_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
                                  "events": int(v.event_table["observed"].sum()), **_median(v)}
                              for k, v in km_os.items()},
         "cox_ltp": cox.to_dict(),
-        "files": sorted(p.name for p in out.iterdir()) + ["summary.json"],
+        "files": [*sorted(p.name for p in out.iterdir()), "summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

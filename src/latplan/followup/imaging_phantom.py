@@ -77,6 +77,7 @@ class PhantomScene:
             for i, p in enumerate([[-0.4, -0.3, -0.3], [0.4, -0.2, 0.3], [0.0, 0.4, -0.2], [-0.3, 0.3, 0.4],
                                    [0.3, 0.3, -0.4], [0.0, 0.0, 0.0]])
         }
+        self.landmarks_mm["tumour_centre"] = self.lesion_centre_mm.round(1)
 
     def sphere(self, centre_mm: np.ndarray, radius_mm: float) -> np.ndarray:
         return np.linalg.norm(self.xyz - np.asarray(centre_mm), axis=-1) <= radius_mm

@@ -18,7 +18,7 @@ silently ignored and a margin or a progression would go unreported.
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -146,7 +146,7 @@ class TreatmentsFile(_Strict):
     treatments: list[TreatmentRecord] = Field(default_factory=list)
 
 
-class TimepointKind(str, Enum):
+class TimepointKind(StrEnum):
     POST_PROCEDURE = "post_procedure"
     FOLLOW_UP = "follow_up"
 

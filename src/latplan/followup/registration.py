@@ -10,11 +10,12 @@ Modes
 -----
 ``rigid``         6-parameter Euler transform.
 ``affine``        rigid first, then 12-parameter affine initialised from it (default).
-``tumour_rigid``  rigid only, with the metric restricted to a mask around the tumour
-                  (baseline lesion dilated by ``tumour_mask_margin_mm``): the tumour region is
-                  kept rigid, so shrinkage is measured, not registered away.
+``tumour_rigid``  rigid on the whole image, then rigid again with the metric restricted to a
+                  shell around the tumour (12–40 mm from the baseline lesion by default, full
+                  resolution): the tumour region is aligned rigidly by its surroundings, so
+                  shrinkage or an ablation zone is measured, not registered away.
 
-Both stages are multi-resolution (shrink 4-2-1, smoothing 2-1-0 voxels), gradient descent
+Whole-image stages are multi-resolution (shrink 4-2-1, smoothing 2-1-0 voxels), gradient descent
 with physical-shift parameter scaling. Metric: Mattes mutual information (any modality
 pair, default) or mean squares (same modality and contrast).
 """
@@ -132,6 +133,7 @@ def _run_stage(
     fixed_mask: sitk.Image | None,
     iterations: int,
     seed: int,
+    shrink: tuple[int, ...] = (4, 2, 1),
 ) -> tuple[sitk.Transform, float, int]:
     reg = sitk.ImageRegistrationMethod()
     if metric == "mattes_mi":
@@ -150,8 +152,8 @@ def _run_stage(
         gradientMagnitudeTolerance=1e-8,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2, 1, 0])
+    reg.SetShrinkFactorsPerLevel(list(shrink))
+    reg.SetSmoothingSigmasPerLevel([f / 2.0 if f > 1 else 0.0 for f in shrink])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(initial, inPlace=False)
     try:
@@ -171,7 +173,8 @@ def register(
     mode: Mode = "affine",
     metric: Metric = "mattes_mi",
     tumour_mask: Volume | None = None,
-    tumour_mask_margin_mm: float = 20.0,
+    tumour_mask_margin_mm: float = 40.0,
+    tumour_exclude_mm: float = 12.0,
     landmarks_baseline_mm: dict[str, np.ndarray] | None = None,
     landmarks_followup_mm: dict[str, np.ndarray] | None = None,
     liver_baseline: Volume | None = None,
@@ -184,8 +187,10 @@ def register(
     Parameters
     ----------
     mode:
-        ``rigid``, ``affine`` (rigid then affine) or ``tumour_rigid`` (rigid, metric in a
-        mask of the tumour dilated by ``tumour_mask_margin_mm`` mm; needs ``tumour_mask``).
+        ``rigid``, ``affine`` (rigid then affine) or ``tumour_rigid`` (rigid, then rigid again
+        with the metric in the shell ``tumour_exclude_mm`` < distance ≤ ``tumour_mask_margin_mm``
+        (mm) around ``tumour_mask``: the surrounding liver, not the tumour/zone whose content
+        changes by treatment, drives the local alignment).
     landmarks_*:
         Paired landmarks {name: (x, y, z) LPS mm}; names in both give the TRE (mm).
     liver_*:
@@ -206,14 +211,19 @@ def register(
             )
         tumour_mask.require_same_geometry(baseline, "tumour mask and baseline image")
         dist = ndimage.distance_transform_edt(~(tumour_mask.array != 0), sampling=baseline.spacing_kji_mm)
-        region = dist <= tumour_mask_margin_mm
+        region = (dist <= tumour_mask_margin_mm) & (dist > tumour_exclude_mm)
         fixed_mask = volume_to_sitk(baseline.with_array(region.astype(np.uint8)))
     elif mode not in ("rigid", "affine"):
         raise InvalidInputError(f"unknown registration mode {mode!r}; use 'rigid', 'affine' or 'tumour_rigid'.")
 
-    rigid, value, it1 = _run_stage(fixed, moving, init, metric, fixed_mask, iterations, seed)
+    rigid, value, it1 = _run_stage(fixed, moving, init, metric, None, iterations, seed)
     iters = [it1]
     final: sitk.Transform = rigid
+    if fixed_mask is not None:
+        # refine the whole-image rigid result inside the tumour region only (full resolution:
+        # a small mask holds too few samples on coarse levels for a stable metric)
+        final, value, it2 = _run_stage(fixed, moving, rigid, metric, fixed_mask, iterations, seed, shrink=(1,))
+        iters.append(it2)
     if mode == "affine":
         aff0 = _as_affine(rigid)
         final, value, it2 = _run_stage(fixed, moving, aff0, metric, None, iterations, seed)

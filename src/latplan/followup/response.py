@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ __all__ = [
 _EPS = 1e-9
 
 
-class Response(str, Enum):
+class Response(StrEnum):
     CR = "CR"
     PR = "PR"
     SD = "SD"

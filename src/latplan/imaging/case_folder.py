@@ -252,6 +252,10 @@ def _read_labels_any(
     dicom_modality = _dicom_modality(path) if path.is_file() and path.name.lower().endswith(".dcm") else None
     if dicom_modality == "RTSTRUCT":
         labels, names, empty = read_rtstruct(path, image, notes)
+        if not labels.same_geometry(image):
+            labels = resample_labels_to(labels, image)
+            _note(notes, f"{path.name}: contours rasterised on their own grid were resampled onto the image grid "
+                         "(nearest neighbour by position); parts outside the image are dropped.")
         if empty:
             _note(notes, f"{path.name}: structure(s) with no voxels: {', '.join(empty)} (reported as empty, not labelled).")
     elif dicom_modality is not None:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from latplan.errors import KnowledgeError
 
 
-class Truth(str, Enum):
+class Truth(StrEnum):
     TRUE = "true"
     FALSE = "false"
     UNKNOWN = "unknown"
@@ -45,6 +45,16 @@ class Truth(str, Enum):
 class Unknown:
     """A value that is not known; ``missing`` names the input(s) that would decide it."""
 
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """A value known only from below (e.g. an unsegmented organ outside the liver is at least as far
+    from a liver lesion as the liver surface is). Comparisons decide when the bound suffices, else
+    they are unknown and name ``missing``."""
+
+    low: float
     missing: tuple[str, ...]
 
 
@@ -212,7 +222,7 @@ def _lookup(ctx: Mapping[str, Any], path: str) -> Any:
     """Value of a dotted path; ``Unknown`` when any part is None or absent."""
     cur: Any = ctx
     for part in path.split("."):
-        if isinstance(cur, Unknown):
+        if isinstance(cur, (Unknown, AtLeast)):
             return cur
         if cur is None:
             return Unknown((path,))
@@ -240,6 +250,23 @@ def _cmp(op: str, a: Any, b: Any) -> bool:
         raise KnowledgeError(f"cannot compare {a!r} {op} {b!r}: a rule compares values of different types.") from None
 
 
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _cmp_bound(op: str, a: Any, b: Any) -> Any:
+    """Compare a lower bound with a number: decided when the bound suffices, else Unknown."""
+    if isinstance(b, AtLeast) and not isinstance(a, AtLeast):
+        a, b, op = b, a, _FLIP.get(op, op)
+    if isinstance(b, AtLeast) or isinstance(b, Unknown) or not isinstance(b, (int, float)):
+        return Unknown(a.missing + (getattr(b, "missing", ()) or ()))
+    lo = a.low
+    if op in ("<", "<=", "==") and (lo > b or (op == "<" and lo >= b)):
+        return Truth.FALSE
+    if op in (">", ">=", "!=") and (lo > b or (op == ">=" and lo >= b)):
+        return Truth.TRUE
+    return Unknown(a.missing)
+
+
 def _to_truth(v: Any, where: str) -> Any:
     if isinstance(v, Unknown):
         return v
@@ -256,7 +283,10 @@ def _eval(node: Node, ctx: Mapping[str, Any]) -> Any:
     if k == "const":
         return node.value
     if k == "path":
-        return _lookup(ctx, node.value)
+        v = _lookup(ctx, node.value)
+        if isinstance(v, AtLeast):
+            return AtLeast(v.low, (node.value,))
+        return v
     if k == "list":
         vals = [_eval(c, ctx) for c in node.children]
         unk = [v for v in vals if isinstance(v, Unknown)]
@@ -265,6 +295,8 @@ def _eval(node: Node, ctx: Mapping[str, Any]) -> Any:
         return [v.value if isinstance(v, Enum) else v for v in vals]
     if k == "cmp":
         a, b = (_eval(c, ctx) for c in node.children)
+        if isinstance(a, AtLeast) or isinstance(b, AtLeast):
+            return _cmp_bound(node.value, a, b)
         unk = [v for v in (a, b) if isinstance(v, Unknown)]
         if unk:
             return Unknown(tuple(m for u in unk for m in u.missing))

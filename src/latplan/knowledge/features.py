@@ -27,6 +27,7 @@ from latplan.case.vocabulary import (
     role_of,
 )
 from latplan.errors import UnknownStructureError
+from latplan.knowledge.conditions import AtLeast
 
 #: lesion features (path below ``lesion.``) → description with unit
 LESION_FIELDS: dict[str, str] = {
@@ -151,6 +152,11 @@ def _lobe(segments: Sequence[str] | None) -> str | None:
     return lobes.pop() if len(lobes) == 1 else "both"
 
 
+#: structures inside (or forming) the liver: their absence says nothing about distance
+INTRAHEPATIC_ROLES = frozenset({StructureRole.PORTAL_VEIN, StructureRole.HEPATIC_VEIN, StructureRole.HEPATIC_ARTERY,
+                                StructureRole.BILE_DUCT, StructureRole.LIVER_SEGMENT, StructureRole.INFERIOR_VENA_CAVA,
+                                StructureRole.LIVER, StructureRole.LESION})
+
 #: a lesion in segment 7/8 this close to the diaphragm/lung counts as a dome lesion (mm)
 DOME_DISTANCE_MM = 10.0
 
@@ -160,11 +166,25 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
     distances: dict[str, float | None] = {k: (None if v is None else float(v))
                                           for k, v in (lesion.get("distances_mm") or {}).items()}
     not_segmented = [str(n) for n in (lesion.get("not_segmented") or [])]
+    capsule = lesion.get("capsule_distance_mm")
     for name in not_segmented:
-        distances[name] = None
+        role = _role(name)
+        if capsule is not None and role is not None and role not in INTRAHEPATIC_ROLES:
+            # an organ outside the liver is at least as far from a liver lesion as the liver surface
+            distances[name] = AtLeast(float(capsule), (f"lesion.distance_mm.{name}",))  # type: ignore[assignment]
+        else:
+            distances[name] = None
 
     vessels: list[dict[str, Any]] = []
     for v in lesion.get("nearest_vessels") or []:
+        name = str(v.get("name"))
+        role = _role(name, v.get("role"))
+        vessels.append({"name": name, "role": role.value if role else v.get("role"),
+                        "distance_mm": v.get("distance_mm"), "calibre_mm": v.get("calibre_mm")})
+    # vessels >= the measurement's minimum calibre within its perivascular distance, sampled along the
+    # vessel ([A] heat_sink_vessels): the nearest point of a vessel may be a thin branch while a thick
+    # part of it lies a little further away
+    for v in lesion.get("heat_sink_vessels") or []:
         name = str(v.get("name"))
         role = _role(name, v.get("role"))
         vessels.append({"name": name, "role": role.value if role else v.get("role"),
@@ -182,19 +202,18 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
         if role in HOLLOW_ORGAN_ROLES:
             hollow.append({"name": name, "role": role.value, "distance_mm": d})  # type: ignore[union-attr]
 
-    known_vessels = [v for v in vessels if v["distance_mm"] is not None]
+    known_vessels = [v for v in vessels if isinstance(v["distance_mm"], (int, float))]
     nearest = min(known_vessels, key=lambda v: v["distance_mm"]) if known_vessels else None
 
     segments = lesion.get("segments")
     seg_codes = [str(s).removeprefix("liver_segment_") for s in segments] if segments else None
-    capsule = lesion.get("capsule_distance_mm")
     subcapsular = lesion.get("subcapsular")
     dome = lesion.get("dome")
     if dome is None and seg_codes is not None:
         dia = distances.get("diaphragm")
         if not any(s in ("7", "8") for s in seg_codes):
             dome = False
-        elif dia is not None:
+        elif isinstance(dia, (int, float)):
             dome = dia <= DOME_DISTANCE_MM
     in_liver = lesion.get("in_liver")
     if in_liver is None and lesion.get("organ") is not None:
@@ -220,6 +239,22 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _LIVER_WORDS = ("liver", "hepat", "segment", "couinaud")
+
+
+def _resectable(extra: Mapping[str, Any]) -> bool | None:
+    """The surgeon's judgement from case.yaml ``extra``: ``resectable: true/false`` or a
+    ``resectability`` sentence containing "unresectable"/"not resectable" (False) or "resectable" (True)."""
+    for key in ("resectable", "surgically_resectable"):
+        if isinstance(extra.get(key), bool):
+            return bool(extra[key])
+    text = extra.get("resectability")
+    if isinstance(text, str):
+        t = text.lower()
+        if "unresectable" in t or "not resectable" in t or "non-resectable" in t:
+            return False
+        if "resectable" in t:
+            return True
+    return None
 
 
 def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] | None = None,
@@ -255,7 +290,10 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
         lines = max([t.line or 0 for t in systemic] + [len(systemic)]) if systemic else 0
         progressed = [t.line or (i + 1) for i, t in enumerate(systemic) if t.response == "progression"]
         prog = max(progressed) if progressed else 0
-        resections = sum(1 for t in therapies if t.kind == "resection")
+        # liver resections only: a resection of the primary (colon, rectum...) does not count; a resection
+        # without a site counts (conservative for the repeat-hepatectomy caution)
+        resections = sum(1 for t in therapies if t.kind == "resection"
+                         and (t.site is None or any(w in t.site.lower() for w in (*_LIVER_WORDS, "metastasectomy"))))
     out["bleomycin_cumulative_mg"] = bleo
     out["systemic_lines"] = lines
     out["systemic_progression_line"] = prog
@@ -275,7 +313,7 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     out["liver_lesion_count"] = pm.get("liver_lesion_count", len(liver_lesions) if lesions else pm.get("lesion_count"))
     lobes = [lesion_features(les)["lobe"] for les in liver_lesions]
     if not lobes or any(lb is None for lb in lobes):
-        out["lesions_one_lobe"] = None if lobes else None
+        out["lesions_one_lobe"] = None
     else:
         out["lesions_one_lobe"] = len(set(lobes)) == 1 and lobes[0] in ("right", "left")
     diams = [les.get("max_diameter_mm") for les in liver_lesions]
@@ -284,6 +322,5 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     out["flr_percent"] = flr.get("percent") if isinstance(flr, Mapping) else None
     oligo = pm.get("oligometastatic")
     out["oligometastatic"] = oligo.get("status") if isinstance(oligo, Mapping) else oligo
-    res = patient.extra.get("resectable", patient.extra.get("surgically_resectable"))
-    out["surgically_resectable"] = bool(res) if isinstance(res, bool) else None
+    out["surgically_resectable"] = _resectable(patient.extra)
     return out

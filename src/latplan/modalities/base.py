@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from latplan.case.patient import Patient
-from latplan.case.vocabulary import Eligibility
+from latplan.case.vocabulary import Eligibility, role_of
+from latplan.errors import UnknownStructureError
 from latplan.knowledge.conditions import Truth
-from latplan.knowledge.features import lesion_features, patient_features
+from latplan.knowledge.features import INTRAHEPATIC_ROLES, lesion_features, patient_features
 from latplan.knowledge.rules import Rule, RuleSet, load_rule_set
 
 #: worst → best for combining contraindications; best → worst order for display
@@ -99,10 +100,36 @@ class Assessment:
     worst_case: Eligibility                       # eligibility if every unknown rule fired (ranking basis)
     fired: list[str] = field(default_factory=list)
     overturnable: list[str] = field(default_factory=list)  # fired size rules a simulation may overturn
+    unknown_adverse: int = 0                      # unknown rules whose effect would count against the option
 
     @property
     def needs_review(self) -> bool:
         return bool(self.cannot_assess)
+
+
+_LESION_GEOMETRY = ("lesion.max_diameter_mm", "lesion.axial_diameter_mm", "lesion.volume_ml", "lesion.segments",
+                    "lesion.lobe", "lesion.in_liver")
+
+
+def demotes(missing: str) -> bool:
+    """True when an unknown input is intrahepatic anatomy or the lesion itself.
+
+    Why: an unsegmented bile duct or hepatic vein may lie right at the lesion and nothing else in
+    the data bounds its distance, so an option that such a rule could contraindicate is ranked as
+    if it did. Organs outside the liver are bounded by the capsule distance (see
+    :class:`~latplan.knowledge.conditions.AtLeast`) and missing clinical fields are a checklist item
+    for the board: both flag the option for review and cost a small fixed penalty, but do not
+    change its tier (otherwise missing paperwork would decide the ranking).
+    """
+    if missing.startswith(("lesion.vessels[", "lesion.nearest_vessel")) or missing.startswith(_LESION_GEOMETRY):
+        return True
+    if missing.startswith("lesion.distance_mm."):
+        name = missing.removeprefix("lesion.distance_mm.")
+        try:
+            return role_of(name) in INTRAHEPATIC_ROLES
+        except UnknownStructureError:
+            return True
+    return False
 
 
 def build_context(site: Site, patient: Patient) -> dict[str, Any]:
@@ -128,6 +155,7 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
     worst_case_neg: Eligibility | None = None
     fired: list[str] = []
     overturnable: list[str] = []
+    unknown_adverse = 0
     applicable: list[Rule] = rules.for_modality(modality, "lesion") + rules.for_modality(modality, "patient")
     for rule in applicable:
         res = rule.condition.evaluate(ctx)
@@ -153,7 +181,9 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
                                         eff.describe()))
             for k, v in eff.parameters.items():
                 params_unknown[k] = v
-            if eff.eligibility in _NEGATIVE:
+            if eff.eligibility in _NEGATIVE or eff.score < 0:
+                unknown_adverse += 1
+            if eff.eligibility in _NEGATIVE and any(demotes(m) for m in res.missing):
                 worst_case_neg = eff.eligibility if worst_case_neg is None else worse(worst_case_neg, eff.eligibility)
     # unknown parameter rules apply conservatively (e.g. RAS unknown → the larger margin)
     for k, v in params_unknown.items():
@@ -166,4 +196,4 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
         elig = positive or Eligibility.ELIGIBLE
     worst_case = elig if worst_case_neg is None else worse(elig, worst_case_neg)
     return Assessment(modality, site.lesion_id, elig, reasons, unknown, params, score, size_prior, worst_case,
-                      fired, overturnable)
+                      fired, overturnable, unknown_adverse)

@@ -56,7 +56,7 @@ def radiation_parameters(modality: str) -> dict[str, Any]:
         if callable(fn):
             try:
                 out = fn(modality) if name == "parameters_for" else fn()
-            except Exception:  # noqa: BLE001 - a knowledge loader problem must not hide the option
+            except Exception:  # a knowledge loader problem must not hide the option
                 return {}
             if isinstance(out, Mapping):
                 return dict(out)

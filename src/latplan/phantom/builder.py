@@ -42,14 +42,17 @@ ABUTTABLE = tuple(n for n in g.LABELS if n not in ("body", "liver") and not n.st
 class _Canvas:
     """Label array on the phantom grid plus box-limited evaluation of implicit shapes."""
 
-    def __init__(self, voxel_mm: tuple[float, float, float]) -> None:
+    def __init__(self, voxel_mm: tuple[float, float, float], fov_mm: tuple | None = None) -> None:
         self.spacing = np.asarray(voxel_mm, float)  # x, y, z
-        self.origin = g.FOV_LO_MM.copy()
-        n = np.floor((g.FOV_HI_MM - g.FOV_LO_MM) / self.spacing + 1e-9).astype(int) + 1
+        lo, hi = (g.FOV_LO_MM, g.FOV_HI_MM) if fov_mm is None else (np.asarray(fov_mm[0], float),
+                                                                      np.asarray(fov_mm[1], float))
+        self.origin = lo.copy()
+        n = np.floor((hi - lo) / self.spacing + 1e-9).astype(int) + 1
         self.n_xyz = n
         self.shape = (int(n[2]), int(n[1]), int(n[0]))
         self.labels = np.zeros(self.shape, np.int16)
         self.engulfable = np.zeros(self.shape, bool)
+        self.radius = np.zeros(self.shape, np.float16)   # built tube radius (mm) of tube voxels
         self.axes = [self.origin[a] + np.arange(n[a]) * self.spacing[a] for a in range(3)]
 
     @property
@@ -84,6 +87,7 @@ class _Canvas:
             m = m & np.isin(sub, only_on)
         sub[m] = value
         self.engulfable[sl][m] = False
+        self.radius[sl][m] = 0
 
     def paint_tube(self, tube: g.Tube, value: int) -> None:
         for a, b_, ra, rb in tube.segments():
@@ -101,6 +105,7 @@ class _Canvas:
             m = dist <= r
             self.labels[sl][m] = value
             self.engulfable[sl][m] = (2.0 * r < ENGULFABLE_CALIBRE_MM)[m]
+            self.radius[sl][m] = r[m]
 
 
 def _ellipsoid_fn(centre, semi, grow=0.0):
@@ -177,12 +182,12 @@ def _paint_anatomy(cv: _Canvas, segmented: bool) -> None:
         cv.paint(*_ellipsoid_box(*lung), lung_fn, L[name])
 
     def diaphragm_fn(X, Y, Z):
-        m = np.zeros(np.broadcast_shapes(X.shape, Y.shape, Z.shape), bool)
-        for (c, s), _ in organs_below_diaphragm:
-            q_out = g.ellipsoid_q(X, Y, Z, c, s, g.DIAPHRAGM_THICKNESS_MM)
-            q_in = g.ellipsoid_q(X, Y, Z, c, s)
-            m |= (q_out <= 1.0) & (q_in > 1.0) & (Z >= c[2])
-        return m & (g.body_rho(X, Y) < g.RIBCAGE_RHO + 0.03)
+        # the layer over the abdominal organs where they face the thorax (lungs, heart)
+        grown = under_diaphragm(X, Y, Z, g.DIAPHRAGM_THICKNESS_MM)
+        inside = under_diaphragm(X, Y, Z, 0.0)
+        thorax = ((g.ellipsoid_q(X, Y, Z, *g.LUNG_RIGHT, 10.0) <= 1.0) | (g.ellipsoid_q(X, Y, Z, *g.LUNG_LEFT, 10.0) <= 1.0)
+                  | (g.ellipsoid_q(X, Y, Z, *g.HEART, 10.0) <= 1.0))
+        return grown & ~inside & thorax & (g.body_rho(X, Y) < g.RIBCAGE_RHO + 0.03)
 
     lo = np.minimum(*(_ellipsoid_box(*o, g.DIAPHRAGM_THICKNESS_MM)[0] for o, _ in organs_below_diaphragm[:2]))
     hi = np.maximum(*(_ellipsoid_box(*o, g.DIAPHRAGM_THICKNESS_MM)[1] for o, _ in organs_below_diaphragm[:2]))
@@ -206,8 +211,8 @@ def _paint_anatomy(cv: _Canvas, segmented: bool) -> None:
     else:
         sub[inside] = L["liver"]
 
-    for organ, name in ((g.SPLEEN, "spleen"), (g.KIDNEY_RIGHT, "kidney_right"), (g.STOMACH, "stomach"),
-                        (g.HEART, "heart")):
+    for organ, name in ((g.SPLEEN, "spleen"), (g.KIDNEY_RIGHT, "kidney_right"), (g.KIDNEY_LEFT, "kidney_left"),
+                        (g.STOMACH, "stomach"), (g.HEART, "heart")):
         cv.paint(*_ellipsoid_box(*organ), _ellipsoid_fn(*organ), L[name])
     cv.paint_tube(g.DUODENUM, L["duodenum"])
     cv.paint_tube(g.COLON, L["colon"])
@@ -342,21 +347,25 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
     eng = cv.engulfable[sl]
     free = np.isin(lab, allowed_values) | (eng & ~np.isin(lab, lesion_values))
     in_seg = lab == seg_value
-    target_values: list[int] = []
     if les.abut is not None:
-        target_values = [g.LABELS[les.abut]]
-        target = np.isin(lab, target_values)
+        structure = lab == g.LABELS[les.abut]
+        target = structure
+        if les.abut_min_calibre_mm is not None:
+            target = structure & (cv.radius[sl].astype(float) * 2.0 >= les.abut_min_calibre_mm - 1e-6)
         if not target.any():
+            what = les.abut if les.abut_min_calibre_mm is None else f"{les.abut} of calibre ≥ {les.abut_min_calibre_mm:g} mm"
             raise PhantomSpecError(
-                f"{les.id}: structure {les.abut!r} is not next to segment {les.segment}: it lies more than "
+                f"{les.id}: structure {what!r} is not next to segment {les.segment}: it lies more than "
                 f"{pad_mm:.0f} mm from every voxel of the segment. Choose a segment that touches {les.abut}."
             )
-        free_fit = free | target
+        free_fit = (free & ~structure) | target
     else:
         free_fit = free
     d_forb = _edt(free_fit, h)
+    d_seg = _edt(in_seg, h)  # depth inside the segment (mm)
     # lesions must also keep clear of previously placed lesions
-    fit = in_seg & (d_forb > extent + 0.5 * float(h.max()))
+    # the abut placement later shifts the centre by up to half a voxel: keep that much clearance
+    fit = in_seg & (d_forb > extent + (0.5 * float(h.max()) if les.abut is not None else 0.0))
     if les.border_with is not None:
         other = lab == (g.SEGMENT_LABELS[les.border_with] if segmented else -1)
         if not other.any():
@@ -382,7 +391,16 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
                 f"size (closest achievable gap while staying inside the liver: {best:.1f} mm). Choose another "
                 "segment, gap or diameter."
             )
-        score = np.where(ok, d_forb - np.abs(err), -np.inf)
+        if les.abut_min_calibre_mm is not None:  # thinner parts of the same structure keep at least the gap
+            rest = structure & ~target
+            if rest.any():
+                ok &= _edt(~rest, h) > extent + gap + 0.5 * float(h.max())
+                if not ok.any():
+                    raise PhantomSpecError(
+                        f"{les.id}: every place {gap:g} mm from {les.abut} ≥ {les.abut_min_calibre_mm:g} mm in segment "
+                        f"{les.segment} lies closer to a thinner branch; choose another segment or gap."
+                    )
+        score = np.where(ok, np.minimum(d_seg, extent) + 0.1 * d_forb - np.abs(err), -np.inf)
     else:
         ok = fit
         if not ok.any():
@@ -394,14 +412,14 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
         if les.placement == "peripheral":
             envelope = np.isin(lab, [*g.LIVER_LABELS, *(g.LABELS[t] for t in g.INTRAHEPATIC_TUBES), *lesion_values])
             d_cap = _edt(envelope, h)
-            vessels = np.isin(lab, [g.LABELS[t] for t in g.INTRAHEPATIC_TUBES])
+            vessels = np.isin(lab, [g.LABELS[t] for t in (*g.INTRAHEPATIC_TUBES, "inferior_vena_cava", "aorta")])
             d_ves = _edt(~vessels, h)
             near_cap = ok & (d_cap <= extent + 10.0)
             if near_cap.any():
                 ok = near_cap
-            score = np.where(ok, d_ves - 0.1 * d_cap, -np.inf)
+            score = np.where(ok, np.minimum(d_ves, 30.0) + np.minimum(d_seg, extent) - 0.1 * d_cap, -np.inf)
         else:
-            score = np.where(ok, d_forb, -np.inf)
+            score = np.where(ok, d_seg + 0.01 * d_forb, -np.inf)
     best = np.unravel_index(int(np.argmax(score)), score.shape)
     centre_kji = np.asarray(best) + lo
     centre = cv.origin + centre_kji[::-1] * cv.spacing
@@ -483,7 +501,7 @@ def build_phantom_detailed(spec: PhantomSpec | dict[str, Any] | str | Path) -> P
                 raise PhantomSpecError(f"{les.id}: abut: {les.abut!r} is listed in omit; it cannot be abutted.")
         if les.border_with is not None and not sp.liver_segments:
             raise PhantomSpecError(f"{les.id}: border_with needs liver_segments: true.")
-    cv = _Canvas(sp.voxel_mm)
+    cv = _Canvas(sp.voxel_mm, sp.field_of_view_mm)
     _paint_anatomy(cv, sp.liver_segments)
     centres: dict[str, np.ndarray] = {}
     lesion_values: list[int] = []
@@ -496,6 +514,7 @@ def build_phantom_detailed(spec: PhantomSpec | dict[str, Any] | str | Path) -> P
         lesion_values.append(value)
         lesion_labels[value] = les.id
         centres[les.id] = centre
+    image = _render(cv, lesion_values, sp.seed)  # before omitting: unsegmented structures stay visible
     _apply_omit(cv, sp.omit, sp.liver_segments)
 
     # label table: every painted structure except omitted ones
@@ -507,7 +526,6 @@ def build_phantom_detailed(spec: PhantomSpec | dict[str, Any] | str | Path) -> P
     mapping.update(lesion_labels)
     table = LabelTable.from_mapping(mapping)
 
-    image = _render(cv, lesion_values, sp.seed)
     aff = cv.affine
     case = Case(patient=sp.patient, image=Volume(image, aff), labels=Volume(cv.labels, aff), label_table=table)
     return PhantomBuild(case=case, spec=sp, lesion_centres_mm=centres, tubes=all_tubes())

@@ -51,6 +51,7 @@ LABELS: dict[str, int] = {
     "colon": 20,
     "kidney_right": 21,
     "spleen": 22,
+    "kidney_left": 23,
     "liver": 30,  # used only when the spec asks for an unsegmented liver
     "liver_segment_1": 31,
     "liver_segment_2": 32,
@@ -77,7 +78,7 @@ INTENSITY_HU: dict[str, float] = {
     "lung_right": -800.0, "lung_left": -800.0, "diaphragm": 45.0, "heart": 45.0, "aorta": 150.0,
     "inferior_vena_cava": 140.0, "portal_vein": 160.0, "hepatic_artery": 170.0, "hepatic_vein_right": 150.0,
     "hepatic_vein_middle": 150.0, "hepatic_vein_left": 150.0, "bile_duct": 10.0, "gallbladder": 10.0,
-    "stomach": 20.0, "duodenum": 25.0, "colon": -40.0, "kidney_right": 160.0, "spleen": 110.0,
+    "stomach": 20.0, "duodenum": 25.0, "colon": -40.0, "kidney_right": 160.0, "kidney_left": 160.0, "spleen": 110.0,
     "liver": 60.0, "lesion": 35.0,
 }
 NOISE_SIGMA_HU = 10.0
@@ -107,6 +108,7 @@ LIVER_LEFT = ((25.0, -28.0, 25.0), (62.0, 36.0, 36.0))
 STOMACH = ((60.0, 8.0, -15.0), (30.0, 30.0, 42.0))
 SPLEEN = ((92.0, 52.0, 20.0), (20.0, 24.0, 45.0))
 KIDNEY_RIGHT = ((-72.0, 58.0, -50.0), (26.0, 22.0, 50.0))
+KIDNEY_LEFT = ((72.0, 58.0, -60.0), (24.0, 22.0, 48.0))
 HEART = ((15.0, -18.0, 118.0), (55.0, 45.0, 40.0))
 LUNG_RIGHT = ((-75.0, 18.0, 150.0), (62.0, 80.0, 125.0))
 LUNG_LEFT = ((75.0, 18.0, 150.0), (62.0, 80.0, 125.0))

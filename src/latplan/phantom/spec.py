@@ -60,6 +60,8 @@ class LesionSpec(_Strict):
         default=None, description="ellipsoid full diameters along x (L), y (P), z (S), mm")
     abut: str | None = Field(default=None, description="structure name the lesion is placed next to")
     gap_mm: float | None = Field(default=None, ge=0.0, le=50.0, description="surface-to-surface gap to `abut`")
+    abut_min_calibre_mm: float | None = Field(
+        default=None, gt=0.0, description="abut only the parts of the vessel at least this thick (mm)")
     center_mm: tuple[float, float, float] | None = Field(default=None, description="explicit centre (LPS mm)")
     placement: Literal["deep", "peripheral"] = "deep"
     border_with: SegmentCode | None = Field(default=None, description="centre on the border with this segment")
@@ -75,6 +77,8 @@ class LesionSpec(_Strict):
                 raise ValueError(f"{self.id}: ellipsoid axes_mm must all be > 2 mm; got {list(self.axes_mm)}")
         elif self.axes_mm is not None:
             raise ValueError(f"{self.id}: axes_mm is only used with shape: ellipsoid (shape is {self.shape})")
+        if self.abut_min_calibre_mm is not None and self.abut is None:
+            raise ValueError(f"{self.id}: abut_min_calibre_mm needs abut: <vessel name>")
         if self.gap_mm is not None and self.abut is None:
             raise ValueError(f"{self.id}: gap_mm needs abut: <structure name>")
         if self.abut is not None and self.center_mm is not None:
@@ -103,6 +107,8 @@ class PhantomSpec(_Strict):
     lesions: list[LesionSpec] = Field(default_factory=list)
     liver_segments: bool = Field(default=True, description="false: one 'liver' label, segments unknown")
     omit: list[str] = Field(default_factory=list, description="structures left unsegmented (still in the image)")
+    field_of_view_mm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = Field(
+        default=None, description="[[x0, y0, z0], [x1, y1, z1]] LPS mm box to build (default: whole phantom)")
     description: str | None = None
 
     @field_validator("voxel_mm", mode="before")
@@ -116,6 +122,10 @@ class PhantomSpec(_Strict):
     def _check(self) -> PhantomSpec:
         if any(s < 0.3 or s > 6.0 for s in self.voxel_mm):
             raise ValueError(f"voxel_mm must lie in 0.3–6 mm per axis; got {list(self.voxel_mm)}")
+        if self.field_of_view_mm is not None:
+            lo, hi = self.field_of_view_mm
+            if any(b <= a for a, b in zip(lo, hi, strict=True)):
+                raise ValueError(f"field_of_view_mm: each upper bound must exceed the lower one; got {lo} .. {hi}")
         ids = [les.id for les in self.lesions]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

@@ -35,9 +35,9 @@ __all__ = [
     "dvh_curve",
     "isodose_contours_mm",
     "isodose_mask",
+    "oar_metrics",
     "occupancy_from_fine_mask",
     "occupancy_from_shape",
-    "oar_metrics",
     "sample_structure_dose",
 ]
 

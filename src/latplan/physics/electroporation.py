@@ -206,8 +206,7 @@ def _face_system(sigma: np.ndarray, spacing_m: np.ndarray, fixed: np.ndarray, fi
                  index: np.ndarray, n_unknown: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """Assemble the FV matrix on unknown voxels and the RHS from the Dirichlet needles."""
     rows, cols, vals = [], [], []
-    diag = np.zeros(n_unknown)
-    rhs = np.zeros(n_unknown)
+    d_idx, d_val, r_idx, r_val = [], [], [], []
     for ax in range(3):
         if sigma.shape[ax] < 2:
             continue
@@ -220,20 +219,25 @@ def _face_system(sigma: np.ndarray, spacing_m: np.ndarray, fixed: np.ndarray, fi
         ia, ib = index[tuple(s0)], index[tuple(s1)]
         fa, fb = fixed[tuple(s0)], fixed[tuple(s1)]
         va, vb = fixed_val[tuple(s0)], fixed_val[tuple(s1)]
-        # unknown–unknown faces
-        m = (~fa) & (~fb)
+        m = (~fa) & (~fb)  # unknown–unknown faces
+        gm = g[m]
         rows += [ia[m], ib[m]]
         cols += [ib[m], ia[m]]
-        vals += [-g[m], -g[m]]
-        np.add.at(diag, ia[m], g[m])
-        np.add.at(diag, ib[m], g[m])
-        # unknown–fixed faces
-        m = (~fa) & fb
-        np.add.at(diag, ia[m], g[m])
-        np.add.at(rhs, ia[m], g[m] * vb[m])
+        vals += [-gm, -gm]
+        d_idx += [ia[m], ib[m]]
+        d_val += [gm, gm]
+        m = (~fa) & fb  # unknown–needle faces
+        d_idx.append(ia[m])
+        d_val.append(g[m])
+        r_idx.append(ia[m])
+        r_val.append(g[m] * vb[m])
         m = fa & (~fb)
-        np.add.at(diag, ib[m], g[m])
-        np.add.at(rhs, ib[m], g[m] * va[m])
+        d_idx.append(ib[m])
+        d_val.append(g[m])
+        r_idx.append(ib[m])
+        r_val.append(g[m] * va[m])
+    diag = np.bincount(np.concatenate(d_idx), weights=np.concatenate(d_val), minlength=n_unknown)
+    rhs = np.bincount(np.concatenate(r_idx), weights=np.concatenate(r_val), minlength=n_unknown)
     rows.append(np.arange(n_unknown))
     cols.append(np.arange(n_unknown))
     vals.append(diag)
@@ -263,7 +267,7 @@ def solve_field(
     voltage_to_distance_v_per_cm: float | None = None,
     iterations: int = 3,
     conductivity_model: str = "linear",
-    rtol: float = 1e-6,
+    rtol: float = 1e-8,
 ) -> FieldResult:
     """Max |E| (V/cm) over electrode pairs with field-dependent conductivity.
 
@@ -336,7 +340,7 @@ def solve_field(
             if ml is None:
                 import pyamg
 
-                ml = pyamg.smoothed_aggregation_solver(mat, max_coarse=500)
+                ml = pyamg.smoothed_aggregation_solver(mat, max_coarse=500, smooth=("jacobi", {"weighting": "local"}))
             count = [0]
 
             def _cb(_xk: np.ndarray, count: list[int] = count) -> None:

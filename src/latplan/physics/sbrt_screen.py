@@ -76,7 +76,7 @@ def _dv(dose: np.ndarray, voxel_ml: float, volume_ml: float) -> float:
     if dose.size == 0:
         return 0.0
     srt = np.sort(dose)[::-1]
-    n = int(math.ceil(volume_ml / voxel_ml)) - 1
+    n = math.ceil(volume_ml / voxel_ml) - 1
     return float(srt[min(max(n, 0), srt.size - 1)])
 
 
@@ -120,7 +120,7 @@ def screen_sbrt(ptv: Volume, organs: Mapping[str, np.ndarray], constraints: Sequ
                 s_max = 0.0
                 row["note"] = f"organ volume {total:.0f} ml is below the {spared:g} ml to spare"
             else:
-                n_keep = int(math.ceil(spared / vox))
+                n_keep = math.ceil(spared / vox)
                 # the n_keep coldest voxels must stay below thr: scale ≤ thr / d[n_keep-1]
                 s_max = thr / d[n_keep - 1] if d[n_keep - 1] > 0 else math.inf
             spared_now = float(np.sum(d * rx < thr) * vox)

@@ -111,16 +111,42 @@ class SourceModel:
         return 2.0 * math.atan(0.5 * length) / length
 
     def packed(self) -> tuple[np.ndarray, ...]:
-        """Arrays for the numba kernels: (params, g_r, g_l, f_r, f_theta, f_table)."""
-        params = np.array([self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g0, self.r_min_cm])
-        return (
-            params,
+        """Arrays for the numba kernels: (params, g_r, g_l, f_r, f_theta, f_table, index maps).
+
+        ``params`` = [Λ, L, G0, r_min, then (x0, 1/δ, offset, length) of the index maps of
+        g_r, f_r and θ]; the maps replace binary searches by one lookup (cell width δ ≤ half
+        the smallest knot spacing, so at most one knot lies in a cell).
+        """
+        cached = self.meta.get("_packed")
+        if cached is not None:
+            return cached
+        params = [self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g0, self.r_min_cm]
+        maps = []
+        off = 0
+        for grid in (self.g_r_cm, self.f_r_cm, self.f_theta_deg):
+            grid = np.asarray(grid, float)
+            if grid.size < 2:
+                m = np.zeros(1, np.int64)
+                params += [float(grid[0]), 1.0, float(off), 1.0]
+            else:
+                delta = float(np.min(np.diff(grid))) / 2.0
+                n = int(np.ceil((grid[-1] - grid[0]) / delta)) + 1
+                x = grid[0] + delta * np.arange(n)
+                m = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, grid.size - 2).astype(np.int64)
+                params += [float(grid[0]), 1.0 / delta, float(off), float(n)]
+            maps.append(m)
+            off += m.size
+        out = (
+            np.array(params, dtype=np.float64),
             np.ascontiguousarray(self.g_r_cm, dtype=np.float64),
             np.ascontiguousarray(self.g_l, dtype=np.float64),
             np.ascontiguousarray(self.f_r_cm, dtype=np.float64),
             np.ascontiguousarray(self.f_theta_deg, dtype=np.float64),
             np.ascontiguousarray(self.f_table, dtype=np.float64),
+            np.concatenate(maps),
         )
+        self.meta["_packed"] = out
+        return out
 
 
 def _float_array(values: Any, what: str, path: str) -> np.ndarray:
@@ -257,26 +283,25 @@ def default_source() -> SourceModel:
 # Scalar formalism (numba, shared by the direct kernel and the lookup-table builder)
 # ------------------------------------------------------------------------------------------------
 @nb.njit(cache=True, inline="always")
-def _search(grid: np.ndarray, x: float) -> int:
-    """Index i with grid[i] <= x < grid[i+1], clamped to [0, n-2]."""
+def _search(grid: np.ndarray, x: float, params: np.ndarray, base: int, imap: np.ndarray) -> int:
+    """Index i with grid[i] <= x < grid[i+1], clamped to [0, n-2] (index-map lookup)."""
     n = grid.shape[0]
     if n < 2 or x <= grid[0]:
         return 0
     if x >= grid[n - 1]:
         return n - 2
-    lo = 0
-    hi = n - 1
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if grid[mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    k = int((x - params[base]) * params[base + 1])
+    length = int(params[base + 3])
+    if k >= length:
+        k = length - 1
+    i = imap[int(params[base + 2]) + k]
+    while i < n - 2 and grid[i + 1] <= x:
+        i += 1
+    return i
 
 
-@nb.njit(cache=True)
-def _g_interp(g_r: np.ndarray, g_l: np.ndarray, r: float) -> float:
+@nb.njit(cache=True, fastmath=True)
+def _g_interp(g_r: np.ndarray, g_l: np.ndarray, r: float, params: np.ndarray, imap: np.ndarray) -> float:
     n = g_r.shape[0]
     if n == 1 or r <= g_r[0]:
         return g_l[0]
@@ -286,13 +311,14 @@ def _g_interp(g_r: np.ndarray, g_l: np.ndarray, r: float) -> float:
         r2 = g_r[n - 1]
         s = (math.log(g_l[n - 1]) - math.log(g_l[n - 2])) / (r2 - r1)
         return g_l[n - 1] * math.exp(s * (r - r2))
-    i = _search(g_r, r)
+    i = _search(g_r, r, params, 4, imap)
     t = (r - g_r[i]) / (g_r[i + 1] - g_r[i])
     return g_l[i] * (1.0 - t) + g_l[i + 1] * t
 
 
-@nb.njit(cache=True)
-def _f_interp(f_r: np.ndarray, f_th: np.ndarray, tab: np.ndarray, r: float, th: float) -> float:
+@nb.njit(cache=True, fastmath=True)
+def _f_interp(f_r: np.ndarray, f_th: np.ndarray, tab: np.ndarray, r: float, th: float, params: np.ndarray,
+              imap: np.ndarray) -> float:
     # nearest neighbour outside the tabulated r (and θ) range, bilinear inside
     nr = f_r.shape[0]
     nt = f_th.shape[0]
@@ -308,11 +334,11 @@ def _f_interp(f_r: np.ndarray, f_th: np.ndarray, tab: np.ndarray, r: float, th: 
         i = 0
         tr = 0.0
     else:
-        i = _search(f_r, r)
+        i = _search(f_r, r, params, 8, imap)
         tr = (r - f_r[i]) / (f_r[i + 1] - f_r[i])
     if nt == 1:
         return tab[0, i] * (1.0 - tr) + tab[0, min(i + 1, nr - 1)] * tr
-    k = _search(f_th, th)
+    k = _search(f_th, th, params, 12, imap)
     tt = (th - f_th[k]) / (f_th[k + 1] - f_th[k])
     i1 = min(i + 1, nr - 1)
     a = tab[k, i] * (1.0 - tr) + tab[k, i1] * tr
@@ -320,9 +346,9 @@ def _f_interp(f_r: np.ndarray, f_th: np.ndarray, tab: np.ndarray, r: float, th: 
     return a * (1.0 - tt) + b * tt
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=True)
 def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-             tab: np.ndarray, z: float, y: float) -> float:
+             tab: np.ndarray, imap: np.ndarray, z: float, y: float) -> float:
     """Dose rate per S_K (cGy h⁻¹ U⁻¹) at along/away coordinates (z, y) in cm (y ≥ 0)."""
     lam = params[0]
     length = params[1]
@@ -340,12 +366,7 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
             y *= s
         r = rmin
         r2 = r * r
-    cos_t = z / r
-    if cos_t > 1.0:
-        cos_t = 1.0
-    elif cos_t < -1.0:
-        cos_t = -1.0
-    th = math.degrees(math.acos(cos_t))
+    th = math.atan2(y, z) * 57.29577951308232  # θ in degrees, 0 towards the tip
     if length <= 0.0:
         geo = 1.0 / r2
     else:
@@ -355,13 +376,13 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
         else:
             beta = math.atan2(length * y, den)
             geo = beta / (length * y)
-    return lam * (geo / g0) * _g_interp(g_r, g_l, r) * _f_interp(f_r, f_th, tab, r, th)
+    return lam * (geo / g0) * _g_interp(g_r, g_l, r, params, imap) * _f_interp(f_r, f_th, tab, r, th, params, imap)
 
 
 @nb.njit(cache=True, parallel=True)
 def _matrix_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, params: np.ndarray,
                    g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                   tab: np.ndarray) -> np.ndarray:
+                   tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
     n = points_cm.shape[0]
     m = pos_cm.shape[0]
     out = np.empty((n, m))
@@ -376,14 +397,14 @@ def _matrix_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, 
             z = dx * dirs[d, 0] + dy * dirs[d, 1] + dz * dirs[d, 2]
             yy = dx * dx + dy * dy + dz * dz - z * z
             y = math.sqrt(yy) if yy > 0.0 else 0.0
-            out[p, d] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, z, y)
+            out[p, d] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, y)
     return out
 
 
 @nb.njit(cache=True, parallel=True)
 def _sum_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray,
                 params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                tab: np.ndarray) -> np.ndarray:
+                tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
     n = points_cm.shape[0]
     m = pos_cm.shape[0]
     out = np.zeros(n)
@@ -402,7 +423,7 @@ def _sum_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, wei
             z = dx * dirs[d, 0] + dy * dirs[d, 1] + dz * dirs[d, 2]
             yy = dx * dx + dy * dy + dz * dz - z * z
             y = math.sqrt(yy) if yy > 0.0 else 0.0
-            acc += w * _rate_zy(params, g_r, g_l, f_r, f_th, tab, z, y)
+            acc += w * _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, y)
         out[p] = acc
     return out
 
@@ -580,14 +601,14 @@ def dose_on_volume_gy(grid: Volume, dwell_pos_mm: np.ndarray, dwell_dir: np.ndar
 # ------------------------------------------------------------------------------------------------
 @nb.njit(cache=True, parallel=True)
 def _build_table(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                 tab: np.ndarray, z0: float, h: float, nz: int, ny: int) -> np.ndarray:
+                 tab: np.ndarray, imap: np.ndarray, z0: float, h: float, nz: int, ny: int) -> np.ndarray:
     out = np.empty((nz, ny))
     for a in nb.prange(nz):
         z = z0 + a * h
         for b in range(ny):
             y = b * h
             r2 = z * z + y * y
-            out[a, b] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, z, y) * r2
+            out[a, b] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, y) * r2
     return out
 
 
@@ -611,12 +632,12 @@ def _lookup_one(z: float, y: float, r2: float, tab: np.ndarray, z0: float, inv_h
 @nb.njit(cache=True, fastmath=True, inline="always")
 def _pair_lookup(z: float, y: float, r2: float, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray,
                  geo: np.ndarray, params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray,
-                 f_th: np.ndarray, ftab: np.ndarray) -> float:
+                 f_th: np.ndarray, ftab: np.ndarray, imap: np.ndarray) -> float:
     # geo = [near², r1², z0_1, 1/h1, r2², z0_2, 1/h2, r3², z0_3, 1/h3, sin²(axis cone)]
     # near pairs, far pairs and near-axis pairs (θ < 15° or > 165°, where anisotropy tables
     # have 1° steps and kinks: Valdés 2015) use the full formalism
     if r2 < geo[0] or r2 >= geo[7] or y * y < geo[10] * r2:
-        return _rate_zy(params, g_r, g_l, f_r, f_th, ftab, z, y)
+        return _rate_zy(params, g_r, g_l, f_r, f_th, ftab, imap, z, y)
     if r2 < geo[1]:
         return _lookup_one(z, y, r2, t1, geo[2], geo[3], t1.shape[0], t1.shape[1])
     if r2 < geo[4]:
@@ -631,7 +652,7 @@ _BLOCK = 64
 def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray,
                 t1: np.ndarray, t2: np.ndarray, t3: np.ndarray, geo: np.ndarray, params: np.ndarray,
                 g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                ftab: np.ndarray) -> np.ndarray:
+                ftab: np.ndarray, imap: np.ndarray) -> np.ndarray:
     # blocks of neighbouring points × all dwells: for a spatially ordered grid, the table
     # cells read for one dwell and consecutive points are adjacent (cache friendly)
     n = points_cm.shape[0]
@@ -660,7 +681,7 @@ def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, wei
                 r2 = dx * dx + dy * dy + dz * dz
                 yy = r2 - z * z
                 y = math.sqrt(yy) if yy > 0.0 else 0.0
-                acc[p - lo] += w * _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab)
+                acc[p - lo] += w * _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap)
         for p in range(lo, hi):
             out[p] = acc[p - lo]
     return out
@@ -670,7 +691,7 @@ def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, wei
 def _matrix_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray,
                    t1: np.ndarray, t2: np.ndarray, t3: np.ndarray, geo: np.ndarray, params: np.ndarray,
                    g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                   ftab: np.ndarray) -> np.ndarray:
+                   ftab: np.ndarray, imap: np.ndarray) -> np.ndarray:
     n = points_cm.shape[0]
     m = pos_cm.shape[0]
     out = np.empty((n, m))
@@ -686,7 +707,7 @@ def _matrix_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray,
             r2 = dx * dx + dy * dy + dz * dz
             yy = r2 - z * z
             y = math.sqrt(yy) if yy > 0.0 else 0.0
-            out[p, d] = _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab)
+            out[p, d] = _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap)
     return out
 
 
@@ -718,7 +739,7 @@ class AlongAwayLookup:
         packed = source.packed()
         tabs = []
         for radius, step in levels:
-            n_half = int(math.ceil(radius / step)) + 1
+            n_half = math.ceil(radius / step) + 1
             t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)
             tabs.append(np.ascontiguousarray(t, dtype=np.float32))
         return cls(source, (tabs[0], tabs[1], tabs[2]), tuple(levels), near_direct_cm, axis_cone_deg)

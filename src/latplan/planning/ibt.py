@@ -489,7 +489,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     a_ctv = k_gy_s(ctv_pts)
     a_norm = k_gy_s(normal_pts) if len(normal_pts) else None
     # --- optimise with cutting planes on the full-resolution CTV -----------------------------------
-    all_ctv_pts, ctv_pv = _points(grid, ctv_arr, _cap_stride(ctv_arr, sp, 300_000))
+    all_ctv_pts, _ctv_pv = _points(grid, ctv_arr, _cap_stride(ctv_arr, sp, 300_000))
     res = None
     for _ in range(4):
         res = optimise_dwell_times(a_ctv, prescription_gy * (1 + 5e-4), oars=oar_cons, normal_matrix_gy_per_s=a_norm,
@@ -561,14 +561,14 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     metrics["bed10_min_gy"] = round(float(lq.bed_gy(metrics["d100_gy"], 1, alpha_beta_gy)), 2)
     metrics["prescription_gy"] = prescription_gy
     metrics["n_catheters"] = len(cats)
-    metrics["n_dwells"] = int(len(dw_pos))
+    metrics["n_dwells"] = len(dw_pos)
     metrics["total_dwell_time_s"] = round(float(times.sum()), 2)
     metrics["optimiser"] = {"solve_time_s": round(res.solve_time_s, 3), "message": res.message,
                             "sampled_ctv_points": int(a_ctv.shape[0])}
     if not feasible:
         caveats.append(
             f"constraints cannot all be met: limiting constraint {limiting}; "
-            + ("CTV D100 %.2f Gy < %.3g Gy" % (metrics["d100_gy"], prescription_gy) if not coverage_ok else
+            + ("CTV D100 {:.2f} Gy < {:.3g} Gy".format(metrics["d100_gy"], prescription_gy) if not coverage_ok else
                "organ limit exceeded: " + ", ".join(f"{o} {oar_detail[o]['d1cc_gy']:.1f} Gy" for _, o in violations))
         )
     caveats.append("TG-43 water-based dose (no tissue heterogeneity); single fraction; BED of D100 uses α/β "

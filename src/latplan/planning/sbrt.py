@@ -84,7 +84,7 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         lc = rk.sbrt_local_control(bed10, 12.0, getattr(getattr(case, "patient", None), "primary", None))
         metrics["local_control_12m_percent_estimate"] = round(lc["local_control_percent"], 1)
         metrics["local_control_source"] = lc["source"]
-    except Exception:  # noqa: BLE001 - the estimate is optional; the screen result stands without it
+    except Exception:
         pass
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{falloff_lambda_mm:g} mm) outside the PTV (knowledge/radiation/sbrt.yaml)",

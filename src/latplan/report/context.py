@@ -88,6 +88,7 @@ class SimulatedOption:
     engine_version: str
     verification: str
     parameters: list[tuple[str, str]]
+    constraints: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -204,14 +205,26 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
         if key in metrics and metrics[key] is not None and not isinstance(metrics[key], (Mapping, list)):
             v = metrics[key]
             rows.append(MetricRow(name, format_value(v) if not isinstance(v, str) else v.replace("_", " "), unit, meaning))
+    oar = metrics.get("oar") if isinstance(metrics.get("oar"), Mapping) else {}
     for key, (pattern, meaning) in ORGAN_DOSE_KEYS.items():
         organs = metrics.get(key)
         if isinstance(organs, Mapping):
             for organ, gy in organs.items():
-                rows.append(MetricRow(pattern.format(organ=str(organ).replace("_", " ")), format_value(gy), "Gy", meaning))
+                m = meaning
+                limit = oar.get(organ, {}).get("limit_gy") if isinstance(oar.get(organ), Mapping) else None
+                if key == "oar_d1cc_gy" and limit is not None:
+                    m = f"{meaning}; constraint {format_value(limit)} Gy"
+                rows.append(MetricRow(pattern.format(organ=str(organ).replace("_", " ")), format_value(gy), "Gy", m))
+    if "oar_d2cc_gy" not in metrics:
+        for organ, d in oar.items():
+            if isinstance(d, Mapping) and d.get("d2cc_gy") is not None:
+                rows.append(MetricRow(f"D2cc {str(organ).replace('_', ' ')}", format_value(d["d2cc_gy"]), "Gy",
+                                      ORGAN_DOSE_KEYS["oar_d2cc_gy"][1]))
     for key, v in metrics.items():
-        if key in METRIC_NAMES or key in ORGAN_DOSE_KEYS or key in _SKIP_KEYS:
+        if key in METRIC_NAMES or key in ORGAN_DOSE_KEYS or key in _SKIP_KEYS or key in ("oar", "organs"):
             continue
+        if isinstance(v, Mapping) or (isinstance(v, list) and any(isinstance(x, (Mapping, list)) for x in v)):
+            continue  # nested engine details: in plan.json, not in the table
         unit = next((u for s, u in _UNIT_SUFFIXES if key.endswith(s)), "")
         name = key
         for s, _ in _UNIT_SUFFIXES:
@@ -219,6 +232,35 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
                 name = key[: -len(s)]
                 break
         rows.append(MetricRow(name.replace("_", " "), format_value(v), unit, ""))
+    return rows
+
+
+def constraint_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """SBRT screen organ constraints (``organs`` or ``constraints``) as table rows."""
+    organs = metrics.get("organs") or metrics.get("constraints")
+    if isinstance(organs, list):
+        organs = {str(o.get("organ", i)): o for i, o in enumerate(organs) if isinstance(o, Mapping)}
+    if not isinstance(organs, Mapping):
+        return []
+    rows = []
+    for organ, d in organs.items():
+        if not isinstance(d, Mapping):
+            continue
+        if d.get("spared_ml_required") is not None:
+            estimate = f"{format_value(d.get('spared_ml_estimate'))} ml spared"
+            limit = (f"≥ {format_value(d['spared_ml_required'])} ml below {format_value(d.get('threshold_gy'))} Gy")
+        else:
+            est = next((d[k] for k in ("dose_estimate_gy", "estimate_gy", "dose_gy") if d.get(k) is not None), None)
+            lim = next((d[k] for k in ("threshold_gy", "limit_gy") if d.get(k) is not None), None)
+            vol = d.get("volume_ml")
+            estimate = f"{format_value(est)} Gy" + (f" to {format_value(vol)} ml" if vol is not None else "")
+            limit = f"{format_value(lim)} Gy" + (f" to {format_value(vol)} ml" if vol is not None else "")
+            if d.get("max_point_gy") is not None:
+                limit += f"; point max {format_value(d['max_point_gy'])} Gy"
+                estimate += f"; point {format_value(d.get('max_point_estimate_gy'))} Gy"
+        ok = d.get("ok")
+        rows.append({"organ": str(organ).replace("_", " "), "kind": str(d.get("kind", "")), "estimate": estimate,
+                     "limit": limit, "ok": "met" if ok else ("NOT met" if ok is False else "unknown")})
     return rows
 
 
@@ -494,7 +536,10 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
                 images=[Image(png_uri(f.png), f.caption, f.key) for f in figs],
                 caveats=list(plan.caveats or []),
                 engine=plan.engine, engine_version=plan.engine_version, verification=plan.verification,
-                parameters=[(_key_name(k), format_value(v)) for k, v in (plan.parameters or {}).items()],
+                parameters=[(_key_name(k), format_value(v)) for k, v in (plan.parameters or {}).items()
+                            if not isinstance(v, (Mapping, list)) or (isinstance(v, list) and len(v) <= 6
+                                                                     and not any(isinstance(x, Mapping) for x in v))],
+                constraints=constraint_rows(plan.metrics or {}),
             ))
         order = {str(o.get("modality")): i for i, o in enumerate(options)}
         simulated.sort(key=lambda s: order.get(s.modality, 99))
@@ -541,8 +586,19 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
     except importlib.metadata.PackageNotFoundError:
         latplan_version = "unknown"
 
-    review = [(lid, str(o.get("modality")), o.get("cannot_assess") or [])
-              for lid, le in pj_by_id.items() for o in le.get("options", []) or [] if o.get("needs_review")]
+    review = []
+    for lid, le in pj_by_id.items():
+        flagged = [o for o in le.get("options", []) or [] if o.get("needs_review")]
+        if not flagged:
+            continue
+        missing: dict[str, None] = {}
+        for o in flagged:
+            for c in o.get("cannot_assess") or []:
+                for m in (c.get("missing") or [] if isinstance(c, Mapping) else [c]):
+                    missing.setdefault(str(m), None)
+        review.append({"lesion": lid.replace("_", " "), "options": ", ".join(modality_name(str(o.get("modality")))
+                                                                            for o in flagged),
+                       "missing": ", ".join(missing) or "see the options"})
 
     return {
         "title": f"Tumor board case report — {patient.id}",

@@ -180,7 +180,7 @@ def _default_fov_mm(case: Any, lesion_id: str | None) -> float:
     if lesion_id is None:
         return 160.0
     ext = _extent_mm(case.lesion_mask(lesion_id))
-    return float(min(max(80.0, 2.5 * ext + 30.0), 240.0))
+    return float(min(max(100.0, 2.5 * ext + 40.0), 240.0))
 
 
 def _nice_length(target_mm: float) -> float:
@@ -606,14 +606,20 @@ def sbrt_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tuple[F
     metrics list them (``constraints`` items with organ, estimate_gy/dose_gy, limit_gy);
     the title repeats that this is a screening estimate, not a treatment plan.
     """
-    limiting = plan.metrics.get("limiting_organ") if isinstance(plan.metrics, Mapping) else None
-    feasible = plan.metrics.get("feasible") if isinstance(plan.metrics, Mapping) else None
+    metrics = plan.metrics if isinstance(plan.metrics, Mapping) else {}
+    limiting = metrics.get("limiting_organ")
+    nearest = metrics.get("nearest_limit_organ")
+    feasible = metrics.get("feasible")
     mask = case.lesion_mask(plan.lesion_id)
     fov = fov_mm or max(_default_fov_mm(case, plan.lesion_id), 140.0)
-    fill = {limiting: 0.35} if limiting and case.has(limiting) else {}
+    shown = limiting or nearest
+    fill = {shown: 0.35} if shown and case.has(shown) else {}
     verdict = {True: "feasible", False: "NOT feasible"}.get(feasible, "feasibility unknown")
-    title = (f"{plan.lesion_id.replace('_', ' ')} · SBRT screen (estimate, not a plan): {verdict}"
-             + (f", limiting organ {limiting.replace('_', ' ')}" if limiting else ""))
+    if limiting:
+        verdict += f", limiting organ {limiting.replace('_', ' ')}"
+    elif nearest:
+        verdict += f", closest to its limit: {nearest.replace('_', ' ')}"
+    title = f"{plan.lesion_id.replace('_', ' ')} · SBRT screen (estimate, not a plan): {verdict}"
     rows = _constraint_rows(plan.metrics)
     if not rows:
         return _three_views(case, lesion_centre_mm(mask), fov_mm=fov, suptitle=title, highlight=plan.lesion_id,
@@ -624,20 +630,26 @@ def sbrt_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tuple[F
     fig.set_size_inches(w + 3.6, h)
     fig.subplots_adjust(right=w / (w + 3.6))
     ax = fig.add_axes((w / (w + 3.6) + 0.07, 0.3, 3.6 / (w + 3.6) - 0.09, 0.5))
-    _constraint_bars(ax, rows, limiting)
+    _constraint_bars(ax, rows, shown)
     return fig, drawings
 
 
 def _constraint_rows(metrics: Any) -> list[tuple[str, float, float]]:
+    """(organ, estimated Gy, limit Gy) of serial-organ constraints in an SBRT screen's metrics."""
     rows = []
-    items = metrics.get("constraints") if isinstance(metrics, Mapping) else None
+    items = None
+    if isinstance(metrics, Mapping):
+        items = metrics.get("constraints") or metrics.get("organs")
     if isinstance(items, Mapping):
-        items = [dict(organ=k, **v) if isinstance(v, Mapping) else {"organ": k} for k, v in items.items()]
+        items = [dict(v, organ=k) if isinstance(v, Mapping) else {"organ": k} for k, v in items.items()]
     for it in items or []:
         if not isinstance(it, Mapping):
             continue
-        est = next((it[k] for k in ("estimate_gy", "dose_gy", "estimated_gy", "value_gy") if k in it), None)
-        lim = next((it[k] for k in ("limit_gy", "constraint_gy", "max_gy") if k in it), None)
+        est = next((it[k] for k in ("estimate_gy", "dose_estimate_gy", "dose_gy", "estimated_gy", "value_gy")
+                    if k in it), None)
+        lim = next((it[k] for k in ("limit_gy", "threshold_gy", "constraint_gy", "max_gy") if k in it), None)
+        if it.get("spared_ml_required") is not None:
+            continue  # parallel-organ (spared volume) constraints are listed in the report's table
         if isinstance(est, (int, float)) and isinstance(lim, (int, float)) and lim > 0:
             rows.append((str(it.get("organ", it.get("structure", "?"))), float(est), float(lim)))
     return rows
@@ -646,7 +658,8 @@ def _constraint_rows(metrics: Any) -> list[tuple[str, float, float]]:
 def _constraint_bars(ax: Any, rows: list[tuple[str, float, float]], limiting: str | None) -> None:
     names = [r[0].replace("_", " ") for r in rows]
     ratio = [100.0 * r[1] / r[2] for r in rows]
-    colours = ["#d62728" if (r[0] == limiting or p > 100) else "#2ca02c" for r, p in zip(rows, ratio, strict=True)]
+    colours = ["#d62728" if p > 100 else ("#ff9f1a" if r[0] == limiting else "#2ca02c")
+               for r, p in zip(rows, ratio, strict=True)]
     y = np.arange(len(rows))
     ax.barh(y, ratio, color=colours)
     ax.axvline(100, color="black", ls="--", lw=1)

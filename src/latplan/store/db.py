@@ -50,8 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     )
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Apply pending Alembic migrations (from an empty database up to ``revision``)."""
+def _alembic(engine: Engine, action: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -59,7 +58,17 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(resources.files("latplan.store") / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        getattr(command, action)(cfg, revision)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Apply pending Alembic migrations (from an empty database up to ``revision``)."""
+    _alembic(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Revert migrations down to ``revision`` (``base`` = empty; drops every table: tests only)."""
+    _alembic(engine, "downgrade", revision)
 
 
 def current_revision(engine: Engine) -> str | None:

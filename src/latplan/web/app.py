@@ -421,7 +421,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
             job = jobs.enqueue(ctx.db, case, {}, settings.planner)
             audit.record(ctx.db, "plan", ctx.user, "case", case.id, detail={"job_key": job.job_key}, ip=ctx.ip)
         if request.headers.get("hx-request"):
-            return page(request, "_job.html", {"job": job, "case": case})
+            return page(request, "_job.html", {"job": job, "case": case, "polled": True})
         if wants_json(request):
             return JSONResponse(job_dict(job), status_code=202)
         return RedirectResponse(f"/cases/{case.id}", status_code=303)
@@ -432,7 +432,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         job = job_of(ctx.db, case)
         if wants_json(request):
             return JSONResponse(job_dict(job) or {"status": "none"})
-        resp = page(request, "_job.html", {"job": job, "case": case})
+        resp = page(request, "_job.html", {"job": job, "case": case, "polled": True})
         if job is not None and job.status == "done" and request.headers.get("hx-request") \
                 and request.query_params.get("poll") == "1":
             resp.headers["HX-Refresh"] = "true"
@@ -499,7 +499,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
                                              job.job_key if job else None, on_commit=_audit)
         if wants_json(request):
             return JSONResponse(exporter.decision_dict(row, user.username), status_code=201)
-        return RedirectResponse(f"/cases/{case_id}#decisions", status_code=303)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     # ------------------------------------------------------------------ exports
     def export_payload(ctx: Ctx, case: CaseRecord) -> tuple[dict[str, Any] | None, list[dict[str, Any]], Job | None]:

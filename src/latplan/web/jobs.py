@@ -211,6 +211,7 @@ def run_worker(settings: StoreSettings, planner: Planner | None = None, once: bo
 def main() -> None:  # pragma: no cover - exercised via subprocess in tests
     """``python -m latplan.web.worker``: the planning worker with settings from the environment."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = [False]
 
     def _term(*_: object) -> None:

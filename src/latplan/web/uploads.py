@@ -129,8 +129,8 @@ def extract_zip(archive: Path, dest: Path, limits: UploadLimits) -> None:
         seen: set[str] = set()
         for info in infos:
             p = _check_name(info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+            ftype = stat.S_IFMT(info.external_attr >> 16)
+            if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
                 raise UploadRejectedError(f"the zip entry {info.filename!r} is a symbolic link or special file; refused.")
             key = p.as_posix().rstrip("/").lower()
             if key in seen:

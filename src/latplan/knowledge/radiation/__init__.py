@@ -9,7 +9,7 @@ parameters and the modality layer reads them here. Every entry carries a citatio
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -34,7 +34,7 @@ __all__ = [
 _FILES = ("tg101", "ibt", "sbrt", "y90")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict[str, Any]:
     """Parsed YAML of one radiation knowledge file (tg101, ibt, sbrt, y90)."""
     if name not in _FILES:

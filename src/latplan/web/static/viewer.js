@@ -9,7 +9,9 @@
   fetch(canvas.dataset.index, { credentials: "same-origin" })
     .then(function (r) { if (!r.ok) { throw new Error("index " + r.status); } return r.json(); })
     .then(function (index) {
-      const nv = new niivue.Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false });
+      // radiological convention: the patient's right on the screen's left, as on the reading-room CT
+      const nv = new niivue.Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false,
+                                     isRadiologicalConvention: true, crosshairWidth: 0.5 });
       nv.attachToCanvas(canvas);
       const layers = index.layers;
       const vols = layers.map(function (l) {

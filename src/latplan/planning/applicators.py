@@ -1,0 +1,419 @@
+"""Applicator placement: safe percutaneous trajectories and zone fitting over a lesion.
+
+Why: a modality is only an option if applicators can reach the lesion safely and their
+zones can cover lesion + target margin. This module proposes where they go; the planners
+in :mod:`latplan.planning.thermal` / :mod:`latplan.planning.electroporation` simulate.
+
+Decisions
+---------
+* **Trajectory**: straight line from the skin (``body`` surface, or the grid edge when no
+  body is segmented) to the lesion centroid. 600 candidate directions (Fibonacci sphere);
+  a path is *safe* when it and four parallel rays 2.5 mm off its axis (applicator radius +
+  safety) cross none of: bone (ribs, spine), lung, heart, hollow organs (stomach, duodenum,
+  small bowel, colon, oesophagus), gallbladder, kidney, spleen, spinal cord, and vessels of
+  calibre ≥ 3 mm (local calibre from the vessel's distance transform). Among safe paths the
+  score is depth (mm) + 1 mm per degree of cranio-caudal tilt beyond 20° (CT-guided
+  in-plane access) + 30 mm when the path crosses < 10 mm of liver before the lesion
+  (no parenchymal cover for subcapsular lesions). Depth limit 250 mm.
+* **Zone fitting** (chart zones): the target is the lesion dilated by the target margin plus
+  half a voxel (so that the voxel-measured margin reaches the target). An ellipsoid contains
+  the target when every target surface point satisfies (z/A)² + (x/B)² + (y/C)² ≤ 1 in the
+  applicator frame; the zone centre is optimised (Nelder–Mead on the worst point). Device
+  settings are tried from the smallest zone up; the first whose rasterised zone gives a
+  measured minimal margin ≥ target wins.
+* **Several applicators**: parallel units (same direction) in a line / triangle / square
+  pattern in the plane across the applicator, spacing searched 5–45 mm, up to
+  ``max_units``; the first (fewest units, smallest setting, smallest spacing) covering
+  pattern wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage, optimize
+
+from latplan.case import Case, StructureRole
+from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
+from latplan.imaging.volume import Volume
+from latplan.physics.ablation_zones import ZoneEllipsoid, ZoneSize, perpendicular_axes, rasterise_zones
+from latplan.physics.margins import MarginResult
+
+__all__ = [
+    "AVOID_ROLES",
+    "COLLATERAL_ROLES",
+    "PlacementResult",
+    "Trajectory",
+    "collateral_structures",
+    "crop_around",
+    "find_trajectory",
+    "fit_units",
+    "heat_sink_vessels",
+    "target_mask",
+    "unit_pattern_mm",
+]
+
+#: structures a percutaneous path must not cross
+AVOID_ROLES = frozenset({StructureRole.BONE, StructureRole.LUNG, StructureRole.HEART, StructureRole.GALLBLADDER,
+                         StructureRole.KIDNEY, StructureRole.SPLEEN, StructureRole.SPINAL_CORD,
+                         StructureRole.AORTA, StructureRole.INFERIOR_VENA_CAVA} | HOLLOW_ORGAN_ROLES)
+#: structures reported when an ablation zone reaches them
+COLLATERAL_ROLES = frozenset({StructureRole.BILE_DUCT, StructureRole.GALLBLADDER, StructureRole.KIDNEY,
+                              StructureRole.DIAPHRAGM, StructureRole.LUNG, StructureRole.HEART,
+                              StructureRole.ADRENAL, StructureRole.PANCREAS, StructureRole.SPLEEN} | HOLLOW_ORGAN_ROLES)
+LARGE_VESSEL_CALIBRE_MM = 3.0
+MAX_DEPTH_MM = 250.0
+RAY_OFFSET_MM = 2.5
+
+
+@dataclass
+class Trajectory:
+    """A straight path: ``direction`` entry → target (unit, LPS), depth in mm."""
+
+    target_mm: np.ndarray
+    direction: np.ndarray
+    entry_mm: np.ndarray
+    depth_mm: float
+    safe: bool
+    crossed: list[str] = field(default_factory=list)
+    liver_path_mm: float = 0.0
+    note: str = ""
+
+
+def crop_around(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Index box [lo, hi) of ``mask`` padded by ``pad_mm`` and clipped to the array."""
+    idx = np.nonzero(mask)
+    pad = np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int)
+    lo = tuple(int(max(a.min() - p, 0)) for a, p in zip(idx, pad, strict=True))
+    hi = tuple(int(min(a.max() + 1 + p, n)) for a, p, n in zip(idx, pad, mask.shape, strict=True))
+    return lo, hi  # type: ignore[return-value]
+
+
+def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray) -> np.ndarray:
+    """Lesion dilated by ``margin_mm`` (mm-true, Euclidean)."""
+    if margin_mm <= 0:
+        return lesion.copy()
+    d = ndimage.distance_transform_edt(~lesion, sampling=spacing_kji_mm)
+    return d <= margin_mm
+
+
+def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
+    return [n for n in case.structure_names() if case.label_table.role(n) in roles]
+
+
+def _large_vessels(case: Case, names: list[str]) -> np.ndarray:
+    """Vessel voxels whose local calibre ≥ 3 mm (2 × inscribed radius ≥ 3 mm)."""
+    h = case.labels.spacing_kji_mm
+    out = np.zeros(case.labels.shape, bool)
+    for n in names:
+        m = case.mask_array(n)
+        if not m.any():
+            continue
+        lo, hi = crop_around(m, 4.0, h)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        sub = m[sl]
+        inside = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=h)[1:-1, 1:-1, 1:-1]
+        # inscribed radius at voxel centres + half a voxel ≈ geometric radius
+        core = inside + 0.5 * float(h.min()) >= 0.5 * LARGE_VESSEL_CALIBRE_MM
+        if not core.any():
+            continue
+        near = ndimage.distance_transform_edt(~core, sampling=h) <= 0.5 * LARGE_VESSEL_CALIBRE_MM + float(h.max())
+        out[sl] |= sub & near
+    return out
+
+
+def _fibonacci_directions(n: int) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
+
+
+def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> Trajectory:
+    """Best safe straight path from the skin to the centroid of ``lesion_id`` (see module doc)."""
+    labels = case.labels
+    lesion = case.lesion_mask(lesion_id).array
+    h = labels.spacing_kji_mm
+    centroid_kji = np.argwhere(lesion).mean(axis=0)
+    target = labels.index_to_mm(centroid_kji)
+    avoid_names = _names_with_roles(case, AVOID_ROLES)
+    vessel_names = _names_with_roles(case, VESSEL_ROLES)
+    lab = labels.array
+    value_to_name: dict[int, str] = {}
+    for n in avoid_names:
+        for v in case.label_table.values_for(n):
+            value_to_name[int(v)] = n
+    forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
+    large = _large_vessels(case, vessel_names)
+    forbidden = forbidden | large
+    body_names = _names_with_roles(case, {StructureRole.BODY})
+    inside_body = np.zeros(lab.shape, bool)
+    if body_names:
+        inside_body = lab > 0  # everything labelled lies in the body
+    liver_names = _names_with_roles(case, {StructureRole.LIVER, StructureRole.LIVER_SEGMENT})
+    liver = np.isin(lab, [v for n in liver_names for v in case.label_table.values_for(n)])
+    lesion_dil = target_mask(lesion, 2.0, h)
+
+    dirs = _fibonacci_directions(n_directions)  # unit vectors pointing from the target back to the skin
+    step = 0.5 * float(h.min())
+    s = np.arange(0.0, MAX_DEPTH_MM + step, step)
+    best: tuple[float, Trajectory] | None = None
+    fallback: tuple[int, Trajectory] | None = None
+    inv = np.linalg.inv(labels.affine)
+    shape = np.asarray(lab.shape)
+    for d in dirs:
+        u, v = perpendicular_axes(d)
+        rays = [np.zeros(3), RAY_OFFSET_MM * u, -RAY_OFFSET_MM * u, RAY_OFFSET_MM * v, -RAY_OFFSET_MM * v]
+        pts = target[None, :] + s[:, None] * d[None, :]
+        ijk = pts @ inv[:3, :3].T + inv[:3, 3]
+        kji = np.round(ijk[:, ::-1]).astype(int)
+        inb = np.all((kji >= 0) & (kji < shape), axis=1)
+        if body_names:
+            ins = np.zeros(len(s), bool)
+            ins[inb] = inside_body[tuple(kji[inb].T)]
+            # skin = first sample (walking out) that leaves the body for good
+            out_idx = np.nonzero(~ins)[0]
+            exit_i = int(out_idx[0]) if out_idx.size else len(s)
+        else:
+            exit_i = int(np.nonzero(~inb)[0][0]) if np.any(~inb) else len(s)
+        if exit_i >= len(s):
+            continue
+        depth = float(s[exit_i])
+        crossed: set[str] = set()
+        bad = 0
+        for off in rays:
+            p = target[None, :] + off[None, :] + s[:exit_i, None] * d[None, :]
+            ijk = p @ inv[:3, :3].T + inv[:3, 3]
+            kk = np.round(ijk[:, ::-1]).astype(int)
+            ok = np.all((kk >= 0) & (kk < shape), axis=1)
+            kk = kk[ok]
+            fb = forbidden[tuple(kk.T)] & ~lesion_dil[tuple(kk.T)]
+            if fb.any():
+                bad += int(fb.sum())
+                for vv in np.unique(lab[tuple(kk[fb].T)]):
+                    crossed.add(value_to_name.get(int(vv), "large vessel"))
+        kk0 = kji[:exit_i][inb[:exit_i]]
+        liver_path = float(np.count_nonzero(liver[tuple(kk0.T)] & ~lesion_dil[tuple(kk0.T)])) * step
+        # cranio-caudal tilt: angle between the path and the axial plane (LPS z = superior)
+        tilt = math.degrees(math.asin(min(1.0, abs(float(d[2])))))
+        score = depth + max(0.0, tilt - 20.0) + (30.0 if liver_path < 10.0 else 0.0)
+        traj = Trajectory(target, -d, target + depth * d, depth, bad == 0, sorted(crossed), liver_path)
+        if bad == 0:
+            if best is None or score < best[0]:
+                best = (score, traj)
+        elif fallback is None or bad < fallback[0]:
+            fallback = (bad, traj)
+    if best is not None:
+        return best[1]
+    if fallback is not None:
+        t = fallback[1]
+        t.note = ("no straight percutaneous path avoids every structure at risk; the least-crossing path "
+                  f"crosses {', '.join(t.crossed)}")
+        return t
+    return Trajectory(target, np.array([0.0, 0.0, -1.0]), target, 0.0, False, [],
+                      note="no path leaves the body within 250 mm")
+
+
+# --------------------------------------------------------------------------------------------
+# zone fitting
+# --------------------------------------------------------------------------------------------
+def unit_pattern_mm(n: int) -> np.ndarray:
+    """In-plane unit positions (n, 2) for 1–4 units at unit spacing (line, triangle, square)."""
+    if n == 1:
+        return np.zeros((1, 2))
+    if n == 2:
+        return np.array([[-0.5, 0.0], [0.5, 0.0]])
+    if n == 3:
+        r = 1.0 / math.sqrt(3.0)
+        return np.array([[r * math.cos(a), r * math.sin(a)] for a in np.pi / 2 + np.arange(3) * 2 * np.pi / 3])
+    if n == 4:
+        return np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+    ang = np.arange(n) * 2 * np.pi / n
+    r = 0.5 / math.sin(math.pi / n)
+    return np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
+
+
+@dataclass
+class PlacementResult:
+    """Fitted units: zone ellipsoids, their sizes, the applicator tips, and the measured margin."""
+
+    ellipsoids: list[ZoneEllipsoid]
+    sizes: list[ZoneSize]
+    tips_mm: list[np.ndarray]
+    direction: np.ndarray
+    covers: bool
+    margin: MarginResult
+    zone: Volume
+    spacing_mm: float = 0.0
+    tried: list[str] = field(default_factory=list)
+
+
+def _frame(direction: np.ndarray) -> np.ndarray:
+    a = direction / np.linalg.norm(direction)
+    u, v = perpendicular_axes(a)
+    return np.stack([a, u, v])  # rows
+
+
+def _worst_q(points_f: np.ndarray, centres_f: np.ndarray, semi: np.ndarray) -> np.ndarray:
+    """Per point, min over units of the ellipsoid quadratic form (≤ 1 = inside some unit)."""
+    q = np.full(points_f.shape[0], np.inf)
+    for c in centres_f:
+        q = np.minimum(q, np.sum(((points_f - c) / semi) ** 2, axis=1))
+    return q
+
+
+def fit_units(
+    ref: Volume,
+    lesion: np.ndarray,
+    target: np.ndarray,
+    direction: np.ndarray,
+    sizes: Sequence[ZoneSize],
+    *,
+    target_margin_mm: float,
+    max_units: int = 1,
+    unit_sizes: Callable[[int], Sequence[ZoneSize]] | None = None,
+    spacings_mm: Sequence[float] = tuple(np.arange(5.0, 45.1, 2.5)),
+) -> PlacementResult:
+    """Smallest set of parallel units (≤ ``max_units``) whose zones cover ``target``.
+
+    ``sizes`` are the candidate zones of one unit (device settings); ``unit_sizes(n)`` may
+    give different candidates for ``n`` units. Returns the best found even when nothing
+    covers (``covers`` False, largest zone / most units tried).
+    """
+    h = ref.spacing_kji_mm
+    frame = _frame(direction)
+    surf = target & ~ndimage.binary_erosion(target)
+    pts_mm = ref.index_to_mm(np.argwhere(surf).astype(float))
+    pts_f = pts_mm @ frame.T
+    centre0 = 0.5 * (pts_f.min(axis=0) + pts_f.max(axis=0))
+    tried: list[str] = []
+    best_fail: PlacementResult | None = None
+    best_fail_key = (-1.0, -np.inf)
+
+    def realise(centres_f: list[np.ndarray], size: ZoneSize, spacing: float) -> PlacementResult:
+        ells, tips = [], []
+        for c in centres_f:
+            c_mm = c @ frame
+            ells.append(ZoneEllipsoid(tuple(c_mm.tolist()), tuple(frame[0].tolist()), size.length_mm, size.width_mm,
+                                      size.depth_mm))
+            tips.append(c_mm - size.centre_offset_from_tip_mm * frame[0])
+        zone = rasterise_zones(ref, ells)
+        margin = ablative_margin_arrays_safe(lesion, zone.array, h)
+        return PlacementResult(ells, [size] * len(ells), tips, frame[0], margin.min_margin_mm >= target_margin_mm - 1e-6,
+                               margin, zone, spacing, list(tried))
+
+    for n in range(1, max_units + 1):
+        cands = list(unit_sizes(n)) if unit_sizes is not None else list(sizes)
+        cands.sort(key=lambda z: z.volume_ml)
+        pattern = unit_pattern_mm(n)
+        # orient the pattern along the target's widest in-plane direction
+        cov = np.cov((pts_f[:, 1:] - centre0[1:]).T) if len(pts_f) > 3 else np.eye(2)
+        _w, vecs = np.linalg.eigh(cov)
+        rot = vecs[:, ::-1]
+        for size in cands:
+            semi = 0.5 * np.array([size.length_mm, size.width_mm, size.depth_mm])
+            for spacing in (spacings_mm if n > 1 else (0.0,)):
+                offs = np.zeros((n, 3))
+                offs[:, 1:] = (pattern * spacing) @ rot.T
+
+                def worst(x: np.ndarray, offs: np.ndarray = offs, semi: np.ndarray = semi) -> float:
+                    return float(_worst_q(pts_f, centre0 + x + offs, semi).max())
+
+                x0 = np.zeros(3)
+                q0 = worst(x0)
+                if q0 > 4.0:  # hopeless by far: skip the optimiser
+                    tried.append(f"{n}×{size.device} {size.settings} spacing {spacing:g} mm: too small")
+                    continue
+                res = optimize.minimize(worst, x0, method="Nelder-Mead",
+                                        options={"xatol": 0.2, "fatol": 1e-3, "maxiter": 200})
+                qbest = float(res.fun)
+                centres = [centre0 + res.x + o for o in offs]
+                if qbest <= 1.0:
+                    pr = realise(centres, size, spacing)
+                    if pr.covers:
+                        pr.tried = tried
+                        return pr
+                    tried.append(f"{n}×{size.device} {size.settings}: measured margin "
+                                 f"{pr.margin.min_margin_mm:.1f} mm < target")
+                key = (float(n), -qbest)
+                if key > best_fail_key and (n == max_units or n == 1):
+                    best_fail_key = key
+                    best_fail = (centres, size, spacing)  # type: ignore[assignment]
+    if best_fail is None:
+        size = max(sizes, key=lambda z: z.volume_ml)
+        best_fail = ([centre0], size, 0.0)  # type: ignore[assignment]
+    centres, size, spacing = best_fail  # type: ignore[misc]
+    pr = realise(centres, size, spacing)
+    pr.tried = tried
+    pr.covers = False
+    return pr
+
+
+def ablative_margin_arrays_safe(lesion: np.ndarray, zone: np.ndarray, h: np.ndarray) -> MarginResult:
+    """Margin of ``lesion`` in ``zone``; an empty zone gives −∞-like margin and 0 % coverage."""
+    from latplan.physics.margins import ablative_margin_arrays
+
+    if not zone.any():
+        surf = lesion & ~ndimage.binary_erosion(lesion)
+        return MarginResult(-1e3, {"<0": 100.0, "0-5": 0.0, ">=5": 0.0}, 0.0,
+                            np.full(int(surf.sum()), -1e3), np.argwhere(surf))
+    return ablative_margin_arrays(lesion, zone, h)
+
+
+# --------------------------------------------------------------------------------------------
+# anatomy around the zone
+# --------------------------------------------------------------------------------------------
+def collateral_structures(case: Case, zone: Volume, lo: Sequence[int]) -> list[dict[str, Any]]:
+    """Structures at risk (bile duct, bowel, gallbladder, …) inside a zone given on a crop at ``lo``."""
+    sl = tuple(slice(a, a + n) for a, n in zip(lo, zone.shape, strict=True))
+    lab = case.labels.array[sl]
+    out = []
+    vox_ml = case.labels.voxel_volume_ml
+    for n in _names_with_roles(case, COLLATERAL_ROLES):
+        m = np.isin(lab, case.label_table.values_for(n)) & zone.array
+        if m.any():
+            out.append({"name": n, "role": case.label_table.role(n).value, "volume_ml": round(float(m.sum()) * vox_ml, 3)})
+    return sorted(out, key=lambda d: -d["volume_ml"])
+
+
+def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
+                      min_calibre_mm: float = LARGE_VESSEL_CALIBRE_MM,
+                      measurements: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Vessels ≥ ``min_calibre_mm`` within ``within_mm`` of the lesion: name, calibre, distance.
+
+    Uses the anatomy measurements (``heat_sink_vessels``) when given, else measures on the
+    label map (distance = lesion surface to vessel voxels; calibre = 2 × largest inscribed
+    radius of the vessel within the search region + one voxel).
+    """
+    if measurements and isinstance(measurements.get("heat_sink_vessels"), list):
+        return [
+            {"name": v.get("name"), "calibre_mm": v.get("calibre_mm"), "distance_mm": v.get("distance_mm")}
+            for v in measurements["heat_sink_vessels"]
+            if v.get("calibre_mm") is not None and v["calibre_mm"] >= min_calibre_mm
+            and v.get("distance_mm") is not None and v["distance_mm"] <= within_mm
+        ]
+    lesion = case.lesion_mask(lesion_id).array
+    h = case.labels.spacing_kji_mm
+    lo, hi = crop_around(lesion, within_mm + 10.0, h)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    les = lesion[sl]
+    dist = ndimage.distance_transform_edt(~les, sampling=h)
+    out = []
+    for n in _names_with_roles(case, VESSEL_ROLES):
+        m = case.mask_array(n)[sl]
+        if not m.any():
+            continue
+        near = m & (dist <= within_mm + 0.5 * float(h.max()))
+        if not near.any():
+            continue
+        inside = ndimage.distance_transform_edt(np.pad(m, 1), sampling=h)[1:-1, 1:-1, 1:-1]
+        calibre = 2.0 * float(inside[m & (dist <= within_mm + 6.0)].max())
+        if calibre < min_calibre_mm:
+            continue
+        gap = max(0.0, float(dist[near].min()) - 0.5 * float(h.mean()))
+        out.append({"name": n, "calibre_mm": round(calibre, 1), "distance_mm": round(gap, 1)})
+    return sorted(out, key=lambda d: d["distance_mm"])

@@ -1,0 +1,387 @@
+"""Thermal ablation planners: RFA, MWA, cryo → :class:`~latplan.planning.types.TreatmentPlan`.
+
+Each planner finds a safe trajectory (:func:`latplan.planning.applicators.find_trajectory`),
+fits device zones over lesion + target margin (one applicator first, then several), and
+reports the predicted zone, applicators, minimal margin, margin histogram, coverage, the
+vessels acting as heat sinks and collateral structures inside the zone.
+
+Engines: ``engine="chart"`` (default, fast: device-chart ellipsoids, PHYSICS.md charts)
+or ``engine="bioheat"`` (the chart placement, then a Pennes simulation on a crop of the
+case with perfusion, vessels as heat sinks and coagulation; slower, seconds).
+
+The target margin is a clinical parameter passed by :mod:`latplan.modalities`
+(5 mm default; 10 mm for RAS-mutant colorectal metastases).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from latplan.case import Case
+from latplan.errors import InvalidInputError
+from latplan.physics import ablation_zones as az
+from latplan.physics.margins import ablative_margin_arrays
+from latplan.planning.applicators import (
+    PlacementResult,
+    Trajectory,
+    collateral_structures,
+    crop_around,
+    find_trajectory,
+    fit_units,
+    heat_sink_vessels,
+    target_mask,
+)
+from latplan.planning.types import TreatmentPlan
+
+__all__ = ["plan_cryo", "plan_mwa", "plan_rfa", "plan_thermal"]
+
+ENGINE_VERSION = "thermal-planner-1.0"
+VERIFICATION_CHART = (
+    "chart zones reproduce the vendor/published charts (tests/physics_ablation/test_ablation_zones.py); "
+    "margins verified on concentric spheres ±1 voxel (test_ablation_margins.py)"
+)
+VERIFICATION_BIOHEAT = (
+    "Pennes solver vs analytic point-source solutions (2 %, second-order convergence), energy conservation, "
+    "heat-sink behaviour and MWA chart consistency table (tests/physics_ablation/test_ablation_bioheat.py)"
+)
+#: most units a planner combines (practice: up to 3 synchronous MWA antennas / switched RFA
+#: electrodes; cryo: up to 2 clusters of 4 probes = 8 probes)
+MAX_UNITS = {"mwa": 3, "rfa": 3, "cryo": 2}
+
+
+def _unit_name(modality: str) -> str:
+    return {"mwa": "MWA antenna", "rfa": "RFA electrode", "cryo": "cryoprobe cluster"}[modality]
+
+
+def _candidates(modality: str, device: str | None) -> tuple[str, list[az.ZoneSize], Any]:
+    if modality == "mwa":
+        dev = device or "covidien_emprint"
+        chart = az.load_mwa_chart(dev)
+        return dev, [chart.predict(r.power_w, r.time_s) for r in chart.calibration_rows()], None
+    if modality == "rfa":
+        dev = device or "cooltip"
+        return dev, [az.rfa_zone_size(dev, p) for p in ("3cm", "5cm")], None
+    if modality == "cryo":
+        sizes = [az.cryo_zone_size(k) for k in (1, 2, 3, 4)]
+
+        def unit_sizes(n: int) -> list[az.ZoneSize]:
+            return sizes if n == 1 else [sizes[-1]]
+
+        return device or "cryo_17g", sizes, unit_sizes
+    raise InvalidInputError(f"unknown thermal modality {modality!r}; expected rfa, mwa or cryo.")
+
+
+def _applicator_dicts(modality: str, device: str, fit: PlacementResult, traj: Trajectory) -> list[dict[str, Any]]:
+    out = []
+    d = fit.direction
+    for tip, size in zip(fit.tips_mm, fit.sizes, strict=True):
+        entry = tip - (traj.depth_mm + float(np.dot(tip - traj.target_mm, d))) * d
+        if modality == "cryo":
+            n = int(size.settings["probe_count"])
+            u, v = az.perpendicular_axes(d)
+            for off in az.cryo_probe_offsets_mm(n, float(size.settings["probe_spacing_mm"])):
+                t = tip + off[0] * u + off[1] * v
+                e = entry + off[0] * u + off[1] * v
+                a = az.Applicator("cryo", device, tuple(t), tuple(d), dict(size.settings), tuple(e))
+                out.append(a.to_dict())
+        else:
+            a = az.Applicator(modality, device if modality != "mwa" else size.device, tuple(tip), tuple(d),
+                              dict(size.settings), tuple(entry))
+            out.append(a.to_dict())
+    return out
+
+
+def plan_thermal(
+    modality: str,
+    case: Case,
+    lesion_id: str,
+    measurements: Mapping[str, Any] | None = None,
+    *,
+    target_margin_mm: float = 5.0,
+    engine: str = "chart",
+    device: str | None = None,
+    max_applicators: int | None = None,
+) -> TreatmentPlan:
+    """Plan one thermal modality (``rfa``, ``mwa``, ``cryo``) on one lesion; see module doc."""
+    t_start = time.perf_counter()
+    if engine not in ("chart", "bioheat"):
+        raise InvalidInputError(f"engine must be 'chart' or 'bioheat'; got {engine!r}.")
+    if not 0.0 <= target_margin_mm <= 30.0:
+        raise InvalidInputError(f"target_margin_mm must be 0–30 mm; got {target_margin_mm}.")
+    meas = _lesion_measurements(measurements, lesion_id)
+    lesion_full = case.lesion_mask(lesion_id).array
+    h = case.labels.spacing_kji_mm
+    dev, sizes, unit_sizes = _candidates(modality, device)
+    max_units = MAX_UNITS[modality] if max_applicators is None else int(max_applicators)
+    traj = find_trajectory(case, lesion_id)
+
+    biggest = max(sizes, key=lambda z: z.volume_ml)
+    pad = 0.5 * max(biggest.length_mm, biggest.width_mm) + 45.0 + target_margin_mm
+    lo, hi = crop_around(lesion_full, pad, h)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    ref = case.labels.crop(lo, hi)
+    lesion = lesion_full[sl]
+    fit_margin = target_margin_mm + 0.5 * float(h.max())
+    target = target_mask(lesion, fit_margin, h)
+    fit = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
+                    max_units=max_units, unit_sizes=unit_sizes)
+    single = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
+                       max_units=1, unit_sizes=unit_sizes) if len(fit.ellipsoids) > 1 or not fit.covers else fit
+    units = len(fit.ellipsoids)
+
+    zone = fit.zone
+    margin = fit.margin
+    caveats = [az.chart_caveat(modality)]
+    temperature = None
+    engine_info: dict[str, Any] = {}
+    if engine == "bioheat":
+        zone, temperature, engine_info = bioheat_zone(modality, case, ref, lo, fit, dev)
+        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else fit.margin
+        caveats.append("bioheat engine: parameter uncertainty (perfusion, tissue properties) dominates; "
+                       "published in vivo RFA models reach Dice 0.42–0.73 (PHYSICS.md)")
+    covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
+
+    # reasons
+    reasons: list[str] = []
+    target_extent = _extent_mm(target, h)
+    single_size = max(single.sizes, key=lambda z: z.volume_ml) if single.sizes else biggest
+    if not single.covers:
+        reasons.append(
+            f"one {_unit_name(modality)} cannot cover lesion + {target_margin_mm:g} mm margin: the largest single zone "
+            f"({single_size.device} {_settings_text(single_size)}: {single_size.length_mm:.0f}×"
+            f"{single_size.width_mm:.0f}×{single_size.depth_mm:.0f} mm, {single_size.volume_ml:.1f} ml) is smaller than "
+            f"the target ({target_extent:.0f} mm across); best single-unit coverage "
+            f"{single.margin.coverage_percent:.1f} %, minimal margin {single.margin.min_margin_mm:.1f} mm"
+        )
+    if units > 1 and fit.covers:
+        reasons.append(f"{units} {_unit_name(modality)}s spaced {fit.spacing_mm:g} mm cover the target")
+    if not fit.covers:
+        reasons.append(
+            f"even {units} {_unit_name(modality)}{'s' if units > 1 else ''} (the most this planner combines) do not "
+            f"reach the {target_margin_mm:g} mm margin: coverage {fit.margin.coverage_percent:.1f} %, minimal margin "
+            f"{fit.margin.min_margin_mm:.1f} mm"
+        )
+    if not traj.safe:
+        reasons.append(traj.note or "no safe straight path")
+    sinks = heat_sink_vessels(case, lesion_id, measurements=meas)
+    if sinks and modality == "rfa":
+        caveats.append("vessels ≥ 3 mm next to the lesion act as heat sinks: RFA zones are cut back beside them "
+                       "(heat sink in 73 % of veins > 3 mm, PHYSICS.md); consider MWA or the bioheat engine")
+    elif sinks:
+        caveats.append("vessels ≥ 3 mm next to the lesion may act as heat sinks (less for MWA than RFA)")
+    collateral = collateral_structures(case, zone, lo)
+    if collateral:
+        caveats.append("structures at risk inside the predicted zone: " + ", ".join(c["name"] for c in collateral))
+
+    metrics: dict[str, Any] = {
+        "min_margin_mm": round(float(margin.min_margin_mm), 2),
+        "coverage_percent": round(float(margin.coverage_percent), 2),
+        "applicator_count": units if modality != "cryo" else int(sum(int(s.settings["probe_count"]) for s in fit.sizes)),
+        "unit_count": units,
+        "covered": covered,
+        "single_applicator_covers": bool(single.covers),
+        "target_margin_mm": float(target_margin_mm),
+        "zone_volume_ml": round(float(zone.array.sum()) * case.labels.voxel_volume_ml, 2),
+        "heat_sink_vessels": sinks,
+        "collateral_structures": collateral,
+        "trajectory_safe": bool(traj.safe),
+        "trajectory_depth_mm": round(float(traj.depth_mm), 1),
+        "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
+    }
+    if engine_info:
+        metrics["bioheat"] = engine_info
+    plan = TreatmentPlan(
+        modality=modality,
+        lesion_id=lesion_id,
+        metrics=metrics,
+        applicators=_applicator_dicts(modality, dev, fit, traj),
+        zone=zone,
+        temperature_c=temperature,
+        target=ref.with_array(target_mask(lesion, target_margin_mm, h)),
+        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()},
+        caveats=caveats,
+        parameters={"target_margin_mm": float(target_margin_mm), "device": dev, "engine": engine,
+                    "max_applicators": max_units, "grid_spacing_mm": [float(x) for x in h]},
+        engine=f"latplan.planning.thermal[{engine}]",
+        engine_version=ENGINE_VERSION,
+        verification=VERIFICATION_CHART if engine == "chart" else VERIFICATION_BIOHEAT,
+    )
+    plan.runtime_s = time.perf_counter() - t_start
+    return plan
+
+
+def _settings_text(size: az.ZoneSize) -> str:
+    s = size.settings
+    if "power_w" in s:
+        return f"{s['power_w']:g} W {s['time_s']:g} s"
+    if "protocol" in s and "probe_count" not in s:
+        return f"{s['protocol']} protocol"
+    if "probe_count" in s:
+        return f"{s['probe_count']} probe(s)"
+    return str(s)
+
+
+def _extent_mm(mask: np.ndarray, h: np.ndarray) -> float:
+    pts = np.argwhere(mask) * h
+    return float((pts.max(axis=0) - pts.min(axis=0)).max() + float(h.max()))
+
+
+def _lesion_measurements(measurements: Mapping[str, Any] | None, lesion_id: str) -> dict[str, Any] | None:
+    """Accept the per-lesion dict, or the whole measure_case() output, or None."""
+    if not measurements:
+        return None
+    if "lesions" in measurements and isinstance(measurements["lesions"], list):
+        for entry in measurements["lesions"]:
+            if isinstance(entry, Mapping) and entry.get("id") == lesion_id:
+                return dict(entry)
+        return None
+    return dict(measurements)
+
+
+def plan_rfa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
+             max_applicators: int | None = None) -> TreatmentPlan:
+    """Radiofrequency ablation plan (default device: Cool-tip; 3 cm / 5 cm ex vivo protocols)."""
+    return plan_thermal("rfa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+                        device=device, max_applicators=max_applicators)
+
+
+def plan_mwa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
+             max_applicators: int | None = None) -> TreatmentPlan:
+    """Microwave ablation plan (default antenna: Covidien Emprint-class chart)."""
+    return plan_thermal("mwa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+                        device=device, max_applicators=max_applicators)
+
+
+def plan_cryo(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
+              max_applicators: int | None = None) -> TreatmentPlan:
+    """Cryoablation plan: 1–4 probes 2 cm apart per cluster, up to 2 clusters."""
+    return plan_thermal("cryo", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+                        device=device, max_applicators=max_applicators)
+
+
+
+# --------------------------------------------------------------------------------------------
+# bioheat engine on the case crop
+# --------------------------------------------------------------------------------------------
+#: vessel calibre bins (mm) for the heat-sink tissues
+_CALIBRE_BINS_MM = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
+#: RFA protocol duration (s) and generator limit (W) — Cool-tip 12 min, 200 W generator
+RFA_DURATION_S = 720.0
+RFA_MAX_POWER_W = 200.0
+
+
+def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int) -> tuple[np.ndarray, list[Any], dict[str, Any]]:
+    from scipy import ndimage
+
+    from latplan.case import StructureRole
+    from latplan.case.vocabulary import VESSEL_ROLES
+    from latplan.physics import bioheat as bh
+
+    tissues = bh.default_tissues()
+    table = [tissues["soft_tissue"], tissues["liver"], tissues["tumour"]]
+    lab_case = case.labels.array[sl]
+    out = np.zeros(lab_case.shape, np.uint8)
+    roles = {n: case.label_table.role(n) for n in case.structure_names()}
+    for n, r in roles.items():
+        vals = case.label_table.values_for(n)
+        if r in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.BILE_DUCT):
+            out[np.isin(lab_case, vals)] = 1
+        elif r == StructureRole.LESION:
+            out[np.isin(lab_case, vals)] = 2
+    vessel = np.isin(lab_case, [v for n, r in roles.items() if r in VESSEL_ROLES for v in case.label_table.values_for(n)])
+    info: dict[str, Any] = {"vessel_calibres_mm": []}
+    h = case.labels.spacing_kji_mm
+    if vessel.any():
+        inside = ndimage.distance_transform_edt(np.pad(vessel, 1), sampling=h)[1:-1, 1:-1, 1:-1]
+        local_r = ndimage.maximum_filter(inside, size=5) * vessel
+        calibre = 2.0 * local_r
+        bins = np.asarray(_CALIBRE_BINS_MM)
+        which = np.clip(np.searchsorted(bins, calibre[vessel], side="left"), 0, len(bins) - 1)
+        vals = out[vessel]
+        for b in np.unique(which):
+            table.append(bh.vessel_tissue(float(bins[b])))
+            vals[which == b] = len(table) - 1
+            info["vessel_calibres_mm"].append(float(bins[b]))
+        out[vessel] = vals
+    if stride > 1:
+        out = out[::stride, ::stride, ::stride]
+    return np.ascontiguousarray(out), table, info
+
+
+def _to_kji(ref: Any, lo_shift: np.ndarray, p_mm: np.ndarray, h_sim: np.ndarray, stride: int) -> np.ndarray:
+    idx = ref.mm_to_index(p_mm)  # (k, j, i) on the crop grid
+    return (idx / stride) * h_sim
+
+
+def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
+                 device: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Simulate the fitted applicators with the Pennes engine on the crop; zone on ``ref``'s grid."""
+    from latplan.physics import bioheat as bh
+    from latplan.physics.electroporation import Needle, needle_mask
+
+    h = case.labels.spacing_kji_mm
+    stride = max(1, round(2.0 / float(h.min()))) if float(h.min()) < 1.5 else 1
+    sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
+    lab, tissues, info = _bioheat_labels(case, sl, stride)
+    h_sim = h * stride
+    inv = np.linalg.inv(ref.affine)[:3, :3]
+    d = fit.direction
+    d_kji = (inv @ d)[::-1] * h
+    d_kji /= np.linalg.norm(d_kji)
+    shape = lab.shape
+    t0 = time.perf_counter()
+    if modality == "mwa":
+        model = bh.mwa_model(device)
+        q = np.zeros(shape, np.float32)
+        for tip in fit.tips_mm:
+            feed = tip + model.feed_offset_from_tip_mm * d
+            q += bh.mwa_source(shape, h_sim, _to_kji(ref, np.zeros(3), feed, h_sim, stride), d_kji,
+                               penetration_mm=model.penetration_mm, elongation=model.elongation, core_mm=model.core_mm)
+        s = fit.sizes[0].settings
+        res = bh.simulate_heating(lab, tissues, h_sim, float(s["time_s"]), source_w_m3_per_w=q / len(fit.tips_mm),
+                                  power_w=model.efficiency * float(s["power_w"]) * len(fit.tips_mm),
+                                  vaporisation_c=model.vaporisation_c)
+        field_c = res.peak_temperature_c
+        info.update({"efficiency": model.efficiency, "calibration_setting": list(model.calibration_setting)})
+    elif modality == "rfa":
+        q = np.zeros(shape, np.float32)
+        sensor = np.zeros(shape, bool)
+        for tip in fit.tips_mm:
+            qi, si = bh.rfa_source(shape, h_sim, _to_kji(ref, np.zeros(3), tip, h_sim, stride), d_kji)
+            q += qi
+            sensor |= si
+        ctrl = bh.RfaController(max_power_w=RFA_MAX_POWER_W * len(fit.tips_mm))
+        res = bh.simulate_heating(lab, tissues, h_sim, RFA_DURATION_S, source_w_m3_per_w=q / len(fit.tips_mm),
+                                  rfa=ctrl, sensor=sensor)
+        field_c = res.peak_temperature_c
+        info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1)})
+    else:
+        probes = np.zeros(shape, bool)
+        for tip, size in zip(fit.tips_mm, fit.sizes, strict=True):
+            n = int(size.settings["probe_count"])
+            u, v = az.perpendicular_axes(d)
+            for off in az.cryo_probe_offsets_mm(n, float(size.settings["probe_spacing_mm"])):
+                t = tip + off[0] * u + off[1] * v
+                nd = Needle(tuple(_to_kji(ref, np.zeros(3), t, h_sim, stride)), tuple(d_kji), 30.0, 1.0)
+                probes |= needle_mask(shape, h_sim, nd)
+        res = bh.simulate_cryo(lab, tissues, h_sim, probes)
+        field_c = res.min_temperature_c
+    zone = res.zone
+    if stride > 1:
+        zone = np.repeat(np.repeat(np.repeat(zone, stride, 0), stride, 1), stride, 2)[: ref.shape[0], : ref.shape[1],
+                                                                                          : ref.shape[2]]
+        field_c = np.repeat(np.repeat(np.repeat(field_c, stride, 0), stride, 1), stride, 2)[
+            : ref.shape[0], : ref.shape[1], : ref.shape[2]]
+        pad = [(0, max(0, a - b)) for a, b in zip(ref.shape, zone.shape, strict=True)]
+        zone = np.pad(zone, pad)
+        field_c = np.pad(field_c, pad, mode="edge")
+    info.update({"grid_spacing_mm": [float(x) for x in h_sim], "steps": res.steps, "dt_s": round(res.dt_s, 3),
+                 "wall_s": round(time.perf_counter() - t0, 2), "engine_version": bh.ENGINE_VERSION})
+    return ref.with_array(zone), ref.with_array(field_c.astype(np.float32)), info

@@ -1,0 +1,67 @@
+"""The issue [D] checks on the phantom demo cases of [A] (real measurements; simulations off for speed,
+the simulated path is exercised by benchmarks/bench_plan.py).
+
+References as in test_board_vignettes.py. Skips with the reason while [A]'s demo specs are not built.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from latplan.board import plan_case, plan_json_text, plan_schema
+
+
+def _demo(name: str):
+    demo = pytest.importorskip("latplan.phantom.demo")
+    if name not in demo.demo_cases():
+        pytest.skip(f"demo case {name!r} not available yet (latplan.phantom.demo_cases() = {demo.demo_cases()})")
+    return demo.build_demo_case(name)
+
+
+def _options(prop, lid=None):
+    le = prop.plan_json["lesions"][0] if lid is None else next(x for x in prop.plan_json["lesions"] if x["id"] == lid)
+    return {o["modality"]: o for o in le["options"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fig1-seg8-between-hepatic-veins", "fig2-seg4a8-third-line"])
+def test_demo_fig_cases_ibt_top3_and_sequence(name: str) -> None:
+    prop = plan_case(_demo(name), simulate=False)
+    jsonschema.validate(json.loads(plan_json_text(prop)), plan_schema())
+    assert _options(prop)["ibt"]["eligibility"] in ("eligible", "indicated")
+    strategies = prop.plan_json["strategies"]
+    assert any(s["rank"] <= 3 and any(st["modality"] == "ibt" for st in s["steps"]) for s in strategies)
+    seq = next(s for s in strategies if s["kind"] == "sequence_tace_ibt")
+    assert seq["evidence_level"] == "CEBM 4" and seq["rationale"]
+
+
+@pytest.mark.slow
+def test_demo_seg6_thermal_first() -> None:
+    prop = plan_case(_demo("seg6-peripheral-18mm"), simulate=False)
+    o = _options(prop)
+    top = min((x for x in o.values() if x["rank"]), key=lambda x: x["rank"])
+    assert top["modality"] in ("mwa", "rfa")
+
+
+@pytest.mark.slow
+def test_demo_stomach_case_radiation_carries_hollow_organ_reason() -> None:
+    prop = plan_case(_demo("seg3-abutting-stomach-30mm"), simulate=False)
+    o = _options(prop)
+    assert any("hollow organ" in r["text"].lower() for r in o["sbrt"]["reasons"])
+    assert any("hollow organ" in r["text"].lower() for r in o["ibt"]["reasons"])
+
+
+@pytest.mark.slow
+def test_demo_large_rfa_not_eligible() -> None:
+    o = _options(plan_case(_demo("large-60mm"), simulate=False))
+    assert o["rfa"]["eligibility"] in ("contraindicated", "relative_contraindication")
+
+
+@pytest.mark.slow
+def test_demo_four_lesions_regional_or_systemic_top3() -> None:
+    prop = plan_case(_demo("four-lesions-right-lobe"), simulate=False)
+    top = [s for s in prop.plan_json["strategies"] if s["rank"] <= 3]
+    assert any(st["modality"] in ("tace", "tare", "hai", "systemic") for s in top for st in s["steps"])

@@ -1,0 +1,44 @@
+"""Unknown anatomy on a real CT: TotalSegmentator example CT (Apache-2.0, wasserth/TotalSegmentator @0e65a448,
+via ../shared/data/external/totalseg-ct-3mm) with a 20 mm synthetic lesion inserted at the deepest liver point.
+No bile ducts or hepatic veins are segmented there.
+
+Reference: CLINICAL.md "Unknown is not safe" — thermal options must carry cannot_assess reasons naming the
+missing structures, be flagged for review and not be ranked as if safe. Exact checks.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from latplan.board import plan_case, plan_json_text, plan_schema
+
+
+@pytest.mark.shared_data
+def test_real_ct_inserted_lesion_unknown_anatomy(shared_data, vignette) -> None:
+    case_folder = pytest.importorskip("latplan.imaging.case_folder")
+    insert = pytest.importorskip("latplan.imaging.insert")
+    pytest.importorskip("latplan.anatomy.measure")
+    d = shared_data / "external" / "totalseg-ct-3mm"
+    case = case_folder.load_case_from_images(d / "image.nii.gz", d / "labels.nii.gz", d / "labels.yaml",
+                                             vignette.patient())
+    depth = ndimage.distance_transform_edt(case.mask_array("liver"))
+    centre_kji = np.unravel_index(np.argmax(depth), depth.shape)
+    case = insert.insert_lesion(case, list(case.labels.index_to_mm(np.array(centre_kji, float))), 20.0)
+
+    prop = plan_case(case, simulate=False)
+    jsonschema.validate(json.loads(plan_json_text(prop)), plan_schema())
+    opts = {o["modality"]: o for o in prop.plan_json["lesions"][0]["options"]}
+    for m in ("rfa", "mwa", "cryo"):
+        o = opts[m]
+        missing = {x for c in o["cannot_assess"] for x in c["missing"]}
+        assert o["needs_review"]
+        assert "lesion.distance_mm.bile_duct" in missing
+        assert any("hepatic_vein" in x for x in missing)
+        assert o["ranking"]["basis"] in ("relative_contraindication", "contraindicated")
+    assessable = [o for o in opts.values() if o["rank"] and o["ranking"]["basis"] in ("indicated", "eligible")]
+    assert assessable and all(o["rank"] < opts["mwa"]["rank"] for o in assessable)

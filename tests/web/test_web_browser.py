@@ -1,0 +1,112 @@
+"""Browser tests (issue 7, Verification): Playwright (Python) driving Debian's Chromium.
+
+Flow: log in, upload the case zip, run planning (worker process, stand-in planner), see the
+report and the viewer canvas (niivue loads the volumes: ``data-loaded="1"``), record a
+decision, log out; then a member of another board cannot open the case (404, nothing leaks).
+The server listens on 127.0.0.1 only. Skips when /usr/bin/chromium is absent, unless CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from webtest_helpers import PASSWORDS, LiveServer, make_settings, seed_users
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-quic", "--no-first-run", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        msg = "Debian's Chromium (/usr/bin/chromium) is not installed: run .ci/services.sh."
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def live(tmp_path):
+    from latplan.web.app import create_app
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'b.db'}", tmp_path / "data", start_worker=True)
+    seed_users(settings)
+    with LiveServer(create_app(settings)) as srv:
+        yield srv
+
+
+def _login(page, url, user):
+    page.goto(url + "/login")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("#login-submit")
+    page.wait_for_url(url + "/cases")
+
+
+def test_web_browser_board_flow(browser, live, tmp_path, case_zip):
+    """Log in → upload → plan → report + viewer canvas → decision → log out; outsider gets 404."""
+    zip_path = tmp_path / "WEB-01.zip"
+    zip_path.write_bytes(case_zip)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, live.url, "coord")
+    page.set_input_files("#upload", str(zip_path))
+    page.fill("#title", "browser test")
+    page.click("#upload-submit")
+    page.wait_for_url(f"{live.url}/cases/*")
+    case_url = page.url
+    assert "WEB-01" in page.inner_text("h1")
+    page.click("#plan-button")
+    page.wait_for_selector("#viewer-canvas", timeout=90_000)  # htmx polls; HX-Refresh reloads when done
+    canvas = page.locator("#viewer-canvas")
+    assert canvas.is_visible()
+    page.wait_for_function(
+        "() => { const c = document.getElementById('viewer-canvas'); return c.dataset.loaded === '1' || c.dataset.error; }",
+        timeout=60_000,
+    )
+    assert canvas.get_attribute("data-error") is None, canvas.get_attribute("data-error")
+    assert int(canvas.get_attribute("data-layers")) >= 4
+    box = canvas.bounding_box()
+    assert box["width"] > 300 and box["height"] > 200
+    frame = page.frame_locator("#report-frame")
+    assert "Stand-in report" in frame.locator("h1").inner_text()
+    assert page.locator("#strategies tbody tr").count() == 2
+
+    page.click("#logout")
+    page.wait_for_url(f"{live.url}/login")
+    _login(page, live.url, "doc")
+    page.goto(case_url)
+    page.select_option("#decision-scope", "lesion_1")
+    page.select_option("#decision-chosen", "mwa")
+    page.fill("#decision-rationale", "peripheral lesion, ablation first")
+    page.fill("#decision-attendees", "Dr Doc — interventional radiology\nDr Onc — medical oncology")
+    page.fill("#decision-preference", "wants the least invasive option")
+    page.click("#decision-submit")
+    page.wait_for_selector("#decision-table")
+    table = page.inner_text("#decision-table")
+    assert "mwa" in table and "medical oncology" in table and "least invasive" in table
+    page.click("#logout")
+    page.wait_for_url(f"{live.url}/login")
+    page.goto(case_url)
+    assert page.url == f"{live.url}/login"  # the session is gone
+
+    _login(page, live.url, "outsider")
+    resp = page.goto(case_url)
+    assert resp.status == 404
+    body = page.content()
+    assert "WEB-01" not in body and "browser test" not in body
+    for suffix in ("/report", "/viewer/index.json", "/export.json"):
+        assert page.goto(case_url + suffix).status == 404
+    assert not errors, errors
