@@ -7,18 +7,11 @@ resected or resectable; alternative 1–5 metastases in ≤ 2 organs; not applic
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from anatomy_cases import synthetic_case
 
 from latplan.anatomy import load_oligometastatic_definitions, measure_case
 from latplan.case import Patient
-
-_spec = importlib.util.spec_from_file_location("syn_cases", Path(__file__).with_name("test_anatomy_synthetic.py"))
-_syn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_syn)
-synthetic_case = _syn.synthetic_case
 
 
 def _status(patient_kw, definition=None, lung_lesion=False):

@@ -18,7 +18,7 @@ PATIENT = {"id": "PH-1", "primary": "colorectal", "primary_status": "resected",
 
 
 def _build(voxel, fov, lesions, **kw):
-    spec = {"seed": 5, "voxel_mm": [voxel] * 3, "field_of_view_mm": fov, "patient": PATIENT, "lesions": lesions}
+    spec = {"seed": 5, "voxel_mm": list(voxel) if isinstance(voxel, tuple | list) else [voxel] * 3, "field_of_view_mm": fov, "patient": PATIENT, "lesions": lesions}
     spec.update(kw)
     return build_phantom_detailed(spec)
 
@@ -37,19 +37,21 @@ def test_sphere_28mm_at_1mm_feret_and_volume():
 
 
 @pytest.mark.parametrize(
-    ("segment", "abut", "gap", "fov", "extra"),
+    ("segment", "abut", "gap", "fov", "extra", "voxel"),
     [
-        ("3", "stomach", 0.0, [[0, -75, -45], [115, 45, 70]], {}),
-        ("3", "stomach", 3.0, [[0, -75, -45], [115, 45, 70]], {}),
-        ("8", "portal_vein", 2.0, [[-140, -75, -30], [20, 80, 85]], {"abut_min_calibre_mm": 5.0}),
-        ("5", "gallbladder", 4.0, [[-140, -75, -75], [20, 60, 45]], {}),
-        ("8", "hepatic_vein_right", 5.0, [[-140, -75, -30], [20, 80, 85]], {}),
+        ("3", "stomach", 0.0, [[0, -75, -45], [115, 45, 70]], {}, (1.5, 1.5, 1.5)),
+        ("3", "stomach", 3.0, [[0, -75, -45], [115, 45, 70]], {}, (1.5, 1.5, 1.5)),
+        ("3", "stomach", 2.0, [[0, -75, -45], [115, 45, 70]], {}, (1.0, 1.2, 2.5)),
+        ("8", "portal_vein", 2.0, [[-140, -75, -30], [20, 80, 85]], {"abut_min_calibre_mm": 5.0}, (1.5, 1.5, 1.5)),
+        ("5", "gallbladder", 4.0, [[-140, -75, -75], [20, 60, 45]], {}, (1.5, 1.5, 1.5)),
+        ("8", "hepatic_vein_right", 5.0, [[-140, -75, -30], [20, 80, 85]], {}, (1.2, 1.2, 2.0)),
     ],
 )
-def test_abut_gap_is_measured_within_one_voxel(segment, abut, gap, fov, extra):
-    """Reference: issue [A]: a lesion placed with abut: X, gap_mm: g measures g ± 1 voxel from X (1.5 mm)."""
-    h = 1.5
-    b = _build(h, fov, [{"id": "lesion_1", "segment": segment, "diameter_mm": 24, "abut": abut, "gap_mm": gap,
+def test_abut_gap_is_measured_within_one_voxel(segment, abut, gap, fov, extra, voxel):
+    """Reference: issue [A]: a lesion placed with abut: X, gap_mm: g measures g ± 1 voxel from X
+    (one voxel = the largest spacing; isotropic 1.5 mm and anisotropic grids)."""
+    h = max(voxel)
+    b = _build(voxel, fov, [{"id": "lesion_1", "segment": segment, "diameter_mm": 24, "abut": abut, "gap_mm": gap,
                          **extra}])
     les = measure_case(b.case)["lesions"][0]
     assert abs(les["distances_mm"][abut] - gap) <= h + 1e-6
@@ -73,6 +75,7 @@ def _truth_calibre(tubes, name, centre, radius_mm):
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("abut", ["portal_vein", "hepatic_vein_right", "hepatic_vein_middle"])
 def test_vessel_calibre_matches_built_calibre(abut):
     """Reference: phantom construction (tube radius per node, linear taper): measured local calibre at the

@@ -76,3 +76,12 @@ def test_sensitivity_function_on_toy_ranking() -> None:
     assert flips["local_control"].to_weight == 2.25
     assert flips["invasiveness"].to_weight == 0.75
     assert set(flips) == {"local_control", "invasiveness"}
+
+
+def test_ties_at_the_top_are_said(vignette) -> None:
+    """RFA and MWA have identical profiles and rules for a small peripheral lesion: the sensitivity output says
+    they are tied rather than pretending the list order is a preference."""
+    prop = plan_case(None, measurements=vignette.measurements(vignette.lesion(d=18)), patient=vignette.patient())
+    sens = prop.plan_json["sensitivity"]
+    assert set(sens["ties"]["lesion_1"]) >= {"rfa", "mwa"}
+    assert any("tied" in n for n in sens["notes"])

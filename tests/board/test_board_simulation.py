@@ -86,3 +86,11 @@ def test_ibt_verdict(metrics: dict, verdict: str) -> None:
     """IBT: D100 below the prescription (20 Gy here) or a violated OAR limit fails (Walter 2021 prescription)."""
     plan = TreatmentPlan("ibt", "lesion_1", metrics, prescription_gy=20.0)
     assert simulate.verdict("ibt", plan, 5.0)[0] == verdict
+
+
+@pytest.mark.parametrize(("metrics", "verdict"), [
+    ({"activity_gbq": 1.2, "limiting": "perfused_dose_goal"}, "achieves"),
+    ({"activity_gbq": 0.4, "limiting": "lung_limit"}, "fails"), ({}, "unclear")])
+def test_tare_verdict(metrics: dict, verdict: str) -> None:
+    """TARE: an activity cut back by the lung-dose limit does not reach the dose goal (Kennedy 2007 lung limit)."""
+    assert simulate.verdict("tare", TreatmentPlan("tare", "lesion_1", metrics), None)[0] == verdict

@@ -230,3 +230,56 @@ def test_schema_rejects_option_without_reason(vignette) -> None:
     doc["lesions"][0]["options"][0]["reasons"] = []
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, plan_schema())
+
+
+def test_hospital_rule_file_changes_plan_and_is_named(vignette, tmp_path) -> None:
+    """A local pathway without a HIFU device: HIFU contraindicated with the local citation; plan.json names the
+    hospital rule set and version over the core set."""
+    f = tmp_path / "hospital.yaml"
+    f.write_text('rule_set: {name: st-elsewhere, version: "2027.1"}\n'
+                 "citations: {local: {text: 'St Elsewhere liver board pathway 2027'}}\n"
+                 "rules:\n  - {id: LOCAL-NO-HIFU, statement: No HIFU device at this hospital., modalities: [hifu],"
+                 " condition: 'true', effect: contraindicated, evidence_level: CEBM 5, citation: local}\n", encoding="utf-8")
+    prop = plan_case(None, measurements=vignette.measurements(vignette.lesion()), patient=vignette.patient(),
+                     rule_paths=[f])
+    check_invariants(prop)
+    rs = prop.plan_json["rule_set"]
+    assert "st-elsewhere" in rs["name"] and "2027.1" in rs["version"]
+    hifu = opts(prop)["hifu"]
+    assert hifu["eligibility"] == "contraindicated" and hifu["rank"] is None
+    assert any(r["rule_id"] == "LOCAL-NO-HIFU" and "St Elsewhere" in r["citation"] for r in hifu["reasons"])
+
+
+def test_lesion_outside_liver_is_not_planned(vignette) -> None:
+    """A lung metastasis in the measurements is counted but every liver modality is contraindicated for it."""
+    lung = vignette.lesion("lesion_2", d=12)
+    lung["organ"] = "lung"
+    prop = run(vignette, vignette.lesion(), lung)
+    check_invariants(prop)
+    o2 = opts(prop, "lesion_2")
+    assert all(o["eligibility"] == "contraindicated" for o in o2.values())
+    assert all("LESION-OUTSIDE-LIVER" in {r["rule_id"] for r in o["reasons"]} for o in o2.values())
+
+
+def test_option_grid_plain_language(vignette) -> None:
+    """Option grid rows follow the ranking, use short sentences and take numbers only from plan.json."""
+    prop = run(vignette, vignette.lesion())
+    grid = prop.plan_json["option_grid"][0]
+    ranked = [r for r in grid["rows"] if r["rank"] is not None]
+    assert [r["rank"] for r in ranked] == sorted(r["rank"] for r in ranked)
+    for r in grid["rows"]:
+        for key in ("fit", "stay", "sessions", "repeat", "works"):
+            sentences = [s for s in r[key].split(".") if s.strip()]
+            assert all(len(s.split()) <= 16 for s in sentences), r[key]
+
+
+def test_hcc_intermediate_size_offers_tace_then_ablation(vignette) -> None:
+    """HCC 45 mm (BCLC A): TACE + ablation for 3-7 cm is offered with its rule (PMC10954431); a colorectal
+    patient with the same lesion does not get this HCC-specific strategy."""
+    hcc = run(vignette, vignette.lesion(d=45), patient=vignette.patient(primary="hcc", bclc_stage="A", molecular=None))
+    check_invariants(hcc)
+    s = next(s for s in hcc.plan_json["strategies"] if s["kind"] == "tace_then_ablation")
+    assert min(s["steps"], key=lambda st: st["order"])["modality"] == "tace"
+    assert any(r["rule_id"] == "STRAT-HCC-TACE-ABLATION" for r in s["reasons"])
+    crc = run(vignette, vignette.lesion(d=45))
+    assert not any(s["kind"] == "tace_then_ablation" for s in crc.plan_json["strategies"])

@@ -112,3 +112,20 @@ def test_followup_generator_deterministic(tmp_path) -> None:
     for x, y in zip(a, b, strict=True):
         assert (x / "outcomes.yaml").read_bytes() == (y / "outcomes.yaml").read_bytes()
     assert (a[0] / "outcomes.yaml").read_bytes() != (c[0] / "outcomes.yaml").read_bytes()
+
+
+def test_followup_cohort_ltp_from_images(tmp_path) -> None:
+    """A lesion missing from outcomes.yaml takes its LTP date and margin from the imaging follow-up:
+    the locally recurring phantom shows LTP at its 6-month scan (182 days after treatment), and
+    its post-procedure margin is the measured one (≈ 1 mm ± one 3 mm voxel)."""
+    from latplan.followup.imaging_phantom import write_imaging_followup
+
+    case = tmp_path / "c" / "P1"
+    write_imaging_followup(case, "locally_recurring", seed=5)
+    (case / "outcomes.yaml").write_text("last_follow_up: 2021-01-01\n")
+    data = load_cohort(tmp_path / "c", derive_from_images=True)
+    row = data.lesions.iloc[0]
+    assert bool(row["ltp"]) and row["time_months"] == pytest.approx(182 / (365.25 / 12))
+    assert abs(row["min_margin_mm"] - 1.0) <= 3.0
+    plain = load_cohort(tmp_path / "c")
+    assert not bool(plain.lesions.iloc[0]["ltp"])  # without images: censored at last follow-up

@@ -49,3 +49,19 @@ def test_followup_fig2_replanned_for_ibt(fig2) -> None:
     assert 0 < case.mask_array("lesion_1").sum() < base.mask_array("lesion_1").sum()
     proposal = plan_case(case, simulate=True)
     assert ("lesion_1", "ibt") in proposal.plans
+
+
+@pytest.mark.slow
+def test_followup_fig2_demo_files(tmp_path) -> None:
+    """run_fig2_followup_demo (for `latplan demo`) writes the case, followup.json (valid JSON with
+    the residual status), response.png and the plannable 3-month case folder."""
+    import json
+
+    from latplan.followup.demo import run_fig2_followup_demo
+    from latplan.imaging.case_folder import load_case_folder
+
+    files = run_fig2_followup_demo(tmp_path / "demo", voxel_mm=4.0, plan=False)
+    summary = json.loads(files["followup_json"].read_text())
+    assert summary["timepoints"][0]["local_status"]["lesion_1"]["status"] == "residual_tumour"
+    assert files["response_png"].stat().st_size > 1000
+    assert "tace" in [p.kind for p in load_case_folder(files["case_3m"]).patient.prior_therapies]

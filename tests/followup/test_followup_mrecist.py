@@ -52,3 +52,15 @@ def test_followup_synthetic_imaging_cases(tmp_path) -> None:
     folders = generate_cohort(tmp_path / "c", SyntheticCohortSpec(n_patients=3, seed=9, imaging_cases=1))
     assert [len(load_timepoints(f)) for f in folders] == [3, 0, 0]
     assert (folders[0] / "image.nii.gz").is_file() and not (folders[1] / "image.nii.gz").exists()
+
+
+def test_followup_mrecist_not_assessable_without_enhancement(tmp_path) -> None:
+    """mRECIST is never guessed: an HCC lesion present at follow-up without lesion_N_enhancing and
+    without enhancement_threshold gives no mRECIST result and a note saying why."""
+    d = tmp_path / "hcc"
+    d.mkdir()
+    (d / "case.yaml").write_text(yaml.safe_dump({"patient": {"id": "HCC-2", "primary": "hcc"}}))
+    write_imaging_followup(d, "locally_recurring", seed=8)
+    a = analyse_followup(d, register_images=False)
+    six = a.timepoints[-1]
+    assert six.mrecist is None and "not assessable" in (six.mrecist_note or "")

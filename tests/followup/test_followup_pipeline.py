@@ -139,3 +139,61 @@ def test_followup_cli_json_and_outcomes(recurring, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "km_ltp_free_by_modality.png").is_file()
     assert np.isfinite(json.loads((tmp_path / "o" / "summary.json").read_text())["patients"])
+
+
+def test_followup_predicted_vs_observed_from_recorded_plan(tmp_path) -> None:
+    """Closing the loop: a TreatmentPlan whose predicted zone is the observed zone shifted by 6 mm
+    along x is recorded (treatments.yaml + NIfTI); the post-procedure margin check then reports
+    predicted-vs-observed Dice ≈ analytic two-sphere value for R = 18 mm, d = 6 mm
+    (V∩/V = (4R+d)(2R−d)²/(16R³) = 0.755), tolerance 0.08 (3 mm voxels + registration)."""
+    import datetime as dt
+
+    from latplan.followup.imaging_phantom import PhantomScene
+    from latplan.followup.records import record_treatment
+    from latplan.planning.types import TreatmentPlan
+
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "treatments.yaml").write_text("treatments: []\n")
+    write_imaging_followup(d, "shrinking", seed=6, margin_mm=6.0)
+    scene = PhantomScene(6)
+    zone = scene.sphere(scene.lesion_centre_mm + np.array([6.0, 0.0, 0.0]), scene.lesion_radius_mm + 6.0)
+    plan = TreatmentPlan(modality="mwa", lesion_id="lesion_1", metrics={}, zone=scene.grid.with_array(zone),
+                         applicators=[{"tip_mm": [0.0, 0.0, 0.0]}], parameters={"power_w": 100, "time_s": 600})
+    rec = record_treatment(d, plan, dt.date(2020, 1, 6))
+    assert rec.predicted_zone and (d / rec.predicted_zone).is_file()
+    a = analyse_followup(d, mode="rigid", metric="mean_squares", save_transforms=False)
+    comp = a.timepoints[0].margin_checks[0].zone_comparison
+    r, s = 18.0, 6.0
+    expected = (4 * r + s) * (2 * r - s) ** 2 / (16 * r**3)
+    assert comp is not None and abs(comp.dice - expected) <= 0.08
+    assert comp.hd95_mm <= s + 3.0
+
+
+def test_followup_response_figure(recurring_analysis, tmp_path) -> None:
+    """The report figure plots exactly the analysis' RECIST sums (baseline, then each timepoint)."""
+    from latplan.followup.figures import response_figure
+
+    s = recurring_analysis.to_dict()
+    fig = response_figure(s)
+    y = list(fig.axes[0].lines[0].get_ydata())
+    expected = [s["timepoints"][0]["recist"]["baseline_sum_mm"]] + [t["recist"]["current_sum_mm"] for t in s["timepoints"]]
+    assert y == pytest.approx(expected)
+    fig.savefig(tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_followup_retreatment_resets_local_status(tmp_path) -> None:
+    """Sequence as in the seed's cases: after a re-treatment of the site (IBT between the 3- and
+    6-month scans), tumour at the 6-month scan is judged against the IBT — 'residual_tumour' of the
+    IBT, not 'local_tumour_progression' of the first ablation (Ahmed 2014 terminology)."""
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "treatments.yaml").write_text(yaml.safe_dump({"treatments": [
+        {"lesion": "lesion_1", "modality": "mwa", "date": "2020-01-06"},
+        {"lesion": "lesion_1", "modality": "ibt", "date": "2020-05-04", "prescription_gy": 20}]}))
+    write_imaging_followup(d, "locally_recurring", seed=5)
+    a = analyse_followup(d, register_images=False)
+    st = [t.local_status["lesion_1"] for t in a.timepoints]
+    assert [s["status"] for s in st] == ["no_viable_tumour", "no_viable_tumour", "residual_tumour"]
+    assert [s["modality"] for s in st] == ["mwa", "mwa", "ibt"]

@@ -283,3 +283,16 @@ def test_real_pyradiomics_brain_tumour(shared_data):
     np.testing.assert_allclose(case.image.spacing_mm, [0.78125, 0.78125, 6.5], atol=1e-4)
     # the folder itself also loads (label.nrrd is an accepted name)
     assert load_case_folder(d, patient=PATIENT).lesion_ids == ["lesion_1"]
+
+
+def test_full_patient_record_round_trip(tmp_path):
+    """examples/case.yaml's patient (every kind of field: nested, lists, dates) survives save/load equal,
+    and fields absent there stay None (unknown) after the round trip."""
+    root = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((root / "examples" / "case.yaml").read_text())
+    patient = Patient.model_validate(data["patient"])
+    case = _small_case()
+    folder = save_case_folder(Case(patient, case.image, case.labels, case.label_table), tmp_path / "c")
+    back = load_case_folder(folder)
+    assert back.patient == patient
+    assert back.patient.cirrhosis is None and back.patient.extrahepatic_sites == []

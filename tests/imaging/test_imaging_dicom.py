@@ -180,3 +180,28 @@ def test_dicom_errors_are_dicom_errors():
     for exc in (TruncatedDicomError, MissingSliceError, MixedSeriesError, NonOrthonormalOrientationError,
                 GantryTiltError, NonUniformSpacingError, DuplicateSliceError):
         assert issubclass(exc, DicomError)
+
+
+def test_empty_or_nested_folder(tmp_path):
+    """A folder without slices: NotDicomSeriesError; with sub-folders the message points to them."""
+    from latplan.imaging.errors import NotDicomSeriesError
+
+    (tmp_path / "series_1").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(NotDicomSeriesError, match=r"no DICOM image slices found .*sub-folders \(series_1\)"):
+        read_dicom_series(tmp_path)
+
+
+def test_cli_inspect_image(shared_data):
+    """`latplan inspect-image --json` reports the DICOM grid: LPS, 0.977/0.977/2 mm, 20 slices."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from latplan.cli import app
+
+    res = CliRunner().invoke(app, ["inspect-image", str(shared_data / "external" / "totalseg-ct-dicom" / "dicom"), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["orientation"] == "LPS" and info["shape_kji"] == [20, 512, 512]
+    assert info["spacing_mm_ijk"] == [0.97656, 0.97656, 2.0]

@@ -218,3 +218,44 @@ def test_case_folder_with_rtstruct(tmp_path, shared_data):
     assert any("Areola" in n for n in notes)
     assert any("resampled onto the image grid" in n for n in notes)
     assert case.has("body")
+
+
+@pytest.mark.parametrize("seg_type", ["FRACTIONAL", "LABELMAP"])
+def test_read_seg_fractional_and_labelmap(tmp_path, dcmqi, seg_type):
+    """SEGs written by highdicom itself (independent writer) as FRACTIONAL (probability, read at ≥ 0.5) and
+    LABELMAP (pixel = segment number) read back to the same label map."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    d, ct = dcmqi
+    sources = [pydicom.dcmread(str(f)) for f in sorted((d / "ct").iterdir())]
+    sources.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    for ds in sources:  # this export has an empty SpecificCharacterSet that highdicom refuses
+        if "SpecificCharacterSet" in ds and not str(ds.SpecificCharacterSet or "").strip():
+            del ds.SpecificCharacterSet
+    lab = np.zeros(ct.shape, np.uint8)
+    lab[:, 100:150, 200:260] = 1
+    lab[1, 300:320, 300:330] = 2
+    # source order sorted by z ascending = our k order (normal +z)
+    descs = [
+        hd.seg.SegmentDescription(n, name, codes.SCT.Organ, codes.SCT.Organ, hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, name in ((1, "liver"), (2, "lesion_1"))
+    ]
+    if seg_type == "FRACTIONAL":
+        pix = np.stack([(lab == 1), (lab == 2)], axis=-1).astype(np.float32) * 0.8
+    else:
+        pix = lab
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # single-component PatientName in the source
+        seg = hd.seg.Segmentation(
+            source_images=sources, pixel_array=pix, segmentation_type=seg_type, segment_descriptions=descs,
+            series_instance_uid=generate_uid(), series_number=1, sop_instance_uid=generate_uid(), instance_number=1,
+            manufacturer="test", manufacturer_model_name="test", software_versions="0", device_serial_number="0",
+        )
+    path = tmp_path / "seg.dcm"
+    seg.save_as(str(path))
+    back, names = read_seg(path, ct)
+    assert names == {1: "liver", 2: "lesion_1"}
+    np.testing.assert_array_equal(back.array, lab)

@@ -144,3 +144,24 @@ def test_detailed_build_reports_truth():
     b = build_phantom_detailed(_spec(lesions=[{"id": "lesion_1", "segment": "7", "diameter_mm": 20}]))
     c = b.lesion_centres_mm["lesion_1"]
     assert g.SEGMENTS[int(g.couinaud_index(np.array(c[0]), np.array(c[1]), np.array(c[2])))] == "7"
+
+
+def test_extrahepatic_lesion_is_built_and_counted_for_its_organ():
+    """Reference: issue [A]: a lesion outside the liver is measured and counted against its organ
+    (a lung metastasis changes the oligometastatic count), and the output says it is not planned."""
+    from latplan.anatomy import measure_case
+
+    spec = _spec(patient={"id": "T-2", "primary": "colorectal", "primary_status": "resected",
+                          "extrahepatic_sites": ["lung"]},
+                 lesions=[{"id": "lesion_1", "segment": 6, "diameter_mm": 20},
+                          {"id": "lesion_2", "organ": "lung_right", "diameter_mm": 15}])
+    m = measure_case(build_phantom(spec))
+    lung = next(les for les in m["lesions"] if les["id"] == "lesion_2")
+    assert lung["organ"] == "lung" and lung["planned_in_this_release"] is False
+    assert lung["segments"] == [] and lung["capsule_distance_mm"] is None
+    assert m["patient"]["lesions_by_organ"] == {"liver": 1, "lung": 1}
+    assert m["patient"]["oligometastatic"]["status"] == "oligometastatic"
+    with pytest.raises(PhantomSpecError, match="segment is for liver lesions"):
+        parse_spec(_spec(lesions=[{"id": "lesion_1", "organ": "spleen", "segment": 6, "diameter_mm": 10}]))
+    with pytest.raises(PhantomSpecError, match="needs segment"):
+        parse_spec(_spec(lesions=[{"id": "lesion_1", "diameter_mm": 10}]))

@@ -42,3 +42,19 @@ def test_sbrt_local_control_anchor() -> None:
     assert vals == sorted(vals)
     est = rk.sbrt_local_control(40.0, 12)
     assert est["extrapolated"] is True and "Chang" in est["source"]
+
+
+def test_planner_parameters_match_planner_signatures() -> None:
+    """The modality layer passes these dicts by keyword: every key must be a planner parameter."""
+    import inspect
+
+    from latplan.planning.ibt import plan_ibt
+    from latplan.planning.sbrt import plan_sbrt
+    from latplan.planning.tare import plan_tare
+
+    for mod, fn in (("ibt", plan_ibt), ("sbrt", plan_sbrt), ("tare", plan_tare)):
+        params = rk.parameters_for(mod)
+        assert params
+        assert set(params) <= set(inspect.signature(fn).parameters), mod
+    assert rk.sbrt_parameters()["fractions"] == 3 and rk.ibt_parameters()["oar_limits"]["stomach"]["limit_gy"] == 14.0
+    assert rk.parameters_for("rfa") == {}

@@ -38,12 +38,21 @@ def test_lookup_within_tolerance_of_direct(which: str, request: pytest.FixtureRe
         shared: Path = request.getfixturevalue("shared_data")
         src = tg43.load_source(shared / "tg43" / "gammamed-plus-hdr.consensus.yaml")
     pts, pos, dirs = _random_geometry(1)
+    # plus points near the source axes (θ < 15°, > 165°: polar table, Valdés 2015 region)
+    rng = np.random.default_rng(5)
+    axis_pts = pos[:8, None, :] + dirs[:8, None, :] * rng.uniform(-80, 80, (8, 300, 1)) + rng.normal(
+        scale=0.3, size=(8, 300, 3))
+    pts = np.concatenate([pts, axis_pts.reshape(-1, 3)])
     direct = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="direct")
     look = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="lookup")
     dist = np.linalg.norm(pts[:, None] - pos[None], axis=2)
     rel = np.abs(look / direct - 1)
     assert rel[dist > 5].max() < 0.002
     assert rel[(dist > 2) & (dist <= 5)].max() < 0.01
+    cos_t = np.abs(np.einsum("pdk,dk->pd", pts[:, None] - pos[None], dirs)) / dist
+    near_axis = cos_t > np.cos(np.radians(15))
+    assert (near_axis & (dist > 5)).sum() > 1000
+    assert rel[near_axis & (dist > 5)].max() < 0.002
     # the summed kernel (used for dose grids) agrees with the matrix kernel
     t = np.random.default_rng(2).uniform(0, 20, len(pos))
     np.testing.assert_allclose(tg43.dose_gy(pts, pos, dirs, t, 40700, src, method="lookup"),

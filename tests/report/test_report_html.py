@@ -12,7 +12,7 @@ import pytest
 from conftest import make_proposal
 from latplan.report import writer
 from latplan.report.context import build_context, build_patient_context, plain_language
-from latplan.report.writer import ReportError, render_html, render_patient_html, write_reports
+from latplan.report.writer import ReportError, render_context_html, render_patient_html, write_reports
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # elements whose end tag HTML lets you omit; we never omit them, so they are checked too
@@ -81,8 +81,13 @@ def proposal():
 
 
 @pytest.fixture(scope="module")
-def report_html(proposal) -> str:
-    return render_html(proposal, dpi=60)
+def context(proposal) -> dict:
+    return build_context(proposal, dpi=50)
+
+
+@pytest.fixture(scope="module")
+def report_html(context) -> str:
+    return render_context_html(context)
 
 
 def test_report_html_is_well_formed_and_self_contained(report_html):
@@ -115,9 +120,9 @@ def test_report_html_sections_and_metric_text(report_html):
     assert "TG-43 consensus tables within 0.5 %" in text  # engine verification status
 
 
-def test_report_context_has_no_figure_errors(proposal):
+def test_report_context_has_no_figure_errors(context):
     """Every picture of the synthetic proposal is drawn (a drawing failure would be listed)."""
-    ctx = build_context(proposal, dpi=50)
+    ctx = context
     assert ctx["figure_errors"] == []
     sec = ctx["sections"][0]
     assert sec.views is not None
@@ -173,7 +178,7 @@ def test_patient_html_option_grid(proposal):
     spot1 = ctx["lesions"][0]
     assert spot1["options"][0]["name"] == plain_language()["modalities"]["mwa"]["name"]
     assert "Surgery (resection)" in spot1["not_suitable"]
-    assert "about 85 in 100" in html
+    assert "for about 85 in 100 people, the treated tumour did not grow back after 2 y" in html
     assert "Does it fit?" in html
 
 
@@ -203,6 +208,7 @@ def test_write_reports_is_atomic(tmp_path: Path, proposal, monkeypatch):
         raise ReportError(f"could not write the PDF {path.name}: simulated failure")
 
     monkeypatch.setattr(writer, "html_to_pdf", boom)
+    monkeypatch.setattr(writer, "render_html", lambda proposal, dpi=110: "<!DOCTYPE html><html></html>")
     out = tmp_path / "out"
     with pytest.raises(ReportError, match=r"report\.pdf"):
         write_reports(proposal, out, dpi=40)

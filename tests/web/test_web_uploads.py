@@ -100,3 +100,23 @@ def test_web_upload_rejection_shown_in_words(sqlite_client):
                            data={"board_id": "1", "csrf_token": csrf})
     assert r.status_code == 422
     assert "the uploaded file is empty" in r.text and "Traceback" not in r.text
+
+
+def test_web_dicom_study_upload(sqlite_client, sqlite_settings, tmp_path):
+    """A zip of case.yaml + dicom/ (CT series) + labels on the same grid is accepted; source = dicom."""
+    case = small_case("DCM-1", shape=(8, 20, 20))
+    folder = tmp_path / "dcm"
+    save_case_folder(case, folder)
+    (folder / "image.nii.gz").unlink()
+    derived_ct_series(case.image, folder / "dicom")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, "DCM-1/" + p.relative_to(folder).as_posix())
+    csrf = login(sqlite_client, "coord")
+    r = upload(sqlite_client, csrf, buf.getvalue())
+    assert r.status_code == 201, r.text
+    summary = r.json()["summary"]
+    assert summary["source"] == "dicom" and summary["patient_id"] == "DCM-1"
+    assert summary["lesion_ids"] == ["lesion_1"] and summary["shape_kji"] == [8, 20, 20]

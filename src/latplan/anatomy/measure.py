@@ -17,8 +17,8 @@ Conventions (decisions, docs/measurements.md):
   hepatic veins, hepatic artery, bile duct, IVC): vessels inside the liver are not capsule.
 - **Calibre** of a vessel near a lesion = 2 × (largest inscribed radius), read on the
   vessel's Euclidean distance transform by climbing from the vessel voxel nearest to the
-  lesion to the local centre line, minus half a voxel along the direction of the nearest
-  background voxel.
+  lesion to the local centre line (max over a ± 2-voxel neighbourhood), plus the mean
+  lattice bias of a voxel-centre EDT (:data:`LATTICE_RADIUS_BIAS_VOXELS`).
 - A structure that is not segmented gives ``null`` and is listed in ``not_segmented``.
 """
 
@@ -245,31 +245,45 @@ def _box_gap(p: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.maximum(np.abs(p - q) - h, 0.0), axis=-1)
 
 
-def _gap_to(ctx: _Ctx, surf_mm: np.ndarray, key: str, values: list[int]) -> tuple[float, np.ndarray, np.ndarray] | None:
+def _gap_to(ctx: _Ctx, lesion: _LesionSurface, key: str, values: list[int]) -> tuple[float, np.ndarray, np.ndarray] | None:
     """(gap mm, lesion point, structure point) of the closest pair, or None when absent."""
     tree = ctx.tree(key, values)
     if tree is None:
         return None
-    return _closest_pair(tree, surf_mm, ctx.h)
+    return _closest_pair(tree, lesion, ctx.h)
 
 
-def _closest_pair(tree: cKDTree, surf_mm: np.ndarray, h: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Smallest voxel-box gap between query points and a tree of voxel centres (exact).
+@dataclass
+class _LesionSurface:
+    """Surface voxel centres of one lesion (mm, array frame) with a KD-tree and a subsample."""
 
-    A coarse pass on a subsample gives an upper bound; the full query then only explores
-    pairs whose centre distance can still beat it (gap ≥ centre distance − ‖h‖).
+    pts: np.ndarray
+    tree: cKDTree = field(init=False)
+    sub: np.ndarray = field(init=False)
+    lo: np.ndarray = field(init=False)
+    hi: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tree = cKDTree(self.pts)
+        self.sub = self.pts[:: max(1, len(self.pts) // 64)]
+        self.lo, self.hi = self.pts.min(0), self.pts.max(0)
+
+
+def _closest_pair(tree: cKDTree, lesion: _LesionSurface, h: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Smallest voxel-box gap between a lesion surface and a tree of structure voxel centres.
+
+    A coarse pass (64 lesion points) gives an upper bound ``ub``; then only the structure points
+    inside the lesion's bounding box grown by ``ub`` are matched against the lesion's own KD-tree
+    (gap ≥ centre distance − ‖h‖, so no closer pair is missed).
     """
-    step = max(1, len(surf_mm) // 256)
-    sub = surf_mm[::step]
-    _, j = tree.query(sub)
-    ub = float(_box_gap(sub, tree.data[j], h).min()) + float(np.linalg.norm(h)) * 1.01 + 1e-6
-    # only lesion points within ub of the structure's bounding box can hold the closest pair
-    lo, hi = tree.mins, tree.maxes
-    box_d = np.linalg.norm(np.maximum(np.maximum(lo - surf_mm, surf_mm - hi), 0.0), axis=1)
-    surf_mm = surf_mm[box_d <= ub]
-    d, j = tree.query(surf_mm, distance_upper_bound=ub)
+    _, j = tree.query(lesion.sub)
+    ub = float(_box_gap(lesion.sub, tree.data[j], h).min()) + float(np.linalg.norm(h)) * 1.01 + 1e-6
+    data = tree.data
+    inb = np.all((data >= lesion.lo - ub) & (data <= lesion.hi + ub), axis=1)
+    q = data[inb]
+    d, j = lesion.tree.query(q, distance_upper_bound=ub)
     ok = np.isfinite(d)
-    p, q = surf_mm[ok], tree.data[j[ok]]
+    q, p = q[ok], lesion.pts[j[ok]]
     gaps = _box_gap(p, q, h)
     i = int(np.argmin(gaps))
     return float(gaps[i]), p[i], q[i]
@@ -322,7 +336,7 @@ def _axial_diameter(ctx: _Ctx, vox: np.ndarray) -> float:
     centres = vox * h
     order = np.argsort(slab, kind="stable")
     s_sorted = slab[order]
-    uniq, start = np.unique(s_sorted, return_index=True)
+    _, start = np.unique(s_sorted, return_index=True)
     stops = [*start[1:].tolist(), len(order)]
     for a, b in zip(start.tolist(), stops, strict=True):
         sel = centres[order[a:b]]
@@ -412,9 +426,9 @@ def _calibre_in_box(ctx: _Ctx, values: list[int], point_kji: np.ndarray, radius_
     # EDT on voxel centres underestimates the inscribed radius of a digitised tube by ≈ 0.17 voxel on
     # average (range −0.6…+0.5 voxel over random sub-voxel offsets, r = 1.3–10 voxels; docs/measurements.md):
     # add that mean bias back.
-    half = -LATTICE_RADIUS_BIAS_VOXELS * float(np.exp(np.log(h).mean()))
+    radius = d + LATTICE_RADIUS_BIAS_VOXELS * float(np.exp(np.log(h).mean()))
     reach = float(np.linalg.norm((q - (p - lo)) * h)) + d
-    return max(2.0 * (d - half), float(h.min())), reach
+    return max(2.0 * radius, float(h.min())), reach
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +460,7 @@ def _lesion_organ(ctx: _Ctx, lm: np.ndarray, sl: tuple[slice, ...], lesion_value
 
 def _segments(ctx: _Ctx, lm: np.ndarray, sl: tuple[slice, ...], centroid_kji: np.ndarray,
               lo: np.ndarray, min_fraction: float) -> tuple[list[str] | None, dict[str, float] | None]:
-    seg_names = [n for n in SEGMENT_NAMES + ("liver_segment_4",) if n in ctx.values]
+    seg_names = [n for n in (*SEGMENT_NAMES, "liver_segment_4") if n in ctx.values]
     if not seg_names:
         return None, None
     sub = ctx.labels[sl]
@@ -473,20 +487,12 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     h = ctx.h
     vols = ctx.values[lid]
     lab = ctx.labels
-    objs = [ndimage.find_objects((lab == v).astype(np.int8)) for v in vols] if len(vols) > 1 else None
-    mask_full = None
-    if objs is None:
-        # fast bbox from boundary points
-        bp = ctx.bpts.get(vols[0])
-        if bp is None:
-            raise EmptyStructureError(f"lesion {lid!r} has no voxels on the label map.")
-        lo = bp.min(0)
-        hi = bp.max(0) + 1
-    else:
-        mask_full = np.isin(lab, vols)
-        idx = np.nonzero(mask_full)
-        lo = np.array([i.min() for i in idx])
-        hi = np.array([i.max() for i in idx]) + 1
+    bps = [ctx.bpts[v] for v in vols if v in ctx.bpts]
+    if not bps:
+        raise EmptyStructureError(f"lesion {lid!r} has no voxels on the label map.")
+    allb = np.concatenate(bps)
+    lo = allb.min(0)
+    hi = allb.max(0) + 1
     margin = np.ceil(3.0 / h).astype(int) + 2
     clo = np.maximum(lo - margin, 0)
     chi = np.minimum(hi + margin, lab.shape)
@@ -506,6 +512,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     centroid_mm = ctx.case.labels.index_to_mm(centroid_kji)
     surf = np.concatenate([ctx.bpts[v] for v in vols if v in ctx.bpts])
     surf_mm = surf * h
+    lsurf = _LesionSurface(surf_mm)
     feret = _max_pairwise(_face_points(surf_mm, h))
     axial = _axial_diameter(ctx, surf)
     eq_d = (6.0 * volume_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
@@ -526,7 +533,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     for n in others:
         if n == "liver":
             continue
-        res = _gap_to(ctx, surf_mm, n, ctx.values[n])
+        res = _gap_to(ctx, lsurf, n, ctx.values[n])
         if res is not None:
             distances[n] = res[0]
             nearest_pt[n] = res[2]
@@ -534,9 +541,15 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         if organ == "liver":
             distances["liver"] = 0.0
         else:
-            res = _gap_to(ctx, surf_mm, "__liver__", liver_vals)
+            res = _gap_to(ctx, lsurf, "__liver__", liver_vals)
             if res is not None:
                 distances["liver"] = res[0]
+    lesion_distances = {}
+    for other in ctx.names:
+        if ctx.roles[other] == StructureRole.LESION and other != lid:
+            res = _gap_to(ctx, lsurf, other, ctx.values[other])
+            if res is not None:
+                lesion_distances[other] = _round(res[0])
     not_segmented = _not_segmented(ctx, required)
     for n in not_segmented:
         distances.setdefault(n, None)
@@ -545,7 +558,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     # capsule: gap to the nearest voxel outside the liver envelope
     capsule = None
     if liver_vals and organ == "liver":
-        capsule = _capsule_distance(ctx, surf_mm, envelope_values | lesion_values)
+        capsule = _capsule_distance(ctx, lsurf, envelope_values | lesion_values)
 
     # nearest vessel of each kind, with calibre
     nearest_vessels = []
@@ -563,7 +576,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         nearest_vessels.append({"name": name, "role": role.value, "distance_mm": _round(dmin),
                                 "calibre_mm": _round(cal)})
     nearest_vessels.sort(key=lambda v: v["distance_mm"])
-    heat_sink = _heat_sink_vessels(ctx, surf_mm, vessel_names, params)
+    heat_sink = _heat_sink_vessels(ctx, lsurf, vessel_names, params)
 
     # flags (None = cannot tell: a structure it needs is not segmented)
     subcapsular = None if capsule is None else capsule <= params["subcapsular_mm"]
@@ -597,6 +610,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         "segment_fractions": fractions,
         "capsule_distance_mm": _round(capsule),
         "distances_mm": distances,
+        "lesion_distances_mm": lesion_distances,
         "nearest_vessels": nearest_vessels,
         "heat_sink_vessels": heat_sink,
         "not_segmented": not_segmented,
@@ -662,29 +676,35 @@ def _capsule_tree(ctx: _Ctx, envelope_values: set[int]) -> cKDTree | None:
     return ctx.capsule_tree
 
 
-def _capsule_distance(ctx: _Ctx, surf_mm: np.ndarray, envelope_values: set[int]) -> float | None:
+def _capsule_distance(ctx: _Ctx, lesion: _LesionSurface, envelope_values: set[int]) -> float | None:
     """Gap (mm) from the lesion to the nearest voxel outside the liver envelope."""
     tree = _capsule_tree(ctx, envelope_values)
     if tree is None:
         return None
-    return _closest_pair(tree, surf_mm, ctx.h)[0]
+    return _closest_pair(tree, lesion, ctx.h)[0]
 
 
-def _heat_sink_vessels(ctx: _Ctx, surf_mm: np.ndarray, vessel_names: list[str], params: dict[str, Any]) -> list[dict]:
+def _heat_sink_vessels(ctx: _Ctx, lesion: _LesionSurface, vessel_names: list[str], params: dict[str, Any]) -> list[dict]:
     """Vessels ≥ min calibre within perivascular_mm of the lesion (sampled along the vessel)."""
     out = []
     h = ctx.h
     lim = params["perivascular_mm"]
-    ltree = cKDTree(surf_mm)
+    ltree = lesion.tree
+    surf_mm = lesion.pts
     for n in vessel_names:
         tree = ctx.tree(n, ctx.values[n])
         if tree is None:
             continue
-        d, _ = ltree.query(tree.data, distance_upper_bound=lim + 2 * float(h.max()))
+        reach = lim + 2 * float(h.max())
+        data = tree.data
+        data = data[np.all((data >= lesion.lo - reach) & (data <= lesion.hi + reach), axis=1)]
+        if not len(data):
+            continue
+        d, _ = ltree.query(data, distance_upper_bound=reach)
         near = np.nonzero(np.isfinite(d))[0]
         if not near.size:
             continue
-        pts = tree.data[near]
+        pts = data[near]
         _, j = ltree.query(pts)
         gaps = _box_gap(pts, surf_mm[j], h)
         keep = gaps < lim

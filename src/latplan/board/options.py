@@ -15,7 +15,8 @@ priors (``category: size`` rules). Both the prior and the verdict are shown.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,8 @@ class Option:
 
 def _rule_reason(rules: RuleSet, rule_id: str, rule_text: str, effect: str, category: str) -> Reason:
     cite_rule = rules.rules.get(rule_id)
-    citation = cite_rule.citation_text if cite_rule else "; ".join(c.render() for c in rules.citations.values())[:200]
+    fallback = rules.citations.get("latplan-estimate")
+    citation = cite_rule.citation_text if cite_rule else (fallback.render() if fallback else "latplan team (no source)")
     level = cite_rule.evidence_level if cite_rule else "CEBM 5"
     return Reason(rule_id, rule_text, citation, level, effect, category)
 
@@ -174,26 +176,61 @@ def _figures(option: Option, ctx: Mapping[str, Any], figures: Sequence[OutcomeFi
     option.figures = out
 
 
-def build_options(site: Site, patient: Patient, rules: RuleSet, profiles: Mapping[str, ModalityProfile], *,
-                  case: Any = None, measurements: Mapping[str, Any] | None = None, simulate: bool = True,
-                  figures: Sequence[OutcomeFigure] | None = None,
-                  progress: Callable[[str], None] | None = None) -> list[Option]:
-    """Every modality for one lesion: assessment, simulation (if any), matching outcome figures."""
+def assess_options(site: Site, patient: Patient, rules: RuleSet,
+                   profiles: Mapping[str, ModalityProfile]) -> tuple[dict[str, Any], list[Option]]:
+    """Every modality for one lesion, assessed by the rules (no simulation yet); returns (context, options)."""
     ctx = build_context(site, patient)
     options: list[Option] = []
     for code in LESION_MODALITIES:
         a = assess_with_rules(code, site, patient, rules, context=ctx)
         score = (a.score + (INDICATED_BONUS if a.eligibility == Eligibility.INDICATED else 0.0)
                  - UNKNOWN_PENALTY * a.unknown_adverse)
-        opt = Option(code, site.lesion_id, a, profiles[code], a.eligibility, a.worst_case, score)
-        if simulate:
-            _simulate(opt, case, measurements, site, progress)
-            _apply_verdict(opt, rules)
-        else:
-            opt.simulation_why = "simulations switched off (simulate=False)"
+        options.append(Option(code, site.lesion_id, a, profiles[code], a.eligibility, a.worst_case, score))
+    return ctx, options
+
+
+def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None]], case: Any, rules: RuleSet, *,
+                     simulate: bool | Collection[str] = True, workers: int = 1,
+                     progress: Callable[[str], None] | None = None) -> None:
+    """Run the planners for (option, site, lesion measurements) jobs, then judge each plan.
+
+    ``simulate``: True (every modality with a planner), False, or the modality codes to simulate.
+    ``workers`` > 1 runs planners in threads (the engines release the GIL in numpy/numba; planners
+    must not share mutable state — the default is sequential).
+    """
+    wanted = None if simulate is True else (set() if simulate is False else set(simulate))
+    todo = []
+    for opt, site, meas in jobs:
+        if wanted is not None and opt.modality not in wanted:
+            opt.simulation_why = ("simulations switched off (simulate=False)" if simulate is False
+                                  else f"not simulated in this run (simulate={sorted(wanted)})")
+            continue
+        todo.append((opt, site, meas))
+    if workers > 1 and len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda job: _simulate(job[0], case, job[2], job[1], progress), todo))
+    else:
+        for opt, site, meas in todo:
+            _simulate(opt, case, meas, site, progress)
+    for opt, _site, _meas in todo:
+        _apply_verdict(opt, rules)
+
+
+def finish_options(options: list[Option], ctx: Mapping[str, Any], figures: Sequence[OutcomeFigure] | None) -> None:
+    """Attach outcome figures (using simulated metrics) and compare local control like with like."""
+    for opt in options:
         _figures(opt, ctx, figures)
-        options.append(opt)
     _compare_local_control(options)
+
+
+def build_options(site: Site, patient: Patient, rules: RuleSet, profiles: Mapping[str, ModalityProfile], *,
+                  case: Any = None, measurements: Mapping[str, Any] | None = None,
+                  simulate: bool | Collection[str] = True, figures: Sequence[OutcomeFigure] | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[Option]:
+    """Every modality for one lesion: assessment, simulation (if any), matching outcome figures."""
+    ctx, options = assess_options(site, patient, rules, profiles)
+    simulate_options([(o, site, measurements) for o in options], case, rules, simulate=simulate, progress=progress)
+    finish_options(options, ctx, figures)
     return options
 
 

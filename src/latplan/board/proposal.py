@@ -13,7 +13,7 @@ import importlib
 import json
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,7 +29,7 @@ from latplan.planning.types import TreatmentPlan
 
 from .oligo import oligometastatic_status, resolve_definition
 from .option_grid import option_grid
-from .options import Option, build_options, option_json, rank_options
+from .options import Option, assess_options, finish_options, option_json, rank_options, simulate_options
 from .preferences import CRITERIA, sensitivity, weights_from_patient
 from .strategies import build_strategies
 
@@ -97,15 +97,18 @@ def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, flo
         rank_options(opts, weights)
 
 
-def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool = True,
+def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool | Collection[str] = True,
               oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
               measurements: Mapping[str, Any] | None = None, patient: Any = None,
-              preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None) -> BoardProposal:
+              preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None,
+              workers: int = 1) -> BoardProposal:
     """Board proposal for ``case`` (a :class:`latplan.case.Case`; ``None`` allowed with ``measurements``
     and ``patient`` for rules-only planning).
 
     ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
     ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
+    ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the planners in
+    threads (see :func:`latplan.board.options.simulate_options`).
     """
     t_start = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -137,16 +140,21 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
 
     weights = weights_from_patient(patient, preferences)
     options: dict[str, list[Option]] = {}
-    plans: dict[tuple[str, str], TreatmentPlan] = {}
+    contexts: dict[str, dict[str, Any]] = {}
+    jobs = []
     for les in lesions:
         site = Site(les, pmeas_for_rules, tuple(lesions))
         say(f"{site.lesion_id}: assessing {len(LESION_MODALITIES)} modalities")
-        opts = build_options(site, patient, rules, profiles, case=case, measurements=les, simulate=simulate,
-                             figures=figures, progress=say)
-        options[site.lesion_id] = opts
+        ctx, opts = assess_options(site, patient, rules, profiles)
+        options[site.lesion_id], contexts[site.lesion_id] = opts, ctx
+        jobs.extend((o, site, les) for o in opts)
+    simulate_options(jobs, case, rules, simulate=simulate, workers=workers, progress=say)
+    plans: dict[tuple[str, str], TreatmentPlan] = {}
+    for lid, opts in options.items():
+        finish_options(opts, contexts[lid], figures)
         for o in opts:
             if o.plan is not None:
-                plans[(site.lesion_id, o.modality)] = o.plan
+                plans[(lid, o.modality)] = o.plan
             if o.runtime_s is not None:
                 timings[o.modality] = timings.get(o.modality, 0.0) + o.runtime_s
     _rank_all(options, weights.values)
@@ -167,8 +175,20 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
 
     sens: dict[str, Any] = {"method": "one weight at a time over 0-5 in steps of 0.25; smallest change that changes "
                                       "the top option", "lesions": {}, "strategies": []}
+    sens["ties"] = {}
+    sens["notes"] = []
     for lid in options:
         sens["lesions"][lid] = [f.to_json() for f in sensitivity(lesion_order(lid), weights.values)]
+        ranked = rank_options(options[lid], weights.values)
+        if len(ranked) >= 2:
+            tied = [o.modality for o in ranked if o.tier == ranked[0].tier
+                    and abs((o.total or 0.0) - (ranked[0].total or 0.0)) < 1e-9]
+            if len(tied) > 1:
+                sens["ties"][lid] = tied
+                sens["notes"].append(f"{lid}: {', '.join(tied)} are tied at the top (same score; their order is the "
+                                     "modality list order, not a preference)")
+        if not sens["lesions"][lid]:
+            sens["notes"].append(f"{lid}: no single weight change within 0-5 changes the top option")
     if strategies:
         sens["strategies"] = [f.to_json() for f in sensitivity(strategy_order, weights.values)]
     _rank_all(options, weights.values)  # restore the patient's ranking
@@ -180,6 +200,17 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rule_set": {"name": rules.name, "version": rules.version, "files": rules.sources},
         "patient": {"id": patient.id, "primary": patient.primary.value,
+                    "context": {
+                        "liver_only": None if pctx.get("extrahepatic_disease") is None
+                        else not pctx["extrahepatic_disease"],
+                        "extrahepatic_sites": patient.extrahepatic_sites,
+                        "liver_lesion_count": pctx.get("liver_lesion_count"),
+                        "lesions_one_lobe": pctx.get("lesions_one_lobe"),
+                        "systemic_lines": pctx.get("systemic_lines"),
+                        "progression_under_line": pctx.get("systemic_progression_line"),
+                        "future_liver_remnant_percent": pctx.get("flr_percent"),
+                        "note": "liver metastases dominate survival and are prioritised even with extrahepatic "
+                                "disease (seed)"},
                     "oligometastatic": {"status": oligo["status"], "definition": definition_name,
                                         "details": oligo}},
         "lesions": [

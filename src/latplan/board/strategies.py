@@ -32,6 +32,9 @@ SYSTEMIC_BASE = 0.45
 #: the second step of "systemic first, then local" is uncertain (response decides)
 SYSTEMIC_FIRST_DELAY = 0.05
 
+#: strategy kinds offered only when one of their strategy rules fires with a positive score
+RULE_GATED_KINDS = frozenset({"tace_then_ablation"})
+
 _EVIDENCE_ORDER = ["CEBM 1a", "CEBM 1b", "CEBM 1c", "CEBM 2a", "CEBM 2b", "CEBM 2c", "CEBM 3a", "CEBM 3b",
                    "CEBM 4", "CEBM 5"]
 
@@ -128,6 +131,17 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
         out.append(Strategy("sequence_tace_ibt", "TACE (DEBIRI) first, then interstitial brachytherapy of the residual",
                             steps, base, ["Sequence of both seed case reports (Figures 1-2)."], "CEBM 4"))
 
+    # 2b. TACE then thermal ablation (offered only where a strategy rule supports it, e.g. HCC 3-7 cm)
+    thermal = {lid: next((o for o in ranked[lid] if o.modality in ("mwa", "rfa", "cryo")), None) for lid in lesion_ids}
+    if all(by_mod[lid]["tace"].rankable and thermal[lid] is not None for lid in lesion_ids):
+        abl = [thermal[lid] for lid in lesion_ids]
+        base = sum(_value(o) for o in abl) / len(abl) - EXTRA_STEP_PENALTY  # type: ignore[arg-type]
+        steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "tace",
+                  "needs_review": any(by_mod[lid]["tace"].assessment.needs_review for lid in lesion_ids)}]
+        steps += _group_steps({lid: thermal[lid] for lid in lesion_ids}, order_start=2)  # type: ignore[misc]
+        out.append(Strategy("tace_then_ablation", "TACE first, then thermal ablation", steps, base,
+                            ["TACE reduces the blood supply, then ablation treats the lesion."], "CEBM 2a"))
+
     # 3. regional therapies treating all liver lesions at once
     for mod in ("tace", "tare", "hai"):
         opts = [by_mod[lid][mod] for lid in lesion_ids]
@@ -145,8 +159,12 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
         base = sum(_value(o) for o in res) / len(res)
         steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "resection",
                   "needs_review": any(o.assessment.needs_review for o in res)}]
+        flr = patient_ctx.get("flr_percent")
+        flr_txt = (f"Future liver remnant after removing all lesions: {flr:.0f} % of the liver." if flr is not None
+                   else "Future liver remnant unknown (segments not labelled): resection needs volumetry.")
         out.append(Strategy("resection", "Resection of all liver lesions", steps, base,
-                            ["Resection has the lowest local recurrence (seed)."], _weakest([_evidence(o) for o in res])))
+                            ["Resection has the lowest local recurrence (seed).", flr_txt],
+                            _weakest([_evidence(o) for o in res])))
     elif len(lesion_ids) >= 2 and all(o.eligibility != Eligibility.CONTRAINDICATED or
                                       any(r.rule_id.startswith("RES-FLR") for r in o.assessment.reasons) for o in res):
         # remnant too small for one operation: two-stage hepatectomy
@@ -199,6 +217,8 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
                 s.cannot_assess.append({"rule_id": rule.id, "text": f"cannot assess: {rule.statement}",
                                         "missing": res.missing, "citation": rule.citation_text})
         s.score = score
+        if s.kind in RULE_GATED_KINDS and not any(r["effect"].startswith("score +") for r in s.reasons):
+            continue  # offered only where the evidence base supports it
         if s.excluded is None:
             kept.append(s)
     kept.sort(key=lambda s: -s.score)

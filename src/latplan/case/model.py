@@ -43,6 +43,8 @@ class Case:
     source_dir: Path | None = None
     input_hashes: dict[str, str] = field(default_factory=dict)
     image_modality: str = "CT"
+    #: what was adapted while loading (labels resampled, empty structures...), shown in reports
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.image.require_same_geometry(self.labels, "image and label map")

@@ -23,6 +23,10 @@ def _fmt(v: Any, nd: int = 2) -> str:
 def _print_followup(summary: dict[str, Any]) -> None:
     con = Console(width=max(Console().width, 150))
     con.print(f"[bold]follow-up of {summary['patient_id']}[/bold] ({summary['primary']}) — {summary['case']}")
+    if not summary["timepoints"]:
+        con.print("[yellow]no follow-up timepoints[/yellow] (timepoints/<label>/ with timepoint.yaml, image, labels; "
+                  "see docs/followup.md).")
+        return
     t = Table("timepoint", "date", "kind", "mode", "final metric", "TRE mean/max mm", "liver Dice",
               title="registration to baseline")
     for tp in summary["timepoints"]:
@@ -97,11 +101,13 @@ def register(app: typer.Typer) -> None:
         cohort_dir: Annotated[Path, typer.Argument(help="Folder of case folders with treatments.yaml + outcomes.yaml.")],
         out: Annotated[Path, typer.Option("--out", help="Output folder for figures (PNG) and CSV.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        from_images: Annotated[bool, typer.Option(
+            "--from-images", help="Lesions missing in outcomes.yaml: LTP date and margin from the imaging timepoints.")] = False,
     ) -> None:
         """Kaplan–Meier LTP-free survival by modality, overall survival and a Cox model over a cohort."""
         from latplan.followup.cohort import run_outcomes
 
-        summary = run_outcomes(cohort_dir, out)
+        summary = run_outcomes(cohort_dir, out, derive_from_images=from_images)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return

@@ -12,6 +12,7 @@ Public entry points (imported lazily so ``import latplan.followup`` stays light)
 * :func:`case_for_timepoint`, :func:`write_timepoint_case` — plan a follow-up timepoint
 * :func:`run_outcomes`, :func:`load_cohort`, :func:`km_figure`, :func:`fit_km`, :func:`cox_lesions`
 * :func:`generate_cohort`, :class:`SyntheticCohortSpec`, :func:`build_fig2_followup`
+* :func:`response_figure` — report figure; :func:`record_treatment` — a delivered TreatmentPlan → treatments.yaml
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ _LAZY = {
     "generate_cohort": "latplan.followup.synthetic",
     "SyntheticCohortSpec": "latplan.followup.synthetic",
     "build_fig2_followup": "latplan.followup.demo",
+    "response_figure": "latplan.followup.figures",
+    "record_treatment": "latplan.followup.records",
+    "append_treatment": "latplan.followup.records",
 }
 
 __all__ = sorted(_LAZY)

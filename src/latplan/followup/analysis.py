@@ -209,9 +209,16 @@ def analyse_followup(
             m = baseline.mask(en) if en in baseline.label_table and baseline.has(en) else baseline.mask(lid)
             base_viable[lid] = LesionBaseline(lid, longest_axial_diameter_mm(m), _organ_of(baseline, lid))
     base_liver = _liver_mask([(e.name, e.role) for e in baseline.label_table.entries], baseline.mask_array)
-    treated_first = {}
+    treated_first: dict[str, TreatmentRecord] = {}
     for t in treatments:
         treated_first.setdefault(t.lesion, t)
+
+    def latest(lid: str, tp: Timepoint) -> TreatmentRecord | None:
+        """Latest treatment of ``lid`` this scan can show: before its date, or the same day for a
+        post-procedure scan."""
+        recs = [t for t in treatments if t.lesion == lid and (
+            t.date < tp.spec.date or (t.date == tp.spec.date and tp.spec.kind.value == "post_procedure"))]
+        return recs[-1] if recs else None
     ltp_crit = criteria()["local_tumour_progression"]
     edge_mm = float(ltp_crit["edge_distance_mm"])
 
@@ -220,6 +227,7 @@ def analyse_followup(
     history_viable: list[dict[str, float]] = []
     last_zone: dict[str, np.ndarray] = {}
     seen_clear: dict[str, bool] = {}
+    current_treatment: dict[str, TreatmentRecord] = {}
     for tp in timepoints:
         notes: list[str] = []
         reg: RegistrationResult | None = None
@@ -282,7 +290,7 @@ def analyse_followup(
             last_zone[lid] = zmask
             if not (tp.spec.kind.value == "post_procedure" or first_zone):
                 continue
-            rec = treated_first.get(lid)
+            rec = latest(lid, tp) or treated_first.get(lid)
             predicted = None
             if rec is not None and rec.predicted_zone:
                 pz_path = case_dir / rec.predicted_zone
@@ -306,9 +314,17 @@ def analyse_followup(
         # local status of treated lesions
         status: dict[str, dict[str, Any]] = {}
         reassigned: set[str] = set()
-        for lid, rec in treated_first.items():
-            if tp.spec.date <= rec.date:
+        for lid in treated_first:
+            rec = latest(lid, tp)
+            if rec is None:
                 continue
+            if current_treatment.get(lid) is not rec:
+                # a (re-)treatment since the last scan: residual vs progression is judged anew, and
+                # zones seen before it no longer describe the treated region
+                current_treatment[lid] = rec
+                seen_clear[lid] = False
+                if lid not in zones:
+                    last_zone.pop(lid, None)
             region = zones.get(lid, last_zone.get(lid))
             source = "ablation zone" if lid in zones else ("earlier ablation zone" if lid in last_zone else None)
             if region is None and rec.predicted_zone and (case_dir / rec.predicted_zone).is_file():

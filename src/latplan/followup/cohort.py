@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from latplan.errors import CaseFolderError, InvalidInputError
+from latplan.followup.models import LesionOutcome
 from latplan.followup.timepoints import load_outcomes, load_patient, load_treatments
 
 __all__ = [
@@ -60,8 +61,28 @@ class CohortData:
     skipped: list[str] = field(default_factory=list)
 
 
-def load_cohort(cohort_dir: str | Path) -> CohortData:
-    """Read every case folder under ``cohort_dir`` that has treatments.yaml and outcomes.yaml."""
+def _from_images(case: Path) -> dict[str, dict[str, Any]]:
+    """First LTP date and post-procedure minimal margin per lesion, from the case's timepoints."""
+    from latplan.followup.analysis import analyse_followup
+
+    out: dict[str, dict[str, Any]] = {}
+    analysis = analyse_followup(case, save_transforms=False)
+    for tp in analysis.timepoints:
+        for mc in tp.margin_checks:
+            out.setdefault(mc.lesion_id, {}).setdefault("min_margin_mm", float(mc.margin.min_margin_mm))
+        for lid, st in tp.local_status.items():
+            if st["status"] == "local_tumour_progression":
+                out.setdefault(lid, {}).setdefault("ltp_date", tp.date)
+    return out
+
+
+def load_cohort(cohort_dir: str | Path, derive_from_images: bool = False) -> CohortData:
+    """Read every case folder under ``cohort_dir`` that has treatments.yaml and outcomes.yaml.
+
+    ``derive_from_images``: for a lesion that ``outcomes.yaml`` does not list, take its first
+    local-tumour-progression date and its post-procedure minimal margin from the follow-up
+    analysis of the case's imaging timepoints (registration included: slower).
+    """
     root = Path(cohort_dir)
     if not root.is_dir():
         raise CaseFolderError(f"cohort folder {root} does not exist.")
@@ -90,8 +111,13 @@ def load_cohort(cohort_dir: str | Path) -> CohortData:
         first: dict[str, Any] = {}
         for t in treatments:
             first.setdefault(t.lesion, t)
+        derived: dict[str, dict[str, Any]] = {}
+        if derive_from_images and (case / "timepoints").is_dir() and any(x not in outcomes.lesions for x in first):
+            derived = _from_images(case)
         for lid, t in first.items():
             lo = outcomes.lesions.get(lid)
+            if lo is None and lid in derived:
+                lo = LesionOutcome(ltp_date=derived[lid].get("ltp_date"), min_margin_mm=derived[lid].get("min_margin_mm"))
             ltp = lo.ltp_date if lo else None
             stop = ltp if ltp is not None else end
             if stop < t.date:
@@ -260,11 +286,11 @@ def _median(kmf: Any) -> dict[str, float | None]:
     return {"median_months": fin(med), "ci_lower": fin(lo), "ci_upper": fin(hi)}
 
 
-def run_outcomes(cohort_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def run_outcomes(cohort_dir: str | Path, out_dir: str | Path, derive_from_images: bool = False) -> dict[str, Any]:
     """Figures (PNG) + CSV + summary.json of a cohort's LTP-free survival, OS and Cox model."""
     import matplotlib.pyplot as plt
 
-    data = load_cohort(cohort_dir)
+    data = load_cohort(cohort_dir, derive_from_images=derive_from_images)
     if data.patients.empty:
         raise CaseFolderError(
             f"{cohort_dir}: no case with both treatments.yaml and outcomes.yaml; nothing to analyse "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -28,7 +29,7 @@ from latplan.followup._io import write_yaml
 from latplan.followup.imaging_phantom import rigid_transform, warp, write_timepoint
 from latplan.imaging.volume import Volume
 
-__all__ = ["FIG2_SPEC", "build_fig2_followup"]
+__all__ = ["FIG2_SPEC", "build_fig2_followup", "run_fig2_followup_demo"]
 
 log = logging.getLogger(__name__)
 FIG2_SPEC = "fig2-seg4a8-third-line"
@@ -111,3 +112,40 @@ def build_fig2_followup(out_dir: str | Path, voxel_mm: float | None = None, over
                     warp(case.labels.with_array(labels.astype(np.int16)), tx, labels=True), table)
     log.info("wrote the Figure 2 follow-up demo to %s (%s)", out, note)
     return out
+
+
+def run_fig2_followup_demo(out_dir: str | Path, voxel_mm: float | None = None, *, plan: bool = True,
+                           pdf: bool = False, overwrite: bool = True) -> dict[str, Any]:
+    """The whole follow-up demo in one call (for ``latplan demo``): returns the paths written.
+
+    ``out_dir/case`` (Figure 2 case + 3-month timepoint), ``followup.json`` and ``response.png``
+    (analysis), ``case-3m`` (the 3-month scan as a plannable case with the TACE in its prior
+    therapies) and, with ``plan``, ``plan-3m/`` (the board's plan of the residue by [D], reports by [E]).
+    """
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from latplan.followup.analysis import followup_summary
+    from latplan.followup.figures import response_figure
+    from latplan.followup.representation import case_for_timepoint, write_timepoint_case
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    case_dir = build_fig2_followup(out / "case", voxel_mm=voxel_mm, overwrite=overwrite)
+    summary = followup_summary(case_dir)
+    files: dict[str, Any] = {"case": case_dir}
+    (out / "followup.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    files["followup_json"] = out / "followup.json"
+    fig = response_figure(summary)
+    fig.savefig(out / "response.png", dpi=110)
+    plt.close(fig)
+    files["response_png"] = out / "response.png"
+    files["case_3m"] = write_timepoint_case(case_dir, "3m", out / "case-3m", overwrite=overwrite)
+    if plan:
+        from latplan.board import plan_case
+        from latplan.report import write_reports
+
+        proposal = plan_case(case_for_timepoint(case_dir, "3m"), simulate=True)
+        files["plan_3m"] = write_reports(proposal, out / "plan-3m", pdf=pdf)
+    return files

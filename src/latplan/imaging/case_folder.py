@@ -15,7 +15,7 @@ Decisions (recorded in docs/imaging.md):
   a label map whose affine is the image's with x and y negated is an
   :class:`~latplan.errors.OrientationError` ("RAS presented as LPS").
 - notes (what was adapted while loading) are logged at WARNING and appended to the
-  optional ``notes`` list argument; ``Case`` has no notes field of its own.
+  optional ``notes`` list argument and kept in ``Case.notes``.
 - ``case.yaml`` may be absent only when the caller passes ``patient=``.
 """
 
@@ -290,6 +290,8 @@ def _build_case(
     modality: str | None,
     notes: list[str] | None,
 ) -> Case:
+    if notes is None:
+        notes = []  # the Case keeps them (Case.notes) so reports can show what was adapted
     image = read_image(image_path)
     if image.array.dtype.kind not in "f":
         image = image.with_array(image.array.astype(np.float32))
@@ -306,6 +308,7 @@ def _build_case(
         source_dir=folder,
         input_hashes=_hash_inputs(base, hashed),
         image_modality=str(modality).upper(),
+        notes=notes,
     )
     _check_lesions(case, notes)
     return case

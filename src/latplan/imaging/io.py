@@ -63,7 +63,7 @@ SPACING_ABS_TOL_MM = 0.01  # ... but ignore rounding below 0.01 mm
 ORTHONORMAL_TOL = 1e-3  # |r|, |c| = 1 and r·c = 0 within this
 TILT_TOL = 1e-3  # lateral drift of slice origins per mm along the normal
 
-_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+_SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # SEG, Label Map SEG
 _RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _LABEL_TRACKING_PREFIX = "latplan-label-"
 
@@ -317,9 +317,11 @@ def _scan_folder(folder: Path) -> tuple[dict[str, list[tuple[Path, object]]], li
             continue
         groups.setdefault(_series_key(ds), []).append((path, ds))
     if not groups:
+        subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        hint = f" It has sub-folders ({', '.join(subdirs[:5])}): point to the one holding the slices." if subdirs else ""
         raise NotDicomSeriesError(
             f"no DICOM image slices found in {folder}" + (f" (skipped: {'; '.join(skipped[:5])})" if skipped else "")
-            + ". Point to the folder that holds the CT/MR slices."
+            + ". Point to the folder that holds the CT/MR slices." + hint
         )
     return groups, skipped
 
@@ -550,7 +552,7 @@ def read_seg(
     p = Path(path)
     _require_file(p, "SEG file")
     ds = _dcmread(p)
-    if str(getattr(ds, "SOPClassUID", "")) != _SEG_SOP_CLASS:
+    if str(getattr(ds, "SOPClassUID", "")) not in _SEG_SOP_CLASSES:
         raise NotDicomSeriesError(f"{p.name} is not a DICOM SEG (SOP class {getattr(ds, 'SOPClassUID', '?')}).")
     try:
         frames = np.asarray(ds.pixel_array)
@@ -570,6 +572,8 @@ def read_seg(
     names: dict[int, str] = {}
     for item in ds.SegmentSequence:
         num = int(item.SegmentNumber)
+        if num == 0:  # LABELMAP SEGs may describe the background as segment 0
+            continue
         value = num
         tid = str(getattr(item, "TrackingID", "") or "")
         if tid.startswith(_LABEL_TRACKING_PREFIX):
@@ -622,6 +626,9 @@ def read_seg(
                 f"{np.round(reference.spacing_mm[1::-1], 4).tolist()} mm (row, column)."
             )
     out = np.zeros(reference.shape, dtype=np.int32)
+    lut = np.zeros(max(seg_value, default=0) + 1, dtype=np.int32)
+    for num, value in seg_value.items():
+        lut[num] = value
     idx = reference.mm_to_index(positions_arr)  # (k, j, i) of each frame's first pixel
     rows, cols = frames.shape[1:]
     order = np.argsort(segnums, kind="stable")  # higher segment numbers painted last
@@ -639,13 +646,16 @@ def read_seg(
                 f"SEG {p.name} frame {f + 1} at {np.round(positions_arr[f], 2).tolist()} mm lies outside the reference "
                 f"series (slice index {kr}, series has {reference.shape[0]}); the referenced series is incomplete."
             )
-        fr = frames[f].astype(bool)
         j1, i1 = max(jr, 0), max(ir, 0)
         j2, i2 = min(jr + rows, reference.shape[1]), min(ir + cols, reference.shape[2])
         if j2 <= j1 or i2 <= i1:
             continue
-        sub = fr[j1 - jr : j2 - jr, i1 - ir : i2 - ir]
-        out[kr, j1:j2, i1:i2][sub] = seg_value.get(segnums[f], segnums[f])
+        window = frames[f][j1 - jr : j2 - jr, i1 - ir : i2 - ir]
+        if seg_type == "LABELMAP":  # pixel values are segment numbers
+            vals = lut[np.clip(window.astype(np.int64), 0, lut.size - 1)]
+            out[kr, j1:j2, i1:i2][vals > 0] = vals[vals > 0]
+        else:
+            out[kr, j1:j2, i1:i2][window.astype(bool)] = seg_value.get(segnums[f], segnums[f])
     return reference.with_array(out), names
 
 

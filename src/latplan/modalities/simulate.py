@@ -141,4 +141,12 @@ def verdict(modality: str, plan: TreatmentPlan, target_margin_mm: float | None) 
         if not feasible:
             return "fails", f"infeasible, limiting organ: {m.get('limiting_organ') or 'not named'}"
         return "achieves", f"feasible, BED {m.get('bed_gy', 'n/a')} Gy"
+    if modality == "tare":
+        act = m.get("activity_gbq")
+        if act is None:
+            return "unclear", "the simulation reports no activity"
+        limiting = str(m.get("limiting") or "")
+        if "lung" in limiting:
+            return "fails", f"activity {act:g} GBq is limited by the lung dose; the dose goal is not reached"
+        return "achieves", f"activity {act:g} GBq" + (f" (limited by {limiting})" if limiting else "")
     return "unclear", "no judgement rule for this simulation"

@@ -328,15 +328,22 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
                   segmented: bool) -> np.ndarray:
     """Return the centre (LPS mm) of the lesion, or raise PhantomSpecError."""
     h = cv.spacing[::-1]  # k, j, i spacing
-    seg_value = g.SEGMENT_LABELS[les.segment] if segmented else g.LABELS["liver"]
+    in_liver = les.organ == "liver"
+    if in_liver:
+        seg_value = g.SEGMENT_LABELS[les.segment] if segmented else g.LABELS["liver"]  # type: ignore[index]
+        allowed_values = list(g.LIVER_LABELS)
+        where = f"segment {les.segment}"
+    else:
+        seg_value = g.LABELS[les.organ]
+        allowed_values = [seg_value]
+        where = f"the {les.organ}"
     extent = shape.extent_mm
-    allowed_values = list(g.LIVER_LABELS)
     if les.center_mm is not None:
         return np.asarray(les.center_mm, float)
 
     seg_idx = np.nonzero(cv.labels == seg_value)
     if not seg_idx[0].size:
-        raise PhantomSpecError(f"{les.id}: segment {les.segment} has no free liver voxels left in this phantom.")
+        raise PhantomSpecError(f"{les.id}: {where} has no free voxels left in this phantom (or is outside the field of view).")
     gap = les.gap_mm or 0.0
     pad_mm = extent + gap + 3 * float(h.max()) + 2.0
     pad = np.ceil(pad_mm / h).astype(int)
@@ -345,7 +352,9 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     lab = cv.labels[sl]
     eng = cv.engulfable[sl]
-    free = np.isin(lab, allowed_values) | (eng & ~np.isin(lab, lesion_values))
+    free = np.isin(lab, allowed_values)
+    if in_liver:
+        free |= eng & ~np.isin(lab, lesion_values)
     in_seg = lab == seg_value
     if les.abut is not None:
         structure = lab == g.LABELS[les.abut]
@@ -405,9 +414,9 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
         ok = fit
         if not ok.any():
             raise PhantomSpecError(
-                f"{les.id}: a {les.diameter_mm:g} mm lesion does not fit inside segment {les.segment} "
-                "(it would leave the liver or overlap a large vessel, another organ or lesion). "
-                "Choose a smaller diameter or another segment."
+                f"{les.id}: a {les.diameter_mm:g} mm lesion does not fit inside {where} "
+                "(it would leave the organ or overlap a large vessel, another organ or lesion). "
+                "Choose a smaller diameter or another place."
             )
         if les.placement == "peripheral":
             envelope = np.isin(lab, [*g.LIVER_LABELS, *(g.LABELS[t] for t in g.INTRAHEPATIC_TUBES), *lesion_values])
@@ -442,23 +451,24 @@ def _paint_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, centre: np.ndarra
     if not m.any():
         raise PhantomSpecError(f"{les.id}: diameter {les.diameter_mm:g} mm covers no voxel at this voxel size.")
     under = sub[m]
-    bad = ~(np.isin(under, g.LIVER_LABELS) | (eng[m] & ~np.isin(under, lesion_values)))
+    if les.organ == "liver":
+        bad = ~(np.isin(under, g.LIVER_LABELS) | (eng[m] & ~np.isin(under, lesion_values)))
+    else:
+        bad = under != g.LABELS[les.organ]
     if bad.any():
         names = {v: n for n, v in g.LABELS.items()}
         hit = sorted({names.get(int(v), "another lesion" if v >= g.LESION_LABEL_BASE else "outside the body")
                       for v in under[bad]})
-        hit = ["outside the liver" if n == "body" else n for n in hit]
+        hit = [f"outside the {les.organ}" if n == "body" else n for n in hit]
         raise PhantomSpecError(
             f"{les.id}: the lesion at {np.round(centre, 1).tolist()} mm (diameter {les.diameter_mm:g} mm) would "
-            f"leave the liver parenchyma: {int(bad.sum())} voxels fall on {', '.join(hit)}. Move it "
+            f"leave the {'liver parenchyma' if les.organ == 'liver' else les.organ}: {int(bad.sum())} voxels fall on "
+            f"{', '.join(hit)}. Move it "
             "(center_mm), make it smaller, or let the placement choose (omit center_mm)."
         )
     # the centre must lie in the spec's segment
-    seg_value = g.SEGMENT_LABELS[les.segment] if segmented else g.LABELS["liver"]
-    c_idx = np.round((centre - cv.origin) / cv.spacing).astype(int)[::-1]
-    c_idx = np.clip(c_idx, 0, np.asarray(cv.shape) - 1)
     cx = g.couinaud_index(np.array(centre[0]), np.array(centre[1]), np.array(centre[2]))
-    if segmented and g.SEGMENTS[int(cx)] != les.segment:
+    if les.organ == "liver" and segmented and g.SEGMENTS[int(cx)] != les.segment:
         raise PhantomSpecError(
             f"{les.id}: its centre {np.round(centre, 1).tolist()} mm lies in segment {g.SEGMENTS[int(cx)]}, "
             f"not in segment {les.segment} as the spec says. Fix center_mm or segment."

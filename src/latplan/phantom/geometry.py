@@ -173,7 +173,7 @@ def _hv_nodes(direction: tuple[float, float], s_mm: tuple[float, ...], z0: float
 HV_S_MM = (4.0, 12.0, 35.0, 60.0, 82.0, 100.0)
 HEPATIC_VEINS = (
     Tube("hepatic_vein_right", _hv_nodes(DIR_RIGHT, HV_S_MM, 52.0, 0.4), (5.5, 5.4, 4.2, 3.0, 2.0, 1.3)),
-    Tube("hepatic_vein_middle", _hv_nodes(DIR_MIDDLE, HV_S_MM[:-1] + (92.0,), 52.0, 0.4),
+    Tube("hepatic_vein_middle", _hv_nodes(DIR_MIDDLE, (*HV_S_MM[:-1], 92.0), 52.0, 0.4),
          (5.2, 5.1, 4.0, 2.9, 2.0, 1.3)),
     Tube("hepatic_vein_left", ((-14.0, 42.0, 52.0), (-9.0, 38.0, 50.0), (5.0, 20.0, 46.0), (25.0, 0.0, 42.0),
                                (45.0, -12.0, 37.0), (65.0, -20.0, 32.0)), (5.0, 5.0, 4.0, 3.2, 2.2, 1.3)),

@@ -53,7 +53,9 @@ class LesionSpec(_Strict):
     """One synthetic lesion. Sizes in mm; positions in LPS mm."""
 
     id: str = Field(pattern=r"^lesion_[A-Za-z0-9]+$", description="structure name, e.g. lesion_1")
-    segment: SegmentCode = Field(description="Couinaud segment holding the lesion's centre")
+    segment: SegmentCode | None = Field(default=None, description="Couinaud segment holding the lesion's centre")
+    organ: Literal["liver", "lung_right", "lung_left", "kidney_right", "kidney_left", "spleen"] = Field(
+        default="liver", description="organ holding the lesion; non-liver lesions are measured and counted, not planned")
     diameter_mm: float = Field(gt=2.0, le=150.0, description="sphere/lobulated: largest diameter")
     shape: Literal["sphere", "ellipsoid", "lobulated"] = "sphere"
     axes_mm: tuple[float, float, float] | None = Field(
@@ -70,6 +72,13 @@ class LesionSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> LesionSpec:
+        if self.organ == "liver" and self.segment is None:
+            raise ValueError(f"{self.id}: a liver lesion needs segment (1, 2, 3, 4a, 4b, 5, 6, 7 or 8)")
+        if self.organ != "liver":
+            if self.segment is not None:
+                raise ValueError(f"{self.id}: segment is for liver lesions; this lesion's organ is {self.organ}")
+            if self.abut is not None or self.border_with is not None or self.placement != "deep":
+                raise ValueError(f"{self.id}: a lesion in the {self.organ} takes only center_mm (or none: deepest place)")
         if self.shape == "ellipsoid":
             if self.axes_mm is None:
                 raise ValueError(f"{self.id}: shape ellipsoid needs axes_mm [x, y, z] (full diameters, mm)")
@@ -85,7 +94,7 @@ class LesionSpec(_Strict):
             raise ValueError(f"{self.id}: give either abut (+gap_mm) or center_mm, not both")
         if self.border_with is not None and (self.center_mm is not None or self.abut is not None):
             raise ValueError(f"{self.id}: border_with cannot be combined with center_mm or abut")
-        if self.border_with == self.segment:
+        if self.border_with is not None and self.border_with == self.segment:
             raise ValueError(f"{self.id}: border_with must name another segment than {self.segment}")
         return self
 

@@ -10,9 +10,10 @@ Numerics (decisions)
 * Grid: a (cropped, resampled) box with per-voxel tissue labels (uint8) indexing a small
   property table (:class:`Tissue`); spacing may differ per axis. Outer faces are held at
   the initial temperature (Dirichlet) — keep the box a few centimetres larger than the zone.
-* Time stepping: explicit Euler with the 7-point stencil; face conductivity = harmonic mean
-  of the two voxels. The step is checked against the stability limit
-  ``dt ≤ 1 / max(2α Σ 1/h² + ω_eff)`` and chosen at 0.95 of it unless given
+* Time stepping: explicit Euler for conduction and source with the 7-point stencil (face
+  conductivity = harmonic mean of the two voxels), the perfusion/vessel sink term implicit
+  (unconditionally stable; same steady state). The step is checked against the conduction
+  stability limit ``dt ≤ 1 / max(2α Σ 1/h²)`` and chosen at 0.95 of it unless given
   (a larger requested step raises :class:`~latplan.errors.InvalidInputError`).
 * Kernel: one fused numba kernel per step (conduction + perfusion + source + peak
   temperature + damage), float32 fields, ``prange`` over slices. While the field is still
@@ -212,7 +213,9 @@ def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, kface, k_uniform, ir
                 w = perf[lb]
                 if lraw >= 0x80 and stop[lb]:
                     w = 0.0
-                tn = t + dt * irc[lb] * (cond + w * (t_blood - t) + q_scale * q[k, j, i])
+                # perfusion / vessel sink term taken implicitly (unconditionally stable, same fixed point)
+                a = dt * irc[lb]
+                tn = (t + a * (cond + w * t_blood + q_scale * q[k, j, i])) / (1.0 + a * w)
                 if fixed[lb]:
                     tn = t
                 if tn > t_cap:
@@ -268,8 +271,19 @@ def _active_box(t, t0, eps, margin, lo, hi):  # pragma: no cover
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _step_cryo(t_old, t_new, tmin, lab, kt, kf, rc_u, rc_f, perf, fixed, t_blood, dt,
+def _conductivity_cryo(t, lab, kt, kf, t_sol, t_liq, kout):  # pragma: no cover
+    nk, nj, ni = t.shape
+    for k in nb.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                lb = lab[k, j, i]
+                kout[k, j, i] = _k_of(kt[lb], kf[lb], t[k, j, i], t_sol, t_liq)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt,
                ihk2, ihj2, ihi2, t_sol, t_liq, latent):  # pragma: no cover
+    """One explicit step with apparent heat capacity; ``kv`` = per-voxel conductivity of t_old."""
     nk, nj, ni = t_old.shape
     for k in nb.prange(1, nk - 1):
         for j in range(1, nj - 1):
@@ -279,14 +293,13 @@ def _step_cryo(t_old, t_new, tmin, lab, kt, kf, rc_u, rc_f, perf, fixed, t_blood
                 if fixed[lb]:
                     t_new[k, j, i] = t
                     continue
-                kc = _k_of(kt[lb], kf[lb], t, t_sol, t_liq)
-                acc = 0.0
-                for dk, dj, di, ih in ((-1, 0, 0, ihk2), (1, 0, 0, ihk2), (0, -1, 0, ihj2),
-                                       (0, 1, 0, ihj2), (0, 0, -1, ihi2), (0, 0, 1, ihi2)):
-                    ln_ = lab[k + dk, j + dj, i + di]
-                    tn_ = t_old[k + dk, j + dj, i + di]
-                    kn = _k_of(kt[ln_], kf[ln_], tn_, t_sol, t_liq)
-                    acc += 2.0 * kc * kn / (kc + kn) * (tn_ - t) * ih
+                kc = kv[k, j, i]
+                acc = (_hm(kc, kv[k - 1, j, i]) * (t_old[k - 1, j, i] - t)
+                       + _hm(kc, kv[k + 1, j, i]) * (t_old[k + 1, j, i] - t)) * ihk2
+                acc += (_hm(kc, kv[k, j - 1, i]) * (t_old[k, j - 1, i] - t)
+                        + _hm(kc, kv[k, j + 1, i]) * (t_old[k, j + 1, i] - t)) * ihj2
+                acc += (_hm(kc, kv[k, j, i - 1]) * (t_old[k, j, i - 1] - t)
+                        + _hm(kc, kv[k, j, i + 1]) * (t_old[k, j, i + 1] - t)) * ihi2
                 if t >= t_liq:
                     rc = rc_u[lb]
                     w = perf[lb]
@@ -296,10 +309,16 @@ def _step_cryo(t_old, t_new, tmin, lab, kt, kf, rc_u, rc_f, perf, fixed, t_blood
                 else:
                     rc = 0.5 * (rc_u[lb] + rc_f[lb]) + latent / (t_liq - t_sol)
                     w = 0.0
-                tn = t + dt / rc * (acc + w * (t_blood - t))
+                a = dt / rc
+                tn = (t + a * (acc + w * t_blood)) / (1.0 + a * w)  # implicit perfusion/sink term
                 t_new[k, j, i] = tn
                 if tn < tmin[k, j, i]:
                     tmin[k, j, i] = tn
+
+
+@nb.njit(inline="always")
+def _hm(a, b):  # pragma: no cover
+    return 2.0 * a * b / (a + b)
 
 
 @nb.njit(inline="always")
@@ -350,7 +369,11 @@ def _tables(tissues: Sequence[Tissue], labels: np.ndarray) -> dict[str, np.ndarr
 
 
 def stability_limit_s(tissues: Sequence[Tissue], spacing_kji_mm: Sequence[float], *, frozen: bool = False) -> float:
-    """Largest stable explicit step (s): 1 / max over tissues of (2α Σ 1/h² + ρ_b c_b ω / ρc)."""
+    """Largest stable explicit step (s): 1 / max over tissues of 2α Σ 1/h².
+
+    The perfusion/vessel sink term is integrated implicitly in both kernels, so it does not
+    limit the step; ``frozen`` uses the frozen conductivity and heat capacity (cryo).
+    """
     h = _spacing_m(spacing_kji_mm)
     s = float(np.sum(2.0 / h**2))
     blood = thermal_constants()["blood"]
@@ -361,7 +384,7 @@ def stability_limit_s(tissues: Sequence[Tissue], spacing_kji_mm: Sequence[float]
             continue
         k = max(t.conductivity_w_m_k, t.frozen_conductivity_w_m_k) if frozen else t.conductivity_w_m_k
         rc = min(t.rho_c, t.density_kg_m3 * t.frozen_heat_capacity_j_kg_k) if frozen else t.rho_c
-        worst = max(worst, k / rc * s + rho_b_c_b * t.perfusion_per_s / rc)
+        worst = max(worst, k / rc * s)
     return 1.0 / worst if worst > 0 else math.inf
 
 
@@ -440,8 +463,8 @@ def rfa_source(shape: Sequence[int], spacing_kji_mm: Sequence[float], tip_kji_mm
                n_charges: int = 31) -> tuple[np.ndarray, np.ndarray]:
     """Normalised monopolar RFA deposition ∝ |E|² of a uniformly charged active segment.
 
-    Returns (source W/m³ per delivered W, boolean mask of electrode-surface voxels used as
-    the generator's temperature sensor).
+    Returns (source W/m³ per delivered W, electrode voxel mask). The generator's sensor is
+    the tissue shell around the electrode (see :func:`simulate_heating`).
     """
     a = np.asarray(axis_kji, float)
     a /= np.linalg.norm(a)
@@ -467,7 +490,7 @@ def rfa_source(shape: Sequence[int], spacing_kji_mm: Sequence[float], tip_kji_mm
     h = float(np.max(spacing_kji_mm))
     electrode = dist <= max(radius_mm, 0.5 * h) + 1e-9
     qmax = q[~electrode].max() if np.any(~electrode) else q.max()
-    q = np.minimum(q, qmax)
+    q = np.where(electrode, 0.0, np.minimum(q, qmax))
     vox_m3 = float(np.prod(spacing_kji_mm)) * 1e-9
     q /= q.sum() * vox_m3
     return q.astype(np.float32), electrode
@@ -486,6 +509,8 @@ class RfaController:
     pause_s: float = 15.0
     gain_w_per_k: float = 2.0
     integral_w_per_k_s: float = 0.5
+    cooled: bool = True        # internally cooled electrode (Cool-tip): electrode voxels held at electrode_c
+    electrode_c: float = 25.0
 
 
 def simulate_heating(
@@ -517,7 +542,8 @@ def simulate_heating(
     power_w:
         Absorbed power (W) for a constant-power run (ignored when ``rfa`` is given).
     rfa, sensor:
-        Generator model and the boolean electrode-sensor mask (from :func:`rfa_source`).
+        Generator model and the boolean electrode mask (from :func:`rfa_source`); with a
+        cooled electrode the sensor is the tissue shell within two voxels of it.
     initial_temperature_c:
         Scalar or array (°C); outer faces stay at it.
     damage_gate_c, cem43:
@@ -531,6 +557,23 @@ def simulate_heating(
     -------
     BioheatResult with the zone = Ω ≥ 1 (or CEM43 ≥ 240 min).
     """
+    if rfa is not None:
+        if sensor is None:
+            raise InvalidInputError("an RFA run needs the electrode mask (from rfa_source).")
+        from scipy import ndimage
+
+        electrode = np.asarray(sensor, bool)
+        if rfa.cooled:
+            # cooled electrode: its voxels are held at the coolant temperature; the generator
+            # senses the hottest tissue within two voxels of it (impedance rises when it boils)
+            labels = np.asarray(labels).astype(np.uint8).copy()
+            labels[electrode] = len(tissues)
+            tissues = [*tissues, Tissue("cooled_electrode", 8000.0, 500.0, 16.0, fixed=True)]
+            t_init = np.full(np.shape(labels), float(np.asarray(initial_temperature_c).flat[0]), np.float32) \
+                if np.isscalar(initial_temperature_c) else np.asarray(initial_temperature_c, np.float32).copy()
+            t_init[electrode] = rfa.electrode_c
+            initial_temperature_c = t_init
+            sensor = ndimage.binary_dilation(electrode, iterations=2) & ~electrode
     tab = _tables(tissues, np.asarray(labels))
     lab = tab["labels"]
     shape = lab.shape
@@ -695,6 +738,7 @@ def simulate_cryo(
     t_old = np.full(lab.shape, initial_temperature_c, np.float32)
     t_new = t_old.copy()
     tmin = t_old.copy()
+    kv = np.zeros(lab.shape, np.float32)
     start = time.perf_counter()
     steps = 0
     fixed_free = tab["fixed"].copy()
@@ -710,8 +754,10 @@ def simulate_cryo(
         else:
             fixed = fixed_free
         for _ in range(m):
-            _step_cryo(t_old, t_new, tmin, lab, tab["k"], tab["kf"], tab["rc"], tab["rcf"], tab["perf"], fixed,
-                       t_blood, dt, ih[0], ih[1], ih[2], t_sol, t_liq, latent)
+            _conductivity_cryo(t_old, lab, tab["k"], tab["kf"], np.float32(t_sol), np.float32(t_liq), kv)
+            _step_cryo(t_old, t_new, tmin, lab, kv, tab["rc"], tab["rcf"], tab["perf"], fixed,
+                       np.float32(t_blood), np.float32(dt), np.float32(ih[0]), np.float32(ih[1]), np.float32(ih[2]),
+                       np.float32(t_sol), np.float32(t_liq), np.float32(latent))
             t_old, t_new = t_new, t_old
             steps += 1
     wall = time.perf_counter() - start

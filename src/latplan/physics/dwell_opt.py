@@ -76,15 +76,20 @@ class DwellOptResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _n_hottest(volume_ml: float, point_volume_ml: float) -> int:
+    """Number of points *above* D_v: D_v is the dose of point number ceil(v / pv) (1-based), as in
+    :meth:`latplan.physics.dvh.StructureDose.d_ml`, so ceil(v / pv) − 1 hotter points may exceed it."""
+    if volume_ml <= 0 or point_volume_ml <= 0:
+        return 0
+    return max(int(np.ceil(volume_ml / point_volume_ml - 1e-9)) - 1, 0)
+
+
 def _dv(dose: np.ndarray, volume_ml: float, point_volume_ml: float) -> float:
-    """D_v on points (Gy): dose of the point at which the hottest points reach ``volume_ml``."""
+    """D_v on points (Gy): minimum dose of the hottest ``volume_ml`` (same convention as the DVH)."""
     if dose.size == 0:
         return 0.0
     srt = np.sort(dose)[::-1]
-    if volume_ml <= 0 or point_volume_ml <= 0:
-        return float(srt[0])
-    n = int(np.floor(volume_ml / point_volume_ml))
-    return float(srt[min(n, srt.size - 1)])
+    return float(srt[min(_n_hottest(volume_ml, point_volume_ml), srt.size - 1)])
 
 
 def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np.ndarray]], cost: np.ndarray,
@@ -280,7 +285,7 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
     oar_ok = all(v <= 1e-6 + 1e-4 * o.limit_gy for v, o in zip(oar_excess.values(), oars, strict=True))
     feasible = coverage_ok and oar_ok
     limiting: str | None = None
-    details: dict[str, Any] = {"duals": {}, "lp_rows_ctv": int(len(best["ctv_rows"]))}
+    details: dict[str, Any] = {"duals": {}, "lp_rows_ctv": len(best["ctv_rows"])}
     if not feasible:
         if not oar_ok:
             limiting = max(oar_excess, key=lambda k: oar_excess[k])
@@ -317,10 +322,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
 
 
 def _hottest(oar: OARConstraint, t: np.ndarray) -> np.ndarray:
-    """Indices of the points holding the hottest ``volume_ml`` of the organ under times ``t``."""
-    if oar.volume_ml <= 0 or oar.point_volume_ml <= 0:
-        return np.zeros(0, int)
-    n = int(np.floor(oar.volume_ml / oar.point_volume_ml))
+    """Indices of the points allowed above the limit (the hottest ceil(v/pv) − 1) under times ``t``."""
+    n = _n_hottest(oar.volume_ml, oar.point_volume_ml)
     if n <= 0:
         return np.zeros(0, int)
     d = oar.matrix_gy_per_s @ t

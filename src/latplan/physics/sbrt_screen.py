@@ -64,7 +64,7 @@ class SBRTScreenResult:
     bed_gy: float
     alpha_beta_gy: float
     max_dose_per_fraction_gy: float
-    bed_reachable_gy: float  # BED of the largest dose per fraction meeting every constraint (≤ 2× planned)
+    bed_reachable_gy: float  # BED of the largest dose per fraction meeting every constraint (≤ cap × planned)
     nearest_limit_organ: str | None = None
     bed_reachable_capped: bool = False
     organs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,13 +82,16 @@ def _dv(dose: np.ndarray, voxel_ml: float, volume_ml: float) -> float:
 
 def screen_sbrt(ptv: Volume, organs: Mapping[str, np.ndarray], constraints: Sequence[Mapping[str, Any]], *,
                 fractions: int, dose_per_fraction_gy: float, falloff_lambda_mm: float = 9.0,
-                alpha_beta_gy: float = 10.0, exclude_from_parallel: np.ndarray | None = None) -> SBRTScreenResult:
+                alpha_beta_gy: float = 10.0, exclude_from_parallel: np.ndarray | None = None,
+                reachable_cap_factor: float = 1.5) -> SBRTScreenResult:
     """Check a schedule against constraints with the fall-off estimate.
 
     ``organs``: {organ: boolean array on the PTV grid}; ``constraints``: rows with keys organ,
     kind ("serial" | "parallel"), threshold_gy, volume_ml (serial), max_point_gy (optional,
     checked on 0.035 ml), spared_ml (parallel: volume that must stay below threshold).
     ``exclude_from_parallel``: voxels not counted as functional organ (e.g. the GTV/PTV).
+    ``reachable_cap_factor``: the BED reachable is reported up to this multiple of the planned
+    dose per fraction (``bed_reachable_capped`` says when the cap, not an organ, set it).
     """
     if fractions < 1:
         raise InvalidInputError(f"fractions must be ≥ 1; got {fractions}.")
@@ -146,7 +149,9 @@ def screen_sbrt(ptv: Volume, organs: Mapping[str, np.ndarray], constraints: Sequ
             limiting = organ
     max_total = scale_limit
     feasible = max_total >= rx * (1 - 1e-9)
-    cap_dpf = 2.0 * dose_per_fraction_gy  # the reachable BED is reported up to twice the planned dose
+    # the reachable BED is reported up to ``reachable_cap_factor`` × the planned dose per fraction:
+    # beyond that the fall-off estimate says nothing useful
+    cap_dpf = reachable_cap_factor * dose_per_fraction_gy
     max_dpf = max_total / fractions if math.isfinite(max_total) else math.inf
     bed = float(lq.bed_gy(dose_per_fraction_gy, fractions, alpha_beta_gy))
     bed_reach = float(lq.bed_gy(min(max_dpf, cap_dpf), fractions, alpha_beta_gy))

@@ -632,17 +632,64 @@ def _lookup_one(z: float, y: float, r2: float, tab: np.ndarray, z0: float, inv_h
 @nb.njit(cache=True, fastmath=True, inline="always")
 def _pair_lookup(z: float, y: float, r2: float, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray,
                  geo: np.ndarray, params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray,
-                 f_th: np.ndarray, ftab: np.ndarray, imap: np.ndarray) -> float:
-    # geo = [near², r1², z0_1, 1/h1, r2², z0_2, 1/h2, r3², z0_3, 1/h3, sin²(axis cone)]
-    # near pairs, far pairs and near-axis pairs (θ < 15° or > 165°, where anisotropy tables
-    # have 1° steps and kinks: Valdés 2015) use the full formalism
-    if r2 < geo[0] or r2 >= geo[7] or y * y < geo[10] * r2:
+                 f_th: np.ndarray, ftab: np.ndarray, imap: np.ndarray, pol: np.ndarray) -> float:
+    # geo = [near², r1², z0_1, 1/h1, r2², z0_2, 1/h2, r3², z0_3, 1/h3, sin²(axis cone),
+    #        1/dr1, n1, 1/dr2, 1/dθ, n_cone, cone_deg, r_split, (near-axis direct radius)²]
+    # near pairs and far pairs use the full formalism
+    if r2 < geo[0] or r2 >= geo[7]:
         return _rate_zy(params, g_r, g_l, f_r, f_th, ftab, imap, z, y)
+    if y * y < geo[10] * r2:
+        if r2 < geo[18]:  # on-axis line-source factor 1/(r² − L²/4) is too steep to tabulate near the ends
+            return _rate_zy(params, g_r, g_l, f_r, f_th, ftab, imap, z, y)
+        # near-axis pairs (θ < 15° or > 165°, where anisotropy tables have 1° steps and kinks:
+        # Valdés 2015): polar (r, θ) table whose θ grid holds every integer degree
+        r = math.sqrt(r2)
+        th = math.atan2(y, z) * 57.29577951308232
+        if r < geo[17]:
+            fr = r * geo[11]
+            a = int(fr)
+            if a > int(geo[12]) - 2:
+                a = int(geo[12]) - 2
+        else:
+            fr = geo[12] + (r - geo[17]) * geo[13]
+            a = int(fr)
+            if a > pol.shape[0] - 2:
+                a = pol.shape[0] - 2
+        tr = fr - a
+        nc = int(geo[15])
+        if th <= geo[16]:
+            ft = th * geo[14]
+            b = int(ft)
+            if b > nc - 2:
+                b = nc - 2
+        else:
+            ft = (th - (180.0 - geo[16])) * geo[14] + nc
+            b = int(ft)
+            if b < nc:
+                b = nc
+            if b > 2 * nc - 2:
+                b = 2 * nc - 2
+        tt = ft - b
+        v0 = pol[a, b] * (1.0 - tt) + pol[a, b + 1] * tt
+        v1 = pol[a + 1, b] * (1.0 - tt) + pol[a + 1, b + 1] * tt
+        return (v0 * (1.0 - tr) + v1 * tr) / r2
     if r2 < geo[1]:
         return _lookup_one(z, y, r2, t1, geo[2], geo[3], t1.shape[0], t1.shape[1])
     if r2 < geo[4]:
         return _lookup_one(z, y, r2, t2, geo[5], geo[6], t2.shape[0], t2.shape[1])
     return _lookup_one(z, y, r2, t3, geo[8], geo[9], t3.shape[0], t3.shape[1])
+
+
+@nb.njit(cache=True, parallel=True)
+def _build_polar(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
+                 tab: np.ndarray, imap: np.ndarray, r_list: np.ndarray, th_list: np.ndarray) -> np.ndarray:
+    out = np.empty((r_list.shape[0], th_list.shape[0]))
+    for a in nb.prange(r_list.shape[0]):
+        r = r_list[a]
+        for b in range(th_list.shape[0]):
+            t = math.radians(th_list[b])
+            out[a, b] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, r * math.cos(t), r * abs(math.sin(t))) * r * r
+    return out
 
 
 _BLOCK = 64
@@ -652,7 +699,7 @@ _BLOCK = 64
 def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray,
                 t1: np.ndarray, t2: np.ndarray, t3: np.ndarray, geo: np.ndarray, params: np.ndarray,
                 g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                ftab: np.ndarray, imap: np.ndarray) -> np.ndarray:
+                ftab: np.ndarray, imap: np.ndarray, pol: np.ndarray) -> np.ndarray:
     # blocks of neighbouring points × all dwells: for a spatially ordered grid, the table
     # cells read for one dwell and consecutive points are adjacent (cache friendly)
     n = points_cm.shape[0]
@@ -681,7 +728,7 @@ def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, wei
                 r2 = dx * dx + dy * dy + dz * dz
                 yy = r2 - z * z
                 y = math.sqrt(yy) if yy > 0.0 else 0.0
-                acc[p - lo] += w * _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap)
+                acc[p - lo] += w * _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap, pol)
         for p in range(lo, hi):
             out[p] = acc[p - lo]
     return out
@@ -691,7 +738,7 @@ def _sum_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, wei
 def _matrix_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray,
                    t1: np.ndarray, t2: np.ndarray, t3: np.ndarray, geo: np.ndarray, params: np.ndarray,
                    g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                   ftab: np.ndarray, imap: np.ndarray) -> np.ndarray:
+                   ftab: np.ndarray, imap: np.ndarray, pol: np.ndarray) -> np.ndarray:
     n = points_cm.shape[0]
     m = pos_cm.shape[0]
     out = np.empty((n, m))
@@ -707,7 +754,7 @@ def _matrix_lookup(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray,
             r2 = dx * dx + dy * dy + dz * dz
             yy = r2 - z * z
             y = math.sqrt(yy) if yy > 0.0 else 0.0
-            out[p, d] = _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap)
+            out[p, d] = _pair_lookup(z, y, r2, t1, t2, t3, geo, params, g_r, g_l, f_r, f_th, ftab, imap, pol)
     return out
 
 
@@ -717,9 +764,11 @@ class AlongAwayLookup:
 
     Why Ḋ·r²: it has no 1/r² singularity, so bilinear interpolation is accurate. Three
     nested grids (``levels`` = (radius_cm, step_cm) pairs, finest first) keep the tables
-    small enough for the CPU cache (float32); pairs closer than ``near_direct_cm``, beyond
-    the last radius, or within ``axis_cone_deg`` of the source axis (θ < 15° or > 165° by
-    default, where the anisotropy tables change steeply) use the direct formalism. Accuracy vs direct is tested
+    small enough for the CPU cache (float32); pairs closer than ``near_direct_cm`` or beyond
+    the last radius use the direct formalism. Pairs within ``axis_cone_deg`` of the source
+    axis (θ < 15° or > 165°, where anisotropy tables have 1° steps and kinks) use a polar
+    (r, θ) table of Ḋ·r² whose θ grid (0.25°) holds every integer-degree knot (direct
+    below 5 mm, where the on-axis line-source factor 1/(r² − L²/4) is too steep). Accuracy vs direct is tested
     (tests/physics_radiation/test_tg43_kernels.py).
     """
 
@@ -728,6 +777,8 @@ class AlongAwayLookup:
     levels: tuple[tuple[float, float], ...]
     near_direct_cm: float
     axis_cone_deg: float = 15.0
+    polar: np.ndarray | None = None
+    polar_steps: tuple[float, float, float, float] = (0.01, 2.0, 0.05, 0.25)  # dr1, r_split, dr2 (cm), dθ (deg)
 
     @classmethod
     def build(cls, source: SourceModel, *,
@@ -742,7 +793,16 @@ class AlongAwayLookup:
             n_half = math.ceil(radius / step) + 1
             t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)
             tabs.append(np.ascontiguousarray(t, dtype=np.float32))
-        return cls(source, (tabs[0], tabs[1], tabs[2]), tuple(levels), near_direct_cm, axis_cone_deg)
+        dr1, r_split, dr2, dth = 0.01, 2.0, 0.05, 0.25
+        if abs(axis_cone_deg / dth - round(axis_cone_deg / dth)) > 1e-9:
+            raise InvalidInputError(f"axis cone {axis_cone_deg}° must be a multiple of {dth}°.")
+        n1 = round(r_split / dr1) + 1
+        r_list = np.concatenate([dr1 * np.arange(n1), r_split + dr2 * np.arange(math.ceil((levels[2][0] - r_split) / dr2) + 2)])
+        nc = round(axis_cone_deg / dth) + 1
+        th_list = np.concatenate([dth * np.arange(nc), 180.0 - axis_cone_deg + dth * np.arange(nc)])
+        pol = np.ascontiguousarray(_build_polar(*packed, np.maximum(r_list, 1e-6), th_list), dtype=np.float32)
+        return cls(source, (tabs[0], tabs[1], tabs[2]), tuple(levels), near_direct_cm, axis_cone_deg, pol,
+                   (dr1, r_split, dr2, dth))
 
     @classmethod
     def for_source(cls, source: SourceModel) -> AlongAwayLookup:
@@ -758,7 +818,10 @@ class AlongAwayLookup:
         for (radius, step), tab in zip(self.levels, self.tables, strict=True):
             geo += [radius**2, -(tab.shape[1] - 2) * step, 1.0 / step]
         geo.append(math.sin(math.radians(self.axis_cone_deg)) ** 2)
-        return (*self.tables, np.array(geo), *self.source.packed())
+        dr1, r_split, dr2, dth = self.polar_steps
+        geo += [1.0 / dr1, float(round(r_split / dr1) + 1), 1.0 / dr2, 1.0 / dth,
+                float(round(self.axis_cone_deg / dth) + 1), self.axis_cone_deg, r_split, 0.5**2]
+        return (*self.tables, np.array(geo), *self.source.packed(), self.polar)
 
     def sum(self, points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Σ_d w_d·(Ḋ_d/S_K) at points (positions in cm, unit dirs); result in cGy h⁻¹ U⁻¹ × w units."""

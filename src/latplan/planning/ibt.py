@@ -25,6 +25,7 @@ Steps (docs/radiation-physics.md):
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ from latplan.physics import dvh, lq, tg43
 from latplan.physics.dwell_opt import OARConstraint, optimise_dwell_times
 from latplan.planning.types import TreatmentPlan
 
-__all__ = ["Catheter", "ctv_mask", "liver_mask", "place_catheters", "plan_ibt"]
+__all__ = ["Catheter", "ctv_mask", "liver_mask", "place_catheters", "plan_ibt", "structure_names_cached"]
 
 ENGINE = "latplan.ibt"
 ENGINE_VERSION = "0.1"
@@ -106,9 +107,35 @@ def ctv_mask(case: Any, lesion_id: str, margin_mm: float) -> Volume:
     return les.with_array(ctv)
 
 
+_NAMES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _names(case: Any) -> list[str]:
+    """``case.structure_names()`` once per case (it scans the whole label map)."""
+    try:
+        hit = _NAMES.get(case)
+    except TypeError:
+        return case.structure_names()
+    if hit is None:
+        hit = case.structure_names()
+        try:
+            _NAMES[case] = hit
+        except TypeError:
+            pass
+    return hit
+
+
+def _has(case: Any, name: str) -> bool:
+    return name in _names(case)
+
+
+#: per-case cached ``structure_names()`` (also used by the SBRT/TARE planners)
+structure_names_cached = _names
+
+
 def liver_mask(case: Any) -> np.ndarray | None:
     """Liver = the ``liver`` structure ∪ Couinaud segments ∪ lesions inside them; None when absent."""
-    parts = [n for n in case.structure_names()
+    parts = [n for n in _names(case)
              if n == "liver" or case.label_table.role(n) == StructureRole.LIVER_SEGMENT]
     if not parts:
         return None
@@ -132,7 +159,7 @@ def _fibonacci_dirs(n: int) -> np.ndarray:
 
 
 def _body_mask(case: Any) -> np.ndarray:
-    if case.has("body"):
+    if _has(case, "body"):
         # the label map holds one label per voxel: organs inside the body are not "body" voxels
         return case.mask_array("body") | (np.asarray(case.labels.array) > 0)
     if str(getattr(case, "image_modality", "CT")).upper() == "CT":
@@ -142,14 +169,16 @@ def _body_mask(case: Any) -> np.ndarray:
     return np.ones(case.labels.shape, bool)
 
 
-def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: set[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(distance to the nearest forbidden voxel in mm, penalised mask, names of forbidden structures)."""
+def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: set[str],
+                        stride: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(distance to the nearest forbidden voxel in mm, penalised mask, names of forbidden structures),
+    on the grid subsampled by ``stride`` (k, j, i) — the EDT runs on the coarse grid (speed/memory)."""
     shape = case.labels.shape
     forbidden = np.zeros(shape, bool)
     penal = np.zeros(shape, bool)
     names = []
     sp = case.labels.spacing_kji_mm
-    for name in case.structure_names():
+    for name in _names(case):
         if name in lesion_names:
             continue
         role = case.label_table.role(name)
@@ -158,21 +187,32 @@ def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: s
             names.append(name)
         elif role in VESSEL_ROLES:
             m = case.mask_array(name)
-            radius = ndi.distance_transform_edt(m, sampling=sp)
-            # local calibre ≈ 2 × the largest inscribed radius within ~the vessel's own radius
+            # local calibre ≈ 2 × the largest inscribed radius (EDT) within ± the calibre limit;
+            # computed inside the vessel's bounding box only (speed)
             size = np.maximum(1, np.ceil(vessel_min_calibre_mm / sp).astype(int) * 2 + 1)
+            idx = np.argwhere(m)
+            if idx.size == 0:
+                continue
+            lo = np.maximum(idx.min(0) - size, 0)
+            hi = np.minimum(idx.max(0) + size + 1, np.asarray(shape))
+            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            radius = ndi.distance_transform_edt(np.pad(m[box], 1), sampling=sp)[1:-1, 1:-1, 1:-1]
             local = ndi.maximum_filter(radius, size=tuple(size))
-            big = m & (2.0 * local >= vessel_min_calibre_mm)
+            big = np.zeros(shape, bool)
+            big[box] = m[box] & (2.0 * local >= vessel_min_calibre_mm)
             if big.any():
                 forbidden |= big
                 names.append(name)
         elif role in _PENALISED_ROLES:
             penal |= case.mask_array(name)
-    if forbidden.any():
-        dist = ndi.distance_transform_edt(~forbidden, sampling=sp)
-    else:
-        dist = np.full(shape, 1e6)
-    return dist, penal, names
+    stride = np.ones(3, int) if stride is None else np.asarray(stride, int)
+    sl = tuple(slice(0, None, int(x)) for x in stride)
+    if stride.max() > 1:
+        # keep thin structures: a coarse voxel is forbidden when any fine voxel of its block is
+        forbidden = ndi.maximum_filter(forbidden, size=tuple(int(x) for x in stride))
+    f = forbidden[sl]
+    dist = ndi.distance_transform_edt(~f, sampling=sp * stride) if f.any() else np.full(f.shape, 1e6)
+    return dist, penal[sl], names
 
 
 @dataclass
@@ -196,37 +236,40 @@ def _sample(ctx: _PlacementContext, arr: np.ndarray, pts_mm: np.ndarray, fill: f
 
 def _evaluate_lines(ctx: _PlacementContext, pierce_mm: np.ndarray, dirs: np.ndarray, *, safety_mm: float,
                     extension_mm: float, step_mm: float = 1.0, reach_mm: float = 350.0) -> list[dict[str, Any]]:
-    """Score the lines through ``pierce_mm`` along each direction (towards the tip)."""
+    """Score the lines through ``pierce_mm`` along each direction (towards the tip), vectorised.
+
+    Along each line (1 mm steps): the CTV chord, the skin entry (last point outside the body
+    before the CTV), the tip (CTV exit + extension + 5 mm), the clearance to forbidden
+    structures over entry → tip, the length inside lung, and the angle out of the axial plane.
+    cost = depth + 5·lung_mm + 0.5·axial_angle − 2·min(clearance, 10 mm).
+    """
     s = np.arange(-reach_mm, reach_mm / 2 + step_mm, step_mm)
     pts = pierce_mm[None, None, :] + s[None, :, None] * dirs[:, None, :]
     body = _sample(ctx, ctx.body, pts, 0.0) > 0.5
     ctv = _sample(ctx, ctx.ctv, pts, 0.0) > 0.5
     dist = _sample(ctx, ctx.dist, pts, 1e6)
     lung = _sample(ctx, ctx.penal, pts, 0.0) > 0.5
-    i0 = int(np.searchsorted(s, 0.0))
+    n_s = len(s)
+    idx = np.arange(n_s)[None, :]
+    has = ctv.any(axis=1)
+    first = np.argmax(ctv, axis=1)
+    last = n_s - 1 - np.argmax(ctv[:, ::-1], axis=1)
+    tip_i = np.minimum(n_s - 1, last + int(np.ceil((extension_mm + 5.0) / step_mm)))
+    out_before = ~body & (idx <= first[:, None])
+    leaves = out_before.any(axis=1)
+    entry_i = np.where(out_before, idx, -1).max(axis=1) + 1
+    seg = (idx >= entry_i[:, None]) & (idx <= tip_i[:, None])
+    clearance = np.where(seg, dist, np.inf).min(axis=1)
+    ok = has & leaves & (clearance >= safety_mm)
+    depth = (first - entry_i) * step_mm
+    lung_mm = (lung & seg).sum(axis=1) * step_mm
+    axial = np.degrees(np.arcsin(np.minimum(1.0, np.abs(dirs[:, 2]))))
+    cost = depth + 5.0 * lung_mm + 0.5 * axial - 2.0 * np.minimum(clearance, 10.0)
     out = []
-    for n in range(dirs.shape[0]):
-        c = np.flatnonzero(ctv[n])
-        if c.size == 0:
-            continue
-        # the CTV chord that holds the pierce point (or the nearest one)
-        first, last = c.min(), c.max()
-        tip_i = min(len(s) - 1, last + int(np.ceil((extension_mm + 5.0) / step_mm)))
-        # entry: last point outside the body before the CTV, walking back from the CTV
-        outside = np.flatnonzero(~body[n, : first + 1])
-        if outside.size == 0:
-            continue  # never leaves the body / grid within reach
-        entry_i = outside.max() + 1
-        seg = slice(entry_i, tip_i + 1)
-        clearance = float(dist[n, seg].min())
-        if clearance < safety_mm:
-            continue
-        depth = (first - entry_i) * step_mm
-        lung_mm = float(lung[n, seg].sum() * step_mm)
-        axial_angle = float(np.degrees(np.arcsin(min(1.0, abs(dirs[n, 2])))))
-        cost = depth + 5.0 * lung_mm + 0.5 * axial_angle - 2.0 * min(clearance, 10.0)
-        out.append({"dir": dirs[n], "entry": pierce_mm + s[entry_i] * dirs[n], "tip": pierce_mm + s[tip_i] * dirs[n],
-                    "cost": cost, "clearance": clearance, "depth": depth, "lung_mm": lung_mm, "i0": i0})
+    for n in np.flatnonzero(ok):
+        out.append({"dir": dirs[n], "entry": pierce_mm + s[entry_i[n]] * dirs[n], "tip": pierce_mm + s[tip_i[n]] * dirs[n],
+                    "cost": float(cost[n]), "clearance": float(clearance[n]), "depth": float(depth[n]),
+                    "lung_mm": float(lung_mm[n])})
     return out
 
 
@@ -268,8 +311,8 @@ def place_catheters(case: Any, ctv: Volume, *, safety_mm: float = 3.0, vessel_mi
     stride = np.maximum(1, np.rint(2.0 / ctv.spacing_kji_mm).astype(int))
     sl = tuple(slice(0, None, int(s)) for s in stride)
     grid = Volume(ctv_arr[sl], _strided_affine(ctv, stride))
-    dist, penal, names = _forbidden_distance(case, vessel_min_calibre_mm, set(lesion_names))
-    ctx = _PlacementContext(grid, _body_mask(case)[sl], ctv_arr[sl], dist[sl], penal[sl])
+    dist, penal, names = _forbidden_distance(case, vessel_min_calibre_mm, set(lesion_names), stride)
+    ctx = _PlacementContext(grid, _body_mask(case)[sl], ctv_arr[sl], dist, penal)
     if names:
         notes.append("catheters avoid " + ", ".join(sorted(set(names))) + f" by ≥ {safety_mm:g} mm "
                      f"(vessels only where the calibre is ≥ {vessel_min_calibre_mm:g} mm)")
@@ -457,11 +500,18 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     surf_pts, _ = _points(grid, surface, _cap_stride(surface, sp, 4000))
     ctv_pts = np.unique(np.concatenate([ctv_pts, surf_pts]), axis=0)
     # organs at risk: voxels within 40 mm of the CTV carry the hottest volumes
-    dist_ctv = ndi.distance_transform_edt(~ctv_arr, sampling=sp)
+    # distance to the CTV (mm) inside a box of CTV + 45 mm only (the EDT of a whole CT is costly)
+    kji = np.argwhere(ctv_arr)
+    pad = np.ceil(45.0 / sp).astype(int)
+    lo = np.maximum(kji.min(0) - pad, 0)
+    hi = np.minimum(kji.max(0) + pad + 1, np.asarray(grid.shape))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    dist_ctv = np.full(grid.shape, np.inf)
+    dist_ctv[box] = ndi.distance_transform_edt(~ctv_arr[box], sampling=sp)
     near = dist_ctv <= 40.0
     oar_structs: dict[str, np.ndarray] = {}
     for organ, spec in oar_limits.items():
-        names = [n for n in spec.get("structures", [organ]) if case.has(n)]
+        names = [n for n in spec.get("structures", [organ]) if _has(case, n)]
         if not names:
             continue
         m = np.zeros(grid.shape, bool)
@@ -476,7 +526,9 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     oar_cons: list[OARConstraint] = []
     for organ, m in oar_structs.items():
         spec = oar_limits[organ]
-        pts, pv = _points(grid, m & near, np.maximum(opt_stride, _cap_stride(m & near, sp, 6000)))
+        # full resolution (as in the evaluation) so D1cc on the LP points is D1cc of the plan;
+        # constraint generation keeps the LP small whatever the number of points
+        pts, pv = _points(grid, m & near, _cap_stride(m & near, sp, 60_000))
         if len(pts) == 0:
             continue
         oar_cons.append(OARConstraint(organ, k_gy_s(pts), float(spec["limit_gy"]), float(spec.get("volume_ml", 1.0)),

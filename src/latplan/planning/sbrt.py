@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 
 from latplan.errors import InvalidInputError
 from latplan.physics import sbrt_screen
-from latplan.planning.ibt import liver_mask
+from latplan.planning.ibt import liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
 __all__ = ["plan_sbrt"]
@@ -53,7 +53,7 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
             if lm is not None:
                 organs[organ] = lm
             continue
-        names = [n for n in c.get("structures", [organ]) if case.has(n)]
+        names = [n for n in c.get("structures", [organ]) if n in structure_names_cached(case)]
         if names:
             m = np.zeros(g.shape, bool)
             for n in names:

@@ -16,7 +16,7 @@ import numpy as np
 
 from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.physics import y90
-from latplan.planning.ibt import liver_mask
+from latplan.planning.ibt import liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
 __all__ = ["perfused_mask", "plan_tare"]
@@ -33,7 +33,7 @@ def perfused_mask(case: Any, lesion_ids: Sequence[str], perfusion: str = "segmen
     lesions = np.zeros(liver.shape, bool)
     for lid in lesion_ids:
         lesions |= case.lesion_mask(lid).array
-    seg_names = [n for n in case.structure_names() if n.startswith("liver_segment_")]
+    seg_names = [n for n in structure_names_cached(case) if n.startswith("liver_segment_")]
     caveats: list[str] = []
     if perfusion == "whole" or not seg_names:
         if perfusion != "whole":

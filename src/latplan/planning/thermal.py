@@ -328,6 +328,14 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
 
     h = case.labels.spacing_kji_mm
     stride = max(1, round(2.0 / float(h.min()))) if float(h.min()) < 1.5 else 1
+    # simulate on the chart zone's box + 20 mm (the heated region), pasted back into ``ref``
+    full_ref = ref
+    if fit.zone.array.any():
+        slo, shi = crop_around(fit.zone.array, 20.0, h)
+        ref = ref.crop(slo, shi)
+    else:
+        slo = (0, 0, 0)
+    lo = tuple(int(a + b) for a, b in zip(lo, slo, strict=True))
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
     lab, tissues, info = _bioheat_labels(case, sl, stride)
     h_sim = h * stride
@@ -384,4 +392,9 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         field_c = np.pad(field_c, pad, mode="edge")
     info.update({"grid_spacing_mm": [float(x) for x in h_sim], "steps": res.steps, "dt_s": round(res.dt_s, 3),
                  "wall_s": round(time.perf_counter() - t0, 2), "engine_version": bh.ENGINE_VERSION})
-    return ref.with_array(zone), ref.with_array(field_c.astype(np.float32)), info
+    zone_full = np.zeros(full_ref.shape, bool)
+    field_full = np.full(full_ref.shape, 37.0, np.float32)
+    dst = tuple(slice(a, a + n) for a, n in zip(slo, ref.shape, strict=True))
+    zone_full[dst] = zone
+    field_full[dst] = field_c
+    return full_ref.with_array(zone_full), full_ref.with_array(field_full), info

@@ -39,7 +39,7 @@ METRIC_NAMES: dict[str, tuple[str, str, str]] = {
     "min_margin_mm": ("minimal margin", "mm", "smallest distance from the tumour surface to the zone edge"),
     "coverage_percent": ("coverage", "%", "share of the tumour volume inside the predicted zone"),
     "zone_volume_ml": ("zone volume", "ml", "volume of the predicted treated zone"),
-    "feasible": ("SBRT feasible", "", "all organ constraints met by the screening estimate"),
+    "feasible": ("feasible", "", "all organ constraints met"),
     "limiting_organ": ("limiting organ", "", "the organ whose constraint limits the dose"),
     "bed_gy": ("BED10", "Gy", "biologically effective dose, α/β = 10 Gy"),
     "bed10_gy": ("BED10", "Gy", "biologically effective dose, α/β = 10 Gy"),
@@ -198,13 +198,23 @@ def _key_name(key: str) -> str:
     return key.replace("_", " ")
 
 
-def metric_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
-    """Metrics as named rows (D90, V100, D1cc stomach, minimal margin...), known keys first."""
+def metric_rows(metrics: Mapping[str, Any], modality: str = "") -> list[MetricRow]:
+    """Metrics as named rows (D90, V100, D1cc stomach, minimal margin...), known keys first.
+
+    Two keys with the same plain name and value (``bed_gy`` and ``bed10_gy``) give one row.
+    """
     rows: list[MetricRow] = []
+    seen: set[tuple[str, str]] = set()
     for key, (name, unit, meaning) in METRIC_NAMES.items():
         if key in metrics and metrics[key] is not None and not isinstance(metrics[key], (Mapping, list)):
             v = metrics[key]
-            rows.append(MetricRow(name, format_value(v) if not isinstance(v, str) else v.replace("_", " "), unit, meaning))
+            text = format_value(v) if not isinstance(v, str) else v.replace("_", " ")
+            if key == "feasible" and modality.lower() == "sbrt":
+                name, meaning = "SBRT feasible", "all organ constraints met by the screening estimate"
+            if (name, text) in seen:
+                continue
+            seen.add((name, text))
+            rows.append(MetricRow(name, text, unit, meaning))
     oar = metrics.get("oar") if isinstance(metrics.get("oar"), Mapping) else {}
     for key, (pattern, meaning) in ORGAN_DOSE_KEYS.items():
         organs = metrics.get(key)
@@ -319,7 +329,7 @@ def _sorted_options(options: Sequence[Mapping[str, Any]], refs: References | Non
             stay = "unknown"
         sim = o.get("simulation")
         if isinstance(sim, Mapping) and set(sim) - {"why"}:
-            rows = [r for r in metric_rows(sim) if r.name in _GRID_METRICS][:5]
+            rows = [r for r in metric_rows(sim, code) if r.name in _GRID_METRICS][:5]
             sim_text = "; ".join(f"{r.name} {r.value}{(' ' + r.unit) if r.unit and r.unit != '%' else r.unit}"
                                  for r in rows) or "simulated (see below)"
         else:
@@ -371,7 +381,8 @@ def _sorted_options(options: Sequence[Mapping[str, Any]], refs: References | Non
 
 
 #: metrics shown in the one-line simulation summary of the option grid
-_GRID_METRICS = frozenset({"minimal margin", "coverage", "D100", "D90", "V100", "SBRT feasible", "limiting organ",
+_GRID_METRICS = frozenset({"minimal margin", "coverage", "D100", "D90", "V100", "SBRT feasible", "feasible",
+                           "limiting organ",
                            "BED10", "Y-90 activity"})
 
 
@@ -531,7 +542,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
             simulated.append(SimulatedOption(
                 modality=str(modality),
                 modality_name=modality_name(str(modality)),
-                metrics=metric_rows(plan.metrics or {}),
+                metrics=metric_rows(plan.metrics or {}, str(modality)),
                 margin_rows=margin_rows(plan.margin_histogram),
                 images=[Image(png_uri(f.png), f.caption, f.key) for f in figs],
                 caveats=list(plan.caveats or []),
@@ -728,12 +739,12 @@ def build_patient_context(proposal: Any, *, now: dt.datetime | None = None) -> d
                 continue
             options.append({
                 "name": t["name"], "what": t["what"], "how": t["how"], "stay": t["stay"], "effects": t["effects"],
-                "works": _plain_local_control(o.get("local_control")),
+                "works": _plain_local_control(o.get("local_control_value")),
                 "fit": fits.get(str(o.get("eligibility")), "Ask your team."),
                 "review": bool(o.get("needs_review")),
             })
         lesions.append({"number": n, "id": lid, "options": options, "not_suitable": not_suitable,
-                        "size_cm": format_number(diam / 10.0) if isinstance(diam, (int, float)) else None})
+                        "size_cm": f"{diam / 10.0:.1f}" if isinstance(diam, (int, float)) else None})
     plans = []
     for s in sorted(plan_json.get("strategies", []) or [], key=lambda s: (s.get("rank") is None, s.get("rank") or 0))[:3]:
         steps = sorted(s.get("steps", []) or [], key=lambda st: st.get("order") or 0)
@@ -750,15 +761,32 @@ def _spot_numbers(plan_json: Mapping[str, Any], ids: Sequence[str]) -> list[str]
 
 
 def _plain_local_control(lc: Any) -> str:
-    """'In studies, about 85 in 100 treated tumours did not grow back after 2 y.' from plan.json only."""
+    """'In studies, about 85 in 100 treated tumours did not grow back after 2 years.' — from plan.json
+    only, with the wording chosen by the figure's endpoint (local control ≠ response)."""
     if isinstance(lc, Mapping):
-        val = next((lc[k] for k in ("value_percent", "percent", "rate_percent") if k in lc), None)
-        tp = lc.get("time_point") or lc.get("timepoint")
-        if tp is None and "time_point_months" in lc:
-            tp = f"{format_number(lc['time_point_months'])} months"
+        val = next((lc[k] for k in ("value_percent", "percent", "rate_percent") if lc.get(k) is not None), None)
         if isinstance(val, (int, float)):
+            tp = lc.get("time_point") or lc.get("timepoint")
+            months = lc.get("time_point_months")
+            if tp is None and isinstance(months, (int, float)):
+                tp = _plain_time(months)
+            endpoint = str(lc.get("endpoint") or "").lower()
+            if "response" in endpoint:
+                what = "the tumour shrank away on scans"
+            elif "control" in endpoint or "progression" in endpoint or not endpoint:
+                what = "the treated tumour did not grow back"
+            else:
+                what = endpoint.replace("_", " ")
             tp_txt = f" after {tp}" if tp else ""
-            return f"In studies, about {round(val)} in 100 treated tumours did not grow back{tp_txt}."
+            return f"In studies, for about {round(val)} in 100 people, {what}{tp_txt}."
     if isinstance(lc, (int, float)):
-        return f"In studies, about {round(lc)} in 100 treated tumours did not grow back."
+        return f"In studies, for about {round(lc)} in 100 people, the treated tumour did not grow back."
     return "Not known for sure. Ask your team."
+
+
+def _plain_time(months: float) -> str:
+    if months >= 12 and months % 12 == 0:
+        years = int(months // 12)
+        return f"{years} year" + ("s" if years != 1 else "")
+    m = round(months)
+    return f"{m} month" + ("s" if m != 1 else "")

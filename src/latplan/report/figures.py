@@ -260,8 +260,10 @@ def draw_slice(
     lw = 1.0 if small else 1.4
 
     # --- structures --------------------------------------------------------------------------
-    idx = case.labels.mm_to_index(pts)
-    names = _structures_on_plane(case, idx, structures)
+    # one nearest-neighbour sample of the label map; each outline is the 0.5 contour of a
+    # structure's 2-D mask on the display grid (pixel ≤ voxel, so outlines follow voxel edges)
+    names = _structures_on_plane(case, case.labels.mm_to_index(pts), structures)
+    label_plane = _sample(case.labels, pts, order=0, cval=0.0) if names else None
     fill = dict(fill or {})
     for name in names:
         try:
@@ -270,9 +272,8 @@ def draw_slice(
             role = None
         if structures is None and role in _SKIP_ROLES and name not in fill and name != highlight:
             continue
-        values = _structure_values(case, name)
-        m = _sample(case.labels, pts, order=1, cval=0.0, as_float_of=lambda a, v=values: np.isin(a, v).astype(np.float32))
-        if m.max() < 0.5:
+        m = np.isin(label_plane, _structure_values(case, name)).astype(np.float32)
+        if not m.any():
             continue
         colour = colour_for(name, role)
         width = lw * (2.0 if name == highlight else 1.0)
@@ -506,6 +507,12 @@ def minimal_margin_point(lesion: Volume, zone: Volume) -> tuple[float, np.ndarra
         les = _sample_on_grid(lesion, zone) >= 0.5
     if not les.any():
         raise EmptyStructureError("the lesion does not overlap the zone's grid: no margin can be located.")
+    # work in the bounding box of zone ∪ lesion (+ 3 voxels): the distances beyond it are not needed
+    both = np.argwhere(z | les)
+    lo = np.maximum(both.min(axis=0) - 3, 0)
+    hi = np.minimum(both.max(axis=0) + 4, np.asarray(z.shape))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    z, les = z[box], les[box]
     surface = les & ~ndimage.binary_erosion(les, border_value=0)
     sp = zone.spacing_kji_mm
     d_in = ndimage.distance_transform_edt(z, sampling=sp)     # inside zone: distance to outside
@@ -514,7 +521,9 @@ def minimal_margin_point(lesion: Volume, zone: Volume) -> tuple[float, np.ndarra
     vals = np.where(surface, signed, np.inf)
     flat = int(np.argmin(vals))
     kji = np.unravel_index(flat, vals.shape)
-    return float(vals[kji]), zone.index_to_mm(np.asarray(kji, float))
+    margin = float(vals[kji])
+    kji = tuple(int(k) + int(o) for k, o in zip(kji, lo, strict=True))
+    return margin, zone.index_to_mm(np.asarray(kji, float))
 
 
 def _sample_on_grid(src: Volume, grid: Volume) -> np.ndarray:
@@ -736,7 +745,8 @@ def _hist_get(hist: Mapping[str, float], key: str) -> float:
 def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
     """PNG bytes of a figure (then releases the figure's memory)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    # compress_level 4: ~2× faster than PIL's default 6 for a few % larger files
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", pil_kwargs={"compress_level": 4})
     fig.clear()
     return buf.getvalue()
 

@@ -44,9 +44,13 @@ def _env() -> jinja2.Environment:
 
 def render_html(proposal: Any, *, dpi: int = 110) -> str:
     """The board report as one self-contained HTML string (images as data URIs, CSS inline)."""
-    ctx = build_context(proposal, dpi=dpi)
-    ctx["css"] = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return _env().get_template("report.html").render(**ctx)
+    return render_context_html(build_context(proposal, dpi=dpi))
+
+
+def render_context_html(ctx: dict[str, Any]) -> str:
+    """The board report from an already built context (see :func:`latplan.report.context.build_context`)."""
+    css = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return _env().get_template("report.html").render(**ctx, css=css)
 
 
 def render_patient_html(proposal: Any) -> str:

@@ -401,7 +401,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
                                  "decisions": [exporter.decision_dict(d, users.get(d.recorded_by)) for d in hist]})
         return page(request, "case.html", {
             "user": ctx.user, "csrf": ctx.csrf, "case": case, "job": job, "plan": plan,
-            "has_report": bool(rd and report_path(rd)), "has_viewer": bool(rd and (rd / "viewer" / "index.json").is_file()),
+            "has_report": bool(rd and report_path(rd)),
+            "has_pdf": bool(rd and (rd / "report" / "report.pdf").is_file()), "has_viewer": bool(rd and (rd / "viewer" / "index.json").is_file()),
             "latest": latest, "history": hist, "usernames": users, "allowed": allowed, "top": top,
             "can_plan": ctx.user.role in CAN_PLAN, "can_decide": ctx.user.role in CAN_DECIDE,
             "can_export": ctx.user.role in CAN_EXPORT, "strategy_label": strategy_label,
@@ -454,6 +455,18 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         return FileResponse(path, media_type="text/html", headers={
             "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
+    @app.get("/cases/{case_id}/report.pdf", response_model=None)
+    def report_pdf(case_id: int, ctx: Ctx = Depends(ctx_dep)) -> Response:
+        case = case_for(ctx, case_id)
+        rd = result_dir(job_of(ctx.db, case))
+        path = rd / "report" / "report.pdf" if rd else None
+        if path is None or not path.is_file():
+            raise NotFoundError("this case has no PDF report (planning not finished, or the PDF was not written).")
+        with tx(ctx.db):
+            audit.record(ctx.db, "export", ctx.user, "case", case.id, detail={"format": "report-pdf"}, ip=ctx.ip)
+        return FileResponse(path, media_type="application/pdf", filename=f"case-{case.id}-report.pdf",
+                            headers={"Cache-Control": "no-store"})
+
     @app.get("/cases/{case_id}/viewer/{name}", response_model=None)
     def viewer_file(case_id: int, name: str, ctx: Ctx = Depends(ctx_dep)) -> Response:
         case = case_for(ctx, case_id)
@@ -464,7 +477,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         if not path.is_file():
             raise NotFoundError("no such viewer file.")
         media = "application/json" if name == "index.json" else "application/octet-stream"
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, no-cache"})  # revalidated: auth runs each time
 
     # ------------------------------------------------------------------ decisions
     @app.post("/cases/{case_id}/decisions", dependencies=[Depends(csrf_dep)], response_model=None)

@@ -240,12 +240,21 @@ def _to_jsonable(obj: Any) -> dict[str, Any]:
 
 
 def _call_progress_adapter(progress: ProgressFn, lo: float, hi: float) -> Callable[..., None]:
+    """Adapt [D]'s ``progress(message)`` (or ``progress(fraction, message)``) to the job's 0–1 scale.
+
+    A message without a fraction advances the bar a little each time (never reaching ``hi``).
+    """
+    calls = [0]
+
     def adapter(*args: Any, **kwargs: Any) -> None:
-        frac = next((float(a) for a in args if isinstance(a, int | float)), None)
+        calls[0] += 1
+        frac = next((float(a) for a in args if isinstance(a, int | float) and not isinstance(a, bool)), None)
         msg = " ".join(str(a) for a in args if isinstance(a, str)) or str(kwargs.get("message", ""))
         if frac is not None and frac > 1.0:
             frac = frac / 100.0
-        progress(lo + (hi - lo) * (frac if frac is not None else 0.5), msg)
+        if frac is None:
+            frac = 1.0 - 0.85 ** calls[0]
+        progress(lo + (hi - lo) * min(max(frac, 0.0), 1.0), msg)
     return adapter
 
 
@@ -272,11 +281,14 @@ def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None
     if write_reports is not None:
         report_dir = out_dir / "report"
         report_dir.mkdir()
-        write_reports(proposal, report_dir)
+        # the PDF (WeasyPrint) is most of the report time; LATPLAN_REPORT_PDF=0 skips it (tests, quick boards)
+        write_reports(proposal, report_dir, pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
         if not (out_dir / "plan.json").exists() and (report_dir / "plan.json").exists():
             shutil.copy(report_dir / "plan.json", out_dir / "plan.json")
     progress(0.92, "writing the viewer volumes")
-    write_viewer_files(case, find_treatment_plans(proposal), out_dir / "viewer")
+    plans = getattr(proposal, "plans", None)
+    found = list(plans.values()) if isinstance(plans, dict) else find_treatment_plans(proposal)
+    write_viewer_files(case, found, out_dir / "viewer")
     progress(1.0, "done")
 
 

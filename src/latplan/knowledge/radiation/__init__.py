@@ -25,8 +25,12 @@ __all__ = [
     "ibt_oar_limits",
     "ibt_prescription_gy",
     "load",
+    "ibt_parameters",
+    "parameters_for",
     "sbrt_config",
     "sbrt_local_control",
+    "sbrt_parameters",
+    "tare_parameters",
     "tg101_constraints",
     "y90_config",
 ]
@@ -166,3 +170,55 @@ def sbrt_local_control(bed10_gy: float, months: float = 12.0, primary: str | Non
         uncertainty=cfg["uncertainty"],
         model_id=cfg["id"],
     )
+
+
+# --- planner parameters for the modality layer ([D] reads these and passes them by keyword) ------
+def ibt_parameters() -> dict[str, Any]:
+    """Keyword parameters of :func:`latplan.planning.ibt.plan_ibt` from the knowledge data.
+
+    The prescription is not included: it depends on the primary (colorectal 20 Gy, otherwise
+    15 Gy) and ``plan_ibt`` derives it from the case's patient when ``prescription_gy`` is None
+    (or call :func:`ibt_prescription_gy`).
+    """
+    cfg = ibt_config()
+    return {
+        "margin_mm": float(cfg["ctv_margin_mm"]["value"]),
+        "oar_limits": ibt_oar_limits(),
+        "dwell_step_mm": float(cfg["dwell"]["step_mm"]["value"]),
+        "dwell_extension_mm": float(cfg["dwell"]["extension_mm"]["value"]),
+        "max_modulation": float(cfg["dwell"]["max_modulation"]["value"]),
+        "sk_u": float(cfg["dwell"]["source_strength_u"]["value"]),
+    }
+
+
+def sbrt_parameters() -> dict[str, Any]:
+    """Keyword parameters of :func:`latplan.planning.sbrt.plan_sbrt` (first schedule: 3 × 15 Gy).
+
+    ``constraints`` are left out on purpose: ``plan_sbrt`` reads the TG-101 rows for the
+    number of fractions it is given.
+    """
+    cfg = sbrt_config()
+    first = cfg["schedules"][0]
+    return {
+        "fractions": int(first["fractions"]),
+        "dose_per_fraction_gy": float(first["dose_per_fraction_gy"]),
+        "ptv_margin_mm": float(cfg["ptv_margin_mm"]["value"]),
+        "falloff_lambda_mm": float(cfg["dose_falloff"]["lambda_mm"]),
+        "alpha_beta_gy": float(cfg["alpha_beta_gy"]["default"]),
+    }
+
+
+def tare_parameters() -> dict[str, Any]:
+    """Keyword parameters of :func:`latplan.planning.tare.plan_tare` (limits; LSF/TN come from the patient)."""
+    cfg = y90_config()
+    return {
+        "lung_limit_gy": float(cfg["lung"]["limit_per_treatment_gy"]),
+        "lung_cumulative_limit_gy": float(cfg["lung"]["limit_cumulative_gy"]),
+        "normal_liver_limit_gy": float(cfg["targets"]["partition_normal_liver_limit_gy"]["value"]),
+    }
+
+
+def parameters_for(modality: str) -> dict[str, Any]:
+    """Planner parameters for "ibt", "sbrt" or "tare" (empty dict for other modalities)."""
+    fn = {"ibt": ibt_parameters, "sbrt": sbrt_parameters, "tare": tare_parameters}.get(str(modality).lower())
+    return fn() if fn else {}

@@ -1,0 +1,165 @@
+"""Load figure of the tumor-board web app: requests/s for the case list and the case page
+with 1 000 cases in the database, on SQLite and (when available) PostgreSQL.
+
+Run: ``.venv/bin/python benchmarks/bench_web.py [--seconds 5] [--clients 8]``. PostgreSQL is
+measured when ``LATPLAN_BENCH_POSTGRES_URL`` or ``LATPLAN_TEST_POSTGRES_URL`` is set (its
+``public`` schema is DROPPED and recreated: use a throw-away database such as the one
+``.ci/services.sh`` starts). The server is ``latplan serve --no-worker`` (one uvicorn process)
+on 127.0.0.1; clients are threads of this process using keep-alive connections. Every case
+page view writes an audit row, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "web"))
+
+from webtest_helpers import LiveServer, http_login, make_settings, seed_users, small_case, zip_folder  # noqa: E402
+
+from latplan.imaging.case_folder import save_case_folder  # noqa: E402
+from latplan.store.db import make_engine, session_factory, transaction  # noqa: E402
+from latplan.store.models import CaseRecord, Meeting  # noqa: E402
+from latplan.web.jobs import run_worker  # noqa: E402
+
+N_CASES = 1000
+
+
+def populate(settings, tmp: Path) -> int:
+    """1 000 cases on 50 meetings; one real upload, planned with the stand-in planner (the case page)."""
+    seed_users(settings)
+    from latplan.web.app import create_app
+
+    save_case_folder(small_case("BENCH-0"), tmp / "case")
+    data = zip_folder(tmp / "case", "BENCH-0/")
+    with LiveServer(create_app(settings)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        csrf = http_login(c, "coord")
+        r = c.post("/cases", files={"upload": ("c.zip", data, "application/zip")},
+                   data={"board_id": "1", "meeting_date": "2026-12-01", "csrf_token": csrf},
+                   headers={"accept": "application/json"})
+        case_id = r.json()["id"]
+        c.post(f"/cases/{case_id}/plan", headers={"X-CSRF-Token": csrf})
+        run_worker(settings, once=True)
+    eng = make_engine(settings.database_url)
+    with transaction(session_factory(eng)) as s:
+        template = s.get(CaseRecord, case_id)
+        meetings = []
+        for m in range(50):
+            meeting = Meeting(board_id=1, date=dt.date(2026, 1, 1) + dt.timedelta(days=7 * m), title=f"week {m}")
+            s.add(meeting)
+            meetings.append(meeting)
+        s.flush()
+        for n in range(N_CASES - 1):
+            s.add(CaseRecord(board_id=1, meeting_id=meetings[n % 50].id, order_index=n // 50, status="planned",
+                             patient_ref=f"BENCH-{n + 1}", title=None, content_sha256=template.content_sha256,
+                             summary=template.summary, job_key=template.job_key, uploaded_by=template.uploaded_by))
+    eng.dispose()
+    return case_id
+
+
+def hammer(url: str, cookies: dict[str, str], path: str, seconds: float, clients: int) -> tuple[float, float, int]:
+    """Requests/s and median latency (ms) of GET ``path`` by ``clients`` threads for ``seconds``."""
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run() -> None:
+        mine = []
+        with httpx.Client(base_url=url, cookies=cookies, timeout=30) as c:
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                r = c.get(path)
+                mine.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors[0] += 1
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    return len(lat) / wall, 1000 * statistics.median(lat), errors[0]
+
+
+def bench_backend(name: str, db_url: str, seconds: float, clients: int) -> list[tuple[str, str, float, float, int]]:
+    tmp = Path(tempfile.mkdtemp(prefix="latplan-bench-"))
+    settings = make_settings(db_url, tmp / "data")
+    case_id = populate(settings, tmp)
+    port = LiveServer(None).port
+    env = {**os.environ, **settings.to_env()}
+    server = subprocess.Popen([sys.executable, "-c", "from latplan.cli import main; main()", "serve", "--port",
+                               str(port), "--no-worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=30) as c:
+            http_login(c, "doc")
+            cookies = dict(c.cookies)
+        rows = []
+        for label, path in (("case list (200 rows, 1000 in DB)", "/cases"),
+                            ("case list (all 1000 rows)", "/cases?limit=1000"),
+                            ("case page (planned case)", f"/cases/{case_id}")):
+            httpx.get(url + path, cookies=cookies)  # warm-up
+            rps, p50, errors = hammer(url, cookies, path, seconds, clients)
+            rows.append((name, label, rps, p50, errors))
+        return rows
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", type=int, default=8)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="latplan-bench-db-"))
+    backends = [("SQLite", f"sqlite:///{tmp / 'bench.db'}")]
+    pg = os.environ.get("LATPLAN_BENCH_POSTGRES_URL") or os.environ.get("LATPLAN_TEST_POSTGRES_URL")
+    if pg:
+        eng = create_engine(pg)
+        with eng.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        eng.dispose()
+        backends.append(("PostgreSQL", pg))
+    rows = []
+    for name, url in backends:
+        rows += bench_backend(name, url, args.seconds, args.clients)
+    print(f"\nlatplan web load ({N_CASES} cases, {args.clients} clients, {args.seconds:.0f} s each, "
+          f"1 uvicorn process, {os.cpu_count()} CPUs)")
+    print(f"{'database':<11} {'request':<34} {'req/s':>8} {'p50 ms':>8} {'errors':>7}")
+    for name, label, rps, p50, errors in rows:
+        print(f"{name:<11} {label:<34} {rps:8.1f} {p50:8.1f} {errors:7d}")
+    if not pg:
+        print("PostgreSQL not measured: set LATPLAN_BENCH_POSTGRES_URL (or source .ci/services.sh).")
+
+
+if __name__ == "__main__":
+    main()
