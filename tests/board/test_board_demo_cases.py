@@ -65,3 +65,25 @@ def test_demo_four_lesions_regional_or_systemic_top3() -> None:
     prop = plan_case(_demo("four-lesions-right-lobe"), simulate=False)
     top = [s for s in prop.plan_json["strategies"] if s["rank"] <= 3]
     assert any(st["modality"] in ("tace", "tare", "hai", "systemic") for s in top for st in s["steps"])
+
+
+@pytest.mark.slow
+def test_demo_perivascular_rfa_heat_sink_only() -> None:
+    """Perivascular demo (portal vein ≈ 8 mm at 2 mm): RFA carries the heat-sink reason, MWA/ECT/IBT do not lose
+    eligibility for it (seed: heat sink most pronounced in RFA; Lu 2003)."""
+    o = _options(plan_case(_demo("perivascular-rfa"), simulate=False))
+    assert "RFA-HEATSINK-5MM" in {r["rule_id"] for r in o["rfa"]["reasons"]}
+    for m in ("mwa", "ect", "ibt"):
+        assert o[m]["eligibility"] in ("eligible", "indicated")
+        assert o[m]["rank"] < o["rfa"]["rank"]
+
+
+@pytest.mark.slow
+def test_demo_fig2_data_drive_the_ranking() -> None:
+    """Fig. 2 demo: the surgeon's 'unresectable' (case.yaml extra.resectability) contraindicates resection, and the
+    progression under 2nd/3rd line fires the EVT rules that put TACE (DEBIRI) → IBT in the top strategies."""
+    prop = plan_case(_demo("fig2-seg4a8-third-line"), simulate=False)
+    res = _options(prop)["resection"]
+    assert res["eligibility"] == "contraindicated" and "RES-UNRESECTABLE" in {r["rule_id"] for r in res["reasons"]}
+    seq = next(s for s in prop.plan_json["strategies"] if s["kind"] == "sequence_tace_ibt")
+    assert seq["rank"] <= 3 and "STRAT-EVT-PROGRESSION" in {r["rule_id"] for r in seq["reasons"]}

@@ -283,3 +283,14 @@ def test_hcc_intermediate_size_offers_tace_then_ablation(vignette) -> None:
     assert any(r["rule_id"] == "STRAT-HCC-TACE-ABLATION" for r in s["reasons"])
     crc = run(vignette, vignette.lesion(d=45))
     assert not any(s["kind"] == "tace_then_ablation" for s in crc.plan_json["strategies"])
+
+
+def test_extrahepatic_lesion_does_not_block_liver_strategies(vignette) -> None:
+    """A lung lesion has no local liver option; the liver lesion still gets local strategies, and the rationale
+    says the lung lesion is left to systemic therapy."""
+    lung = vignette.lesion("lesion_2", d=12)
+    lung["organ"] = "lung"
+    prop = run(vignette, vignette.lesion(), lung)
+    local = [s for s in prop.plan_json["strategies"] if s["kind"] == "local"]
+    assert local and all(s["steps"][0]["lesion_ids"] == ["lesion_1"] for s in local)
+    assert all("lesion_2" in s["rationale"] for s in local)

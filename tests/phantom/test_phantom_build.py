@@ -41,7 +41,7 @@ def test_phantom_uses_the_canonical_vocabulary(coarse):
     """Reference: issue [A] vocabulary list; every phantom name is canonical (or a lesion)."""
     names = coarse.structure_names()
     need = ["portal_vein", "hepatic_artery", "hepatic_vein_right", "hepatic_vein_middle", "hepatic_vein_left",
-            "inferior_vena_cava", "aorta", "bile_duct", "gallbladder", "stomach", "duodenum", "colon",
+            "inferior_vena_cava", "aorta", "bile_duct", "gallbladder", "stomach", "duodenum", "colon", "small_bowel",
             "kidney_right", "heart", "lung_right", "lung_left", "ribs", "spinal_cord", "body", "diaphragm",
             *[f"liver_segment_{s}" for s in g.SEGMENTS], "lesion_1"]
     assert set(need) <= set(names)

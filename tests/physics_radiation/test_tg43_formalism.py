@@ -118,3 +118,39 @@ def test_api_rejects_bad_inputs() -> None:
         tg43.dose_gy(np.ones((4, 3)), np.zeros((1, 3)), [0, 0, 1], [-1.0], 40700)
     with pytest.raises(InvalidInputError, match="S_K"):
         tg43.dose_gy(np.ones((4, 3)), np.zeros((1, 3)), [0, 0, 1], [1.0], 0.0)
+
+
+def test_unseen_source_layout_variants(tmp_path: Path) -> None:
+    """A source in the same layout but with other grids (null g_L entries, θ grid without 0°/180°,
+    long active length) loads; Λ holds at (1 cm, 90°) and the lookup agrees with direct beyond 5 mm (0.2 %)."""
+    text = """name: test-long
+dose_rate_constant_cgy_per_h_per_u: 1.12
+active_length_cm: 0.5
+radial_dose_function: {r_cm: [0.25, 0.5, 1.0, 2.0, 5.0, 8.0], g_l: [null, 0.99, 1.0, 1.01, 1.0, 0.96]}
+anisotropy_function:
+  r_cm: [0.5, 1.0, 3.0, 6.0]
+  theta_deg: [2.0, 10.0, 30.0, 60.0, 90.0, 120.0, 150.0, 170.0, 178.0]
+  f:
+    - [0.6, 0.62, 0.7, 0.75]
+    - [0.75, 0.76, 0.8, 0.83]
+    - [0.9, 0.9, 0.92, 0.93]
+    - [0.98, 0.98, 0.99, 0.99]
+    - [1.0, 1.0, 1.0, 1.0]
+    - [0.98, 0.98, 0.99, 0.99]
+    - [0.9, 0.9, 0.92, 0.93]
+    - [0.7, 0.72, 0.76, 0.8]
+    - [0.5, 0.52, 0.6, 0.66]
+"""
+    p = tmp_path / "long.yaml"
+    p.write_text(text)
+    src = tg43.load_source(p)
+    assert src.g_r_cm[0] == 0.5
+    assert float(tg43.dose_rate_per_sk_rtheta(src, 1.0, 90.0)) == pytest.approx(1.12, rel=1e-12)
+    rng = np.random.default_rng(9)
+    pts = rng.uniform(-40, 40, (3000, 3))
+    pos = rng.uniform(-10, 10, (20, 3))
+    dirs = rng.normal(size=(20, 3))
+    direct = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="direct")
+    look = tg43.dose_rate_per_sk(pts, pos, dirs, src, method="lookup")
+    dist = np.linalg.norm(pts[:, None] - pos[None], axis=2)
+    assert np.abs(look / direct - 1)[dist > 5].max() < 0.002

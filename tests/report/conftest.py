@@ -130,6 +130,7 @@ def make_plan_json() -> dict:
                          option("ibt", "eligible", 2, {"d100_gy": 19.1, "d90_gy": 24.5, "v100_percent": 98.2}),
                          option("sbrt", "relative_contraindication", 3),
                          option("tare", "eligible", 4),
+                         option("tace", "eligible", 5),
                          option("resection", "contraindicated", None)]},
             {"id": "lesion_2", "measurements": {"volume_ml": 0.9, "max_diameter_mm": 12.0},
              "options": [option("rfa", "indicated", 1)]},

@@ -241,7 +241,7 @@ def test_territory_fills_the_lesion_segment():
     _, drawings = F.territory_figure(case, "lesion_1", ["6"], modality="tare")
     labels = {e.label: e.kind for d in drawings for e in d.legend}
     assert labels.get("liver segment 6 (treated territory)") == "fill"
-    assert labels.get("liver segment 7") == "line"
+    assert labels.get("other liver segments (boundaries)") == "line"
 
 
 def test_thumbnail_png_is_small_and_valid():

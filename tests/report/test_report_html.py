@@ -132,6 +132,10 @@ def test_report_context_has_no_figure_errors(context):
     # metric values are taken from the plan, not recomputed
     ibt = next(s for s in sec.simulated if s.modality == "ibt")
     assert any(m.name == "D90" and m.value == "24.5" and m.unit == "Gy" for m in ibt.metrics)
+    # TACE has no simulation: its target territory (segment 6, from the measurements) is drawn once
+    assert sec.territory is not None and "TACE" in sec.territory.caption
+    # lesion_2 has no regional option: no territory
+    assert ctx["sections"][1].territory is None
 
 
 def test_contraindicated_options_listed_unranked(report_html):

@@ -105,6 +105,8 @@ def test_demo_one_case_coarse(tmp_path: Path):
     assert res.errors == {}
     _check_report_folder(tmp_path / "reports" / names[0])
     assert (tmp_path / "cases" / names[0] / "case.yaml").is_file()
+    report = (tmp_path / "reports" / names[0] / "report.html").read_text(encoding="utf-8")
+    assert "case.yaml" in report  # Basis lists the hashes of the case folder that was planned
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert check_html(index).errors == []
     assert f"reports/{names[0]}/report.html" in index

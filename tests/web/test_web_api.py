@@ -14,6 +14,7 @@ from webtest_helpers import login, upload
 
 from latplan.store.db import make_engine, session_factory
 from latplan.store.models import AuditEvent, Decision, Job, PlanOption
+from latplan.web.fake_planner import failing_planner
 from latplan.web.jobs import run_worker
 
 
@@ -144,3 +145,41 @@ def test_web_append_only_tables(app_client, settings, case_zip):
         assert s.scalar(select(func.count()).select_from(Decision)) == 1
         assert s.scalar(select(func.count()).select_from(AuditEvent)) > 0
     eng.dispose()
+
+
+def test_web_failed_job_shown_and_requeued(sqlite_client, sqlite_settings, case_zip):
+    """A planner error → job 'failed' with its message on the page, no result folder, no option rows;
+    planning again re-queues the same job (same key)."""
+    csrf = login(sqlite_client, "coord")
+    case_id = upload(sqlite_client, csrf, case_zip).json()["id"]
+    sqlite_client.post(f"/cases/{case_id}/plan", headers={"X-CSRF-Token": csrf})
+    run_worker(sqlite_settings, planner=failing_planner, once=True)
+    job = sqlite_client.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json()
+    assert job["status"] == "failed" and "did not converge" in job["message"]
+    page = sqlite_client.get(f"/cases/{case_id}")
+    assert "Planning failed" in page.text and "did not converge" in page.text and 'id="plan-button"' in page.text
+    assert list((sqlite_settings.data_dir / "results").iterdir()) == []
+    assert list((sqlite_settings.data_dir / "tmp").iterdir()) == []
+    r = sqlite_client.post(f"/cases/{case_id}/plan", headers={"X-CSRF-Token": csrf, "accept": "application/json"})
+    assert r.json()["status"] == "queued" and r.json()["key"] == job["key"]
+    run_worker(sqlite_settings, once=True)  # the stand-in planner of the settings succeeds
+    assert sqlite_client.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json()["status"] == "done"
+
+
+def test_web_preference_weights_are_job_parameters(sqlite_client, sqlite_settings, case_zip):
+    """Weights entered on the page reach the planner, make a new job key, and bad weights are refused."""
+    csrf = login(sqlite_client, "coord")
+    case_id = upload(sqlite_client, csrf, case_zip).json()["id"]
+    first = _plan_and_run(sqlite_client, sqlite_settings, csrf, case_id)
+    r = sqlite_client.post(f"/cases/{case_id}/plan", headers={"accept": "application/json"},
+                           data={"csrf_token": csrf, "pref_local_control": "7"})
+    assert r.status_code == 422 and "use 0 (unimportant) to 5" in r.json()["error"]
+    r = sqlite_client.post(f"/cases/{case_id}/plan", headers={"accept": "application/json"},
+                           data={"csrf_token": csrf, "pref_local_control": "5", "pref_invasiveness": "1"})
+    second = r.json()
+    assert second["key"] != first["key"] and second["parameters"] == {
+        "preferences": {"local_control": 5.0, "invasiveness": 1.0}}
+    run_worker(sqlite_settings, once=True)
+    ex = sqlite_client.get(f"/cases/{case_id}/export.json").json()
+    assert ex["job"]["key"] == second["key"]
+    assert ex["plan"]["parameters"] == second["parameters"]  # the stand-in planner echoes what it received

@@ -101,3 +101,28 @@ def test_web_upload_requires_login(app_client, case_zip):
     """Unauthenticated upload → 401 (not a redirect to a page that would swallow the file)."""
     r = upload(app_client, "x", case_zip)
     assert r.status_code in (401, 403)
+
+
+def test_web_admin_adds_and_deactivates_users(app_client):
+    """Admin creates a user on the page (argon2, board membership); deactivation ends that user's sessions."""
+    csrf = login(app_client, "admin")
+    r = app_client.post("/admin/users", headers={"accept": "application/json"}, data={
+        "csrf_token": csrf, "username": "nina", "password": "short", "role": "physician", "boards": "Liver board"})
+    assert r.status_code == 422 and "too short" in r.json()["error"]
+    r = app_client.post("/admin/users", headers={"accept": "application/json"}, data={
+        "csrf_token": csrf, "username": "nina", "password": "nina-pass-123456", "role": "physician",
+        "specialty": "hepatology", "boards": "Liver board, Tumour board 2"})
+    assert r.status_code == 201
+    users = {u["username"]: u for u in app_client.get("/admin/users", headers={"accept": "application/json"}).json()["users"]}
+    assert users["nina"]["boards"] == ["Liver board", "Tumour board 2"] and users["nina"]["role"] == "physician"
+    nina_csrf = login(app_client, "nina", "nina-pass-123456")
+    nina_cookie = app_client.cookies.get("latplan_session")
+    assert nina_csrf
+    csrf = login(app_client, "admin")
+    r = app_client.post("/admin/users/nina/deactivate", headers={"X-CSRF-Token": csrf, "accept": "application/json"})
+    assert r.json() == {"username": "nina", "active": False, "sessions_revoked": 1}
+    app_client.cookies.clear()
+    app_client.cookies.set("latplan_session", nina_cookie)
+    assert app_client.get("/cases", headers={"accept": "application/json"}).status_code == 401
+    login(app_client, "doc")
+    assert app_client.get("/admin/users", headers={"accept": "application/json"}).status_code == 403

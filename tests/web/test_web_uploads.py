@@ -120,3 +120,31 @@ def test_web_dicom_study_upload(sqlite_client, sqlite_settings, tmp_path):
     summary = r.json()["summary"]
     assert summary["source"] == "dicom" and summary["patient_id"] == "DCM-1"
     assert summary["lesion_ids"] == ["lesion_1"] and summary["shape_kji"] == [8, 20, 20]
+
+
+def test_web_oversized_upload_refused_while_streaming(tmp_path):
+    """A body above the upload limit is refused with 413 before the multipart parser spools it."""
+    from fastapi.testclient import TestClient
+    from webtest_helpers import make_settings, seed_users
+
+    from latplan.web.app import create_app
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'l.db'}", tmp_path / "data", max_upload_bytes=1_000_000)
+    seed_users(settings)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = login(client, "coord")
+        r = upload(client, csrf, bytes(3_000_000))
+        assert r.status_code == 413 and "larger than the limit" in r.json()["error"]
+
+        def chunks():  # multipart without Content-Length: counted while streaming
+            yield (b'--XyZ\r\nContent-Disposition: form-data; name="board_id"\r\n\r\n1\r\n--XyZ\r\n'
+                   b'Content-Disposition: form-data; name="upload"; filename="c.zip"\r\n'
+                   b"Content-Type: application/zip\r\n\r\n")
+            for _ in range(30):
+                yield bytes(100_000)
+            yield b"\r\n--XyZ--\r\n"
+
+        r = client.post("/cases", content=chunks(), headers={"content-type": "multipart/form-data; boundary=XyZ",
+                                                               "X-CSRF-Token": csrf})
+        assert r.status_code == 413
+    assert list((settings.data_dir / "tmp").iterdir()) == []

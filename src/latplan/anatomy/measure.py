@@ -744,7 +744,9 @@ def _oligometastatic(patient: Patient, organ_counts: dict[str, int | None], key:
                 "reason": f"primary liver tumour ({patient.primary.value}): not metastatic disease."}
     missing: list[str] = []
     reasons: list[str] = []
-    n_organs = len(organ_counts)
+    n_organs = len([o for o in organ_counts if o != "unknown"])
+    if "unknown" in organ_counts:
+        missing.append("organ of lesion(s) in unlabelled tissue")
     known = [c for c in organ_counts.values() if c is not None]
     n_lesions_min = sum(known)
     counts_complete = len(known) == len(organ_counts)
@@ -860,7 +862,7 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
             "lesion_count_complete": all(c is not None for c in organ_counts.values()),
             "liver_lesion_count": len(liver_lesions),
             "lesions_by_organ": organ_counts,
-            "organs_involved": sorted(organ_counts),
+            "organs_involved": sorted(o for o in organ_counts if o != "unknown"),
             "liver_volume_ml": _round(liver_volume, 1),
             "tumour_burden_ml": _round(burden, 2),
             "tumour_burden_percent": _round(100.0 * burden / liver_volume, 2) if liver_volume else None,

@@ -97,15 +97,23 @@ def _group_steps(choice: Mapping[str, Option], order_start: int = 1) -> list[dic
 def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, patient_ctx: Mapping[str, Any],
                      profiles: Mapping[str, Any]) -> list[Strategy]:
     """Candidate strategies from the ranked per-lesion options, scored and ranked."""
-    lesion_ids = list(options)
+    all_ids = list(options)
     ranked = {lid: [o for o in sorted(opts, key=lambda o: o.rank or 999) if o.rank is not None] for lid, opts in options.items()}
     by_mod = {lid: {o.modality: o for o in opts} for lid, opts in options.items()}
     out: list[Strategy] = []
-    if not lesion_ids:
+    # lesions without any rankable option (e.g. outside the liver) are left to systemic therapy
+    lesion_ids = [lid for lid in all_ids if ranked[lid]]
+    left_out = [lid for lid in all_ids if not ranked[lid]]
+    if not all_ids:
         return out
+    if not lesion_ids:
+        out.append(Strategy("systemic", "Systemic therapy alone", [{"order": 1, "lesion_ids": sorted(all_ids),
+                                                                    "modality": "systemic", "needs_review": False}],
+                            SYSTEMIC_BASE, ["No lesion has a local option."], "CEBM 1a"))
+        lesion_ids = []
 
     # 1. local: k-th best option per lesion (k = 1..3) — combinations across lesions
-    for k in range(3):
+    for k in range(3 if lesion_ids else 0):
         if not all(ranked[lid] for lid in lesion_ids):
             break
         choice = {lid: ranked[lid][min(k, len(ranked[lid]) - 1)] for lid in lesion_ids}
@@ -120,7 +128,7 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
         out.append(Strategy(kind, title, steps, base, rationale, _weakest([_evidence(o) for o in choice.values()])))
 
     # 2. TACE (DEBIRI) → IBT of the residual tumour (seed Figures 1 and 2)
-    if all(by_mod[lid]["tace"].rankable and by_mod[lid]["ibt"].rankable for lid in lesion_ids):
+    if lesion_ids and all(by_mod[lid]["tace"].rankable and by_mod[lid]["ibt"].rankable for lid in lesion_ids):
         ibt = [by_mod[lid]["ibt"] for lid in lesion_ids]
         base = sum(_value(o) for o in ibt) / len(ibt) - EXTRA_STEP_PENALTY
         steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "tace",
@@ -133,7 +141,7 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
 
     # 2b. TACE then thermal ablation (offered only where a strategy rule supports it, e.g. HCC 3-7 cm)
     thermal = {lid: next((o for o in ranked[lid] if o.modality in ("mwa", "rfa", "cryo")), None) for lid in lesion_ids}
-    if all(by_mod[lid]["tace"].rankable and thermal[lid] is not None for lid in lesion_ids):
+    if lesion_ids and all(by_mod[lid]["tace"].rankable and thermal[lid] is not None for lid in lesion_ids):
         abl = [thermal[lid] for lid in lesion_ids]
         base = sum(_value(o) for o in abl) / len(abl) - EXTRA_STEP_PENALTY  # type: ignore[arg-type]
         steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "tace",
@@ -145,7 +153,7 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
     # 3. regional therapies treating all liver lesions at once
     for mod in ("tace", "tare", "hai"):
         opts = [by_mod[lid][mod] for lid in lesion_ids]
-        if all(o.rankable for o in opts):
+        if opts and all(o.rankable for o in opts):
             base = sum(_value(o) for o in opts) / len(opts)
             steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": mod,
                       "needs_review": any(o.assessment.needs_review for o in opts)}]
@@ -155,7 +163,7 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
 
     # 4. resection of all lesions
     res = [by_mod[lid]["resection"] for lid in lesion_ids]
-    if all(o.rankable for o in res):
+    if res and all(o.rankable for o in res):
         base = sum(_value(o) for o in res) / len(res)
         steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "resection",
                   "needs_review": any(o.assessment.needs_review for o in res)}]
@@ -177,10 +185,10 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
                             ["The remnant is too small for one operation."], "CEBM 3a"))
 
     # 5. systemic first, then local therapy of residual lesions
-    if all(ranked[lid] for lid in lesion_ids):
+    if lesion_ids:
         choice = {lid: next((o for o in ranked[lid] if o.modality not in ("tace", "tare", "hai")), ranked[lid][0])
                   for lid in lesion_ids}
-        steps = [{"order": 1, "lesion_ids": sorted(lesion_ids), "modality": "systemic", "needs_review": False}]
+        steps = [{"order": 1, "lesion_ids": sorted(all_ids), "modality": "systemic", "needs_review": False}]
         steps += _group_steps(choice, order_start=2)
         base = sum(_value(o) for o in choice.values()) / len(choice) - SYSTEMIC_FIRST_DELAY - EXTRA_STEP_PENALTY * (len(steps) - 1)
         out.append(Strategy("systemic_then_local", "Systemic therapy first, then local therapy after re-staging", steps,
@@ -188,9 +196,16 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
                             "CEBM 5"))
 
     # 6. systemic therapy alone (comparator / context)
-    out.append(Strategy("systemic", "Systemic therapy alone", [{"order": 1, "lesion_ids": sorted(lesion_ids),
-                                                                "modality": "systemic", "needs_review": False}],
-                        SYSTEMIC_BASE, ["Systemic therapy is the comparator of every local strategy."], "CEBM 1a"))
+    if lesion_ids:
+        out.append(Strategy("systemic", "Systemic therapy alone", [{"order": 1, "lesion_ids": sorted(all_ids),
+                                                                    "modality": "systemic", "needs_review": False}],
+                            SYSTEMIC_BASE, ["Systemic therapy is the comparator of every local strategy."], "CEBM 1a"))
+    if left_out:
+        note = (f"{', '.join(left_out)}: no local option (every modality contraindicated, e.g. outside the liver); "
+                "covered by systemic therapy or re-assessment.")
+        for st in out:
+            if st.kind not in ("systemic", "systemic_then_local"):
+                st.rationale.append(note)
 
     # strategy rules
     ctx = {"patient": patient_ctx}

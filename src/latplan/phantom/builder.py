@@ -1,7 +1,7 @@
 """`build_phantom(spec) -> Case`: paint the fixed anatomy, place the lesions, render CT intensities.
 
 Painting order decides what wins where shapes meet (a voxel has one label): body → lungs →
-diaphragm → liver segments → spleen, kidney, stomach, heart, duodenum, colon → gallbladder →
+diaphragm → liver segments → spleen, kidneys, stomach, heart, duodenum, colon, small bowel → gallbladder →
 bile ducts, portal vein, hepatic artery, hepatic veins → IVC, aorta → spine, cord, ribs →
 lesions. Organs painted later carve the liver (renal impression, gallbladder fossa), as in
 real anatomy.
@@ -216,6 +216,7 @@ def _paint_anatomy(cv: _Canvas, segmented: bool) -> None:
         cv.paint(*_ellipsoid_box(*organ), _ellipsoid_fn(*organ), L[name])
     cv.paint_tube(g.DUODENUM, L["duodenum"])
     cv.paint_tube(g.COLON, L["colon"])
+    cv.paint_tube(g.SMALL_BOWEL, L["small_bowel"])
     cv.paint(*_ellipsoid_box(*g.GALLBLADDER), _ellipsoid_fn(*g.GALLBLADDER), L["gallbladder"])
     for tube in all_tubes():
         cv.paint_tube(tube, L[tube.name])

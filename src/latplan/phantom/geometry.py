@@ -52,6 +52,7 @@ LABELS: dict[str, int] = {
     "kidney_right": 21,
     "spleen": 22,
     "kidney_left": 23,
+    "small_bowel": 24,
     "liver": 30,  # used only when the spec asks for an unsegmented liver
     "liver_segment_1": 31,
     "liver_segment_2": 32,
@@ -78,7 +79,7 @@ INTENSITY_HU: dict[str, float] = {
     "lung_right": -800.0, "lung_left": -800.0, "diaphragm": 45.0, "heart": 45.0, "aorta": 150.0,
     "inferior_vena_cava": 140.0, "portal_vein": 160.0, "hepatic_artery": 170.0, "hepatic_vein_right": 150.0,
     "hepatic_vein_middle": 150.0, "hepatic_vein_left": 150.0, "bile_duct": 10.0, "gallbladder": 10.0,
-    "stomach": 20.0, "duodenum": 25.0, "colon": -40.0, "kidney_right": 160.0, "kidney_left": 160.0, "spleen": 110.0,
+    "stomach": 20.0, "duodenum": 25.0, "colon": -40.0, "small_bowel": 30.0, "kidney_right": 160.0, "kidney_left": 160.0, "spleen": 110.0,
     "liver": 60.0, "lesion": 35.0,
 }
 NOISE_SIGMA_HU = 10.0
@@ -214,6 +215,8 @@ BILE_DUCTS = (
 )
 DUODENUM = Tube("duodenum", ((40.0, -20.0, -40.0), (-5.0, -25.0, -55.0), (-40.0, -5.0, -68.0),
                              (-42.0, 15.0, -95.0), (10.0, 20.0, -98.0)), (11.0,) * 5)
+SMALL_BOWEL = Tube("small_bowel", ((15.0, -25.0, -65.0), (45.0, -30.0, -70.0), (55.0, -10.0, -78.0), (30.0, 0.0, -72.0),
+                                   (5.0, -15.0, -80.0), (25.0, -30.0, -92.0)), (10.0,) * 6)
 COLON = Tube("colon", ((-95.0, 30.0, -100.0), (-100.0, -5.0, -80.0), (-60.0, -60.0, -84.0), (40.0, -65.0, -86.0),
                        (95.0, -15.0, -80.0), (100.0, 30.0, -100.0)), (18.0,) * 6)
 

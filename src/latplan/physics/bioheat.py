@@ -331,6 +331,14 @@ def _k_of(k_u, k_f, t, t_sol, t_liq):  # pragma: no cover
     return k_u + f * (k_f - k_u)
 
 
+#: serial twins of the kernels: on small grids (or a busy machine) thread start-up per step
+#: costs more than the update itself
+SERIAL_BELOW_VOXELS = 300_000
+_step_heat_serial = nb.njit(fastmath=True, cache=True)(_step_heat.py_func)
+_step_cryo_serial = nb.njit(fastmath=True, cache=True)(_step_cryo.py_func)
+_conductivity_cryo_serial = nb.njit(fastmath=True, cache=True)(_conductivity_cryo.py_func)
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
@@ -376,8 +384,6 @@ def stability_limit_s(tissues: Sequence[Tissue], spacing_kji_mm: Sequence[float]
     """
     h = _spacing_m(spacing_kji_mm)
     s = float(np.sum(2.0 / h**2))
-    blood = thermal_constants()["blood"]
-    rho_b_c_b = float(blood["density_kg_m3"]) * float(blood["heat_capacity_j_kg_k"])
     worst = 0.0
     for t in tissues:
         if t.fixed:
@@ -635,6 +641,7 @@ def simulate_heating(
     pause_until = -1.0
     rolloffs = 0
     updates = 0
+    kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
     start = time.perf_counter()
     for step in range(n):
         now = step * dt
@@ -651,7 +658,7 @@ def simulate_heating(
                 integ = min(max(integ + rfa.integral_w_per_k_s * err * dt, 0.0), rfa.max_power_w)
                 p = min(max(rfa.gain_w_per_k * err + integ, 0.0), rfa.max_power_w)
         powers[step] = p
-        _step_heat(t_old, t_new, damage, peak, lab, q, np.float32(p), tab["kface"], k_uniform, tab["irc"],
+        kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), tab["kface"], k_uniform, tab["irc"],
                    tab["perf"], tab["stop"], tab["fixed"], np.float32(t_blood), np.float32(dt), ih[0], ih[1], ih[2],
                    ln_a, ea_r, np.float32(gate), cem43, np.float32(t_cap), box)
         updates += int((box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]))
@@ -739,6 +746,9 @@ def simulate_cryo(
     t_new = t_old.copy()
     tmin = t_old.copy()
     kv = np.zeros(lab.shape, np.float32)
+    small = lab.size < SERIAL_BELOW_VOXELS
+    kstep = _step_cryo_serial if small else _step_cryo
+    kcond = _conductivity_cryo_serial if small else _conductivity_cryo
     start = time.perf_counter()
     steps = 0
     fixed_free = tab["fixed"].copy()
@@ -754,8 +764,8 @@ def simulate_cryo(
         else:
             fixed = fixed_free
         for _ in range(m):
-            _conductivity_cryo(t_old, lab, tab["k"], tab["kf"], np.float32(t_sol), np.float32(t_liq), kv)
-            _step_cryo(t_old, t_new, tmin, lab, kv, tab["rc"], tab["rcf"], tab["perf"], fixed,
+            kcond(t_old, lab, tab["k"], tab["kf"], np.float32(t_sol), np.float32(t_liq), kv)
+            kstep(t_old, t_new, tmin, lab, kv, tab["rc"], tab["rcf"], tab["perf"], fixed,
                        np.float32(t_blood), np.float32(dt), np.float32(ih[0]), np.float32(ih[1]), np.float32(ih[2]),
                        np.float32(t_sol), np.float32(t_liq), np.float32(latent))
             t_old, t_new = t_new, t_old

@@ -162,7 +162,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
                          dvh_iterations: int = 3,
                          time_limit_s: float = 30.0,
                          coverage_tolerance_gy: float = 1e-3,
-                         max_rounds: int = 40) -> DwellOptResult:
+                         max_rounds: int = 40,
+                         target_mean_weight: float = 0.0) -> DwellOptResult:
     """Optimise dwell times (s) for a minimum target dose with organ limits.
 
     Parameters
@@ -178,6 +179,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
         (e.g. liver outside the CTV within a shell); default: the target points' mean dose.
     max_modulation:
         dwell-time modulation limit k: every t_i ≤ k × mean(t) (None: no limit).
+    target_mean_weight:
+        weight of the mean target dose in the objective (0: normal tissue only); a small weight
+        lowers V150/V200 and spreads dwell time over the catheters.
 
     Constraint generation: the LP is first solved on a subset of CTV and organ points; points
     that violate their constraint are added and the LP re-solved until none does. The result
@@ -198,7 +202,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
             raise InvalidInputError(f"organ {o.name!r}: matrix must have one column per dwell ({a_ctv.shape[1]}).")
     norm = a_ctv if normal_matrix_gy_per_s is None or len(normal_matrix_gy_per_s) == 0 else np.asarray(
         normal_matrix_gy_per_s, float)
-    cost = norm.mean(axis=0) / prescription_gy  # mean normal dose per Gy of prescription, per second
+    # mean normal dose (+ optionally the mean target dose, which discourages hot spots and spreads
+    # time over catheters) per Gy of prescription, per second
+    cost = (norm.mean(axis=0) + target_mean_weight * a_ctv.mean(axis=0)) / prescription_gy
     n_ctv = a_ctv.shape[0]
     tol = coverage_tolerance_gy
     lp_count = 0

@@ -38,6 +38,7 @@ kernel that bilinearly interpolates tabulated Ḋ·r² on uniform along/away (z,
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -68,6 +69,11 @@ __all__ = [
 #: consensus QA grid (cm): rows z = 7 … −7 (+ towards the tip), columns y = 0 … 7
 QA_Z_CM = (7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0)
 QA_Y_CM = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+
+#: numba's parallel kernels are launched one at a time: the "workqueue" threading layer (used when
+#: neither OpenMP nor TBB is available) aborts on concurrent launches from several Python threads
+#: (e.g. planners run in threads by the board); the kernels are parallel themselves anyway
+_KERNEL_LOCK = threading.Lock()
 
 _SECONDS_PER_HOUR = 3600.0
 _CGY_PER_GY = 100.0
@@ -209,8 +215,13 @@ def source_from_mapping(data: dict[str, Any], path: str = "<mapping>") -> Source
         raise SourceDataError(f"{path}: active length {length} cm is implausible (expected 0 … 2 cm).")
     rdf = data["radial_dose_function"] or {}
     af = data["anisotropy_function"] or {}
-    g_r = _float_array(rdf.get("r_cm"), "radial_dose_function.r_cm", path)
-    g_l = _float_array(rdf.get("g_l"), "radial_dose_function.g_l", path)
+    raw_r, raw_g = rdf.get("r_cm"), rdf.get("g_l")
+    if isinstance(raw_r, list) and isinstance(raw_g, list) and len(raw_r) == len(raw_g):
+        # radii without a published g_L (null) are dropped
+        keep = [i for i, v in enumerate(raw_g) if v is not None]
+        raw_r, raw_g = [raw_r[i] for i in keep], [raw_g[i] for i in keep]
+    g_r = _float_array(raw_r, "radial_dose_function.r_cm", path)
+    g_l = _float_array(raw_g, "radial_dose_function.g_l", path)
     if g_r.size != g_l.size:
         raise SourceDataError(f"{path}: radial_dose_function has {g_r.size} radii but {g_l.size} g_L values.")
     _require_increasing(g_r, "radial_dose_function.r_cm", path)
@@ -543,7 +554,8 @@ def dose_rate_per_sk(points_mm: np.ndarray, dwell_pos_mm: np.ndarray, dwell_dir:
         y = np.sqrt(np.maximum(np.einsum("pdk,pdk->pd", d, d) - z * z, 0.0))
         return dose_rate_per_sk_zy(src, z, y)
     if method == "direct":
-        return _matrix_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, *src.packed())
+        with _KERNEL_LOCK:
+            return _matrix_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, *src.packed())
     if method == "lookup":
         return AlongAwayLookup.for_source(src).matrix(pts, pos, dirs)
     raise InvalidInputError(f"unknown TG-43 method {method!r}; use 'direct', 'lookup' or 'numpy'.")
@@ -582,7 +594,8 @@ def dose_gy(points_mm: np.ndarray, dwell_pos_mm: np.ndarray, dwell_dir: np.ndarr
     if method == "numpy":
         return dose_rate_per_sk(points_mm, dwell_pos_mm, dirs, src, method="numpy") @ w
     if method == "direct":
-        return _sum_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, w, *src.packed())
+        with _KERNEL_LOCK:
+            return _sum_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, w, *src.packed())
     if method == "lookup":
         return AlongAwayLookup.for_source(src).sum(pts, pos, dirs, w)
     raise InvalidInputError(f"unknown TG-43 method {method!r}; use 'direct', 'lookup' or 'numpy'.")
@@ -791,7 +804,8 @@ class AlongAwayLookup:
         tabs = []
         for radius, step in levels:
             n_half = math.ceil(radius / step) + 1
-            t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)
+            with _KERNEL_LOCK:
+                t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)
             tabs.append(np.ascontiguousarray(t, dtype=np.float32))
         dr1, r_split, dr2, dth = 0.01, 2.0, 0.05, 0.25
         if abs(axis_cone_deg / dth - round(axis_cone_deg / dth)) > 1e-9:
@@ -800,7 +814,8 @@ class AlongAwayLookup:
         r_list = np.concatenate([dr1 * np.arange(n1), r_split + dr2 * np.arange(math.ceil((levels[2][0] - r_split) / dr2) + 2)])
         nc = round(axis_cone_deg / dth) + 1
         th_list = np.concatenate([dth * np.arange(nc), 180.0 - axis_cone_deg + dth * np.arange(nc)])
-        pol = np.ascontiguousarray(_build_polar(*packed, np.maximum(r_list, 1e-6), th_list), dtype=np.float32)
+        with _KERNEL_LOCK:
+            pol = np.ascontiguousarray(_build_polar(*packed, np.maximum(r_list, 1e-6), th_list), dtype=np.float32)
         return cls(source, (tabs[0], tabs[1], tabs[2]), tuple(levels), near_direct_cm, axis_cone_deg, pol,
                    (dr1, r_split, dr2, dth))
 
@@ -810,6 +825,8 @@ class AlongAwayLookup:
         hit = _LOOKUP_CACHE.get(id(source))
         if hit is None or hit.source is not source:
             hit = cls.build(source)
+            if len(_LOOKUP_CACHE) >= 8:  # bounded: a few MB per source
+                _LOOKUP_CACHE.pop(next(iter(_LOOKUP_CACHE)))
             _LOOKUP_CACHE[id(source)] = hit
         return hit
 
@@ -820,18 +837,22 @@ class AlongAwayLookup:
         geo.append(math.sin(math.radians(self.axis_cone_deg)) ** 2)
         dr1, r_split, dr2, dth = self.polar_steps
         geo += [1.0 / dr1, float(round(r_split / dr1) + 1), 1.0 / dr2, 1.0 / dth,
-                float(round(self.axis_cone_deg / dth) + 1), self.axis_cone_deg, r_split, 0.5**2]
+                float(round(self.axis_cone_deg / dth) + 1), self.axis_cone_deg, r_split,
+                max(0.5, 1.5 * self.source.active_length_cm) ** 2]
         return (*self.tables, np.array(geo), *self.source.packed(), self.polar)
 
     def sum(self, points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Σ_d w_d·(Ḋ_d/S_K) at points (positions in cm, unit dirs); result in cGy h⁻¹ U⁻¹ × w units."""
-        return _sum_lookup(np.ascontiguousarray(points_cm), np.ascontiguousarray(pos_cm),
-                           np.ascontiguousarray(dirs), np.ascontiguousarray(weights, dtype=np.float64), *self._args())
+        with _KERNEL_LOCK:
+            return _sum_lookup(np.ascontiguousarray(points_cm), np.ascontiguousarray(pos_cm),
+                               np.ascontiguousarray(dirs), np.ascontiguousarray(weights, dtype=np.float64),
+                               *self._args())
 
     def matrix(self, points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """(n_points, n_dwells) dose rate per S_K (cGy h⁻¹ U⁻¹); inputs in cm."""
-        return _matrix_lookup(np.ascontiguousarray(points_cm), np.ascontiguousarray(pos_cm),
-                              np.ascontiguousarray(dirs), *self._args())
+        with _KERNEL_LOCK:
+            return _matrix_lookup(np.ascontiguousarray(points_cm), np.ascontiguousarray(pos_cm),
+                                  np.ascontiguousarray(dirs), *self._args())
 
 
 _LOOKUP_CACHE: dict[int, AlongAwayLookup] = {}

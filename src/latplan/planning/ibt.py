@@ -451,7 +451,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
              sk_u: float = 40700.0, dwell_step_mm: float = 5.0, dwell_extension_mm: float = 2.5,
              max_modulation: float | None = 10.0, safety_mm: float = 3.0, vessel_min_calibre_mm: float = 3.0,
              n_catheters: int | None = None, alpha_beta_gy: float = 10.0, dose_pad_mm: float = 20.0,
-             **_ignored: Any) -> TreatmentPlan:
+             target_mean_weight: float = 0.0, **_ignored: Any) -> TreatmentPlan:
     """Plan single-fraction HDR brachytherapy of one lesion → :class:`TreatmentPlan`.
 
     ``prescription_gy``: minimum CTV dose (D100); when None, the knowledge default for the
@@ -545,7 +545,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     res = None
     for _ in range(4):
         res = optimise_dwell_times(a_ctv, prescription_gy * (1 + 5e-4), oars=oar_cons, normal_matrix_gy_per_s=a_norm,
-                                   max_modulation=max_modulation)
+                                   max_modulation=max_modulation, target_mean_weight=target_mean_weight)
         d_all = tg43.dose_gy(all_ctv_pts, dw_pos, dw_dir, res.times_s, sk_u, src, method="lookup")
         low = d_all < prescription_gy * (1 - 1e-4)
         if not low.any() or not res.feasible:

@@ -101,6 +101,8 @@ class LesionSection:
     simulated: list[SimulatedOption] = field(default_factory=list)
     figure_errors: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    territory: Image | None = None
+    territory_note: str | None = None
 
 
 def png_uri(png: bytes) -> str:
@@ -380,6 +382,9 @@ def _sorted_options(options: Sequence[Mapping[str, Any]], refs: References | Non
     return out
 
 
+#: arterial (regional) options whose picture is the treated territory
+_REGIONAL = frozenset({"tace", "tare", "hai"})
+
 #: metrics shown in the one-line simulation summary of the option grid
 _GRID_METRICS = frozenset({"minimal margin", "coverage", "D100", "D90", "V100", "SBRT feasible", "feasible",
                            "limiting organ",
@@ -552,10 +557,28 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
                                                                      and not any(isinstance(x, Mapping) for x in v))],
                 constraints=constraint_rows(plan.metrics or {}),
             ))
+        # regional options without a simulation of their own (TACE, HAI): draw the target territory once
+        regional = [o["modality_name"] for o in options
+                    if o["modality"] in _REGIONAL and o["eligibility"] != "contraindicated"
+                    and (lid, o["modality"]) not in plans]
+        territory, territory_note = None, None
+        if regional and case.has(lid):
+            seg_names = [F._segment_name(x) for x in segments]
+            if not seg_names:
+                territory_note = "Territory not drawn: the lesion's Couinaud segment is not known (segments not labelled)."
+            elif not any(case.has(n) for n in seg_names):
+                territory_note = "Territory not drawn: the segment labels are not in this case's label map."
+            else:
+                png = _safe_figure(sec_errors, f"{lid} territory",
+                                   lambda lid=lid, segs=segments: F.figure_png(
+                                       F.territory_figure(case, lid, segs, modality="regional")[0], dpi=dpi))
+                if png:
+                    territory = Image(png_uri(png), f"Target territory of the regional options ({', '.join(regional)}): "
+                                      "the liver segment(s) holding the lesion.", "territory")
         order = {str(o.get("modality")): i for i, o in enumerate(options)}
         simulated.sort(key=lambda s: order.get(s.modality, 99))
         sections.append(LesionSection(lid, lid.replace("_", " "), _measurement_pairs(meas), views, options, simulated,
-                                      sec_errors, refs.items))
+                                      sec_errors, refs.items, territory, territory_note))
         errors.extend(sec_errors)
 
     strategies = []
@@ -717,6 +740,10 @@ def _sensitivity_rows(sens: Any) -> list[str]:
     return [format_value(sens)]
 
 
+#: rows of the patient's option grid per spot (best-ranked, not contraindicated)
+PATIENT_GRID_OPTIONS = 5
+
+
 def build_patient_context(proposal: Any, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The plain-language option grid (reading age ≈ 12): texts from data/plain_language.yaml,
     ranks, fit and outcome numbers from plan.json (never invented here)."""
@@ -743,7 +770,11 @@ def build_patient_context(proposal: Any, *, now: dt.datetime | None = None) -> d
                 "fit": fits.get(str(o.get("eligibility")), "Ask your team."),
                 "review": bool(o.get("needs_review")),
             })
-        lesions.append({"number": n, "id": lid, "options": options, "not_suitable": not_suitable,
+        # the grid shows the top choices only (a patient cannot weigh twelve columns of rows);
+        # the others are named below it
+        more = [o["name"] for o in options[PATIENT_GRID_OPTIONS:]]
+        options = options[:PATIENT_GRID_OPTIONS]
+        lesions.append({"number": n, "id": lid, "options": options, "not_suitable": not_suitable, "more": more,
                         "size_cm": f"{diam / 10.0:.1f}" if isinstance(diam, (int, float)) else None})
     plans = []
     for s in sorted(plan_json.get("strategies", []) or [], key=lambda s: (s.get("rank") is None, s.get("rank") or 0))[:3]:

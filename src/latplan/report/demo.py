@@ -66,7 +66,7 @@ def run_demo(
     builder). Needs [A2] phantom, [A1] case folders and [D] board.
     """
     from latplan.board import plan_case
-    from latplan.imaging.case_folder import save_case_folder
+    from latplan.imaging.case_folder import load_case_folder, save_case_folder
     from latplan.phantom import build_demo_case, demo_cases
 
     out = Path(out_dir)
@@ -88,6 +88,8 @@ def run_demo(
             case = builder(name)
             case_dir = out / "cases" / name
             save_case_folder(case, case_dir, overwrite=True)
+            # plan what was written (the report's Basis then lists the case folder's file hashes)
+            case = load_case_folder(case_dir)
             row["case_dir"] = os.path.relpath(case_dir, out)
             if progress:
                 progress(f"{name}: planning", i, total)

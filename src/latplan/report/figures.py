@@ -283,6 +283,8 @@ def draw_slice(
         drawing.structures.append(name)
         if name in fill and fill_colour:
             drawing.legend.append(LegendEntry(f"{name.replace('_', ' ')} (treated territory)", fill_colour, "fill"))
+        elif role == StructureRole.LIVER_SEGMENT and name not in fill:
+            drawing.legend.append(LegendEntry("other liver segments (boundaries)", colour, "line"))
         else:
             drawing.legend.append(LegendEntry(name.replace("_", " "), colour, "fill" if name in fill else "line"))
 
@@ -590,7 +592,8 @@ def territory_figure(case: Any, lesion_id: str, segments: Sequence[str], *, plan
     wanted = ["liver", lesion_id, *present_segments, "portal_vein", "hepatic_artery"]
     liver_fov = _extent_mm(case.mask("liver")) + 20.0 if case.has("liver") else 200.0
     seg_txt = ", ".join(s.replace("liver_segment_", "") for s in seg_names) or "unknown"
-    title = f"{lesion_id.replace('_', ' ')} · {modality.upper() or 'regional'}: territory (segment {seg_txt})"
+    what = "regional options" if modality in ("", "regional") else modality.upper()
+    title = f"{lesion_id.replace('_', ' ')} · {what}: territory (segment {seg_txt})"
     target = plan.target if plan is not None else None
     return _three_views(case, lesion_centre_mm(mask), fov_mm=float(min(max(liver_fov, 120.0), 300.0)), suptitle=title,
                         planes=("axial", "coronal"), structures=wanted, fill=fill, highlight=lesion_id,

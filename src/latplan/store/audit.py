@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from latplan.store.models import AuditEvent, User
 
 ACTIONS = ("login", "login_failed", "logout", "view", "upload", "upload_rejected", "plan", "planned",
-           "plan_failed", "decide", "export", "user_add", "board_add", "denied")
+           "plan_failed", "decide", "export", "user_add", "user_deactivate", "board_add", "denied")
 
 
 def record(

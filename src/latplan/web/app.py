@@ -39,7 +39,7 @@ from latplan.store import decisions as decision_store
 from latplan.store.blobs import BlobStore
 from latplan.store.config import StoreSettings
 from latplan.store.db import make_engine, migrate, session_factory
-from latplan.store.models import Board, BoardMember, CaseRecord, Job, Meeting, User
+from latplan.store.models import ROLES, Board, BoardMember, CaseRecord, Job, Meeting, User
 from latplan.web import export as exporter
 from latplan.web import jobs
 from latplan.web.security import (
@@ -47,6 +47,7 @@ from latplan.web.security import (
     PRE_COOKIE,
     REPORT_CSP,
     SESSION_COOKIE,
+    BodyLimitMiddleware,
     CsrfError,
     check_csrf,
     csrf_token,
@@ -102,6 +103,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(resources.files("latplan.web") / "templates"))
     templates.env.globals["deviation_reasons"] = decision_store.DEVIATION_REASONS
     templates.env.globals["sorted_options"] = sorted_options
+    templates.env.globals["preference_criteria"] = preference_criteria
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -123,6 +125,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="latplan tumor board", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.engine, app.state.factory, app.state.store = settings, engine, factory, store
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + 1_000_000)
     app.mount("/static", StaticFiles(directory=str(resources.files("latplan.web") / "static")), name="static")
 
     # ------------------------------------------------------------------ plumbing
@@ -155,6 +158,13 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
             pre = request.cookies.get(PRE_COOKIE)
             binding = ("pre:" + pre) if pre else None
         check_csrf(settings.secret_key, binding, presented)
+
+    async def form_fields(request: Request) -> dict[str, str]:
+        """The text fields of a urlencoded/multipart form (empty for other bodies)."""
+        if "form" not in request.headers.get("content-type", ""):
+            return {}
+        form = await request.form(max_files=1, max_fields=50)
+        return {k: v for k, v in form.items() if isinstance(v, str)}
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         resp = templates.TemplateResponse(request, name, context, status_code=status_code)
@@ -249,6 +259,9 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
             with tx(db):
                 user = accounts.authenticate(db, username, password, ip, settings.login_max_failures,
                                              settings.login_window_s)
+                previous = request.cookies.get(SESSION_COOKIE)
+                if previous:  # a new login ends the session this browser had
+                    accounts.revoke_session(db, previous)
                 token = accounts.open_session(db, user, settings.session_lifetime_s)
                 audit.record(db, "login", user, ip=ip)
         except accounts.RateLimitedError as exc:
@@ -402,7 +415,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         return page(request, "case.html", {
             "user": ctx.user, "csrf": ctx.csrf, "case": case, "job": job, "plan": plan,
             "has_report": bool(rd and report_path(rd)),
-            "has_pdf": bool(rd and (rd / "report" / "report.pdf").is_file()), "has_viewer": bool(rd and (rd / "viewer" / "index.json").is_file()),
+            "has_pdf": bool(rd and (rd / "report" / "report.pdf").is_file()),
+            "has_patient": bool(rd and (rd / "report" / "patient.html").is_file()), "has_viewer": bool(rd and (rd / "viewer" / "index.json").is_file()),
             "latest": latest, "history": hist, "usernames": users, "allowed": allowed, "top": top,
             "can_plan": ctx.user.role in CAN_PLAN, "can_decide": ctx.user.role in CAN_DECIDE,
             "can_export": ctx.user.role in CAN_EXPORT, "strategy_label": strategy_label,
@@ -415,11 +429,13 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
                 "attempts": job.attempts, "parameters": job.parameters}
 
     @app.post("/cases/{case_id}/plan", dependencies=[Depends(csrf_dep)], response_model=None)
-    def plan_case_route(request: Request, case_id: int, ctx: Ctx = Depends(ctx_dep)) -> Response:
+    def plan_case_route(request: Request, case_id: int, ctx: Ctx = Depends(ctx_dep),
+                        form: dict[str, str] = Depends(form_fields)) -> Response:
         require(ctx, CAN_PLAN, "start planning")
         case = case_for(ctx, case_id)
+        parameters = planning_parameters(form)
         with tx(ctx.db):
-            job = jobs.enqueue(ctx.db, case, {}, settings.planner)
+            job = jobs.enqueue(ctx.db, case, parameters, settings.planner)
             audit.record(ctx.db, "plan", ctx.user, "case", case.id, detail={"job_key": job.job_key}, ip=ctx.ip)
         if request.headers.get("hx-request"):
             return page(request, "_job.html", {"job": job, "case": case, "polled": True})
@@ -434,7 +450,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         if wants_json(request):
             return JSONResponse(job_dict(job) or {"status": "none"})
         resp = page(request, "_job.html", {"job": job, "case": case, "polled": True})
-        if job is not None and job.status == "done" and request.headers.get("hx-request") \
+        if job is not None and job.status in ("done", "failed") and request.headers.get("hx-request") \
                 and request.query_params.get("poll") == "1":
             resp.headers["HX-Refresh"] = "true"
         return resp
@@ -452,6 +468,17 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         path = report_path(rd) if rd else None
         if path is None:
             raise NotFoundError("this case has no report yet; run planning first.")
+        return FileResponse(path, media_type="text/html", headers={
+            "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+    @app.get("/cases/{case_id}/patient", response_model=None)
+    def patient_grid(case_id: int, ctx: Ctx = Depends(ctx_dep)) -> Response:
+        """[E]'s plain-language option grid for the patient (patient.html)."""
+        case = case_for(ctx, case_id)
+        rd = result_dir(job_of(ctx.db, case))
+        path = rd / "report" / "patient.html" if rd else None
+        if path is None or not path.is_file():
+            raise NotFoundError("this case has no patient option grid yet; run planning first.")
         return FileResponse(path, media_type="text/html", headers={
             "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
@@ -576,6 +603,55 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
                 for e in events]})
         return page(request, "audit.html", {"user": ctx.user, "csrf": ctx.csrf, "events": events})
 
+    @app.get("/admin/users", response_model=None)
+    def admin_users(request: Request, ctx: Ctx = Depends(ctx_dep)) -> Response:
+        require(ctx, {"admin"}, "manage users")
+        users = list(ctx.db.scalars(select(User).order_by(User.username)))
+        boards = list(ctx.db.scalars(select(Board).order_by(Board.name)))
+        members: dict[int, list[str]] = {}
+        names = {b.id: b.name for b in boards}
+        for m in ctx.db.scalars(select(BoardMember)):
+            members.setdefault(m.user_id, []).append(names.get(m.board_id, str(m.board_id)))
+        if wants_json(request):
+            return JSONResponse({"users": [{"username": u.username, "role": u.role, "active": u.active,
+                                            "boards": sorted(members.get(u.id, []))} for u in users]})
+        return page(request, "users.html", {"user": ctx.user, "csrf": ctx.csrf, "users": users, "members": members,
+                                            "roles": ROLES, "boards": boards})
+
+    @app.post("/admin/users", dependencies=[Depends(csrf_dep)], response_model=None)
+    def admin_add_user(request: Request, ctx: Ctx = Depends(ctx_dep), username: str = Form(...),
+                       password: str = Form(...), role: str = Form(...), full_name: str = Form(""),
+                       specialty: str = Form(""), boards: str = Form("")) -> Response:
+        """Create a user (admin only); ``boards`` is a comma-separated list, created when absent."""
+        require(ctx, {"admin"}, "manage users")
+        board_names = [b.strip() for b in boards.split(",") if b.strip()]
+        with tx(ctx.db):
+            new = accounts.create_user(ctx.db, username, password, role, full_name.strip() or None,
+                                       specialty.strip() or None, board_names)
+            audit.record(ctx.db, "user_add", ctx.user, "user", new.username, ip=ctx.ip,
+                         detail={"role": role, "boards": board_names})
+        if wants_json(request):
+            return JSONResponse({"username": new.username, "role": new.role, "boards": board_names}, status_code=201)
+        return RedirectResponse("/admin/users", status_code=303)
+
+    @app.post("/admin/users/{username}/deactivate", dependencies=[Depends(csrf_dep)], response_model=None)
+    def admin_deactivate(request: Request, username: str, ctx: Ctx = Depends(ctx_dep)) -> Response:
+        """Disable an account and revoke its sessions at once (accounts are never deleted: audit)."""
+        require(ctx, {"admin"}, "manage users")
+        target = ctx.db.scalar(select(User).where(User.username == username))
+        if target is None:
+            raise NotFoundError(f"no user {username!r}.")
+        if target.id == ctx.user.id:
+            raise InvalidInputError("you cannot deactivate your own account; ask another administrator.")
+        with tx(ctx.db):
+            target.active = False
+            n = accounts.revoke_all_sessions(ctx.db, target)
+            audit.record(ctx.db, "user_deactivate", ctx.user, "user", username, ip=ctx.ip,
+                         detail={"sessions_revoked": n})
+        if wants_json(request):
+            return JSONResponse({"username": username, "active": False, "sessions_revoked": n})
+        return RedirectResponse("/admin/users", status_code=303)
+
     return app
 
 
@@ -588,6 +664,33 @@ def tx(db: Session) -> Iterator[None]:
     except BaseException:
         db.rollback()
         raise
+
+
+def preference_criteria() -> tuple[str, ...]:
+    """The board's preference criteria ([D] ``latplan.board.preferences.CRITERIA``)."""
+    try:
+        from latplan.board.preferences import CRITERIA
+    except ImportError:  # pragma: no cover - [D] always present in a full build
+        CRITERIA = ("local_control", "invasiveness", "recovery_time", "side_effects", "sessions",
+                    "repeatability", "hospital_stay")
+    return tuple(CRITERIA)
+
+
+def planning_parameters(form: Any) -> dict[str, Any]:
+    """Job parameters from the plan form: ``pref_<criterion>`` weights 0–5 (blank = from case.yaml)."""
+    prefs: dict[str, float] = {}
+    for c in preference_criteria():
+        raw = str(form.get(f"pref_{c}", "") or "").strip()
+        if not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise InvalidInputError(f"the weight of {c.replace('_', ' ')} ({raw!r}) is not a number; use 0 to 5.") from exc
+        if not 0.0 <= value <= 5.0:
+            raise InvalidInputError(f"the weight of {c.replace('_', ' ')} is {value:g}; use 0 (unimportant) to 5 (most important).")
+        prefs[c] = value
+    return {"preferences": prefs} if prefs else {}
 
 
 def sorted_options(lesion: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from latplan.web.jobs import ProgressFn
 MODALITIES = ("mwa", "rfa", "ibt", "sbrt")
 
 
-def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
+def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters: dict | None = None) -> None:
     from latplan.imaging.case_folder import load_case_folder
     from latplan.web.viewer import write_viewer_files
 
@@ -61,6 +61,7 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
             progress(0.1 + 0.7 * (n + (s + 1) / steps) / max(1, len(ids)), f"planning {lesion_id} ({s + 1}/{steps})")
     plan = {
         "rule_set": {"name": "fake", "version": "0"},
+        "parameters": parameters or {},
         "patient": {"id": str(case.patient.id), "oligometastatic": {"status": "unknown", "definition": "n/a"}},
         "lesions": lesions,
         "strategies": [
@@ -80,3 +81,12 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
     progress(0.9, "writing the viewer volumes")
     write_viewer_files(case, plans, out_dir / "viewer")
     progress(1.0, "done")
+
+
+def failing_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
+    """Writes a partial file, then fails the way a real engine does (tests of the failure path)."""
+    from latplan.errors import PlanningError
+
+    progress(0.5, "half way")
+    (out_dir / "partial.txt").write_text("half-written")
+    raise PlanningError("the stand-in planner failed on purpose: dwell optimisation did not converge.")

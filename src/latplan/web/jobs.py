@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -108,7 +109,7 @@ def recover(factory: sessionmaker[Session], store: BlobStore) -> int:
         return int(res.rowcount or 0)
 
 
-def _claim(factory: sessionmaker[Session]) -> tuple[int, str, str] | None:
+def _claim(factory: sessionmaker[Session]) -> tuple[int, str, str, dict[str, Any]] | None:
     with transaction(factory) as s:
         q = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
         if s.get_bind().dialect.name == "postgresql":
@@ -118,7 +119,7 @@ def _claim(factory: sessionmaker[Session]) -> tuple[int, str, str] | None:
             return None
         job.status, job.attempts, job.started_at = "running", job.attempts + 1, utcnow()
         job.worker_pid, job.progress, job.message = os.getpid(), 0.0, "started"
-        return job.id, job.job_key, job.content_sha256
+        return job.id, job.job_key, job.content_sha256, dict(job.parameters or {})
 
 
 def _options_from_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,7 +136,7 @@ def run_one(settings: StoreSettings, factory: sessionmaker[Session], store: Blob
     claimed = _claim(factory)
     if claimed is None:
         return False
-    job_id, key, content = claimed
+    job_id, key, content, parameters = claimed
     case_dir = store.folder_path(content)
     tmp = store.new_tmp_dir("job")
     last = [0.0]
@@ -151,7 +152,12 @@ def run_one(settings: StoreSettings, factory: sessionmaker[Session], store: Blob
 
     t0 = time.monotonic()
     try:
-        planner(case_dir, tmp, progress)
+        if "parameters" in inspect.signature(planner).parameters:
+            planner(case_dir, tmp, progress, parameters=parameters)  # type: ignore[call-arg]
+        elif parameters:
+            raise LatplanError(f"the planner {settings.planner} takes no parameters, but the job has {sorted(parameters)}.")
+        else:
+            planner(case_dir, tmp, progress)
         plan_path = tmp / "plan.json"
         if not plan_path.is_file():
             raise LatplanError("the planner finished without writing plan.json.")
@@ -258,8 +264,13 @@ def _call_progress_adapter(progress: ProgressFn, lo: float, hi: float) -> Callab
     return adapter
 
 
-def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
-    """Plan a stored case folder with the real engines and write plan.json, the report and viewer files."""
+def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
+                    parameters: dict[str, Any] | None = None) -> None:
+    """Plan a stored case folder with the real engines and write plan.json, the report and viewer files.
+
+    ``parameters["preferences"]``: the patient's weights (0–5 per criterion) entered on the case
+    page; they override ``case.yaml``'s preferences for this job (and are part of its key).
+    """
     try:
         from latplan.board import plan_case  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -270,7 +281,8 @@ def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None
     progress(0.02, "loading the case")
     case = load_case_folder(case_dir)
     progress(0.05, "planning")
-    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8))
+    prefs = (parameters or {}).get("preferences") or None
+    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8), preferences=prefs)
     plan = _to_jsonable(proposal)
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
     progress(0.82, "writing the report")

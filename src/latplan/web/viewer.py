@@ -63,7 +63,12 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
     layers: list[dict[str, Any]] = []
     img = case.image
     arr = np.asarray(img.array, dtype=np.float32)
-    _write(img.with_array(arr), out_dir / "image.nii.gz")
+    # CT in HU fits int16 (half the bytes the browser downloads); anything else stays float32
+    fits_int16 = arr.size and float(arr.min()) >= -32768 and float(arr.max()) <= 32767
+    if fits_int16 and str(case.image_modality).upper() == "CT":
+        _write(img.with_array(np.round(arr).astype(np.int16)), out_dir / "image.nii.gz")
+    else:
+        _write(img.with_array(arr), out_dir / "image.nii.gz")
     is_ct = str(case.image_modality).upper() == "CT"
     lo, hi = (-160.0, 240.0) if is_ct else tuple(float(x) for x in np.percentile(arr, [1, 99]))
     layers.append({"url": "image.nii.gz", "kind": "image", "name": "image", "colormap": "gray", "opacity": 1.0,

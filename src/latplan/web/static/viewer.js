@@ -11,7 +11,7 @@
     .then(function (index) {
       // radiological convention: the patient's right on the screen's left, as on the reading-room CT
       const nv = new niivue.Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false,
-                                     isRadiologicalConvention: true, crosshairWidth: 0.5 });
+                                     isRadiologicalConvention: true, crosshairWidth: 1 });
       nv.attachToCanvas(canvas);
       const layers = index.layers;
       const vols = layers.map(function (l) {
