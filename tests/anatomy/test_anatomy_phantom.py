@@ -115,3 +115,15 @@ def test_phantom_measurements_validate_against_schema():
     validate_measurements(m)
     assert m["patient"]["lesion_count"] == 3
     assert m["patient"]["future_liver_remnant"]["resected_segments"]
+
+
+@pytest.mark.parametrize(("shape", "extra", "gap"), [("lobulated", {}, 2.0), ("ellipsoid", {"axes_mm": [30, 20, 24]}, 4.0)])
+def test_abut_gap_for_non_spherical_lesions(shape, extra, gap):
+    """Reference: spec gap; lobulated (union of balls) and ellipsoid lesions are placed with their exact
+    support function, so the measured gap is g ± 1 voxel (1.5 mm) as for spheres."""
+    h = 1.5
+    b = _build(h, [[0, -75, -45], [115, 45, 70]],
+               [{"id": "lesion_1", "segment": "3", "diameter_mm": 26, "shape": shape, "abut": "stomach",
+                 "gap_mm": gap, **extra}])
+    les = measure_case(b.case)["lesions"][0]
+    assert abs(les["distances_mm"]["stomach"] - gap) <= h + 1e-6

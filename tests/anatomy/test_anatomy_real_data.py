@@ -39,3 +39,18 @@ def test_real_ct_with_inserted_lesion(shared_data):
     assert m["patient"]["liver_volume_ml"] == pytest.approx(1040, rel=0.05)
     assert m["patient"]["future_liver_remnant"] is None
     assert m["patient"]["oligometastatic"]["status"] == "unknown"
+
+
+def test_real_mr_tumour_outside_the_liver(shared_data):
+    """Reference: data README (pyradiomics brain1: manual tumour label ≈ 16 ml, 0.78 × 0.78 × 6.5 mm MR).
+    No liver: the lesion's organ is unknown, it is counted but not planned, liver values are null."""
+    from latplan.imaging.case_folder import load_case_folder
+
+    case = load_case_folder(shared_data / "external" / "pyradiomics-brain1", patient={"id": "BRAIN1", "primary": "other"})
+    m = measure_case(case)
+    validate_measurements(m)
+    les = m["lesions"][0]
+    assert les["volume_ml"] == pytest.approx(16.0, rel=0.1)
+    assert les["organ"] == "unknown" and les["planned_in_this_release"] is False
+    assert les["capsule_distance_mm"] is None and les["segments"] is None
+    assert m["patient"]["liver_volume_ml"] is None and m["patient"]["future_liver_remnant"] is None

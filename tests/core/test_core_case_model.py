@@ -51,3 +51,18 @@ def test_case_masks_and_geometry_check() -> None:
         no_voxels.lesion_mask("lesion_2")
     with pytest.raises(GeometryMismatchError, match="image and label map"):
         Case(case.patient, Volume(np.zeros((5, 6, 8)), aff), case.labels, case.label_table)
+
+
+def test_liver_is_union_of_segments_when_no_liver_label() -> None:
+    """A label map of Couinaud segments (one label per voxel) still answers mask('liver')."""
+    lab = np.zeros((4, 4, 4), np.int16)
+    lab[0:2] = 1
+    lab[2:4] = 2
+    lab[3, 3, 3] = 3
+    aff = np.eye(4)
+    case = Case(Patient(id="T", primary="colorectal"), Volume(np.zeros(lab.shape, np.float32), aff), Volume(lab, aff),
+                LabelTable.from_mapping({1: "liver_segment_7", 2: "liver_segment_8", 3: "lesion_1"}))
+    assert case.has("liver")
+    assert case.role("liver") is StructureRole.LIVER
+    assert int(case.mask_array("liver").sum()) == 63  # segments only, the lesion voxel is not liver tissue
+    assert case.names_with_role(StructureRole.LIVER) == ["liver"]

@@ -72,7 +72,12 @@ def test_web_browser_board_flow(browser, live, tmp_path, case_zip):
     case_url = page.url
     assert "WEB-01" in page.inner_text("h1")
     page.click("#plan-button")
-    page.wait_for_selector("#viewer-canvas", timeout=150_000)  # htmx polls; HX-Refresh reloads when done
+    page.wait_for_function(  # htmx polls the job; HX-Refresh reloads the page when it ends
+        "() => { const s = document.getElementById('job-status');"
+        " return s && (s.textContent === 'done' || s.textContent === 'failed'); }", timeout=240_000)
+    status = page.inner_text("#job-status")
+    assert status == "done", page.inner_text("#job")
+    page.wait_for_selector("#viewer-canvas", timeout=30_000)
     canvas = page.locator("#viewer-canvas")
     assert canvas.is_visible()
     page.wait_for_function(

@@ -54,12 +54,21 @@ class Case:
                 raise UnknownStructureError("the label map holds non-integer values; it must be an integer label image.")
             self.labels = self.labels.with_array(np.round(arr).astype(np.int32))
         self._mask_cache: dict[str, np.ndarray] = {}
+        self._names: list[str] | None = None
 
     # --- structures ---------------------------------------------------------------------------
     def structure_names(self) -> list[str]:
-        """Names in the label table whose mask is not empty."""
-        present = set(np.unique(self.labels.array).tolist())
-        return [n for n in self.label_table.names() if any(v in present for v in self.label_table.values_for(n))]
+        """Names in the label table whose mask is not empty (plus a derived ``liver``, see :meth:`mask_array`)."""
+        if self._names is None:
+            present = set(np.unique(self.labels.array).tolist())
+            names = [n for n in self.label_table.names() if any(v in present for v in self.label_table.values_for(n))]
+            if "liver" not in names and any(n.startswith("liver_segment_") for n in names):
+                names.insert(0, "liver")
+            self._names = names
+        return list(self._names)
+
+    def _segment_values(self) -> list[int]:
+        return [e.value for e in self.label_table.entries if e.name.startswith("liver_segment_")]
 
     def has(self, name: str) -> bool:
         return name in self.structure_names()
@@ -68,6 +77,10 @@ class Case:
         """Boolean mask array (k, j, i) of a structure; raises if it is not in the label table."""
         if name not in self._mask_cache:
             values = self.label_table.values_for(name)
+            if name == "liver" and not values:
+                # A label map that holds Couinaud segments instead of one liver label (one label per
+                # voxel): the liver is the union of its segments (lesions are not included).
+                values = self._segment_values()
             if not values:
                 raise UnknownStructureError(
                     f"structure {name!r} is not in this case's label table; present: {', '.join(self.label_table.names())}."
@@ -78,11 +91,17 @@ class Case:
     def mask(self, name: str) -> Volume:
         return self.labels.with_array(self.mask_array(name))
 
+    def role(self, name: str) -> StructureRole:
+        """Role of a structure present in this case (the derived ``liver`` is role liver)."""
+        if name == "liver" and "liver" not in self.label_table and self._segment_values():
+            return StructureRole.LIVER
+        return self.label_table.role(name)
+
     def structure(self, name: str) -> Structure:
-        return Structure(name, self.label_table.role(name), self.mask(name))
+        return Structure(name, self.role(name), self.mask(name))
 
     def names_with_role(self, role: StructureRole) -> list[str]:
-        return [n for n in self.structure_names() if self.label_table.role(n) == role]
+        return [n for n in self.structure_names() if self.role(n) == role]
 
     @property
     def lesion_ids(self) -> list[str]:

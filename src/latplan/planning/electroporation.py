@@ -117,7 +117,7 @@ def plan_electroporation(
     target = target_mask(lesion, target_margin_mm + 0.5 * float(h.max()), h)
     lab = _labels(case, sl, stride)
     h_sim = h * stride
-    tissues, idx = _tissue_table()
+    tissues, _idx = _tissue_table()
     inv = np.linalg.inv(ref.affine)[:3, :3]
     d_kji = (inv @ traj.direction)[::-1] * h
     d_kji /= np.linalg.norm(d_kji)
