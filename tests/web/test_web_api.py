@@ -125,6 +125,9 @@ def test_web_roles(app_client, case_zip):
     events = app_client.get("/admin/audit", headers={"accept": "application/json"}).json()["events"]
     actions = {e["action"] for e in events}
     assert {"login", "upload", "view"} <= actions
+    html = app_client.get("/admin/audit").text
+    assert 'id="audit-table"' in html and ">upload<" in html
+    assert 'id="users-table"' in app_client.get("/admin/users").text
 
 
 def test_web_append_only_tables(app_client, settings, case_zip):

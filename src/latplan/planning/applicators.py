@@ -101,8 +101,23 @@ def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray
     return d <= margin_mm
 
 
+def structure_role(case: Case, name: str) -> StructureRole | None:
+    """Role of a structure of ``case`` (label table first, then the canonical vocabulary; None if unknown)."""
+    from latplan.case.vocabulary import role_of
+    from latplan.errors import UnknownStructureError
+
+    try:
+        role = getattr(case, "role", None)
+        return role(name) if callable(role) else case.label_table.role(name)
+    except UnknownStructureError:
+        try:
+            return role_of(name)
+        except UnknownStructureError:
+            return None
+
+
 def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
-    return [n for n in case.structure_names() if case.label_table.role(n) in roles]
+    return [n for n in case.structure_names() if structure_role(case, n) in roles]
 
 
 def _large_vessels(case: Case, names: list[str]) -> np.ndarray:
@@ -376,7 +391,7 @@ def collateral_structures(case: Case, zone: Volume, lo: Sequence[int]) -> list[d
     for n in _names_with_roles(case, COLLATERAL_ROLES):
         m = np.isin(lab, case.label_table.values_for(n)) & zone.array
         if m.any():
-            out.append({"name": n, "role": case.label_table.role(n).value, "volume_ml": round(float(m.sum()) * vox_ml, 3)})
+            out.append({"name": n, "role": structure_role(case, n).value, "volume_ml": round(float(m.sum()) * vox_ml, 3)})
     return sorted(out, key=lambda d: -d["volume_ml"])
 
 

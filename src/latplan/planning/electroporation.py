@@ -4,9 +4,9 @@ Decisions
 ---------
 * Needles run parallel along the safe trajectory of :func:`latplan.planning.applicators.find_trajectory`
   (liver ECT/IRE use individually placed long needles; parallel placement is the standard).
-* Candidate arrays, tried in order until lesion + target margin is covered: a 4-needle
-  square (6 pairs) and the hexagonal 7-needle array (12 pairs), with needle spacing 10, 15,
-  20 mm (ECT) or 15, 20 mm (IRE); the active length spans the target along the needles
+* Candidate arrays: a 4-needle square (6 pairs; side 10 or 15 mm for ECT, 15 mm for IRE)
+  and the hexagonal 7-needle array (12 pairs; 15 or 20 mm); the planner starts with the
+  first whose span reaches the target and tries at most two (speed); the active length spans the target along the needles
   (+5 mm, 10–40 mm). Voltage = ratio × needle distance (ECT 1000 V/cm for pairs, 730 V/cm
   for the hexagonal array — ESOPE SOP; IRE 1500 V/cm capped at 3000 V — NanoKnife).
 * Field: :func:`latplan.physics.electroporation.solve_field` on a crop of the case at ≥ 2 mm
@@ -34,6 +34,7 @@ from latplan.planning.applicators import (
     crop_around,
     find_trajectory,
     heat_sink_vessels,
+    structure_role,
     target_mask,
 )
 from latplan.planning.types import TreatmentPlan
@@ -56,7 +57,7 @@ def _labels(case: Case, sl: tuple[slice, ...], stride: int) -> np.ndarray:
     lab_case = case.labels.array[sl]
     out = np.full(lab_case.shape, idx["soft_tissue"], np.int64)
     for n in case.structure_names():
-        r = case.label_table.role(n)
+        r = structure_role(case, n)
         vals = case.label_table.values_for(n)
         if r in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.BILE_DUCT):
             out[np.isin(lab_case, vals)] = idx["liver"]
@@ -67,9 +68,15 @@ def _labels(case: Case, sl: tuple[slice, ...], stride: int) -> np.ndarray:
     return np.ascontiguousarray(out[::stride, ::stride, ::stride])
 
 
-def _configs(kind: str) -> list[tuple[str, float]]:
-    spacings = (10.0, 15.0, 20.0) if kind == "ect" else (15.0, 20.0)
-    return [("square4", s) for s in spacings] + [("hexagonal7", s) for s in spacings]
+def _configs(kind: str, target_across_mm: float) -> list[tuple[str, float]]:
+    """Arrays to try, smallest first, starting near the target size (side ≈ target radius)."""
+    allc = [("square4", 10.0), ("square4", 15.0), ("hexagonal7", 15.0), ("hexagonal7", 20.0)]
+    if kind == "ire":
+        allc = allc[1:]
+    reach = {"square4": 0.7, "hexagonal7": 2.0}  # array span ≈ factor × spacing (+ ~5 mm field reach)
+    start = next((i for i, (lay, sp_) in enumerate(allc) if reach[lay] * sp_ + 10.0 >= target_across_mm),
+                 len(allc) - 1)
+    return allc[start:start + 2]
 
 
 def _needles(layout: str, centre_kji: np.ndarray, d_kji: np.ndarray, spacing: float, active: float,
@@ -126,22 +133,22 @@ def plan_electroporation(
     along = tpts @ d_kji
     active = float(np.clip(np.ceil((along.max() - along.min() + 5.0) / 5.0) * 5.0, 10.0, 40.0))
     centre_kji = centre_kji + (0.5 * (along.max() + along.min()) - float(centre_kji @ d_kji)) * d_kji
-    centre_kji = centre_kji - 0.5 * active * d_kji  # hexagonal_array/parallel placement take the active middle
 
     thr_table = np.array([t.reversible_v_per_cm if kind == "ect" else t.irreversible_v_per_cm for t in tissues])
     thr = thr_table[lab] if threshold_v_per_cm is None else np.full(lab.shape, float(threshold_v_per_cm))
     best: dict[str, Any] | None = None
     tried = []
-    for layout, spacing in _configs(kind):
+    across = float((np.ptp(tpts, axis=0)).max() + h.max())
+    for layout, spacing in _configs(kind, across):
         needles, pairs = _needles(layout, centre_kji, d_kji, spacing, active, radius)
         ratio = float(pulses["voltage_to_distance_v_per_cm"]["hexagonal" if layout == "hexagonal7" else "pair"])
         res = ep.solve_field(lab, tissues, h_sim, needles, pairs, voltage_to_distance_v_per_cm=ratio,
-                             iterations=iterations)
+                             iterations=iterations, rtol=1e-5)
         if "max_voltage_v" in pulses:
             cap = float(pulses["max_voltage_v"])
             if max(res.voltages_v) > cap:
                 volts = [min(v, cap) for v in res.voltages_v]
-                res = ep.solve_field(lab, tissues, h_sim, needles, pairs, volts, iterations=iterations)
+                res = ep.solve_field(lab, tissues, h_sim, needles, pairs, volts, iterations=iterations, rtol=1e-5)
         zone_sim = res.field_v_per_cm >= thr
         zone = _upsample(zone_sim, stride, ref.shape)
         field = _upsample(res.field_v_per_cm, stride, ref.shape)

@@ -33,6 +33,7 @@ from latplan.planning.applicators import (
     find_trajectory,
     fit_units,
     heat_sink_vessels,
+    structure_role,
     target_mask,
 )
 from latplan.planning.types import TreatmentPlan
@@ -288,7 +289,7 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int) -> tuple[np.
     table = [tissues["soft_tissue"], tissues["liver"], tissues["tumour"]]
     lab_case = case.labels.array[sl]
     out = np.zeros(lab_case.shape, np.uint8)
-    roles = {n: case.label_table.role(n) for n in case.structure_names()}
+    roles = {n: structure_role(case, n) for n in case.structure_names()}
     for n, r in roles.items():
         vals = case.label_table.values_for(n)
         if r in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.BILE_DUCT):

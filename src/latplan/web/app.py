@@ -677,7 +677,8 @@ def preference_criteria() -> tuple[str, ...]:
 
 
 def planning_parameters(form: Any) -> dict[str, Any]:
-    """Job parameters from the plan form: ``pref_<criterion>`` weights 0–5 (blank = from case.yaml)."""
+    """Job parameters from the plan form: ``pref_<criterion>`` weights 0–5 (blank = from case.yaml);
+    ``quick=1`` → ``simulate: False`` (a rules-only preview without the physics simulations)."""
     prefs: dict[str, float] = {}
     for c in preference_criteria():
         raw = str(form.get(f"pref_{c}", "") or "").strip()
@@ -690,7 +691,10 @@ def planning_parameters(form: Any) -> dict[str, Any]:
         if not 0.0 <= value <= 5.0:
             raise InvalidInputError(f"the weight of {c.replace('_', ' ')} is {value:g}; use 0 (unimportant) to 5 (most important).")
         prefs[c] = value
-    return {"preferences": prefs} if prefs else {}
+    params: dict[str, Any] = {"preferences": prefs} if prefs else {}
+    if str(form.get("quick", "")) == "1":
+        params["simulate"] = False  # rules, ranking and report only: seconds instead of minutes
+    return params
 
 
 def sorted_options(lesion: dict[str, Any]) -> list[dict[str, Any]]:

@@ -270,6 +270,7 @@ def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
 
     ``parameters["preferences"]``: the patient's weights (0–5 per criterion) entered on the case
     page; they override ``case.yaml``'s preferences for this job (and are part of its key).
+    ``parameters["simulate"] = False``: rules-only preview (no physics simulations).
     """
     try:
         from latplan.board import plan_case  # type: ignore[attr-defined]
@@ -282,7 +283,9 @@ def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
     case = load_case_folder(case_dir)
     progress(0.05, "planning")
     prefs = (parameters or {}).get("preferences") or None
-    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8), preferences=prefs)
+    simulate = bool((parameters or {}).get("simulate", True))
+    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8), preferences=prefs,
+                         simulate=simulate)
     plan = _to_jsonable(proposal)
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
     progress(0.82, "writing the report")

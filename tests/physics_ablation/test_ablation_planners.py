@@ -1,0 +1,102 @@
+"""Tests of the thermal and electroporation planners (latplan.planning.thermal / .electroporation)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latplan.case import Case, LabelTable, Patient
+from latplan.imaging.volume import Volume
+from latplan.planning.electroporation import plan_ect
+from latplan.planning.thermal import plan_cryo, plan_mwa, plan_rfa
+
+THERMAL_KEYS = {"min_margin_mm", "coverage_percent", "applicator_count", "covered", "heat_sink_vessels",
+                "collateral_structures", "reason"}
+
+
+def _synthetic_case(lesion_radius_mm: float = 9.0, h: float = 2.0) -> Case:
+    """Body ⊃ liver block ⊃ spherical lesion, a 6 mm vessel beside it, a bowel loop below."""
+    n = 60
+    ax = np.arange(n) * h - n * h / 2
+    kk, jj, ii = np.meshgrid(ax, ax, ax, indexing="ij")
+    lab = np.ones((n, n, n), np.int16) * 4                      # body
+    lab[(np.abs(kk) < 50) & (np.abs(jj) < 40) & (np.abs(ii) < 50)] = 1   # liver
+    lab[(jj - 18) ** 2 + (ii - 0) ** 2 <= 3.0**2] = 3            # portal vein along k, 6 mm
+    lab[(kk + 0) ** 2 + (jj + 42) ** 2 + ii**2 <= 6.0**2] = 5     # bowel loop below the liver
+    lab[kk**2 + jj**2 + ii**2 <= lesion_radius_mm**2] = 2        # lesion
+    lab[:, :, :2] = 0
+    aff = np.diag([h, h, h, 1.0])
+    aff[:3, 3] = -n * h / 2
+    labels = Volume(lab, aff)
+    table = LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body", 5: "colon"})
+    return Case(Patient(id="SYN-1", primary="colorectal"), labels.with_array(np.zeros(lab.shape, np.int16)),
+                labels, table)
+
+
+def test_planner_mwa_metrics_and_margin_parameter() -> None:
+    """Plan contract: metric keys of plan.json, JSON-serialisable summary, the chart caveat;
+    a 10 mm target margin (RAS-mutant colorectal) needs a larger zone than 5 mm."""
+    case = _synthetic_case()
+    p5 = plan_mwa(case, "lesion_1", None, target_margin_mm=5.0)
+    p10 = plan_mwa(case, "lesion_1", None, target_margin_mm=10.0)
+    assert THERMAL_KEYS <= set(p5.metrics)
+    json.dumps(p5.summary())
+    assert any("over-estimate" in c for c in p5.caveats)
+    assert p5.metrics["covered"] and p5.metrics["min_margin_mm"] >= 5.0
+    assert p5.metrics["coverage_percent"] == pytest.approx(100.0)
+    assert p10.metrics["zone_volume_ml"] > p5.metrics["zone_volume_ml"]
+    assert p5.applicators[0]["type"] == "mwa" and "power_w" in p5.applicators[0]["settings"]
+    assert p5.zone is not None and p5.zone.array.any()
+    # the 6 mm vessel 6 mm from the lesion is reported as a heat sink
+    names = [v["name"] for v in p5.metrics["heat_sink_vessels"]]
+    assert "portal_vein" in names
+    assert set(p5.margin_histogram) == {"<0", "0-5", ">=5"}
+
+
+def test_planner_rfa_cryo_on_synthetic_case() -> None:
+    """RFA reports the heat sink in its caveats; cryo lists every probe as an applicator."""
+    case = _synthetic_case()
+    rfa = plan_rfa(case, "lesion_1")
+    assert any("heat sink" in c for c in rfa.caveats)
+    cryo = plan_cryo(case, "lesion_1")
+    assert cryo.metrics["applicator_count"] == len(cryo.applicators)
+    assert all(a["type"] == "cryo" for a in cryo.applicators)
+
+
+def test_planner_ect_small_lesion() -> None:
+    """ECT plan: needles, voltages, a monotonic coverage curve and the field grid."""
+    case = _synthetic_case(lesion_radius_mm=5.0)
+    p = plan_ect(case, "lesion_1", target_margin_mm=2.0, iterations=2)
+    curve = p.metrics["coverage_curve"]["coverage_percent"]
+    assert all(a >= b for a, b in zip(curve, curve[1:], strict=False))
+    assert p.field_v_per_cm is not None and p.metrics["applicator_count"] in (4, 7)
+    assert {"min_margin_mm", "coverage_percent", "covered"} <= set(p.metrics)
+    json.dumps(p.summary())
+
+
+@pytest.mark.slow
+def test_planner_demo_seg6_one_mwa_antenna_covers_with_5mm() -> None:
+    """Issue 4 demo check: the 1.8 cm segment VI lesion (demo case seg6-peripheral-18mm)
+    is covered with ≥ 5 mm margin by one MWA antenna."""
+    from latplan.phantom.demo import build_demo_case
+
+    case = build_demo_case("seg6-peripheral-18mm")
+    p = plan_mwa(case, case.lesion_ids[0], None, target_margin_mm=5.0)
+    assert p.metrics["covered"] is True
+    assert p.metrics["applicator_count"] == 1
+    assert p.metrics["min_margin_mm"] >= 5.0
+    assert p.metrics["trajectory_safe"] is True
+
+
+@pytest.mark.slow
+def test_planner_demo_large_lesion_not_one_rfa_electrode() -> None:
+    """Issue 4 demo check: the 6 cm lesion (demo case large-60mm) cannot be covered by one
+    RFA electrode, and the output says so."""
+    from latplan.phantom.demo import build_demo_case
+
+    case = build_demo_case("large-60mm")
+    p = plan_rfa(case, case.lesion_ids[0], None, target_margin_mm=5.0)
+    assert p.metrics["single_applicator_covers"] is False
+    assert "one RFA electrode cannot cover" in p.metrics["reason"]
