@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_report.py [DEMO_CASE] [--voxel-mm 3]
 Prints a table (seconds, and sizes). Uses the real phantom, board and planners; falls back to
-the in-memory test proposal (tests/report/conftest.py) when the demo case cannot be built.
+the in-memory test proposal (tests/report/report_builders.py) when the demo case cannot be built.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _proposal(name: str | None, voxel_mm: float | None):
         prop = plan_case(case)
         return prop, f"demo case {name} (voxel {voxel_mm or 'default'} mm)", time.perf_counter() - t
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "report"))
-    from conftest import make_proposal
+    from report_builders import make_proposal
 
     return make_proposal(), "in-memory test proposal", 0.0
 

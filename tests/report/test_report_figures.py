@@ -1,6 +1,6 @@
 """Figure content tests ([E]): what is drawn where, not only that a PNG exists.
 
-Cases and plans come from tests/report/conftest.py (numpy phantoms with known geometry).
+Cases and plans come from tests/report/report_builders.py (numpy phantoms with known geometry).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from report_builders import LESION_CENTRE_MM, LESION_RADIUS_MM, make_case, make_plans
 
-from conftest import LESION_CENTRE_MM, LESION_RADIUS_MM, make_case, make_plans
 from latplan.case import Case
 from latplan.imaging.volume import Volume
 from latplan.report import figures as F
@@ -275,3 +275,21 @@ def test_plan_figures_per_modality():
     assert keys["ibt"] == ["isodose", "dvh"]
     assert keys["sbrt"] == ["sbrt"]
     assert keys["tare"] == ["territory"]
+
+
+def test_field_only_plan_draws_threshold_contour():
+    """ECT/IRE plan carrying only |E| (no zone): the picture draws the contour at the plan's numeric
+    threshold and names it in V/cm; a non-numeric threshold ('tissue-specific') never crashes."""
+    case = make_case()
+    from latplan.planning.types import TreatmentPlan
+
+    r = np.linalg.norm(case.image.grid_mm() - LESION_CENTRE_MM, axis=-1)
+    field = case.image.with_array((1200.0 * 10.0 / np.maximum(r, 5.0)).astype(np.float32))  # 600 V/cm at r = 20 mm
+    plan = TreatmentPlan(modality="ire", lesion_id="lesion_1", metrics={}, field_v_per_cm=field,
+                         parameters={"threshold_v_per_cm": 600.0})
+    _, drawings, info = F.ablation_figure(case, plan)
+    labels = {e.label for d in drawings for e in d.legend}
+    assert "|E| ≥ 600 V/cm" in labels and info["margin_mm"] is None
+    plan.parameters = {"threshold_v_per_cm": "tissue-specific"}
+    _, drawings, _ = F.ablation_figure(case, plan)
+    assert not any("V/cm" in e.label for d in drawings for e in d.legend)

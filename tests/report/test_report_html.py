@@ -1,4 +1,4 @@
-"""HTML/PDF report tests ([E]) on the in-memory proposal of tests/report/conftest.py."""
+"""HTML/PDF report tests ([E]) on the in-memory proposal of tests/report/report_builders.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from report_builders import make_proposal
 
-from conftest import make_proposal
 from latplan.report import writer
 from latplan.report.context import build_context, build_patient_context, plain_language
 from latplan.report.writer import ReportError, render_context_html, render_patient_html, write_reports

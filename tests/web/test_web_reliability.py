@@ -114,3 +114,36 @@ def test_web_concurrent_decisions_all_stored(settings, case_zip):
     eng.dispose()
     assert sorted(d.version for d in rows) == list(range(1, 21))
     assert sorted(d.rationale for d in rows) == sorted(f"post {n}" for n in range(20))
+
+
+@pytest.mark.slow
+def test_web_served_worker_restarted_after_crash(tmp_path, case_zip, monkeypatch):
+    """The app restarts its planning worker when it dies mid-job; the job then completes once."""
+    from webtest_helpers import make_settings, seed_users
+
+    from latplan.web.app import create_app
+
+    monkeypatch.setenv("LATPLAN_FAKE_PLANNER_DELAY_S", "6")
+    settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "data", start_worker=True)
+    seed_users(settings)
+    app = create_app(settings)
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        csrf = http_login(c, "coord")
+        r = c.post("/cases", files={"upload": ("c.zip", case_zip, "application/zip")},
+                   data={"board_id": "1", "csrf_token": csrf}, headers={"accept": "application/json"})
+        case_id = r.json()["id"]
+        c.post(f"/cases/{case_id}/plan", headers={"X-CSRF-Token": csrf})
+        deadline = time.monotonic() + 60
+        while c.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json()["progress"] <= 0.1:
+            assert time.monotonic() < deadline, "the worker did not start the job"
+            time.sleep(0.2)
+        first = app.state.worker
+        os.kill(first.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while (job := c.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json())["status"] != "done":
+            assert time.monotonic() < deadline, f"the job did not complete after the crash: {job}"
+            time.sleep(0.5)
+        assert app.state.worker is not first and app.state.worker_restarts >= 1
+    assert job["attempts"] == 2
+    _, n_jobs, n_opts = _job(settings)
+    assert (n_jobs, n_opts) == (1, 5)

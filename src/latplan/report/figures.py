@@ -554,7 +554,10 @@ def ablation_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tup
         markers.append((point, f"minimal margin {shown:.1f} mm"))
         centre = point
     threshold = plan.parameters.get("threshold_v_per_cm") if isinstance(plan.parameters, Mapping) else None
-    zone_label = "|E| ≥ threshold (predicted)" if plan.field_v_per_cm is not None else "predicted ablation zone"
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        threshold = None  # e.g. "tissue-specific": the zone (|E| ≥ each tissue's threshold) is drawn instead
+    zone_label = ("predicted electroporated zone (|E| ≥ threshold)" if plan.field_v_per_cm is not None
+                  else "predicted ablation zone")
     fov = fov_mm or _default_fov_mm(case, lesion_id)
     title = f"{lesion_id.replace('_', ' ')} · {plan.modality.upper()}: predicted zone, planes through the minimal margin"
     fig, drawings = _three_views(

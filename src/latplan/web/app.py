@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -107,15 +108,34 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
-        proc = None
+        stop = threading.Event()
+        supervisor = None
         if settings.start_worker:
-            proc = subprocess.Popen([sys.executable, "-m", "latplan.web.worker"],
-                                    env={**os.environ, **settings.to_env()})
-            _app.state.worker = proc
+            def start() -> subprocess.Popen[bytes]:
+                return subprocess.Popen([sys.executable, "-m", "latplan.web.worker"],
+                                        env={**os.environ, **settings.to_env()})
+
+            _app.state.worker = start()
+            _app.state.worker_restarts = 0
+
+            def supervise() -> None:
+                # a worker that dies (crash, OOM kill) is started again; at its start it re-queues
+                # the job it was running, so that job completes once
+                while not stop.wait(2.0):
+                    if _app.state.worker.poll() is not None:
+                        log.warning("planning worker exited with %s; starting it again", _app.state.worker.returncode)
+                        _app.state.worker = start()
+                        _app.state.worker_restarts += 1
+
+            supervisor = threading.Thread(target=supervise, name="latplan-worker-supervisor", daemon=True)
+            supervisor.start()
         try:
             yield
         finally:
-            if proc is not None:
+            stop.set()
+            if supervisor is not None:
+                supervisor.join(5)
+                proc = _app.state.worker
                 proc.terminate()
                 try:
                     proc.wait(10)
