@@ -51,6 +51,45 @@ def _board_progress(progress: Progress | None, name: str, done: int, total: int)
     return cb
 
 
+def _summary_cells(plan_json: dict[str, Any]) -> dict[str, str]:
+    """Index-page cells: lesion count and the top-ranked strategy's steps."""
+    cells = {"lesions": str(len(plan_json.get("lesions", [])))}
+    strategies = sorted(plan_json.get("strategies", []) or [],
+                        key=lambda s: (s.get("rank") is None, s.get("rank") or 0))
+    if strategies:
+        steps = sorted(strategies[0].get("steps", []) or [], key=lambda st: st.get("order") or 0)
+        cells["top"] = " → ".join(modality_name(str(st.get("modality"))) for st in steps)
+    return cells
+
+
+def _followup_row(out: Path, result: DemoResult, *, simulate: bool, pdf: bool,
+                  progress: Progress | None, total: int) -> dict[str, Any]:
+    """Run the Figure 2 follow-up demo and describe it as one index row."""
+    import json
+
+    from latplan.followup.demo import run_fig2_followup_demo
+
+    name = "fig2-followup-3m (residual rim re-planned)"
+    row: dict[str, Any] = {"name": name, "lesions": "—", "top": "—", "error": None, "case_dir": None,
+                           "report_pdf": "", "patient_pdf": ""}
+    if progress:
+        progress(f"{name}: follow-up analysis and re-planning", total, total)
+    try:
+        files = run_fig2_followup_demo(out / "followup" / "fig2", plan=simulate, pdf=pdf)
+        row["case_dir"] = os.path.relpath(files["case"], out)
+        reports = files.get("plan_3m")
+        if reports:
+            result.reports[name] = reports
+            row.update({k: os.path.relpath(v, out) for k, v in reports.items()})
+            row.update(_summary_cells(json.loads(Path(reports["plan_json"]).read_text(encoding="utf-8"))))
+        else:
+            row["error"] = "re-planning skipped (--no-simulate); see followup.json"
+    except LatplanError as exc:
+        row["error"] = str(exc)
+        result.errors[name] = str(exc)
+    return row
+
+
 def run_demo(
     out_dir: str | Path,
     names: Sequence[str] | None = None,
@@ -59,11 +98,14 @@ def run_demo(
     simulate: bool = True,
     pdf: bool = True,
     build_case: Callable[[str], Any] | None = None,
+    followup: bool | None = None,
 ) -> DemoResult:
     """Build, save, plan and report the demo cases ``names`` (default: all) into ``out_dir``.
 
     ``build_case`` replaces :func:`latplan.phantom.build_demo_case` (tests pass a coarse
-    builder). Needs [A2] phantom, [A1] case folders and [D] board.
+    builder). ``followup`` adds the seed's Figure 2 follow-up (3-month residual rim analysed,
+    then re-planned; :func:`latplan.followup.demo.run_fig2_followup_demo`); by default it runs
+    when all demo cases are asked for. Needs [A2] phantom, [A1] case folders and [D] board.
     """
     from latplan.board import plan_case
     from latplan.imaging.case_folder import load_case_folder, save_case_folder
@@ -101,18 +143,15 @@ def run_demo(
             row.update({k: os.path.relpath(v, out) for k, v in files.items()})
             row.setdefault("report_pdf", "")
             row.setdefault("patient_pdf", "")
-            row["lesions"] = str(len(proposal.plan_json.get("lesions", [])))
-            strategies = sorted(proposal.plan_json.get("strategies", []) or [],
-                                key=lambda s: (s.get("rank") is None, s.get("rank") or 0))
-            if strategies:
-                steps = sorted(strategies[0].get("steps", []) or [], key=lambda st: st.get("order") or 0)
-                row["top"] = " → ".join(modality_name(str(st.get("modality"))) for st in steps)
+            row.update(_summary_cells(proposal.plan_json))
         except LatplanError as exc:
             row["error"] = str(exc)
             result.errors[name] = str(exc)
         rows.append(row)
         if progress:
             progress(f"{name}: done", i + 1, total)
+    if followup if followup is not None else not names:
+        rows.append(_followup_row(out, result, simulate=simulate, pdf=pdf, progress=progress, total=total))
     try:
         version = importlib.metadata.version("latplan")
     except importlib.metadata.PackageNotFoundError:
