@@ -133,7 +133,7 @@ def _definition(oligo_definition: str | Mapping[str, Any] | None) -> tuple[str, 
 # ---------------------------------------------------------------------------------------------
 def _liver_names(case: Case) -> list[str]:
     return [n for n in case.structure_names()
-            if case.label_table.role(n) in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT)]
+            if case.role(n) in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT)]
 
 
 def liver_mask(case: Case, include_lesions: bool = True) -> Volume:

@@ -107,8 +107,7 @@ def structure_role(case: Case, name: str) -> StructureRole | None:
     from latplan.errors import UnknownStructureError
 
     try:
-        role = getattr(case, "role", None)
-        return role(name) if callable(role) else case.label_table.role(name)
+        return case.role(name)
     except UnknownStructureError:
         try:
             return role_of(name)

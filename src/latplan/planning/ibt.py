@@ -136,7 +136,7 @@ structure_names_cached = _names
 def liver_mask(case: Any) -> np.ndarray | None:
     """Liver = the ``liver`` structure ∪ Couinaud segments ∪ lesions inside them; None when absent."""
     parts = [n for n in _names(case)
-             if n == "liver" or case.label_table.role(n) == StructureRole.LIVER_SEGMENT]
+             if n == "liver" or case.role(n) == StructureRole.LIVER_SEGMENT]
     if not parts:
         return None
     m = np.zeros(case.labels.shape, bool)
@@ -181,7 +181,7 @@ def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: s
     for name in _names(case):
         if name in lesion_names:
             continue
-        role = case.label_table.role(name)
+        role = case.role(name)
         if role in _FORBIDDEN_ROLES:
             forbidden |= case.mask_array(name)
             names.append(name)

@@ -267,7 +267,7 @@ def draw_slice(
     fill = dict(fill or {})
     for name in names:
         try:
-            role = case.label_table.role(name)
+            role = case.role(name)
         except Exception:
             role = None
         if structures is None and role in _SKIP_ROLES and name not in fill and name != highlight:

@@ -75,7 +75,7 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
                    "cal_min": lo, "cal_max": hi, "visible": True})
     names = case.structure_names()
     for stem, label, roles, cmap, opacity in GROUPS:
-        members = [n for n in names if _role_value(case.label_table.role(n)) in roles
+        members = [n for n in names if _role_value(case.role(n)) in roles
                    or any(n.startswith(r) for r in roles)]
         if not members:
             continue
