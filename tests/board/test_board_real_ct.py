@@ -20,9 +20,8 @@ from latplan.board import plan_case, plan_json_text, plan_schema
 
 @pytest.mark.shared_data
 def test_real_ct_inserted_lesion_unknown_anatomy(shared_data, vignette) -> None:
-    case_folder = pytest.importorskip("latplan.imaging.case_folder")
-    insert = pytest.importorskip("latplan.imaging.insert")
-    pytest.importorskip("latplan.anatomy.measure")
+    from latplan.imaging import case_folder, insert
+
     d = shared_data / "external" / "totalseg-ct-3mm"
     case = case_folder.load_case_from_images(d / "image.nii.gz", d / "labels.nii.gz", d / "labels.yaml",
                                              vignette.patient())

@@ -52,7 +52,6 @@ def test_real_ct_with_inserted_lesion_via_cli(shared_data: Path, tmp_path: Path)
     """Real CT + inserted lesion → `latplan plan CASE --out OUT` writes every report. The lesion has
     no bile duct / hepatic veins segmented, so options are flagged for review and the report says
     which inputs are missing; the slices show the lesion outline and its 3-view thumbnail."""
-    pytest.importorskip("latplan.board")
     from latplan.imaging.case_folder import load_case_folder, save_case_folder
     from latplan.imaging.insert import insert_lesion
 
@@ -97,8 +96,7 @@ def _coarse(name: str):
 def test_demo_one_case_coarse(tmp_path: Path):
     """`run_demo` on the first demo case (coarse grid, with simulations): case folder, reports, index."""
     names = _demo_names()
-    if not names:
-        pytest.skip("no demo case shipped yet by latplan.phantom ([A2]); this test runs once they exist")
+    assert names, "latplan.phantom ships no demo case"
     from latplan.report import run_demo
 
     res = run_demo(tmp_path, names[:1], build_case=_coarse)
@@ -116,8 +114,7 @@ def test_demo_one_case_coarse(tmp_path: Path):
 def test_demo_all_cases_render(tmp_path: Path):
     """Reports render for every demo case (coarse grid): no case fails, no figure fails."""
     names = _demo_names()
-    if not names:
-        pytest.skip("no demo case shipped yet by latplan.phantom ([A2]); this test runs once they exist")
+    assert names, "latplan.phantom ships no demo case"
     from latplan.report import run_demo
 
     res = run_demo(tmp_path, names, build_case=_coarse)
@@ -130,8 +127,7 @@ def test_demo_all_cases_render(tmp_path: Path):
 def test_demo_cli(tmp_path: Path):
     """`latplan demo --out OUT --cases NAME` writes OUT/index.html linking the case's reports."""
     names = _demo_names()
-    if not names:
-        pytest.skip("no demo case shipped yet by latplan.phantom ([A2]); this test runs once they exist")
+    assert names, "latplan.phantom ships no demo case"
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--cases", names[0], "--no-pdf"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "index.html").is_file()
