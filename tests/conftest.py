@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Under pytest-xdist every worker is its own process on the same cores: numba's own threads on
+# top of that oversubscribe the CPU, and its parallel kernels wait at every step's barrier for a
+# descheduled thread (measured: a heating step 5–8× slower). One numba thread per worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
 import matplotlib
 import pytest
 

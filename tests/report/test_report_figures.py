@@ -293,3 +293,37 @@ def test_field_only_plan_draws_threshold_contour():
     plan.parameters = {"threshold_v_per_cm": "tissue-specific"}
     _, drawings, _ = F.ablation_figure(case, plan)
     assert not any("V/cm" in e.label for d in drawings for e in d.legend)
+
+
+def test_heat_sink_lost_region_drawn_where_it_is():
+    """A thermal plan's heat-sink loss (a known 6 mm cube beside the lesion) is drawn in the
+    heat-sink colour at its hand-computed pixel position (tolerance: half the cube + 2 pixels), and
+    plan_figures adds the 'heat_sink' picture with the margins before/after in its caption."""
+    from latplan.report.colours import OVERLAY_COLOURS
+
+    case = make_case()
+    fov = 140.0
+    lost = np.zeros(case.labels.shape, bool)
+    point = np.array([20.0, 0.0, 0.0])  # LPS mm: 20 mm to the patient's left of the centre
+    k, j, i = np.round(case.labels.mm_to_index(point)).astype(int)
+    r = max(1, round(3.0 / float(case.labels.spacing_kji_mm.min())))
+    lost[k - r:k + r + 1, j - r:j + r + 1, i - r:i + r + 1] = True
+    rgb, drawing, _ = _render(case, "axial", np.zeros(3), fov_mm=fov, heat_sink_lost=case.labels.with_array(lost))
+    plain, _, _ = _render(case, "axial", np.zeros(3), fov_mm=fov)
+    changed = np.abs(rgb - plain).sum(axis=-1) > 0
+    px = np.argwhere(changed & (np.abs(rgb - plain).sum(axis=-1) > 30))
+    assert len(px) > 10, "nothing drawn for the heat-sink region"
+    assert len(_pixels_of(rgb[changed][None], OVERLAY_COLOURS["heat_sink"], tol=60)) > 10, "heat-sink colour absent"
+    row_c, col_c = px.mean(axis=0)
+    # axial: patient's left (+x) on the image right; columns grow with +x
+    expect_col = N_PX / 2 + point[0] / (fov / N_PX)
+    assert abs(col_c - expect_col) <= (3.0 + 1.0) / (fov / N_PX) + 2
+    assert abs(row_c - N_PX / 2) <= (3.0 + 1.0) / (fov / N_PX) + 2
+    assert any("heat sink" in e.label for e in drawing.legend)
+    plan = make_plans(case)[("lesion_1", "mwa")]
+    plan.heat_sink_lost = case.labels.with_array(lost)
+    plan.metrics["heat_sink"] = {"cut_back_mm": 3.0, "zone_lost_ml": 0.3, "min_margin_without_heat_sink_mm": 6.0,
+                                 "min_margin_with_heat_sink_mm": 2.0}
+    figs = {f.key: f for f in F.plan_figures(case, plan)}
+    assert "heat_sink" in figs and "6.0 mm without and 2.0 mm with" in figs["heat_sink"].caption
+    assert figs["heat_sink"].png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -43,6 +43,7 @@ class TreatmentPlan:
     field_v_per_cm: Volume | None = None  # max |E| over electrode pairs (V/cm), ECT/IRE
     temperature_c: Volume | None = None   # peak temperature (°C), bioheat
     target: Volume | None = None          # the target the plan aims at (CTV or lesion + margin), bool
+    heat_sink_lost: Volume | None = None  # bool: zone removed by the vessels' heat sink (thermal, Pennes)
     dvh: list[DVHCurve] = field(default_factory=list)
     prescription_gy: float | None = None
     margin_histogram: dict[str, float] | None = None  # {"<0": %, "0-5": %, ">=5": %} of tumour surface

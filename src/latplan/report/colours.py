@@ -100,6 +100,7 @@ OVERLAY_COLOURS: dict[str, str] = {
     "min_margin": "#ffffff",    # marker of the minimal-margin point
     "applicator": "#e8e8e8",    # needles, catheters, electrodes
     "territory": "#4dd2ff",     # TACE/TARE treated territory (segments)
+    "heat_sink": "#ffd400",     # zone lost to the heat sink of a vessel (thermal ablation)
 }
 
 #: isodose level (% of prescription) → colour; other levels use a fixed colormap

@@ -52,6 +52,7 @@ __all__ = [
     "draw_slice",
     "dvh_figure",
     "figure_png",
+    "heat_sink_figure",
     "isodose_figure",
     "lesion_centre_mm",
     "lesion_views_figure",
@@ -210,6 +211,7 @@ def draw_slice(
     zone_label: str = "predicted ablation zone",
     target: Volume | None = None,
     target_label: str = "target (PTV/CTV)",
+    heat_sink_lost: Volume | None = None,
     dose: Volume | None = None,
     prescription_gy: float | None = None,
     isodose_percents: Sequence[float] = DEFAULT_ISODOSE_PERCENTS,
@@ -295,6 +297,12 @@ def draw_slice(
             ax.contourf(z, levels=[0.5, 1.5], colors=[OVERLAY_COLOURS["zone"]], alpha=0.22)
             ax.contour(z, levels=[0.5], colors=[OVERLAY_COLOURS["zone"]], linewidths=lw * 1.4)
         drawing.legend.append(LegendEntry(zone_label, OVERLAY_COLOURS["zone"], "fill"))
+    if heat_sink_lost is not None:
+        hl = _sample(heat_sink_lost, pts, order=0, cval=0.0)
+        if hl.max() >= 0.5:
+            ax.contourf(hl, levels=[0.5, 1.5], colors="none", hatches=["////"])
+            ax.contour(hl, levels=[0.5], colors=[OVERLAY_COLOURS["heat_sink"]], linewidths=lw * 1.2)
+        drawing.legend.append(LegendEntry("zone lost to the vessel's heat sink", OVERLAY_COLOURS["heat_sink"], "line"))
     if target is not None:
         t = _sample(target, pts, order=1, cval=0.0)
         if t.max() >= 0.5:
@@ -570,6 +578,25 @@ def ablation_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tup
     return fig, drawings, info
 
 
+def heat_sink_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tuple[Figure, list[SliceDrawing]]:
+    """Thermal plan: the predicted zone after the heat sink, the part the vessels' heat sink
+    removes (hatched yellow) and the vessels, in planes through the lost voxel nearest the lesion."""
+    lost = plan.heat_sink_lost
+    if lost is None or not np.asarray(lost.array).any():
+        raise InvalidInputError(f"plan {plan.modality} for {plan.lesion_id} has no zone lost to a heat sink to draw.")
+    mask = case.lesion_mask(plan.lesion_id)
+    centre = lesion_centre_mm(mask)
+    pts = lost.index_to_mm(np.argwhere(np.asarray(lost.array, bool)).astype(float))
+    point = pts[int(np.argmin(np.linalg.norm(pts - centre, axis=1)))]
+    hs = plan.metrics.get("heat_sink", {}) if isinstance(plan.metrics, Mapping) else {}
+    fov = fov_mm or _default_fov_mm(case, plan.lesion_id)
+    title = (f"{plan.lesion_id.replace('_', ' ')} · {plan.modality.upper()}: heat sink cuts the zone back by up to "
+             f"{hs.get('cut_back_mm', float('nan')):.1f} mm")
+    return _three_views(case, np.asarray(point), fov_mm=fov, suptitle=title, highlight=plan.lesion_id,
+                        structures=None, zone=plan.zone, zone_label="predicted ablation zone (after heat sink)",
+                        heat_sink_lost=lost, applicators=plan.applicators)
+
+
 def isodose_figure(
     case: Any, plan: Any, *, percents: Sequence[float] = DEFAULT_ISODOSE_PERCENTS, fov_mm: float | None = None
 ) -> tuple[Figure, list[SliceDrawing]]:
@@ -762,7 +789,7 @@ def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class PlanFigure:
-    key: str       # zone | isodose | dvh | margins | sbrt | territory
+    key: str       # zone | heat_sink | isodose | dvh | margins | sbrt | territory
     caption: str
     png: bytes
 
@@ -783,6 +810,16 @@ def plan_figures(case: Any, plan: Any, *, segments: Sequence[str] = (), dpi: int
         fig, _, info = ablation_figure(case, plan)
         where = "" if info["margin_mm"] is None else " The × marks the point of minimal margin; the planes pass through it."
         out.append(PlanFigure("zone", f"Predicted treated zone around the lesion.{where}", figure_png(fig, dpi=dpi)))
+        lost = getattr(plan, "heat_sink_lost", None)
+        if lost is not None and np.asarray(lost.array).any():
+            hs = plan.metrics.get("heat_sink", {})
+            fig, _ = heat_sink_figure(case, plan)
+            out.append(PlanFigure(
+                "heat_sink",
+                f"Heat sink: tissue beside the vessels that the simulation leaves unablated (hatched yellow, "
+                f"{hs.get('zone_lost_ml', 0):.1f} ml); minimal margin {hs.get('min_margin_without_heat_sink_mm', 0):.1f} mm "
+                f"without and {hs.get('min_margin_with_heat_sink_mm', 0):.1f} mm with the heat sink.",
+                figure_png(fig, dpi=dpi)))
         if plan.margin_histogram:
             out.append(PlanFigure("margins", "Share of the tumour surface by margin width.",
                                   figure_png(margin_histogram_figure(plan.margin_histogram), dpi=dpi)))
