@@ -249,3 +249,90 @@ def test_bioheat_mwa_calibration_and_chart_consistency() -> None:
     within = sum(abs(r["diff_percent"]) <= 20.0 for r in others)
     assert within / len(others) >= 0.4
     assert all(0.5 < r["model_ml"] / r["chart_ml"] < 2.0 for r in rows)
+
+
+# --- optional GPU path (CuPy): the same references; skipped where no CUDA GPU is present ----------
+def _need_gpu() -> None:
+    from latplan.physics.bioheat_gpu import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no CuPy/CUDA GPU on this machine: the GPU bioheat path is optional (CI has none)")
+
+
+def test_bioheat_gpu_gaussian_conduction_matches_analytic() -> None:
+    """GPU path, same reference and tolerance as the CPU test: Gaussian excess in an infinite
+    medium, 1 mm grid, σ0 = 4 mm, 120 s, 1 % of the amplitude."""
+    _need_gpu()
+    h, n, a, s0 = 1.0, 61, 10.0, 4.0
+    x = (np.arange(n) - n // 2) * h
+    k, j, i = np.meshgrid(x, x, x, indexing="ij")
+    r2 = k**2 + j**2 + i**2
+    t0 = 37.0 + a * np.exp(-r2 / (2 * s0**2))
+    res = bh.simulate_heating(np.zeros((n, n, n), np.uint8), [LIVER_NOPERF], (h, h, h), 120.0,
+                              initial_temperature_c=t0.astype(np.float32), damage_gate_c=1e3, backend="gpu")
+    assert res.info["backend"] == "gpu"
+    alpha_mm2_s = LIVER.conductivity_w_m_k / LIVER.rho_c * 1e6
+    s2 = s0**2 + 2 * alpha_mm2_s * 120.0
+    exact = 37.0 + a * (s0**2 / s2) ** 1.5 * np.exp(-r2 / (2 * s2))
+    assert np.abs(res.temperature_c - exact).max() < 0.01 * a
+
+
+def test_bioheat_gpu_energy_conservation_and_steady_state() -> None:
+    """GPU path: first law without perfusion (0.5 %) and the sparse steady state of the
+    discrete system with perfusion (1 % of the rise), as the CPU tests."""
+    _need_gpu()
+    h, n = 1.0, 61
+    c = (n // 2) * h
+    q = bh.mwa_source((n, n, n), (h, h, h), (c, c, c), (1.0, 0.0, 0.0))
+    res = bh.simulate_heating(np.zeros((n, n, n), np.uint8), [LIVER_NOPERF], (h, h, h), 60.0,
+                              source_w_m3_per_w=q, power_w=2.0, backend="gpu")
+    stored = float(np.sum(res.temperature_c.astype(float) - 37.0)) * LIVER.rho_c * (h * 1e-3) ** 3
+    assert stored == pytest.approx(2.0 * 60.0, rel=0.005)
+    h, n = 2.0, 31
+    q = np.zeros((n, n, n), np.float32)
+    q[15, 15, 15] = 1.0 / (h * 1e-3) ** 3
+    ss = bh.steady_state(np.zeros((n, n, n), np.uint8), [LIVER], (h, h, h), 0.2 * q.astype(float))
+    res = bh.simulate_heating(np.zeros((n, n, n), np.uint8), [LIVER], (h, h, h), 5000.0, source_w_m3_per_w=q,
+                              power_w=0.2, damage_gate_c=1e3, backend="gpu")
+    assert np.abs(res.temperature_c - ss).max() < 0.01 * (ss.max() - 37.0)
+
+
+def test_bioheat_gpu_matches_cpu_with_vessel_and_rfa() -> None:
+    """GPU vs the CPU reference on a heterogeneous grid (liver + a Ø 5 mm vessel heat sink,
+    face conductivities, coagulation stopping perfusion): MWA 120 s and a temperature-controlled
+    RFA run (roll-off logic reads the sensor on the device). Peak temperature within 0.05 K,
+    coagulation zones differ in < 0.5 % of their voxels (float32 summation order)."""
+    _need_gpu()
+    h, n = 1.0, 41
+    c = (n // 2) * h
+    _kk, jj, ii = np.meshgrid(*(np.arange(n) * h,) * 3, indexing="ij")
+    lab = np.zeros((n, n, n), np.uint8)
+    lab[(jj - (c + 9.0)) ** 2 + (ii - c) ** 2 <= 2.5**2] = 1
+    tissues = [LIVER, bh.vessel_tissue(5.0)]
+    m = bh.mwa_model("covidien_emprint")
+    q = bh.mwa_source(lab.shape, (h, h, h), (c, c, c), (1.0, 0.0, 0.0), penetration_mm=m.penetration_mm,
+                      elongation=m.elongation, core_mm=m.core_mm)
+    qr, el = bh.rfa_source(lab.shape, (h, h, h), (c + 10.0, c, c), (1.0, 0.0, 0.0))
+    runs = (dict(source_w_m3_per_w=q, power_w=m.efficiency * 60.0, vaporisation_c=100.0),
+            dict(source_w_m3_per_w=qr, rfa=bh.RfaController(), sensor=el))
+    for kw in runs:
+        cpu = bh.simulate_heating(lab, tissues, (h, h, h), 120.0, backend="cpu", **kw)
+        gpu = bh.simulate_heating(lab, tissues, (h, h, h), 120.0, backend="gpu", **kw)
+        assert np.abs(gpu.peak_temperature_c - cpu.peak_temperature_c).max() < 0.05
+        assert cpu.zone.any()
+        assert np.count_nonzero(gpu.zone ^ cpu.zone) <= 0.005 * cpu.zone.sum()
+
+
+def test_bioheat_backend_names_checked() -> None:
+    """An unknown backend is refused in words; 'gpu' without a GPU raises NotAvailableError."""
+    from latplan.errors import NotAvailableError
+    from latplan.physics.bioheat_gpu import gpu_available
+
+    lab = np.zeros((5, 5, 5), np.uint8)
+    with pytest.raises(InvalidInputError, match="backend"):
+        bh.simulate_heating(lab, [LIVER], (1.0, 1.0, 1.0), 1.0, backend="tpu")
+    if not gpu_available():
+        with pytest.raises(NotAvailableError, match="backend='cpu'"):
+            bh.simulate_heating(lab, [LIVER], (1.0, 1.0, 1.0), 1.0, backend="gpu")
+        r = bh.simulate_heating(lab, [LIVER], (1.0, 1.0, 1.0), 1.0, backend="auto")
+        assert r.info["backend"] == "cpu"

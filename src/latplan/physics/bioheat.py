@@ -406,6 +406,19 @@ def _tables(tissues: Sequence[Tissue], labels: np.ndarray) -> dict[str, np.ndarr
     }
 
 
+def _gpu_stepper(backend: str, *arrays: Any) -> Any:
+    """The CUDA stepper for ``backend`` 'gpu' / 'auto' (None = use the CPU kernel)."""
+    if backend not in ("cpu", "gpu", "auto"):
+        raise InvalidInputError(f"backend must be 'cpu', 'gpu' or 'auto'; got {backend!r}.")
+    if backend == "cpu":
+        return None
+    from latplan.physics import bioheat_gpu
+
+    if backend == "auto" and not bioheat_gpu.gpu_available():
+        return None
+    return bioheat_gpu.GpuHeatStepper(*arrays)
+
+
 def _face_conductivities(kface: np.ndarray, lab: np.ndarray, ih: np.ndarray) -> tuple[np.ndarray, ...]:
     """Face conductivities towards +k, +j, +i (harmonic mean of the two voxels, W/m/K) divided
     by h² (→ W/m³/K); the last slab along each axis is unused (outer faces are Dirichlet)."""
@@ -580,6 +593,7 @@ def simulate_heating(
     cem43: bool = False,
     dt_s: float | None = None,
     vaporisation_c: float | None = None,
+    backend: str = "cpu",
 ) -> BioheatResult:
     """Run a heating simulation (MWA: constant absorbed ``power_w``; RFA: ``rfa`` controller).
 
@@ -603,6 +617,9 @@ def simulate_heating(
         When set (e.g. 100 °C), tissue temperature is capped there and the surplus energy is
         counted as lost to vaporisation (steam leaving the tissue) — see the MWA calibration.
         None = no cap (energy-conserving; used by the analytic tests).
+    backend:
+        ``"cpu"`` (numba, the reference), ``"gpu"`` (CuPy/CUDA, :mod:`latplan.physics.bioheat_gpu`;
+        :class:`~latplan.errors.NotAvailableError` without one) or ``"auto"`` (GPU when present).
 
     Returns
     -------
@@ -697,11 +714,12 @@ def simulate_heating(
     rolloffs = 0
     updates = 0
     kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
+    gpu = _gpu_stepper(backend, t_old, damage, peak, lab, q, k_uniform, kfk, kfj, kfi, av, wv, tab["stop"])
     start = time.perf_counter()
     for step in range(n):
         now = step * dt
         if rfa is not None:
-            te = float(t_old[sensor_idx].max())
+            te = gpu.max_at(sensor_idx) if gpu is not None else float(t_old[sensor_idx].max())
             if te >= rfa.rolloff_c:
                 pause_until = now + rfa.pause_s
                 rolloffs += 1
@@ -713,6 +731,10 @@ def simulate_heating(
                 integ = min(max(integ + rfa.integral_w_per_k_s * err * dt, 0.0), rfa.max_power_w)
                 p = min(max(rfa.gain_w_per_k * err + integ, 0.0), rfa.max_power_w)
         powers[step] = p
+        if gpu is not None:
+            gpu.step(p, t_blood, dt, ln_a, ea_r, hot_c, gate, cem43, t_cap)
+            updates += int(np.prod([n_ - 2 for n_ in shape]))
+            continue
         kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
                np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), cem43, np.float32(t_cap), box)
         updates += int((box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]))
@@ -724,7 +746,11 @@ def simulate_heating(
             # t_new must equal t_old outside the box: both were untouched there since t0
             if np.array_equal(box, interior):
                 quiescent = False
+    if gpu is not None:
+        gpu.synchronize()
     wall = time.perf_counter() - start
+    if gpu is not None:
+        t_old, peak, damage = gpu.fetch()
     threshold = float(arr["cem43_threshold_min"]) if cem43 else 1.0
     return BioheatResult(
         temperature_c=t_old,
@@ -744,6 +770,7 @@ def simulate_heating(
             "damage_model": "CEM43" if cem43 else "Arrhenius",
             "rolloffs": rolloffs,
             "energy_j": float(powers.sum() * dt),
+            "backend": "gpu" if gpu is not None else "cpu",
         },
     )
 
