@@ -94,3 +94,21 @@ def test_ibt_verdict(metrics: dict, verdict: str) -> None:
 def test_tare_verdict(metrics: dict, verdict: str) -> None:
     """TARE: an activity cut back by the lung-dose limit does not reach the dose goal (Kennedy 2007 lung limit)."""
     assert simulate.verdict("tare", TreatmentPlan("tare", "lesion_1", metrics), None)[0] == verdict
+
+
+@pytest.mark.parametrize(("modality", "metrics", "verdict"), [
+    # ECT covers the tumour (no margin demanded): 99.7 % ≥ 95 % goal achieves although the margin is −1 mm
+    ("ect", {"coverage_percent": 99.7, "min_margin_mm": -1.0, "target_coverage_percent": 99.7,
+             "coverage_goal_percent": 95.0, "coverage_target": "tumour", "covered": True}, "achieves"),
+    ("ire", {"coverage_percent": 80.0, "min_margin_mm": -3.0, "target_coverage_percent": 28.0,
+             "coverage_goal_percent": 95.0, "coverage_target": "tumour+margin", "covered": False,
+             "limited_by": "voltage"}, "fails"),
+    # a plan without its own goal falls back to the ablation rule (coverage ≥ 99 %, margin ≥ target)
+    ("ire", {"coverage_percent": 100.0, "min_margin_mm": 2.0}, "fails")])
+def test_electroporation_verdict_uses_the_plans_goal(modality: str, metrics: dict, verdict: str) -> None:
+    """ECT/IRE: the planner states its goal (≥ 95 % of the target above the field threshold; ECT's target
+    is the tumour, IRE's tumour + margin — PHYSICS.md coverage definition); the verdict follows it."""
+    v, text = simulate.verdict(modality, TreatmentPlan(modality, "lesion_1", metrics), 5.0)
+    assert v == verdict
+    if verdict == "fails" and "limited_by" in metrics:
+        assert "limited by voltage" in text

@@ -67,12 +67,14 @@ def test_planner_rfa_cryo_on_synthetic_case() -> None:
 
 
 def test_planner_ect_small_lesion() -> None:
-    """ECT plan: needles, voltages, a monotonic coverage curve and the field grid."""
+    """ECT plan contract: one applicator per needle, one voltage per pulsed pair, a monotonic
+    coverage curve, the field grid and a JSON-serialisable summary."""
     case = _synthetic_case(lesion_radius_mm=5.0)
     p = plan_ect(case, "lesion_1", target_margin_mm=2.0, iterations=2)
     curve = p.metrics["coverage_curve"]["coverage_percent"]
     assert all(a >= b for a, b in itertools.pairwise(curve))
-    assert p.field_v_per_cm is not None and p.metrics["applicator_count"] in (4, 7)
+    assert p.field_v_per_cm is not None and p.metrics["applicator_count"] == len(p.applicators) >= 2
+    assert len(p.metrics["voltages_v"]) == len(p.metrics["pairs"]) >= 1
     assert {"min_margin_mm", "coverage_percent", "covered"} <= set(p.metrics)
     json.dumps(p.summary())
 

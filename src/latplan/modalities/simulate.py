@@ -112,6 +112,15 @@ COVERAGE_TOLERANCE_PERCENT = 99.0
 def verdict(modality: str, plan: TreatmentPlan, target_margin_mm: float | None) -> tuple[str, str]:
     """('achieves' | 'fails' | 'unclear', text) — does the simulated plan reach the clinical target?"""
     m = plan.metrics
+    if modality in ("ect", "ire") and m.get("coverage_goal_percent") is not None and "covered" in m:
+        # electroporation plans state their own goal: ≥ goal % of the target above the field threshold
+        # (ECT: the tumour; IRE: tumour + margin) — see latplan.planning.electroporation
+        cov, goal = m.get("target_coverage_percent"), m["coverage_goal_percent"]
+        what = str(m.get("coverage_target", "target")).replace("+", " + ")
+        if m["covered"]:
+            return "achieves", f"field above threshold in {cov:.1f} % of the {what} (goal {goal:g} %)"
+        limited = f", limited by {m['limited_by']}" if m.get("limited_by") else ""
+        return "fails", f"field above threshold in only {cov:.1f} % of the {what} (goal {goal:g} %{limited})"
     if modality in ("rfa", "mwa", "cryo", "ect", "ire", "hifu"):
         cov = m.get("coverage_percent")
         margin = m.get("min_margin_mm")
