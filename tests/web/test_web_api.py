@@ -47,6 +47,10 @@ def test_web_upload_plan_decide_export(app_client, settings, case_zip):
     assert {"image", "structure", "zone", "isodose"} <= kinds
     for layer in idx["layers"]:
         assert app_client.get(f"/cases/{case_id}/viewer/{layer['url']}").status_code == 200
+    assert {"lesion", "structure", "zone", "isodose"} <= {m["kind"] for m in idx["meshes"]}
+    for mesh in idx["meshes"]:  # the surfaces are served like the volumes (same access check)
+        r = app_client.get(f"/cases/{case_id}/viewer/{mesh['url']}")
+        assert r.status_code == 200 and b"<GIFTI" in r.content
 
     csrf = login(app_client, "doc")
     form = {"scope": "lesion_1", "chosen": "ibt", "rationale": "central location", "csrf_token": csrf,
@@ -186,3 +190,39 @@ def test_web_preference_weights_are_job_parameters(sqlite_client, sqlite_setting
     ex = sqlite_client.get(f"/cases/{case_id}/export.json").json()
     assert ex["job"]["key"] == second["key"]
     assert ex["plan"]["parameters"] == second["parameters"]  # the stand-in planner echoes what it received
+
+
+def test_web_quick_preview_real_chain(tmp_path, monkeypatch, case_zip):
+    """The "quick preview" (rules, ranking, report; no physics) through the REAL chain in the worker:
+    [A1] load_case_folder → [D] plan_case(simulate=False) → [E] write_reports (PDF skipped). The
+    browser test plans with all simulations; this keeps the preview path covered (issue 7 feature).
+    Reference: parameters.simulate = False must give options without simulation results and a
+    viewer without predicted zones or doses, and the page must say it is a preview."""
+    from fastapi.testclient import TestClient
+    from webtest_helpers import make_settings, seed_users
+
+    from latplan.web.app import create_app
+
+    monkeypatch.setenv("LATPLAN_REPORT_PDF", "0")
+    settings = make_settings(f"sqlite:///{tmp_path / 'q.db'}", tmp_path / "data",
+                             planner="latplan.web.jobs:default_planner")
+    seed_users(settings)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = login(client, "coord")
+        case_id = upload(client, csrf, case_zip).json()["id"]
+        r = client.post(f"/cases/{case_id}/plan", headers={"accept": "application/json"},
+                        data={"csrf_token": csrf, "quick": "1"})
+        assert r.status_code == 202 and r.json()["parameters"] == {"simulate": False}
+        run_worker(settings, once=True)
+        job = client.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json()
+        assert job["status"] == "done", job
+        plan = client.get(f"/cases/{case_id}/export.json").json()["plan"]
+        options = plan["lesions"][0]["options"]
+        assert options and not any(o.get("simulation") for o in options)
+        assert any(o.get("rank") == 1 for o in options) and plan["strategies"]
+        page = client.get(f"/cases/{case_id}").text
+        assert 'id="quick-note"' in page and 'id="viewer-canvas"' in page
+        idx = client.get(f"/cases/{case_id}/viewer/index.json").json()
+        assert {layer["kind"] for layer in idx["layers"]} == {"image", "structure"}
+        assert {m["kind"] for m in idx["meshes"]} == {"lesion", "structure"}
+        assert client.get(f"/cases/{case_id}/report").status_code == 200

@@ -518,7 +518,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     def viewer_file(case_id: int, name: str, ctx: Ctx = Depends(ctx_dep)) -> Response:
         case = case_for(ctx, case_id)
         rd = result_dir(job_of(ctx.db, case))
-        if rd is None or "/" in name or name.startswith(".") or not (name.endswith(".nii.gz") or name == "index.json"):
+        if rd is None or "/" in name or name.startswith(".") or not (name.endswith((".nii.gz", ".gii")) or name == "index.json"):
             raise NotFoundError("no such viewer file.")
         path = rd / "viewer" / name
         if not path.is_file():
@@ -587,7 +587,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         with tx(ctx.db):
             audit.record(ctx.db, "export", ctx.user, "case", case.id, detail={"format": "fhir"}, ip=ctx.ip)
         body = exporter.fhir_bundle(case, plan, [d for d in decs if d["id"] in latest_ids])
-        return JSONResponse(body, media_type="application/fhir+json",
+        return JSONResponse(body, media_type=exporter.FHIR_MEDIA_TYPE,
                             headers={"Content-Disposition": f'attachment; filename="case-{case.id}-fhir.json"'})
 
     @app.get("/cases/{case_id}/export.seg.zip", response_model=None)

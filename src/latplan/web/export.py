@@ -1,11 +1,25 @@
 """Exports of a case's plan and decisions: JSON, an HL7 FHIR bundle, DICOM SEG.
 
-FHIR: ``fhir.resources`` 8 ships R5 as default and R4B (4.3) as its R4-line subpackage; the
-bundle is built and validated with ``fhir.resources.R4B`` (R4B keeps the R4 structure of the
-resources used here: Patient, Condition, CarePlan with ``activity.detail``) and declares
-``meta.profile``-free ``collection`` type. One Condition per lesion, one CarePlan per
-decision (latest versions; earlier versions are listed as ``replaces``), with the rationale,
-attendees, patient preference and deviation reason as annotations.
+FHIR version: ``fhir.resources`` 8 ships R5 as default and R4B (4.3.0) as its R4-line
+subpackage (no R4 4.0.1 package). The bundle is built and validated with
+``fhir.resources.R4B``; the resources it uses (Patient, Condition, BodyStructure, Observation,
+CarePlan, Bundle) are unchanged between R4 and R4B (R4B changed only a few low-maturity
+resources: http://hl7.org/fhir/R4B/diff.html), and the mCODE profiles it claims are R4 (4.0.1)
+profiles, so the export declares FHIR R4: ``application/fhir+json; fhirVersion=4.0``
+(http://hl7.org/fhir/R4/http.html#version-parameter).
+
+Profiles claimed (``meta.profile``) and checked offline by :mod:`latplan.web.fhir_profiles`
+against the rules encoded in ``fhir_mcode_rules.yaml`` (mCODE STU3 3.0.0):
+- Patient → mCODE CancerPatient (US Core Patient): the pseudonym as identifier, the name
+  masked with a Data Absent Reason (the export is pseudonymous), gender ``unknown`` (not exported);
+- each lesion → a Condition: mCODE SecondaryCancerCondition (liver metastasis of a non-liver
+  primary) or PrimaryCancerCondition (HCC, intrahepatic cholangiocarcinoma) — only when the
+  primary tumour is known; otherwise a plain Condition without a profile claim;
+- each lesion with a measured maximum diameter → an mCODE Tumor (BodyStructure) and a
+  TumorSize Observation (longest dimension in mm, from the plan's measurements).
+The board's decisions are plain CarePlans (mCODE STU3 has no profile for a treatment decision):
+one per latest decision, with rationale, attendees, preference and deviation as notes, and
+``replaces`` for corrections.
 
 DICOM SEG: [A1]'s ``latplan.imaging.io.write_seg`` needs a DICOM source series. A case that
 came as DICOM uses its own series; a NIfTI case gets a derived CT series written from the
@@ -53,30 +67,100 @@ def export_json(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
     }
 
 
+#: media type of the FHIR export: R4 content (see the module docstring)
+FHIR_MEDIA_TYPE = "application/fhir+json; fhirVersion=4.0"
+MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
+SNOMED, ICD10CM, LOINC, UCUM = ("http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org",
+                                "http://unitsofmeasure.org")
+#: lesion diagnosis by primary tumour: (mCODE profile, codings). Secondary: SNOMED CT 94381002 is in
+#: the hierarchy under 128462008 that SecondaryCancerDisorderVS names; ICD-10-CM C78.7. Primary liver
+#: cancers: ICD-10-CM C22.0 (liver cell carcinoma = HCC), C22.1 (intrahepatic bile duct carcinoma).
+_SECONDARY_LIVER = ("mcode-secondary-cancer-condition", [
+    {"system": SNOMED, "code": "94381002", "display": "Secondary malignant neoplasm of liver (disorder)"},
+    {"system": ICD10CM, "code": "C78.7", "display": "Secondary malignant neoplasm of liver and intrahepatic bile duct"}])
+_PRIMARY_LIVER = {
+    "hcc": ("mcode-primary-cancer-condition", [{"system": ICD10CM, "code": "C22.0", "display": "Liver cell carcinoma"}]),
+    "cholangiocarcinoma": ("mcode-primary-cancer-condition",
+                           [{"system": ICD10CM, "code": "C22.1", "display": "Intrahepatic bile duct carcinoma"}]),
+}
+_LIVER_SITE = {"coding": [{"system": SNOMED, "code": "10200004", "display": "Liver structure (body structure)"}], "text": "liver"}
+
+
+def _lesion_diagnosis(primary: str | None) -> tuple[str, list[dict[str, str]]] | None:
+    """(mCODE profile id, codings) of a liver lesion given the patient's primary; None when unknown."""
+    if not primary:
+        return None
+    p = str(primary).lower()
+    return _PRIMARY_LIVER.get(p, _SECONDARY_LIVER)
+
+
 def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[dict[str, Any]]) -> dict[str, Any]:
-    """An HL7 FHIR R4(B) ``collection`` Bundle of the case's lesions and the board's decisions."""
+    """An HL7 FHIR R4 ``collection`` Bundle of the case's lesions, their sizes and the board's decisions."""
     from fhir.resources.R4B.bundle import Bundle
 
     pid = f"patient-{case.id}"
+    patient_ref = f"urn:latplan:{pid}"
     entries: list[dict[str, Any]] = [{
-        "fullUrl": f"urn:latplan:{pid}",
-        "resource": {"resourceType": "Patient", "id": pid,
-                     "identifier": [{"system": "urn:latplan:pseudonym", "value": case.patient_ref}]},
+        "fullUrl": patient_ref,
+        "resource": {"resourceType": "Patient", "id": pid, "meta": {"profile": [MCODE + "mcode-cancer-patient"]},
+                     "identifier": [{"system": "urn:latplan:pseudonym", "value": case.patient_ref}],
+                     # pseudonymous export: no name (masked), sex not exported
+                     "name": [{"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                              "valueCode": "masked"}]}],
+                     "gender": "unknown"},
     }]
-    lesion_ids = [str(le.get("id")) for le in (plan or {}).get("lesions", [])] or list(case.summary.get("lesion_ids", []))
+    plan = plan or {}
+    primary = (plan.get("patient") or {}).get("primary") or case.summary.get("primary")
+    diagnosis = _lesion_diagnosis(primary)
+    lesions = {str(le.get("id")): le for le in plan.get("lesions", [])}
+    lesion_ids = list(lesions) or list(case.summary.get("lesion_ids", []))
+    when = plan.get("created") or dt.datetime.now(dt.UTC).isoformat()
     for lid in lesion_ids:
-        entries.append({
-            "fullUrl": f"urn:latplan:condition-{case.id}-{lid}",
-            "resource": {
-                "resourceType": "Condition", "id": f"condition-{case.id}-{lid}".replace("_", "-"),
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                               "code": "active"}]},
-                "code": {"text": "liver lesion (malignant neoplasm of liver, primary or secondary)"},
-                "bodySite": [{"text": "liver"}],
-                "identifier": [{"system": "urn:latplan:lesion", "value": lid}],
-                "subject": {"reference": f"urn:latplan:{pid}"},
-            },
-        })
+        safe = f"{case.id}-{lid}".replace("_", "-")
+        cond_url = f"urn:latplan:condition-{case.id}-{lid}"
+        condition: dict[str, Any] = {
+            "resourceType": "Condition", "id": f"condition-{safe}",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                      "code": "problem-list-item", "display": "Problem List Item"}]}],
+            "code": {"text": "liver lesion (malignant neoplasm of liver, primary or secondary)"},
+            "bodySite": [_LIVER_SITE],
+            "identifier": [{"system": "urn:latplan:lesion", "value": lid}],
+            "subject": {"reference": patient_ref},
+        }
+        if diagnosis is not None:
+            profile, codings = diagnosis
+            condition["meta"] = {"profile": [MCODE + profile]}
+            condition["code"] = {"coding": codings, "text": f"liver lesion {lid} ({primary} primary)"}
+        entries.append({"fullUrl": cond_url, "resource": condition})
+        diameter_mm = ((lesions.get(lid) or {}).get("measurements") or {}).get("max_diameter_mm")
+        if diameter_mm is None:
+            continue
+        tumor_url = f"urn:latplan:tumor-{case.id}-{lid}"
+        tumor: dict[str, Any] = {
+            "resourceType": "BodyStructure", "id": f"tumor-{safe}", "meta": {"profile": [MCODE + "mcode-tumor"]},
+            "identifier": [{"use": "usual", "system": "urn:latplan:lesion", "value": lid,
+                            "type": {"coding": [{"system": "http://hl7.org/fhir/resource-types", "code": "BodyStructure"}]}}],
+            "morphology": {"coding": [{"system": SNOMED, "code": "1240414004",
+                                       "display": "Malignant neoplasm (morphologic abnormality)"}]},
+            "location": _LIVER_SITE, "patient": {"reference": patient_ref},
+        }
+        if diagnosis is not None:
+            tumor["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/condition-related",
+                                   "valueReference": {"reference": cond_url}}]
+        entries.append({"fullUrl": tumor_url, "resource": tumor})
+        entries.append({"fullUrl": f"urn:latplan:tumor-size-{case.id}-{lid}", "resource": {
+            "resourceType": "Observation", "id": f"tumor-size-{safe}", "meta": {"profile": [MCODE + "mcode-tumor-size"]},
+            "status": "preliminary",  # computed from the segmentation by latplan, not a radiologist's read
+            "code": {"coding": [{"system": LOINC, "code": "21889-1", "display": "Size Tumor"}]},
+            "subject": {"reference": patient_ref}, "focus": [{"reference": tumor_url}], "effectiveDateTime": when,
+            "component": [{"code": {"coding": [{"system": LOINC, "code": "33728-7",
+                                                "display": "Size.maximum dimension in Tumor"}]},
+                           "valueQuantity": {"value": round(float(diameter_mm), 1), "unit": "mm", "system": UCUM,
+                                             "code": "mm"}}],
+            "note": [{"text": "maximum diameter measured by latplan on the case's label map"}],
+        }})
     for d in decisions:
         notes = [{"text": f"Rationale: {d['rationale']}"}]
         notes.append({"text": "Attendees: " + "; ".join(f"{a['name']} ({a['specialty']})" for a in d["attendees"])})
@@ -90,7 +174,7 @@ def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
             "status": "active", "intent": "plan",
             "title": f"Tumor board decision for {d['scope']} (version {d['version']})",
             "description": f"{d['chosen_kind']}: {d['chosen']}",
-            "subject": {"reference": f"urn:latplan:{pid}"},
+            "subject": {"reference": patient_ref},
             "created": d["recorded_at"],
             "identifier": [{"system": "urn:latplan:decision", "value": f"{case.id}/{d['scope']}/v{d['version']}"}],
             "activity": [{"detail": {"status": "not-started", "description": d["chosen"],

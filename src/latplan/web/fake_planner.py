@@ -53,7 +53,11 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters
         ]
         options.append({"modality": "tace", "eligibility": "contraindicated", "rank": None,
                          "reasons": [{"rule_id": "FAKE-2", "text": "stand-in", "citation": "none"}], "simulation": None})
-        lesions.append({"id": lesion_id, "measurements": {"volume_ml": round(float(m.array.sum()) * m.voxel_volume_ml, 2)},
+        volume_ml = float(m.array.sum()) * m.voxel_volume_ml
+        lesions.append({"id": lesion_id, "measurements": {
+                            "volume_ml": round(volume_ml, 2),
+                            # stand-in: the equivalent-sphere diameter (mm) where [D] reports the maximum diameter
+                            "max_diameter_mm": round(2.0 * (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1 / 3), 1)},
                         "options": options})
         steps = 4
         for s in range(steps):
@@ -62,7 +66,8 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters
     plan = {
         "rule_set": {"name": "fake", "version": "0"},
         "parameters": parameters or {},
-        "patient": {"id": str(case.patient.id), "oligometastatic": {"status": "unknown", "definition": "n/a"}},
+        "patient": {"id": str(case.patient.id), "primary": str(case.patient.primary),
+                    "oligometastatic": {"status": "unknown", "definition": "n/a"}},
         "lesions": lesions,
         "strategies": [
             {"rank": 1, "steps": [{"lesion_ids": ids, "modality": "mwa", "order": 1}], "rationale": "stand-in",

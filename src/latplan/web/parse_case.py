@@ -78,6 +78,7 @@ def summarise(folder: Path) -> dict[str, Any]:
     image = case.image
     return {
         "patient_id": str(case.patient.id),
+        "primary": str(getattr(case.patient.primary, "value", case.patient.primary)).lower(),
         "lesion_ids": list(case.lesion_ids),
         "structures": list(case.structure_names()),
         "shape_kji": [int(x) for x in image.array.shape],

@@ -57,6 +57,7 @@ class ParsedCase:
     spacing_mm: list[float]
     source: str
     warnings: list[str] = field(default_factory=list)
+    primary: str | None = None  # primary tumour (case.yaml); the FHIR export picks the mCODE condition profile by it
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -4,8 +4,11 @@ The server writes, per planned case, into ``<result>/viewer/``: ``image.nii.gz``
 one binary mask per structure group (lesions, vessels, bile ducts, hollow organs, liver),
 and per simulated option its predicted zone (``zone_<lesion>_<modality>.nii.gz``), its dose
 as isodose bands (``isodose_<lesion>_<modality>.nii.gz``: 1 = ≥50 %, 2 = ≥100 %, 3 = ≥150 %,
-4 = ≥200 % of the prescription) and its electric field when present. ``index.json`` lists the
-layers with their colour map and window so the page can load them without guessing.
+4 = ≥200 % of the prescription) and its electric field when present. Next to the volumes it
+writes surface meshes (GIfTI, RAS mm, see :mod:`latplan.web.meshes`): one per lesion, one per
+structure group, one per predicted zone and the prescription (100 %) isodose surface of each
+dose. ``index.json`` lists the layers with their colour map and window, and the meshes with
+their colour, so the page can load them without guessing.
 Grids keep their own affine (a plan's dose grid may differ from the image grid); niivue
 resamples overlays into the image space.
 """
@@ -23,6 +26,7 @@ import numpy as np
 from latplan.case import Case, StructureRole
 from latplan.imaging.volume import Volume
 from latplan.planning.types import TreatmentPlan
+from latplan.web.meshes import mask_surface_ras_mm, write_gifti_mesh
 
 #: structure groups shown as overlays: (file stem, label, roles, niivue colour map, opacity)
 GROUPS: tuple[tuple[str, str, tuple[str, ...], str, float], ...] = (
@@ -33,6 +37,18 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...], str, float], ...] = (
     ("hollow_organs", "stomach / bowel", ("stomach", "duodenum", "small_bowel", "colon", "bowel"), "warm", 0.4),
     ("lesions", "lesions", ("lesion",), "red", 0.6),
 )
+
+
+#: mesh colours (RGBA 0–255) and opacities per kind; structure groups by file stem
+MESH_STYLE: dict[str, tuple[tuple[int, int, int, int], float]] = {
+    "liver": ((205, 150, 125, 255), 0.25),
+    "vessels": ((70, 110, 235, 255), 1.0),
+    "bile_ducts": ((60, 190, 90, 255), 1.0),
+    "hollow_organs": ((235, 160, 60, 255), 0.6),
+    "lesion": ((230, 40, 40, 255), 1.0),
+    "zone": ((40, 210, 90, 255), 0.45),
+    "isodose": ((255, 210, 0, 255), 0.45),
+}
 
 
 def _safe(name: str) -> str:
@@ -57,10 +73,24 @@ def _role_value(role: Any) -> str:
     return str(getattr(role, "value", role)).lower()
 
 
+def _add_mesh(meshes: list[dict[str, Any]], mask: Volume, out_dir: Path, stem: str, name: str, kind: str,
+              style: str, visible: bool, **extra: Any) -> None:
+    """Mesh ``mask`` into ``mesh_<stem>.gii`` and list it (nothing for an empty mask)."""
+    surface = mask_surface_ras_mm(mask)
+    if surface is None or len(surface.faces) == 0:
+        return
+    url = f"mesh_{_safe(stem)}.gii"
+    write_gifti_mesh(surface, out_dir / url, name)
+    rgba, opacity = MESH_STYLE[style]
+    meshes.append({"url": url, "kind": kind, "name": name, "rgba255": list(rgba), "opacity": opacity,
+                   "visible": visible, "faces": len(surface.faces), **extra})
+
+
 def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) -> dict[str, Any]:
     """Write the viewer folder for ``case`` and its ``plans``; returns the index written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     layers: list[dict[str, Any]] = []
+    meshes: list[dict[str, Any]] = []
     img = case.image
     arr = np.asarray(img.array, dtype=np.float32)
     # CT in HU fits int16 (half the bytes the browser downloads); anything else stays float32
@@ -85,6 +115,12 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
         _write(case.labels.with_array(mask), out_dir / f"{stem}.nii.gz")
         layers.append({"url": f"{stem}.nii.gz", "kind": "structure", "name": label, "colormap": cmap,
                        "opacity": opacity, "cal_min": 0.5, "cal_max": 1.0, "visible": True, "members": members})
+        if stem == "lesions":  # one mesh per lesion: the board points at "lesion 2", not at "the lesions"
+            for n in members:
+                _add_mesh(meshes, case.labels.with_array(case.mask_array(n).astype(np.uint8)), out_dir, n,
+                          n, "lesion", "lesion", True, lesion_id=n)
+        else:
+            _add_mesh(meshes, case.labels.with_array(mask), out_dir, stem, label, "structure", stem, True)
     for plan in plans:
         tag = _safe(f"{plan.lesion_id}_{plan.modality}")
         if plan.zone is not None:
@@ -92,6 +128,8 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
             layers.append({"url": f"zone_{tag}.nii.gz", "kind": "zone", "name": f"{plan.lesion_id} {plan.modality} zone",
                            "colormap": "green", "opacity": 0.35, "cal_min": 0.5, "cal_max": 1.0, "visible": False,
                            "lesion_id": plan.lesion_id, "modality": plan.modality})
+            _add_mesh(meshes, plan.zone, out_dir, f"zone_{tag}", f"{plan.lesion_id} {plan.modality} zone", "zone",
+                      "zone", False, lesion_id=plan.lesion_id, modality=plan.modality)
         if plan.dose is not None:
             rx = plan.prescription_gy or float(np.percentile(plan.dose.array, 99.5)) or 1.0
             dose = np.asarray(plan.dose.array, dtype=np.float64)
@@ -103,13 +141,16 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
                            "name": f"{plan.lesion_id} {plan.modality} isodoses (50/100/150/200 % of {rx:.1f} Gy)",
                            "colormap": "hot", "opacity": 0.45, "cal_min": 0.5, "cal_max": 4.0, "visible": False,
                            "prescription_gy": rx, "lesion_id": plan.lesion_id, "modality": plan.modality})
+            _add_mesh(meshes, plan.dose.with_array((dose >= rx).astype(np.uint8)), out_dir, f"isodose100_{tag}",
+                      f"{plan.lesion_id} {plan.modality} 100 % isodose ({rx:.1f} Gy)", "isodose", "isodose", False,
+                      prescription_gy=rx, lesion_id=plan.lesion_id, modality=plan.modality)
         if plan.field_v_per_cm is not None:
             fld = np.asarray(plan.field_v_per_cm.array, dtype=np.float32)
             _write(plan.field_v_per_cm.with_array(fld), out_dir / f"field_{tag}.nii.gz")
             layers.append({"url": f"field_{tag}.nii.gz", "kind": "field", "name": f"{plan.lesion_id} {plan.modality} |E| (V/cm)",
                            "colormap": "plasma", "opacity": 0.4, "cal_min": 400.0, "cal_max": 1500.0, "visible": False,
                            "lesion_id": plan.lesion_id, "modality": plan.modality})
-    index = {"layers": layers}
+    index = {"layers": layers, "meshes": meshes}
     (out_dir / "index.json").write_text(json.dumps(index, indent=1))
     return index
 
