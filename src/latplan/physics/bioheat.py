@@ -364,9 +364,25 @@ def _k_of(k_u, k_f, t, t_sol, t_liq):  # pragma: no cover
 #: serial twins of the kernels: on small grids (or a busy machine) thread start-up per step
 #: costs more than the update itself
 SERIAL_BELOW_VOXELS = 300_000
-_step_heat_serial = nb.njit(fastmath=True, cache=True)(_step_heat.py_func)
-_step_cryo_serial = nb.njit(fastmath=True, cache=True)(_step_cryo.py_func)
-_conductivity_cryo_serial = nb.njit(fastmath=True, cache=True)(_conductivity_cryo.py_func)
+#: Each twin is a renamed copy of the Python function: numba's on-disk cache is keyed by the
+#: function's qualified name and line, so a twin made from the same function object shares the
+#: parallel kernel's cache entry and overwrites it — a later process then loaded the serial
+#: code for the parallel kernel (measured: 10-min MWA 1.85 s instead of 0.30 s).
+
+
+def _renamed(func: Any, name: str) -> Any:
+    import types
+
+    twin = types.FunctionType(func.__code__.replace(co_name=name, co_qualname=name), func.__globals__, name,
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = name
+    return twin
+
+
+_step_heat_serial = nb.njit(fastmath=True, cache=True)(_renamed(_step_heat.py_func, "_step_heat_serial"))
+_step_cryo_serial = nb.njit(fastmath=True, cache=True)(_renamed(_step_cryo.py_func, "_step_cryo_serial"))
+_conductivity_cryo_serial = nb.njit(fastmath=True, cache=True)(
+    _renamed(_conductivity_cryo.py_func, "_conductivity_cryo_serial"))
 
 
 # --------------------------------------------------------------------------------------------
