@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from latplan.case import Case
+from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
 from latplan.physics import ablation_zones as az
 from latplan.physics.margins import ablative_margin_arrays
@@ -162,7 +163,7 @@ def plan_thermal(
     heat_sink: dict[str, Any] | None = None
     heat_sink_lost = None
     if heat_sink_check and sinks and modality in ("rfa", "mwa") and zone.array.any():
-        heat_sink, lost = heat_sink_effect(modality, case, ref, lo, fit, dev, lesion, zone.array)
+        heat_sink, lost = heat_sink_effect(modality, case, ref, lo, fit, dev, zone.array)
         heat_sink["vessels"] = sinks
         heat_sink["min_margin_without_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
         if lost.any():
@@ -321,7 +322,6 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int =
     from scipy import ndimage
 
     from latplan.case import StructureRole
-    from latplan.case.vocabulary import VESSEL_ROLES
     from latplan.physics import bioheat as bh
 
     tissues = bh.default_tissues()
@@ -367,12 +367,11 @@ def _to_kji(ref: Any, lo_shift: np.ndarray, p_mm: np.ndarray, h_sim: np.ndarray,
 
 
 def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
-                     device: str, lesion: np.ndarray, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+                     device: str, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     """What the vessels' heat sink removes from ``zone`` (bool, on ``ref``'s grid).
 
     Two Pennes runs of the fitted applicators — vessels as heat sinks, vessels as liver — give
-    ``lost`` = zone without sink ∖ zone with sink (restricted to ``zone`` and outside the
-    lesion's vessels). Returns (summary, lost): ``cut_back_mm`` = largest distance of a lost
+    ``lost`` = (zone without sink ∖ zone with sink) ∩ ``zone``, vessel lumen excluded. Returns (summary, lost): ``cut_back_mm`` = largest distance of a lost
     voxel to the zone with sink (how far the edge moves back), ``zone_lost_ml``, run times.
     """
     from scipy import ndimage
@@ -384,7 +383,7 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     h = case.labels.spacing_kji_mm
     # vessel voxels are blood, not tissue to ablate: only tissue lost to the sink counts
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
-    vessel_vals = [v for n in case.structure_names() if structure_role(case, n) in _vessel_roles()
+    vessel_vals = [v for n in case.structure_names() if structure_role(case, n) in VESSEL_ROLES
                    for v in case.label_table.values_for(n)]
     vessel = np.isin(case.labels.array[sl], vessel_vals)
     lost_sim = wo & ~ws & ~vessel
@@ -397,16 +396,10 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
         "zone_lost_ml": round(float(lost.sum()) * case.labels.voxel_volume_ml, 2),
         "simulated_zone_ml_with_vessels": round(float(ws.sum()) * case.labels.voxel_volume_ml, 2),
         "simulated_zone_ml_without_vessels": round(float(wo.sum()) * case.labels.voxel_volume_ml, 2),
-        "engine": f"Pennes bioheat, {info.get('grid_spacing_mm', [0])[0]:g} mm grid, vessels ≥ 3 mm as heat sinks",
+        "engine": f"Pennes bioheat, {info.get('grid_spacing_mm', [0])[0]:g} mm grid, vessels as heat sinks by calibre",
         "wall_s": round(time.perf_counter() - t0, 2),
     }
     return summary, lost
-
-
-def _vessel_roles() -> Any:
-    from latplan.case.vocabulary import VESSEL_ROLES
-
-    return VESSEL_ROLES
 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
