@@ -22,8 +22,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from latplan.imaging.io import write_nifti
+from latplan.imaging.meshes import mask_surface_ras_mm, mesh_volume_mm3, write_gifti_mesh
 from latplan.imaging.volume import Volume
-from latplan.web.meshes import mask_surface_ras_mm, mesh_volume_mm3, write_gifti_mesh
 
 
 def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:

@@ -5,7 +5,7 @@ one binary mask per structure group (lesions, vessels, bile ducts, hollow organs
 and per simulated option its predicted zone (``zone_<lesion>_<modality>.nii.gz``), its dose
 as isodose bands (``isodose_<lesion>_<modality>.nii.gz``: 1 = ≥50 %, 2 = ≥100 %, 3 = ≥150 %,
 4 = ≥200 % of the prescription) and its electric field when present. Next to the volumes it
-writes surface meshes (GIfTI, RAS mm, see :mod:`latplan.web.meshes`): one per lesion, one per
+writes surface meshes (GIfTI, RAS mm, see :mod:`latplan.imaging.meshes`): one per lesion, one per
 structure group, one per predicted zone and the prescription (100 %) isodose surface of each
 dose. ``index.json`` lists the layers with their colour map and window, and the meshes with
 their colour, so the page can load them without guessing.
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from latplan.case import Case, StructureRole
+from latplan.imaging.meshes import mask_surface_ras_mm, write_gifti_mesh
 from latplan.imaging.volume import Volume
 from latplan.planning.types import TreatmentPlan
-from latplan.web.meshes import mask_surface_ras_mm, write_gifti_mesh
 
 #: structure groups shown as overlays: (file stem, label, roles, niivue colour map, opacity)
 GROUPS: tuple[tuple[str, str, tuple[str, ...], str, float], ...] = (

@@ -1,4 +1,4 @@
-"""Surface meshes of binary masks for the browser viewer (niivue), written as GIfTI.
+"""Surface meshes of binary masks (for the browser viewer, niivue), written as GIfTI.
 
 Why meshes next to the NIfTI overlays: the board looks at the lesion, the vessels around it
 and a predicted ablation zone in 3-D (niivue's render tile) and as outlines on the slices;
