@@ -107,29 +107,48 @@ def test_planner_demo_large_lesion_not_one_rfa_electrode() -> None:
 
 def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
     """Reference: PHYSICS.md / seed — RFA suffers most from the heat sink of vessels ≥ 3 mm (heat
-    sink in 73 % of veins > 3 mm), MWA much less. On the synthetic case (Ø 6 mm portal vein 6 mm
-    beside a 9 mm-radius lesion) the planners run the Pennes engine with and without the vessel:
-    the part removed is taken off the predicted zone, the margin can only fall, and it falls more
-    for RFA than for MWA. Without the check the plan is the plain chart zone."""
-    case = _synthetic_case()
+    sink in 73 % of veins > 3 mm), MWA much less. On the perivascular demo case (Ø 10 mm portal
+    vein 2 mm from the lesion) the planners run the Pennes engine with and without the vessels:
+    tissue that only the vessel-free run ablates, within 5 mm of the large vessel, is taken off the
+    predicted zone; the margin can only fall, and it falls more for RFA than for MWA (RFA leaves
+    tumour beside the vein: margin < 0). Without the check the plan is the plain chart zone."""
+    from latplan.anatomy import measure_case
+    from latplan.phantom.demo import build_demo_case
+
+    case = build_demo_case("perivascular-rfa")
+    meas = measure_case(case)
     drops = {}
     for name, planner in (("rfa", plan_rfa), ("mwa", plan_mwa)):
-        p = planner(case, "lesion_1")
+        p = planner(case, "lesion_1", meas)
         hs = p.metrics["heat_sink"]
         assert hs["vessels"][0]["name"] == "portal_vein"
         assert hs["min_margin_with_heat_sink_mm"] <= hs["min_margin_without_heat_sink_mm"]
         assert p.metrics["min_margin_mm"] == pytest.approx(hs["min_margin_with_heat_sink_mm"])
         assert hs["simulated_zone_ml_with_vessels"] < hs["simulated_zone_ml_without_vessels"]
-        if p.heat_sink_lost is not None:
-            # what the sink removes is no longer in the predicted zone
-            assert not np.any(p.heat_sink_lost.array & p.zone.array)
+        assert p.heat_sink_lost is not None and p.heat_sink_lost.array.any()
+        # what the sink removes is no longer in the predicted zone, and it lies beside the portal vein
+        assert not np.any(p.heat_sink_lost.array & p.zone.array)
+        # independent of the planner's calibre rule: every lost voxel lies within the 5 mm reach
+        # (+ one voxel) of some vessel voxel of the label map
+        from scipy import ndimage
+
+        from latplan.case.vocabulary import VESSEL_ROLES
+
+        lost = p.heat_sink_lost
+        lo = np.round(case.labels.mm_to_index(lost.index_to_mm(np.zeros(3)))).astype(int)
+        crop = case.labels.array[tuple(slice(o, o + n) for o, n in zip(lo, lost.shape, strict=True))]
+        vessels = np.isin(crop, [v for n in case.structure_names() if case.role(n) in VESSEL_ROLES
+                                 for v in case.label_table.values_for(n)])
+        d = ndimage.distance_transform_edt(~vessels, sampling=case.labels.spacing_kji_mm)
+        assert d[lost.array].max() <= 5.0 + float(case.labels.spacing_kji_mm.max())
         drops[name] = hs["min_margin_without_heat_sink_mm"] - hs["min_margin_with_heat_sink_mm"]
-        plain = planner(case, "lesion_1", heat_sink_check=False)
+        plain = planner(case, "lesion_1", meas, heat_sink_check=False)
         assert "heat_sink" not in plain.metrics and plain.heat_sink_lost is None
         assert plain.metrics["min_margin_mm"] == pytest.approx(hs["min_margin_without_heat_sink_mm"])
     assert drops["rfa"] >= 2.0 and drops["rfa"] > drops["mwa"]
-    # the RFA plan says why, in words
-    assert "heat sink: the portal vein" in plan_rfa(case, "lesion_1").metrics["reason"]
+    rfa = plan_rfa(case, "lesion_1", meas)
+    assert rfa.metrics["min_margin_mm"] < 0 and not rfa.metrics["covered"]
+    assert "heat sink: the portal vein" in rfa.metrics["reason"]
 
 
 def test_planner_no_heat_sink_check_without_large_vessel() -> None:

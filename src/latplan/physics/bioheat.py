@@ -610,6 +610,7 @@ def simulate_heating(
     dt_s: float | None = None,
     vaporisation_c: float | None = None,
     backend: str = "cpu",
+    power_trace: tuple[float, np.ndarray] | None = None,
 ) -> BioheatResult:
     """Run a heating simulation (MWA: constant absorbed ``power_w``; RFA: ``rfa`` controller).
 
@@ -633,6 +634,10 @@ def simulate_heating(
         When set (e.g. 100 °C), tissue temperature is capped there and the surplus energy is
         counted as lost to vaporisation (steam leaving the tissue) — see the MWA calibration.
         None = no cap (energy-conserving; used by the analytic tests).
+    power_trace:
+        RFA only: ``(dt_s, delivered W per step)`` of an earlier run (its ``dt_s`` and
+        ``power_w``) replayed instead of the controller — the same energy history, so that two
+        runs differ only by the tissue (e.g. with and without a vessel).
     backend:
         ``"cpu"`` (numba, the reference), ``"gpu"`` (CuPy/CUDA, :mod:`latplan.physics.bioheat_gpu`;
         :class:`~latplan.errors.NotAvailableError` without one) or ``"auto"`` (GPU when present).
@@ -734,7 +739,9 @@ def simulate_heating(
     start = time.perf_counter()
     for step in range(n):
         now = step * dt
-        if rfa is not None:
+        if rfa is not None and power_trace is not None:
+            p = float(power_trace[1][min(int(now / power_trace[0] + 1e-9), len(power_trace[1]) - 1)])
+        elif rfa is not None:
             te = gpu.max_at(sensor_idx) if gpu is not None else float(t_old[sensor_idx].max())
             if te >= rfa.rolloff_c:
                 pause_until = now + rfa.pause_s

@@ -36,6 +36,7 @@ from latplan.errors import InvalidInputError
 from latplan.physics import ablation_zones as az
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
+    LARGE_VESSEL_CALIBRE_MM,
     PlacementResult,
     Trajectory,
     collateral_structures,
@@ -156,6 +157,7 @@ def plan_thermal(
     engine_info: dict[str, Any] = {}
     if engine == "bioheat":
         zone, temperature, engine_info = bioheat_zone(modality, case, ref, lo, fit, dev)
+        engine_info.pop("power_trace", None)  # arrays stay out of plan.json
         margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else fit.margin
         caveats.append("bioheat engine: parameter uncertainty (perfusion, tissue properties) dominates; "
                        "published in vivo RFA models reach Dice 0.42–0.73 (PHYSICS.md)")
@@ -200,7 +202,7 @@ def plan_thermal(
         reasons.append(
             f"heat sink: the {str(v0['name']).replace('_', ' ')} (Ø {v0['calibre_mm']:g} mm, {v0['distance_mm']:g} mm "
             f"from the lesion) cuts the zone back by up to {heat_sink['cut_back_mm']:.1f} mm "
-            f"({heat_sink['zone_lost_ml']:.1f} ml); minimal margin {heat_sink['min_margin_without_heat_sink_mm']:.1f} → "
+            f"({heat_sink['zone_lost_ml']:.2f} ml); minimal margin {heat_sink['min_margin_without_heat_sink_mm']:.1f} → "
             f"{heat_sink['min_margin_with_heat_sink_mm']:.1f} mm (Pennes simulation with and without the vessels)")
     if sinks and modality == "rfa":
         caveats.append("vessels ≥ 3 mm next to the lesion act as heat sinks: RFA zones are cut back beside them "
@@ -310,16 +312,33 @@ def plan_cryo(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None
 # --------------------------------------------------------------------------------------------
 #: vessel calibre bins (mm) for the heat-sink tissues
 _CALIBRE_BINS_MM = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
+#: reach of a vessel's heat sink taken into the plan (mm from the vessel wall): the Pennes heat-sink
+#: test cuts a zone back by ≤ 4 mm beside a 5 mm vessel (docs/ablation-physics.md)
+HEAT_SINK_REACH_MM = 5.0
 #: RFA protocol duration (s) and generator limit (W) — Cool-tip 12 min, 200 W generator
 RFA_DURATION_S = 720.0
 RFA_MAX_POWER_W = 200.0
+
+
+def _vessel_calibre_mm(case: Case, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Vessel voxels of the crop and their local calibre (mm): twice the largest inscribed
+    radius within two voxels (distance transform inside the vessel)."""
+    from scipy import ndimage
+
+    vals = [v for n in case.structure_names() if structure_role(case, n) in VESSEL_ROLES
+            for v in case.label_table.values_for(n)]
+    vessel = np.isin(case.labels.array[sl], vals)
+    if not vessel.any():
+        return vessel, np.zeros(vessel.shape)
+    h = case.labels.spacing_kji_mm
+    inside = ndimage.distance_transform_edt(np.pad(vessel, 1), sampling=h)[1:-1, 1:-1, 1:-1]
+    return vessel, 2.0 * ndimage.maximum_filter(inside, size=5) * vessel
 
 
 def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int = 1,
                     vessels_as_sinks: bool = True) -> tuple[np.ndarray, list[Any], dict[str, Any]]:
     """Tissue labels of the crop for the Pennes engine: every ``stride``-th voxel, or each voxel
     repeated ``up`` times per axis (a finer simulation grid than the case's)."""
-    from scipy import ndimage
 
     from latplan.case import StructureRole
     from latplan.physics import bioheat as bh
@@ -335,15 +354,11 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int =
             out[np.isin(lab_case, vals)] = 1
         elif r == StructureRole.LESION:
             out[np.isin(lab_case, vals)] = 2
-    vessel = np.isin(lab_case, [v for n, r in roles.items() if r in VESSEL_ROLES for v in case.label_table.values_for(n)])
+    vessel, calibre = _vessel_calibre_mm(case, sl)
     info: dict[str, Any] = {"vessel_calibres_mm": []}
-    h = case.labels.spacing_kji_mm
     if not vessels_as_sinks:
         out[vessel] = 1  # vessels replaced by liver: the comparison run without heat sink
     elif vessel.any():
-        inside = ndimage.distance_transform_edt(np.pad(vessel, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-        local_r = ndimage.maximum_filter(inside, size=5) * vessel
-        calibre = 2.0 * local_r
         bins = np.asarray(_CALIBRE_BINS_MM)
         which = np.clip(np.searchsorted(bins, calibre[vessel], side="left"), 0, len(bins) - 1)
         vals = out[vessel]
@@ -378,15 +393,22 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
 
     t0 = time.perf_counter()
     with_sink, _, info = bioheat_zone(modality, case, ref, lo, fit, device)
-    without, _, _ = bioheat_zone(modality, case, ref, lo, fit, device, vessels_as_sinks=False)
+    # RFA: the vessel-free run replays the generator's power history of the run with vessels, so
+    # the two differ by the vessels' cooling only (not by a shifted roll-off timing)
+    without, _, _ = bioheat_zone(modality, case, ref, lo, fit, device, vessels_as_sinks=False,
+                                 power_trace=info.pop("power_trace", None))
     ws, wo = np.asarray(with_sink.array, bool), np.asarray(without.array, bool)
     h = case.labels.spacing_kji_mm
-    # vessel voxels are blood, not tissue to ablate: only tissue lost to the sink counts
+    # vessel voxels are blood, not tissue to ablate: only tissue lost to the sink counts, and only
+    # within HEAT_SINK_REACH_MM of a vessel ≥ 3 mm — farther away a difference between the runs is
+    # the simulated zone's own edge moving with the energy balance, which the chart zone already
+    # carries (and which would punch holes where the chart edge is far away)
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
-    vessel_vals = [v for n in case.structure_names() if structure_role(case, n) in VESSEL_ROLES
-                   for v in case.label_table.values_for(n)]
-    vessel = np.isin(case.labels.array[sl], vessel_vals)
-    lost_sim = wo & ~ws & ~vessel
+    vessel, calibre = _vessel_calibre_mm(case, sl)
+    large = vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    near_large = (ndimage.distance_transform_edt(~large, sampling=h) <= HEAT_SINK_REACH_MM) if large.any() \
+        else np.zeros(vessel.shape, bool)
+    lost_sim = wo & ~ws & ~vessel & near_large
     cut_back = 0.0
     if lost_sim.any() and ws.any():
         cut_back = float(ndimage.distance_transform_edt(~ws, sampling=h)[lost_sim].max())
@@ -403,10 +425,12 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
-                 device: str, *, vessels_as_sinks: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+                 device: str, *, vessels_as_sinks: bool = True,
+                 power_trace: tuple[float, np.ndarray] | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Simulate the fitted applicators with the Pennes engine on the crop; zone on ``ref``'s grid.
 
-    ``vessels_as_sinks=False`` replaces the vessels by liver (the heat-sink comparison run)."""
+    ``vessels_as_sinks=False`` replaces the vessels by liver (the heat-sink comparison run);
+    ``power_trace`` (RFA) replays an earlier run's delivered power (``info["power_trace"]``)."""
     from latplan.physics import bioheat as bh
     from latplan.physics.electroporation import Needle, needle_mask
 
@@ -457,9 +481,10 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
             sensor |= si
         ctrl = bh.RfaController(max_power_w=RFA_MAX_POWER_W * len(fit.tips_mm))
         res = bh.simulate_heating(lab, tissues, h_sim, RFA_DURATION_S, source_w_m3_per_w=q / len(fit.tips_mm),
-                                  rfa=ctrl, sensor=sensor)
+                                  rfa=ctrl, sensor=sensor, power_trace=power_trace)
         field_c = res.peak_temperature_c
-        info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1)})
+        info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1),
+                     "power_trace": (res.dt_s, res.power_w)})
     else:
         probes = np.zeros(shape, bool)
         for tip, size in zip(fit.tips_mm, fit.sizes, strict=True):

@@ -817,7 +817,7 @@ def plan_figures(case: Any, plan: Any, *, segments: Sequence[str] = (), dpi: int
             out.append(PlanFigure(
                 "heat_sink",
                 f"Heat sink: tissue beside the vessels that the simulation leaves unablated (hatched yellow, "
-                f"{hs.get('zone_lost_ml', 0):.1f} ml); minimal margin {hs.get('min_margin_without_heat_sink_mm', 0):.1f} mm "
+                f"{hs.get('zone_lost_ml', 0):.2f} ml); minimal margin {hs.get('min_margin_without_heat_sink_mm', 0):.1f} mm "
                 f"without and {hs.get('min_margin_with_heat_sink_mm', 0):.1f} mm with the heat sink.",
                 figure_png(fig, dpi=dpi)))
         if plan.margin_histogram:
