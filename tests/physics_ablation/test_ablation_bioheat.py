@@ -262,7 +262,8 @@ def _need_gpu() -> None:
     from latplan.physics.bioheat_gpu import gpu_available
 
     if not gpu_available():
-        pytest.skip("no CuPy/CUDA GPU on this machine: the GPU bioheat path is optional (CI has none)")
+        pytest.skip("no CuPy/CUDA GPU on this machine: the GPU bioheat path is optional and CI never has a GPU "
+                    "(permanent by design, no issue removes it; ran on a lent H200, docs/ablation-physics.md)")
 
 
 def test_bioheat_gpu_gaussian_conduction_matches_analytic() -> None:
