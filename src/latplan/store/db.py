@@ -58,7 +58,10 @@ def _alembic(engine: Engine, action: str, revision: str) -> None:
     cfg.set_main_option("script_location", str(resources.files("latplan.store") / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        getattr(command, action)(cfg, revision)
+        if action == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

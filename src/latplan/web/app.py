@@ -34,6 +34,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from latplan.board.preferences import CRITERIA
 from latplan.errors import InvalidInputError, LatplanError, NotAvailableError
 from latplan.store import accounts, audit
 from latplan.store import decisions as decision_store
@@ -687,12 +688,7 @@ def tx(db: Session) -> Iterator[None]:
 
 
 def preference_criteria() -> tuple[str, ...]:
-    """The board's preference criteria ([D] ``latplan.board.preferences.CRITERIA``)."""
-    try:
-        from latplan.board.preferences import CRITERIA
-    except ImportError:  # pragma: no cover - [D] always present in a full build
-        CRITERIA = ("local_control", "invasiveness", "recovery_time", "side_effects", "sessions",
-                    "repeatability", "hospital_stay")
+    """The board's preference criteria (``latplan.board.preferences.CRITERIA``)."""
     return tuple(CRITERIA)
 
 

@@ -9,25 +9,24 @@ Why this shape:
   marks the job done, inserts its ``plan_options`` rows and updates the cases. A crash before
   the commit leaves the job ``running``; the worker re-queues such jobs when it starts and
   removes stale temporary folders, so the job completes once on restart.
-- **Injectable planner**: a callable ``planner(case_dir, out_dir, progress)`` that writes
-  ``plan.json`` (and optionally ``report.html`` and ``viewer/``) into ``out_dir``. The default
-  calls [A1] ``load_case_folder``, [D] ``latplan.board.plan_case`` and [E]
-  ``latplan.report.write_reports``; tests inject a fake one (``latplan.web.fake_planner``).
+- **Injectable planner**: a callable ``planner(case_dir, out_dir, progress, parameters)`` that
+  writes ``plan.json`` (and optionally ``report/`` and ``viewer/``) into ``out_dir``, chosen by
+  name from the static table :data:`PLANNERS`. The default calls ``load_case_folder``,
+  ``latplan.board.proposal.plan_case`` and ``latplan.report.writer.write_reports``; tests use
+  the stand-in ``latplan.web.fake_planner``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
-import inspect
 import json
 import logging
 import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,43 +34,43 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from latplan.errors import InvalidInputError, LatplanError, NotAvailableError
+import latplan
+from latplan.board.proposal import plan_case
+from latplan.errors import InvalidInputError, LatplanError
+from latplan.imaging.case_folder import load_case_folder
+from latplan.report.writer import write_reports
 from latplan.store import audit
 from latplan.store.blobs import BlobStore
 from latplan.store.config import StoreSettings
 from latplan.store.db import make_engine, migrate, session_factory, transaction
 from latplan.store.models import CaseRecord, Job, PlanOption, utcnow
+from latplan.web.fake_planner import failing_planner, fake_planner
+from latplan.web.progress import Planner, ProgressFn, StageProgress
+from latplan.web.viewer import write_viewer_files
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
-Planner = Callable[[Path, Path, ProgressFn], None]
+__all__ = ["PLANNERS", "Planner", "ProgressFn", "default_planner", "enqueue", "job_key", "run_one", "run_worker"]
 
 
 def load_planner(spec: str) -> Planner:
-    """Import ``module:function``."""
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise InvalidInputError(f"planner {spec!r} must be written module:function.")
+    """The planner named ``module:function`` in :data:`PLANNERS`."""
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputError(f"planner {spec!r} cannot be imported ({exc}).") from exc
+        return PLANNERS[spec]
+    except KeyError:
+        raise InvalidInputError(
+            f"planner {spec!r} is unknown; set LATPLAN_PLANNER to one of {', '.join(sorted(PLANNERS))}."
+        ) from None
 
 
 def engine_versions(planner_spec: str) -> dict[str, str]:
     """Versions that change a plan: latplan, the planner used and a hash of the rule files."""
-    import latplan
-
     h = hashlib.sha256()
-    try:
-        root = resources.files("latplan.knowledge")
-        for entry in sorted(Path(str(root)).rglob("*")):
-            if entry.is_file() and entry.suffix in (".yaml", ".yml", ".json"):
-                h.update(entry.name.encode() + entry.read_bytes())
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
-    return {"latplan": getattr(latplan, "__version__", "0"), "planner": planner_spec, "rules_sha256": h.hexdigest()}
+    root = resources.files("latplan.knowledge")
+    for entry in sorted(Path(str(root)).rglob("*")):
+        if entry.is_file() and entry.suffix in (".yaml", ".yml", ".json"):
+            h.update(entry.name.encode() + entry.read_bytes())
+    return {"latplan": latplan.__version__, "planner": planner_spec, "rules_sha256": h.hexdigest()}
 
 
 def job_key(content_sha256: str, parameters: dict[str, Any], versions: dict[str, str]) -> str:
@@ -152,12 +151,7 @@ def run_one(settings: StoreSettings, factory: sessionmaker[Session], store: Blob
 
     t0 = time.monotonic()
     try:
-        if "parameters" in inspect.signature(planner).parameters:
-            planner(case_dir, tmp, progress, parameters=parameters)  # type: ignore[call-arg]
-        elif parameters:
-            raise LatplanError(f"the planner {settings.planner} takes no parameters, but the job has {sorted(parameters)}.")
-        else:
-            planner(case_dir, tmp, progress)
+        planner(case_dir, tmp, progress, parameters=parameters)
         plan_path = tmp / "plan.json"
         if not plan_path.is_file():
             raise LatplanError("the planner finished without writing plan.json.")
@@ -228,83 +222,41 @@ def main() -> None:  # pragma: no cover - exercised via subprocess in tests
 
 
 # --------------------------------------------------------------------------------------------
-# the real planner ([A1] load_case_folder → [D] plan_case → [E] write_reports)
+# the real planner (load_case_folder → board plan_case → write_reports → viewer files)
 # --------------------------------------------------------------------------------------------
-def _to_jsonable(obj: Any) -> dict[str, Any]:
-    for name in ("to_plan_json", "to_json_dict", "to_dict", "as_dict", "model_dump"):
-        fn = getattr(obj, name, None)
-        if callable(fn):
-            out = fn()
-            return json.loads(out) if isinstance(out, str) else out
-    fn = getattr(obj, "to_json", None)
-    if callable(fn):
-        out = fn()
-        return json.loads(out) if isinstance(out, str) else out
-    if isinstance(obj, dict):
-        return obj
-    raise NotAvailableError("the board proposal cannot be turned into plan.json (no to_dict/to_json method).")
-
-
-def _call_progress_adapter(progress: ProgressFn, lo: float, hi: float) -> Callable[..., None]:
-    """Adapt [D]'s ``progress(message)`` (or ``progress(fraction, message)``) to the job's 0–1 scale.
-
-    A message without a fraction advances the bar a little each time (never reaching ``hi``).
-    """
-    calls = [0]
-
-    def adapter(*args: Any, **kwargs: Any) -> None:
-        calls[0] += 1
-        frac = next((float(a) for a in args if isinstance(a, int | float) and not isinstance(a, bool)), None)
-        msg = " ".join(str(a) for a in args if isinstance(a, str)) or str(kwargs.get("message", ""))
-        if frac is not None and frac > 1.0:
-            frac = frac / 100.0
-        if frac is None:
-            frac = 1.0 - 0.85 ** calls[0]
-        progress(lo + (hi - lo) * min(max(frac, 0.0), 1.0), msg)
-    return adapter
-
-
 def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
-                    parameters: dict[str, Any] | None = None) -> None:
+                    parameters: Mapping[str, Any] | None = None) -> None:
     """Plan a stored case folder with the real engines and write plan.json, the report and viewer files.
 
     ``parameters["preferences"]``: the patient's weights (0–5 per criterion) entered on the case
     page; they override ``case.yaml``'s preferences for this job (and are part of its key).
     ``parameters["simulate"] = False``: rules-only preview (no physics simulations).
     """
-    try:
-        from latplan.board import plan_case  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NotAvailableError("planning is not available in this build: latplan.board.plan_case is missing.") from exc
-    from latplan.imaging.case_folder import load_case_folder
-    from latplan.web.viewer import find_treatment_plans, write_viewer_files
-
+    params = dict(parameters or {})
     progress(0.02, "loading the case")
     case = load_case_folder(case_dir)
     progress(0.05, "planning")
-    prefs = (parameters or {}).get("preferences") or None
-    simulate = bool((parameters or {}).get("simulate", True))
-    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8), preferences=prefs,
-                         simulate=simulate)
-    plan = _to_jsonable(proposal)
-    (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
+    prefs = params.get("preferences") or None
+    simulate = bool(params.get("simulate", True))
+    stage = StageProgress(progress, 0.05, 0.8)
+    proposal = plan_case(case, progress=lambda message: stage(message), preferences=prefs, simulate=simulate)
+    (out_dir / "plan.json").write_text(json.dumps(proposal.to_plan_json(), indent=1, default=str))
     progress(0.82, "writing the report")
-    try:
-        from latplan.report import write_reports  # type: ignore[attr-defined]
-    except ImportError:
-        write_reports = None
-    if write_reports is not None:
-        report_dir = out_dir / "report"
-        report_dir.mkdir()
-        # the PDF (WeasyPrint) is most of the report time; LATPLAN_REPORT_PDF=0 skips it (tests, quick boards)
-        write_reports(proposal, report_dir, pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
-        if not (out_dir / "plan.json").exists() and (report_dir / "plan.json").exists():
-            shutil.copy(report_dir / "plan.json", out_dir / "plan.json")
+    report_dir = out_dir / "report"
+    report_dir.mkdir()
+    # the PDF (WeasyPrint) is most of the report time; LATPLAN_REPORT_PDF=0 skips it (tests, quick boards)
+    write_reports(proposal, report_dir, pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
     progress(0.92, "writing the viewer volumes")
-    plans = getattr(proposal, "plans", None)
-    found = list(plans.values()) if isinstance(plans, dict) else find_treatment_plans(proposal)
-    write_viewer_files(case, found, out_dir / "viewer")
+    write_viewer_files(case, list(proposal.plans.values()), out_dir / "viewer")
     progress(1.0, "done")
+
+
+#: the planners a deployment can name in ``LATPLAN_PLANNER`` (a static table: no dynamic import)
+PLANNERS: dict[str, Planner] = {
+    "latplan.web.jobs:default_planner": default_planner,
+    "latplan.web.fake_planner:fake_planner": fake_planner,
+    "latplan.web.fake_planner:failing_planner": failing_planner,
+}
 
 
 def utc_age_s(when: dt.datetime | None) -> float | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from latplan.errors import CaseFolderError, DicomError, LatplanError
+from latplan.imaging.case_folder import load_case_folder
 
 
 def _is_dicom(path: Path) -> bool:
@@ -70,15 +71,11 @@ def summarise(folder: Path) -> dict[str, Any]:
             "a case folder needs case.yaml (patient), an image (image.nii.gz or dicom/) and labels."
         )
     check_dicom_files(folder)
-    try:
-        from latplan.imaging.case_folder import load_case_folder
-    except ImportError as exc:  # [A1] not installed in this build
-        raise CaseFolderError("this build cannot read case folders (latplan.imaging.case_folder is missing).") from exc
     case = load_case_folder(folder)
     image = case.image
     return {
         "patient_id": str(case.patient.id),
-        "primary": str(getattr(case.patient.primary, "value", case.patient.primary)).lower(),
+        "primary": str(case.patient.primary.value).lower(),
         "lesion_ids": list(case.lesion_ids),
         "structures": list(case.structure_names()),
         "shape_kji": [int(x) for x in image.array.shape],
