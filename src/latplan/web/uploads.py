@@ -209,12 +209,12 @@ def _confined(folder: Path, name: object, key: str) -> None:
                                   "name the file as it sits in the zip (e.g. image.nii.gz).")
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts:
-        raise UploadRejectedError(f"case.yaml: {key}: {name!r} points outside the case folder (absolute path or "
-                                  "'..'); only files inside the uploaded zip can be named.")
+        raise UploadRejectedError(f"case.yaml: {key}: points outside the case folder (an absolute path or '..'); "
+                                  "only files inside the uploaded zip can be named, e.g. image.nii.gz.")
     root = folder.resolve()
     target = (folder / p).resolve()
     if target != root and root not in target.parents:
-        raise UploadRejectedError(f"case.yaml: {key}: {name!r} leads outside the case folder (a symbolic link).")
+        raise UploadRejectedError(f"case.yaml: {key}: leads outside the case folder (a symbolic link).")
 
 
 def check_case_paths(folder: Path) -> None:
