@@ -16,8 +16,8 @@ Why this shape:
   watches its parent and exits within a second of the server's death (:func:`watch_parent`).
 - **Injectable planner**: a callable ``planner(case_dir, out_dir, progress, parameters)`` that
   writes ``plan.json`` (and optionally ``report/`` and ``viewer/``) into ``out_dir``, chosen by
-  name from the static table :data:`PLANNERS`. The default calls ``load_case_folder``,
-  ``latplan.board.proposal.plan_case`` and ``latplan.report.writer.write_reports``; tests use
+  name from the static table :data:`PLANNERS`. The default calls
+  ``latplan.pipeline.plan_case_folder`` (load → plan → reports) and the viewer files; tests use
   the stand-in ``latplan.web.fake_planner``.
 """
 
@@ -44,11 +44,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-import latplan
-from latplan.board.proposal import plan_case
+from latplan._version import __version__
 from latplan.errors import InvalidInputError, LatplanError
-from latplan.imaging.case_folder import load_case_folder
-from latplan.report.writer import write_reports
+from latplan.pipeline import PlanOptions, plan_case_folder
 from latplan.store import audit
 from latplan.store.blobs import BlobStore, restrict_modes
 from latplan.store.config import StoreSettings
@@ -80,7 +78,7 @@ def engine_versions(planner_spec: str) -> dict[str, str]:
     for entry in sorted(Path(str(root)).rglob("*")):
         if entry.is_file() and entry.suffix in (".yaml", ".yml", ".json"):
             h.update(entry.name.encode() + entry.read_bytes())
-    return {"latplan": latplan.__version__, "planner": planner_spec, "rules_sha256": h.hexdigest()}
+    return {"latplan": __version__, "planner": planner_spec, "rules_sha256": h.hexdigest()}
 
 
 def job_key(content_sha256: str, parameters: dict[str, Any], versions: dict[str, str]) -> str:
@@ -436,32 +434,26 @@ def main() -> None:  # pragma: no cover - exercised via subprocess in tests
 
 
 # --------------------------------------------------------------------------------------------
-# the real planner (load_case_folder → board plan_case → write_reports → viewer files)
+# the real planner (latplan.pipeline.plan_case_folder → viewer files)
 # --------------------------------------------------------------------------------------------
 def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
                     parameters: Mapping[str, Any] | None = None) -> None:
-    """Plan a stored case folder with the real engines and write plan.json, the report and viewer files.
+    """Plan a stored case folder through :func:`latplan.pipeline.plan_case_folder`; write plan.json,
+    ``report/`` and the viewer files.
 
     ``parameters["preferences"]``: the patient's weights (0–5 per criterion) entered on the case
     page; they override ``case.yaml``'s preferences for this job (and are part of its key).
     ``parameters["simulate"] = False``: rules-only preview (no physics simulations).
+    The PDF (WeasyPrint) is most of the report time; ``LATPLAN_REPORT_PDF=0`` skips it.
     """
     params = dict(parameters or {})
+    options = PlanOptions(simulate=bool(params.get("simulate", True)), preferences=params.get("preferences") or None,
+                          pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
     progress(0.02, "loading the case")
-    case = load_case_folder(case_dir)
-    progress(0.05, "planning")
-    prefs = params.get("preferences") or None
-    simulate = bool(params.get("simulate", True))
-    stage = StageProgress(progress, 0.05, 0.8)
-    proposal = plan_case(case, progress=lambda message: stage(message), preferences=prefs, simulate=simulate)
-    (out_dir / "plan.json").write_text(json.dumps(proposal.to_plan_json(), indent=1, default=str))
-    progress(0.82, "writing the report")
-    report_dir = out_dir / "report"
-    report_dir.mkdir()
-    # the PDF (WeasyPrint) is most of the report time; LATPLAN_REPORT_PDF=0 skips it (tests, quick boards)
-    write_reports(proposal, report_dir, pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
+    result = plan_case_folder(case_dir, out_dir / "report", options, StageProgress(progress, 0.02, 0.9))
+    shutil.copy(out_dir / "report" / "plan.json", out_dir / "plan.json")
     progress(0.92, "writing the viewer volumes")
-    write_viewer_files(case, list(proposal.plans.values()), out_dir / "viewer")
+    write_viewer_files(result.proposal.case, list(result.proposal.plans.values()), out_dir / "viewer")
     progress(1.0, "done")
 
 
