@@ -25,7 +25,7 @@ from latplan.errors import (
 from latplan.imaging import Volume
 from latplan.imaging import case_folder as cf
 from latplan.imaging.case_folder import load_case_folder, save_case_folder
-from latplan.imaging.io import read_image, write_nifti
+from latplan.imaging.nifti import read_image, write_nifti
 from latplan.imaging.orientation import reorient
 
 PATIENT = {"id": "T-01", "primary": "colorectal"}
@@ -106,7 +106,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         return real(volume, path)
 
-    monkeypatch.setattr("latplan.imaging.io.write_nifti", failing)
+    monkeypatch.setattr("latplan.imaging.nifti.write_nifti", failing)
     with pytest.raises(OSError, match="disk full"):
         save_case_folder(case, tmp_path / "case")
     assert list(tmp_path.iterdir()) == []
@@ -265,7 +265,7 @@ def test_real_totalseg_dicom_labels_line_up(shared_data):
     assert aorta_hu > liver_hu
     assert len([k for k in case.input_hashes if k.startswith("dicom/")]) == 20
     # index-by-index (unresampled) comparison would be misaligned: the liver HU check fails there
-    from latplan.imaging.io import read_labels
+    from latplan.imaging.nifti import read_labels
 
     raw = read_labels(shared_data / "external" / "totalseg-ct-dicom" / "labels.nii.gz")
     assert not raw.same_geometry(case.image)

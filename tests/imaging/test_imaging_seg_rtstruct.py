@@ -14,7 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError
 from latplan.imaging import Volume
-from latplan.imaging.io import read_dicom_series, read_rtstruct, read_seg, rtstruct_masks, write_seg
+from latplan.imaging.dicom_series import read_dicom_series
+from latplan.imaging.rtstruct import read_rtstruct, rtstruct_masks
+from latplan.imaging.seg import read_seg, write_seg
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,7 @@ def test_dicompyler_rtstruct_volumes_match_polygon_areas(shared_data):
     """dicompyler-rt: one CT slice, contours over ≈ 290 mm → rasterised on the contours' own grid (README);
     each ROI's voxel volume matches Σ shoelace polygon area × slice spacing: 3 % for ROIs ≥ 10 ml,
     10 % for 0.5–10 ml (voxelisation of small outlines). 'Areola' has no contours: reported empty."""
-    from latplan.imaging.io import _rt_contours
+    from latplan.imaging.rtstruct import _rt_contours
 
     d = shared_data / "external" / "dicompyler-rt"
     ct = read_dicom_series(d)

@@ -44,8 +44,10 @@ from latplan.errors import (
     OrientationError,
     UnknownStructureError,
 )
-from latplan.imaging.io import read_image, read_labels, read_rtstruct, read_seg
+from latplan.imaging.nifti import read_image, read_labels
 from latplan.imaging.resample import resample_labels_to, same_physical_grid
+from latplan.imaging.rtstruct import read_rtstruct
+from latplan.imaging.seg import read_seg
 from latplan.imaging.volume import Volume
 
 __all__ = [
@@ -436,7 +438,7 @@ def save_case_folder(case: Case, folder: str | os.PathLike[str], overwrite: bool
     complete, so a failure never leaves a half-written case. An existing folder is an error
     unless ``overwrite`` (then it is replaced in one rename; the old one is removed after).
     """
-    from latplan.imaging.io import write_nifti
+    from latplan.imaging.nifti import write_nifti
 
     folder = Path(folder)
     if folder.exists() and not overwrite:
