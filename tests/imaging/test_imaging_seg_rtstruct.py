@@ -5,6 +5,8 @@ Data: dcmqi-liver-seg (QIICR/dcmqi @b6137d9e, BSD-3), dicompyler-rt (dicompyler-
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pydicom
 import pytest
@@ -183,16 +185,16 @@ def test_dicompyler_rtstruct_volumes_match_polygon_areas(shared_data):
 
 
 def test_case_folder_with_dicom_and_seg(tmp_path, dcmqi):
-    """Case folder = dicom/ (links to the dcmqi CT slices) + seg.dcm written by write_seg: loads, SEG names
-    become the label table ('Liver' → liver), labels on the CT grid, DICOM slices hashed."""
+    """Case folder = dicom/ (copies of the dcmqi CT slices: a symlink leaving the folder is refused) + seg.dcm:
+    loads, SEG names become the label table ('Liver' → liver), labels on the CT grid, DICOM slices hashed."""
     from latplan.imaging.case_folder import load_case_folder
 
     d, ct = dcmqi
     case_dir = tmp_path / "case"
     (case_dir / "dicom").mkdir(parents=True)
     for f in sorted((d / "ct").iterdir()):
-        (case_dir / "dicom" / f.name).symlink_to(f)
-    (case_dir / "seg.dcm").symlink_to(d / "liver-seg.dcm")
+        shutil.copyfile(f, case_dir / "dicom" / f.name)
+    shutil.copyfile(d / "liver-seg.dcm", case_dir / "seg.dcm")
     (case_dir / "case.yaml").write_text("patient: {id: SEG-1, primary: hcc}\n")
     case = load_case_folder(case_dir)
     assert case.structure_names() == ["liver"]
@@ -210,8 +212,8 @@ def test_case_folder_with_rtstruct(tmp_path, shared_data):
     d = shared_data / "external" / "dicompyler-rt"
     case_dir = tmp_path / "case"
     (case_dir / "dicom").mkdir(parents=True)
-    (case_dir / "dicom" / "ct.0.dcm").symlink_to(d / "ct.0.dcm")
-    (case_dir / "rtstruct.dcm").symlink_to(d / "rtss.dcm")
+    shutil.copyfile(d / "ct.0.dcm", case_dir / "dicom" / "ct.0.dcm")  # copies: symlinks leaving are refused
+    shutil.copyfile(d / "rtss.dcm", case_dir / "rtstruct.dcm")
     notes: list[str] = []
     case = load_case_folder(case_dir, patient={"id": "RT-1", "primary": "breast"}, notes=notes)
     assert case.image.shape[0] == 1
