@@ -42,7 +42,8 @@ from latplan.errors import (
     OrientationError,
     UnknownStructureError,
 )
-from latplan.imaging.errors import ContoursOutsideImageError
+from latplan.imaging.components import split_lesion_components
+from latplan.imaging.errors import ContoursOutsideImageError, EmptyLabelMapError
 from latplan.imaging.nifti import read_image, read_labels
 from latplan.imaging.output import output_dir
 from latplan.imaging.paths import confine, require_inside
@@ -309,6 +310,11 @@ def _read_labels_any(
             "label value to a structure name (e.g. '5: liver')."
         )
     labels = align_labels_to_image(image, labels, notes, path.name)
+    if not labels.array.any():
+        raise EmptyLabelMapError(
+            f"label map {path} holds no labelled voxel on the image grid (all zero): no structure is segmented. "
+            "Export the segmentation again, or check that it belongs to this image."
+        )
     present = {int(v) for v in np.unique(labels.array)} - {0}
     unnamed = sorted(present - {e.value for e in table.entries})
     if unnamed:
@@ -332,6 +338,7 @@ def _build_case(
     if image.array.dtype.kind not in "f":
         image = image.with_array(image.array.astype(np.float32))
     labels, table = _read_labels_any(labels_path, image, table_path, notes)
+    labels, table = split_lesion_components(labels, table, notes)
     if modality is None:
         modality = _first_dicom_modality(image_path) if image_path.is_dir() else "CT"
     base = folder if folder is not None else image_path.parent
