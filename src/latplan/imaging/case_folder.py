@@ -43,14 +43,15 @@ from latplan.errors import (
     UnknownStructureError,
 )
 from latplan.imaging.components import split_lesion_components
-from latplan.imaging.errors import ContoursOutsideImageError, EmptyLabelMapError
+from latplan.imaging.dicom_series import dcmread_checked
+from latplan.imaging.errors import ContoursOutsideImageError, EmptyLabelMapError, TruncatedDicomError
 from latplan.imaging.nifti import read_image, read_labels
 from latplan.imaging.output import output_dir
 from latplan.imaging.paths import confine, require_inside
 from latplan.imaging.resample import resample_labels_to, same_physical_grid
-from latplan.imaging.rtstruct import read_rtstruct
+from latplan.imaging.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct
 from latplan.imaging.safe_yaml import load_yaml_file
-from latplan.imaging.seg import read_seg
+from latplan.imaging.seg import SEG_SOP_CLASSES, read_seg
 from latplan.imaging.volume import Volume
 
 __all__ = [
@@ -253,13 +254,19 @@ def _pick(folder: Path, explicit: object, candidates: tuple[str, ...], what: str
 
 
 def _dicom_modality(path: Path) -> str:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
-    except Exception as exc:
-        raise CaseFolderError(f"{path.name} cannot be read as DICOM: {type(exc).__name__}: {exc}.") from None
-    return str(getattr(ds, "Modality", "") or "SEG").upper()
+    ds = dcmread_checked(path, stop_before_pixels=True)
+    modality = str(getattr(ds, "Modality", "") or "").upper()
+    sop = str(getattr(ds, "SOPClassUID", "") or "")
+    if modality:
+        return modality
+    if sop == RTSTRUCT_SOP_CLASS:
+        return "RTSTRUCT"
+    if sop in SEG_SOP_CLASSES:
+        return "SEG"
+    raise TruncatedDicomError(
+        f"DICOM file {path} has no Modality and an unknown SOP Class UID {sop!r}: it is truncated or damaged. "
+        "Export the segmentation again."
+    )
 
 
 def _first_dicom_modality(folder: Path) -> str:
@@ -267,7 +274,7 @@ def _first_dicom_modality(folder: Path) -> str:
         if f.is_file():
             try:
                 return _dicom_modality(f)
-            except CaseFolderError:
+            except LatplanError:
                 continue
     return "CT"
 
@@ -293,6 +300,12 @@ def _read_labels_any(
                 _note(notes, f"{path.name}: structure(s) entirely outside the image: {', '.join(lost)} (not labelled).")
             _note(notes, f"{path.name}: contours rasterised on their own grid were resampled onto the image grid "
                          "(nearest neighbour by position); parts outside the image are dropped.")
+        elif not labels.array.any():
+            raise ContoursOutsideImageError(
+                f"RTSTRUCT {path}: no contour covers a voxel centre of the image ({image.shape[1]}×{image.shape[2]} "
+                "pixels per slice): the contours lie outside the image in-plane. Export the RTSTRUCT for this image "
+                "(same Frame of Reference) or use the matching CT."
+            )
         if empty:
             _note(notes, f"{path.name}: structure(s) with no voxels: {', '.join(empty)} (reported as empty, not labelled).")
     elif dicom_modality is not None:

@@ -52,6 +52,8 @@ DEFAULT_MAX_IMAGE_GB = 8.0
 _WORKING_BYTES_PER_VOXEL = 4
 _CHUNK = 16 << 20
 
+#: NIfTI datatype codes of floating-point voxels (FLOAT32, FLOAT64, FLOAT128, COMPLEX64/128/256)
+_NIFTI_FLOAT_TYPES = frozenset({16, 32, 64, 1536, 1792, 2048})
 _NRRD_TYPES = {
     "signed char": 1, "int8": 1, "int8_t": 1, "uchar": 1, "unsigned char": 1, "uint8": 1, "uint8_t": 1,
     "short": 2, "short int": 2, "signed short": 2, "signed short int": 2, "int16": 2, "int16_t": 2,
@@ -73,6 +75,7 @@ class HeaderInfo:
     data_offset: int
     compressed: bool
     spacing_problem: str | None
+    float_data: bool = False
 
 
 def require_file(path: Path, what: str) -> None:
@@ -112,27 +115,61 @@ def check_memory_estimate(path: Path, shape: tuple[int, ...], itemsize: int, max
         )
 
 
-def _nifti_header(p: Path) -> HeaderInfo | None:
-    import nibabel as nib
+def _raw_nifti_bytes(p: Path, n: int) -> bytes:
+    if p.name.lower().endswith(".gz"):
+        try:
+            with gzip.open(p, "rb") as fh:
+                return fh.read(n)
+        except (EOFError, OSError, zlib.error):
+            return b""
+    with open(p, "rb") as fh:
+        return fh.read(n)
 
-    try:
-        img = nib.load(str(p))
-    except Exception:  # an unreadable header is reported by the reader itself
+
+def _nifti_header(p: Path) -> HeaderInfo | None:
+    """NIfTI-1/-2 header fields read from the raw bytes (nibabel silently turns pixdim 0 into 1)."""
+    raw = _raw_nifti_bytes(p, 540)
+    if len(raw) < 348:
+        if p.name.lower().endswith(".gz"):
+            _, why = _gunzip_length(p, 0, 1 << 62)
+            if why is not None:
+                raise TruncatedImageError(f"image {p} is truncated: {why}. Copy or export the file again.")
         return None
-    hdr = img.header
-    pixdim = np.asarray(hdr["pixdim"], dtype=float)[1:4]
-    shape = tuple(int(n) for n in hdr.get_data_shape())
-    ndim = min(len(shape), 3)
+    for endian in ("<", ">"):
+        size = int(np.frombuffer(raw[:4], dtype=f"{endian}i4")[0])
+        if size == 348:
+            dim = np.frombuffer(raw[40:56], dtype=f"{endian}i2").astype(int)
+            datatype = int(np.frombuffer(raw[70:72], dtype=f"{endian}i2")[0])
+            bitpix = int(np.frombuffer(raw[72:74], dtype=f"{endian}i2")[0])
+            pixdim = np.frombuffer(raw[76:108], dtype=f"{endian}f4").astype(float)
+            offset = int(np.frombuffer(raw[108:112], dtype=f"{endian}f4")[0])
+            break
+        if size == 540 and len(raw) >= 540:
+            dim = np.frombuffer(raw[16:80], dtype=f"{endian}i8").astype(int)
+            datatype = int(np.frombuffer(raw[12:14], dtype=f"{endian}i2")[0])
+            bitpix = int(np.frombuffer(raw[14:16], dtype=f"{endian}i2")[0])
+            pixdim = np.frombuffer(raw[104:168], dtype=f"{endian}f8").astype(float)
+            offset = int(np.frombuffer(raw[168:176], dtype=f"{endian}i8")[0])
+            break
+    else:
+        return None
+    ndim = int(dim[0])
+    if not 1 <= ndim <= 7:
+        return None
+    shape = tuple(int(n) for n in dim[1 : ndim + 1])
+    nsp = min(ndim, 3)
     problem = None
-    if not np.all(np.isfinite(pixdim[:ndim])) or np.any(pixdim[:ndim] <= 0):
-        problem = f"pixdim {pixdim[:ndim].tolist()}"
+    if not np.all(np.isfinite(pixdim[1 : nsp + 1])) or np.any(pixdim[1 : nsp + 1] <= 0):
+        problem = f"pixdim {pixdim[1 : nsp + 1].tolist()}"
+    single_file = p.name.lower().endswith((".nii", ".nii.gz"))
     return HeaderInfo(
         shape=shape,
-        itemsize=int(hdr.get_data_dtype().itemsize),
+        itemsize=max(bitpix // 8, 0),
         data_path=p,
-        data_offset=int(hdr.get_data_offset()),
+        data_offset=max(offset, 352 if size == 348 else 544) if single_file else offset,
         compressed=p.name.lower().endswith(".gz"),
         spacing_problem=problem,
+        float_data=datatype in _NIFTI_FLOAT_TYPES,
     )
 
 
@@ -266,6 +303,19 @@ def check_header_before_reading(path: Path, max_gb: float | None = None) -> None
         )
     check_memory_estimate(path, info.shape, max(info.itemsize, 1), max_gb)
     _check_size(path, info)
+    if info.float_data:
+        _check_nifti_finite(path)
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """ITK's NIfTI reader turns NaN voxels into 0 silently: scan the stored values (nibabel) first."""
+    import nibabel as nib
+
+    try:
+        data = np.asarray(nib.load(str(path)).dataobj)
+    except Exception:  # an unreadable file is reported by the reader itself
+        return
+    require_finite_voxels(data.transpose(2, 1, 0) if data.ndim == 3 else data, path)  # (i, j, k) → (k, j, i)
 
 
 def require_finite_voxels(array: np.ndarray, path: Path | str) -> None:
