@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from latplan import __version__
+from latplan._version import __version__
 from latplan.imaging.errors import NotLatplanOutputError, OutputNotWritableError
 
 __all__ = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latplan import __version__
+from latplan._version import __version__
 from latplan.errors import DicomError, EmptyStructureError, GeometryMismatchError, InvalidInputError
 from latplan.imaging.dicom_series import datasets_from_source, dcmread_checked, slice_orientation
 from latplan.imaging.errors import NotDicomSeriesError, TruncatedDicomError
