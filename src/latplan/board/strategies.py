@@ -24,6 +24,7 @@ from typing import Any
 from latplan.case.vocabulary import Eligibility
 from latplan.knowledge.conditions import Truth
 from latplan.knowledge.rules import RuleSet
+from latplan.modalities.steps import StepModality
 
 from .options import Option
 from .systemic import systemic_context
@@ -44,9 +45,8 @@ TRANSPLANT_BASE = 0.3
 SYSTEMIC_FIRST_DELAY = 0.05
 REGIONAL = ("tace", "tare", "hai")
 ABLATIVE_LOCAL = ("rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt")
-#: modalities a strategy step may name (lesion modalities + whole-patient steps)
-STEP_MODALITIES = ("resection", "rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt", "tace", "tare", "hai",
-                   "systemic", "pve", "transplant_referral", "best_supportive_care", "re_board", "refer")
+#: modalities a strategy step may name (hcore's StepModality: lesion modalities + whole-patient steps)
+STEP_MODALITIES = tuple(m.value for m in StepModality)
 
 #: strategy kinds offered only when one of their strategy rules fires with a positive score
 RULE_GATED_KINDS = frozenset({"tace_then_ablation", "transplant", "best_supportive_care"})
@@ -260,7 +260,7 @@ def _two_stage(lesion_ids: Sequence[str], res: Mapping[str, Option], pctx: Mappi
         return []
     steps = [_step(1, lobes["left"], "resection", [res[x] for x in lobes["left"]],
                    note="stage 1: clear the future remnant (left hemi-liver) by parenchyma-sparing resection"),
-             _step(2, lobes["right"], "pve", value=0.0, note="right portal vein embolisation; remnant regrowth 4-6 weeks"),
+             _step(2, lobes["right"], StepModality.PORTAL_VEIN_EMBOLISATION.value, value=0.0, note="right portal vein embolisation; remnant regrowth 4-6 weeks"),
              _step(3, lobes["right"], "resection", [res[x] for x in lobes["right"]],
                    note="stage 2: right hemihepatectomy once the remnant is adequate")]
     base = sum(float(s["value"]) for s in (steps[0], steps[2])) / 2 - 2 * EXTRA_STEP_PENALTY
@@ -361,19 +361,18 @@ def _whole_patient(all_ids: Sequence[str], pctx: Mapping[str, Any], has_local: b
                     SYSTEMIC_BASE, ["Systemic therapy is the comparator of every local strategy.", sys_note.text],
                     sys_note.evidence_level, reasons=list(sys_note.reasons))]
     if pctx.get("primary") == "colorectal" and has_local:
-        steps = [_step(1, all_ids, "systemic", value=SYSTEMIC_BASE, note="conversion chemotherapy: " + sys_note.text),
-                 _step(2, all_ids, "re_board", value=SYSTEMIC_BASE, note="re-stage after 2-4 months and re-board "
-                                                                         "for resection / ablation")]
+        steps = [_step(1, all_ids, StepModality.CONVERSION_CHEMOTHERAPY.value, value=SYSTEMIC_BASE,
+                       note=sys_note.text + " Re-stage after 2-4 months and re-board for resection / ablation.")]
         out.append(Strategy("conversion", "Conversion chemotherapy, then re-board for local therapy", steps,
                             SYSTEMIC_BASE - EXTRA_STEP_PENALTY, ["Initially unresectable or borderline disease: "
                                                                  "chemotherapy to convert, then local therapy."],
                             "CEBM 2a"))
-    out.append(Strategy("best_supportive_care", "Best supportive care", [_step(1, all_ids, "best_supportive_care",
+    out.append(Strategy("best_supportive_care", "Best supportive care", [_step(1, all_ids, StepModality.BEST_SUPPORTIVE_CARE.value,
                                                                                value=BSC_BASE)],
                         BSC_BASE, ["Symptom control without tumour-directed therapy."], "CEBM 2a"))
     if pctx.get("primary") == "hcc":
         out.append(Strategy("transplant", "Referral for liver transplantation assessment",
-                            [_step(1, all_ids, "transplant_referral", value=TRANSPLANT_BASE,
+                            [_step(1, all_ids, StepModality.TRANSPLANT_REFERRAL.value, value=TRANSPLANT_BASE,
                                    note="bridging therapy (ablation / TACE) while listed")],
                             TRANSPLANT_BASE, ["HCC within transplant criteria: transplantation treats tumour and "
                                               "cirrhosis."], "CEBM 2a"))
@@ -392,7 +391,7 @@ def _hand_off(out: list[Strategy], left_out: Sequence[str], handoff: Mapping[str
             notes.append(f"{lid}: handed to the {team}." if team else
                          f"{lid}: no local liver option; covered by systemic therapy or re-assessment.")
             if team:
-                st.steps.append({"order": len(st.steps) + 1, "lesion_ids": [lid], "modality": "refer",
+                st.steps.append({"order": len(st.steps) + 1, "lesion_ids": [lid], "modality": StepModality.REFER.value,
                                  "needs_review": False, "note": f"handed to the {team}"})
         st.rationale.extend(notes)
 
