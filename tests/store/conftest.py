@@ -7,9 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
 
-from webtest_helpers import postgres_url, reset_postgres  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
+from webtest_helpers import postgres_url, reset_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

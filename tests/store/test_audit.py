@@ -114,7 +114,7 @@ def test_concurrent_writers_keep_one_chain(db_url):
         try:
             with transaction(factory) as s:
                 audit.record(s, "view", username=f"t{n}")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
