@@ -28,10 +28,12 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.client import Future
 
 from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
+from latplan.batch.index import write_index
 from latplan.batch.pipeline_adapter import PlanOptions
+from latplan.batch.table import cohort_frame, collect, write_cohort_table
 from latplan.errors import CaseFolderError, InvalidInputError
 
-__all__ = ["ClusterSettings", "CohortRun", "discover_cases", "plan_cohort"]
+__all__ = ["ClusterSettings", "CohortResults", "CohortRun", "discover_cases", "plan_cohort", "write_cohort_results"]
 
 #: progress(message, done, total), the pipeline's Progress protocol
 ProgressFn = Callable[[str, int | None, int | None], None]
@@ -55,6 +57,17 @@ class ClusterSettings:
                                     f"{self.threads_per_worker}.")
 
 
+@dataclass(frozen=True)
+class CohortResults:
+    """The cohort-level files: the lesion table (parquet + csv) and the index page."""
+
+    parquet: Path
+    csv: Path
+    index_html: Path
+    lesions: int
+    cases: int
+
+
 @dataclass
 class CohortRun:
     """What a cohort run did: one outcome per case folder found, and the dashboard it reported to."""
@@ -63,6 +76,7 @@ class CohortRun:
     outcomes: list[CaseOutcome] = field(default_factory=list)
     dashboard: str | None = None
     seconds: float = 0.0
+    results: CohortResults | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -141,5 +155,15 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
                 done, len(jobs))
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     run.outcomes.sort(key=lambda o: o.name)
+    run.results = write_cohort_results(Path(cohort_dir), out)
     run.seconds = time.perf_counter() - t0
     return run
+
+
+def write_cohort_results(cohort_dir: Path, out_dir: Path) -> CohortResults:
+    """Build OUT/cohort.parquet, OUT/cohort.csv and OUT/index.html from every published case of the cohort."""
+    rows, manifests = collect(out_dir, discover_cases(cohort_dir))
+    df = cohort_frame(rows)
+    paths = write_cohort_table(df, out_dir)
+    index = write_index(df, manifests, cohort_dir, out_dir)
+    return CohortResults(paths["parquet"], paths["csv"], index, len(df), len(manifests))

@@ -33,6 +33,9 @@ def _register_all() -> None:
 
     for module in (case_commands, imaging_commands, physics_commands, plan_commands, web_commands, followup_commands):
         module.register(app)
+    from latplan.cli import cohort_commands  # [O] cohorts on Dask
+
+    cohort_commands.register(app)
 
 
 _register_all()
