@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from latplan import __version__
-from latplan.batch import ClusterSettings, plan_cohort, read_manifest
-from latplan.batch.pipeline_adapter import PlanOptions
 from tests.batch.conftest import VOXEL_MM, copy_cases
+
+from latplan._version import __version__
+from latplan.batch import ClusterSettings, plan_cohort, read_manifest
+from latplan.pipeline import PlanOptions
 
 OPTIONS = PlanOptions(simulate=False, pdf=False)
 CLUSTER = ClusterSettings(workers=2, threads_per_worker=1)

@@ -18,11 +18,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from latplan.batch.jobs import CASES_DIR, Manifest  # noqa: E402
-from latplan.followup.cohort import CoxResult, cox_lesions, fit_km, km_figure, load_cohort  # noqa: E402
+from latplan.batch.jobs import CASES_DIR, Manifest
+from latplan.followup.cohort import CoxResult, cox_lesions, fit_km, km_figure, load_cohort
 
 __all__ = ["OutcomeAnalysis", "outcome_analysis", "write_index"]
 

@@ -32,10 +32,10 @@ from typing import Literal
 import numba
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from latplan import __version__
-from latplan.batch.pipeline_adapter import PlanOptions, plan_case_folder
+from latplan._version import __version__
 from latplan.errors import LatplanError
 from latplan.knowledge.rules import default_rule_files
+from latplan.pipeline import PlanOptions, plan_case_folder
 
 __all__ = ["CaseJob", "CaseOutcome", "Manifest", "fingerprint", "read_manifest", "record_failure", "run_case_job"]
 
@@ -142,7 +142,7 @@ def _publish(staging: Path, final: Path) -> None:
 
 
 def _set_threads(threads: int) -> None:
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS))))  # type: ignore[attr-defined]
 
 
 def record_failure(job: CaseJob, error_type: str, error: str) -> CaseOutcome:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +27,13 @@ from pathlib import Path
 from distributed import Client, LocalCluster, as_completed
 from distributed.client import Future
 
-from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
 from latplan.batch.index import write_index
-from latplan.batch.pipeline_adapter import PlanOptions
+from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
 from latplan.batch.table import cohort_frame, collect, write_cohort_table
 from latplan.errors import CaseFolderError, InvalidInputError
+from latplan.pipeline import PlanOptions, Progress, silent
 
 __all__ = ["ClusterSettings", "CohortResults", "CohortRun", "discover_cases", "plan_cohort", "write_cohort_results"]
-
-#: progress(message, done, total), the pipeline's Progress protocol
-ProgressFn = Callable[[str, int | None, int | None], None]
 
 #: environment of LocalCluster worker processes: one BLAS/OpenMP thread; numba set per task
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -127,9 +124,9 @@ def _killed(job: CaseJob, exc: BaseException) -> CaseOutcome:
 
 
 def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOptions(),
-                cluster: ClusterSettings = ClusterSettings(), progress: ProgressFn | None = None) -> CohortRun:
+                cluster: ClusterSettings = ClusterSettings(), progress: Progress | None = None) -> CohortRun:
     """Plan every case folder under ``cohort_dir`` into ``out_dir/cases/<name>/`` on Dask."""
-    say: ProgressFn = progress or (lambda _m, _d=None, _t=None: None)
+    say: Progress = progress or silent
     cases = discover_cases(Path(cohort_dir))
     out = Path(out_dir).resolve()
     (out / CASES_DIR).mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,7 @@ def draw_patient(seed: int, index: int, voxel_mm: float, attempt: int = 0) -> Sy
     n_lesions = int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
     segments = [str(s) for s in rng.choice(SEGMENTS, size=n_lesions, replace=False)]
     shrink = 0.8 ** attempt
-    lesions = [{"id": f"lesion_{i + 1}", "segment": seg, "diameter_mm": float(round(rng.uniform(12.0, 45.0) * shrink)),
+    lesions: list[dict[str, Any]] = [{"id": f"lesion_{i + 1}", "segment": seg, "diameter_mm": float(round(rng.uniform(12.0, 45.0) * shrink)),
                 "placement": str(rng.choice(["deep", "peripheral"]))} for i, seg in enumerate(segments)]
     patient = _patient_record(rng, case_id, primary, n_lesions)
     t0 = dt.date.fromordinal(START_DATE.toordinal() + int(rng.integers(0, 730)))

@@ -17,20 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
-from latplan.batch.runner import ProgressFn
+from latplan.pipeline import PlainProgress, Progress
 
 cohort_app = typer.Typer(help="Plan cohorts of case folders on Dask (docs/cohorts.md).", no_args_is_help=True)
 
 
 @contextmanager
-def _progress() -> Iterator[ProgressFn]:
+def _progress() -> Iterator[Progress]:
     """A rich bar when stdout is a terminal, else plain `[done/total] message` lines on stderr."""
     if not sys.stdout.isatty():
-        def plain(message: str, done: int | None = None, total: int | None = None) -> None:
-            prefix = f"[{done}/{total}] " if done is not None and total is not None else ""
-            print(f"{prefix}{message}", file=sys.stderr, flush=True)
-
-        yield plain
+        yield PlainProgress()
         return
     console = Console(stderr=True)
     with RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -76,8 +72,8 @@ def plan_cmd(
     no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML reports only (faster).")] = False,
 ) -> None:
     """Plan every case folder under DIR on Dask; rerun to resume (unchanged cases are skipped)."""
-    from latplan.batch.pipeline_adapter import PlanOptions
     from latplan.batch.runner import ClusterSettings, plan_cohort
+    from latplan.pipeline import PlanOptions
 
     sim: bool | frozenset[str] = False if no_simulate else (frozenset(simulate) if simulate else True)
     options = PlanOptions(rule_paths=tuple(rules or ()), simulate=sim, pdf=not no_pdf)
