@@ -136,7 +136,7 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
     t0 = time.perf_counter()
     with _client(cluster) as client:
         run.dashboard = _dashboard(client)
-        say(f"Dask dashboard: {run.dashboard or 'not served (install bokeh>=3.1 for the dashboard)'}; "
+        say(f"Dask dashboard: {run.dashboard or 'none (the scheduler runs without one)'}; "
             f"scheduler {client.scheduler.address}", 0, len(jobs))
         token = os.urandom(4).hex()
         futures: dict[Future, CaseJob] = {
