@@ -2,7 +2,8 @@
 
 * :func:`plan_cohort` — every case folder under a folder, one Dask task per case, atomic per-case
   result folders with a manifest, resumable, a failing case recorded and the rest going on;
-* :func:`synth_cohort` — synthetic phantom cohorts (varied primaries, lesions, patients, outcomes).
+* :func:`synth_cohort` — synthetic phantom cohorts (varied primaries, lesions, patients, outcomes);
+* :func:`latplan.batch.remote.run_on_dask` — one web planning job on the same Dask cluster.
 """
 
 from latplan.batch.jobs import CaseJob, CaseOutcome, Manifest, fingerprint, read_manifest, run_case_job
