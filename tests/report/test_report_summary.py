@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from report_builders import make_case, make_measurements, make_plan_json, make_plans
-from test_report_html import check_html
+from test_report_html import SECTION_HEADINGS, check_html
 
 from latplan.case import Case, LabelTable
 from latplan.report.summary import build_summary, key_figure, top_tier_options
@@ -111,6 +111,9 @@ def test_single_lesion_main_report_at_most_8_pages(one_lesion):
     _, html, pages = one_lesion
     assert 1 <= len(pages) <= 8
     assert check_html(html).errors == []
+    text = " ".join(pages)
+    for heading in SECTION_HEADINGS:  # the sections of issue 6 stay in report.pdf, in short
+        assert heading in text, heading
 
 
 def test_four_lesions_main_report_at_most_16_pages(four_lesions):
