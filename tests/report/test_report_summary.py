@@ -117,7 +117,7 @@ def test_single_lesion_main_report_at_most_8_pages(one_lesion):
 
 
 def test_four_lesions_main_report_at_most_16_pages(four_lesions):
-    _, html, pages = four_lesions
+    _, _html, pages = four_lesions
     assert 1 <= len(pages) <= 16
     for lid in ("lesion 1", "lesion 2", "lesion 3", "lesion 4"):
         assert f"Lesion: {lid}" in " ".join(pages)

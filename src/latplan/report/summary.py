@@ -198,11 +198,13 @@ def summary_option(option: Mapping[str, Any], plan: Any, max_conditions: int = 2
     code = str(option.get("modality", ""))
     tier = option_tier(option)
     lc = option.get("local_control")
-    profile = option.get("profile_source") if isinstance(option.get("profile_source"), Mapping) else {}
+    ps = option.get("profile_source")
+    profile: Mapping[str, Any] = ps if isinstance(ps, Mapping) else {}
     evidence = option.get("evidence_level") or (lc.get("evidence_level") if isinstance(lc, Mapping) else None) \
         or profile.get("evidence_level")
     conds = _conditions(option)
-    ranking = option.get("ranking") if isinstance(option.get("ranking"), Mapping) else {}
+    rk = option.get("ranking")
+    ranking: Mapping[str, Any] = rk if isinstance(rk, Mapping) else {}
     status = option.get("target_status")
     rank = option.get("rank")
     return SummaryOption(
