@@ -62,6 +62,7 @@ __all__ = [
     "dose_on_volume_gy",
     "dose_rate_per_sk",
     "dose_rate_per_sk_rtheta",
+    "decayed_air_kerma_strength_u",
     "format_along_away_csv",
     "load_source",
 ]
@@ -859,6 +860,20 @@ _LOOKUP_CACHE: dict[int, AlongAwayLookup] = {}
 
 
 # ------------------------------------------------------------------------------------------------
+# Source decay
+# ------------------------------------------------------------------------------------------------
+def decayed_air_kerma_strength_u(sk_calibration_u: float, elapsed_days: float, half_life_d: float) -> float:
+    """Air-kerma strength (U) ``elapsed_days`` after calibration: S_K·exp(−ln 2·t/T½) (T½ of Ir-192: 73.83 d)."""
+    if not (np.isfinite(sk_calibration_u) and sk_calibration_u > 0):
+        raise InvalidInputError(f"air-kerma strength must be > 0 U; got {sk_calibration_u}.")
+    if not (np.isfinite(half_life_d) and half_life_d > 0):
+        raise InvalidInputError(f"half-life must be > 0 d; got {half_life_d}.")
+    if elapsed_days < 0:
+        raise InvalidInputError(f"elapsed time since calibration must be ≥ 0 d; got {elapsed_days}.")
+    return float(sk_calibration_u * math.exp(-math.log(2.0) * elapsed_days / half_life_d))
+
+
+# ------------------------------------------------------------------------------------------------
 # QA along-away table
 # ------------------------------------------------------------------------------------------------
 def along_away_table(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM,
@@ -879,7 +894,10 @@ def _fmt(v: float) -> str:
 
 def format_along_away_csv(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM,
                           y_cm: tuple[float, ...] = QA_Y_CM) -> str:
-    """The along-away table as CSV, in the layout of the consensus QA sheets (two comment lines)."""
+    """The along-away table as CSV, in the layout of the consensus QA sheets (two comment lines).
+
+    The cell (z = 0, y = 0), inside the source, is left empty (no made-up value).
+    """
     table = along_away_table(source, z_cm, y_cm)
     lines = [
         f"# QA along-away table: dose rate per unit air-kerma strength, cGy h^-1 U^-1, computed by latplan "
@@ -889,5 +907,7 @@ def format_along_away_csv(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM
         "z_cm," + ",".join(f"y_{_fmt(y)}" for y in y_cm),
     ]
     for z, row in zip(z_cm, table, strict=True):
-        lines.append(_fmt(z) + "," + ",".join(_fmt(v) for v in row))
+        # the point (0, 0) lies inside the source: no dose value exists there, the cell stays empty
+        lines.append(_fmt(z) + "," + ",".join("" if (z == 0 and y == 0) else _fmt(v)
+                                              for y, v in zip(y_cm, row, strict=True)))
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from latplan.errors import InvalidInputError, KnowledgeError
 
 __all__ = [
     "LocalControlEstimate",
+    "ibt_biliary_limits",
     "ibt_config",
     "ibt_local_control",
     "ibt_oar_limits",
@@ -94,8 +95,17 @@ def ibt_prescription_gy(primary: str | None) -> tuple[float, str]:
 
 def ibt_oar_limits() -> dict[str, dict[str, Any]]:
     """{organ: {structures, metric, limit_gy, volume_ml, hard, citation}} for IBT (D1cc ≤ 14 Gy...)."""
+    return _limits(ibt_config()["oar_limits"])
+
+
+def ibt_biliary_limits() -> dict[str, dict[str, Any]]:
+    """Central bile duct / hilum planning limit for IBT (soft; marked verify in the data)."""
+    return _limits(ibt_config().get("central_bile_duct", []))
+
+
+def _limits(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
-    for o in ibt_config()["oar_limits"]:
+    for o in rows:
         metric = str(o["metric"])
         if not metric.startswith("d") or not metric.endswith("cc"):
             raise KnowledgeError(f"IBT organ limit {o['id']}: metric {metric!r} must be D<v>cc (e.g. d1cc).")
@@ -182,7 +192,7 @@ def ibt_parameters() -> dict[str, Any]:
     """
     cfg = ibt_config()
     return {
-        "margin_mm": float(cfg["ctv_margin_mm"]["value"]),
+        "ctv_margin_mm": float(cfg["ctv_margin_mm"]["value"]),
         "oar_limits": ibt_oar_limits(),
         "dwell_step_mm": float(cfg["dwell"]["step_mm"]["value"]),
         "dwell_extension_mm": float(cfg["dwell"]["extension_mm"]["value"]),
