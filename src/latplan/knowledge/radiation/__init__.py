@@ -193,6 +193,7 @@ def ibt_parameters() -> dict[str, Any]:
     cfg = ibt_config()
     return {
         "ctv_margin_mm": float(cfg["ctv_margin_mm"]["value"]),
+        "margin_mm": float(cfg["ctv_margin_mm"]["value"]),  # old name of ctv_margin_mm (kept for callers)
         "oar_limits": ibt_oar_limits(),
         "dwell_step_mm": float(cfg["dwell"]["step_mm"]["value"]),
         "dwell_extension_mm": float(cfg["dwell"]["extension_mm"]["value"]),
