@@ -51,7 +51,8 @@ def test_single_plan_session_matches_independent_dose(setup) -> None:
 def test_two_sessions_split_and_cumulative_eqd2(setup) -> None:
     """The same lesion plan twice in one session: superposition doubles the dose, V5 of the sum (reference:
     independent dose × 2) exceeds 1/3 of the normal liver → split into 2 sessions that each meet the limits;
-    with no recovery the cumulative EQD2 of two identical sessions is exactly twice that of one (1e-3 rounding),
+    with no recovery the cumulative EQD2 of two identical sessions is exactly twice that of one (0.02 Gy: both
+    values are rounded to 0.01 Gy),
     and one session's mean normal-liver EQD2 (α/β 2.5 Gy, G of the plan; LQ, Dale 1985) equals the independent
     dose's within 3 % (the mean of D² is dominated by points next to the catheters, where TG-43 data end)."""
     case, plan = setup
@@ -68,7 +69,7 @@ def test_two_sessions_split_and_cumulative_eqd2(setup) -> None:
     eqd2 = d * (1 + g * d / 2.5) / (1 + 2 / 2.5)
     one = composite_dose(case, [plan])
     assert r.cumulative.normal_liver_mean_eqd2_gy == pytest.approx(2 * one.cumulative.normal_liver_mean_eqd2_gy,
-                                                                    abs=1e-2)
+                                                                    abs=0.02)
     assert one.cumulative.normal_liver_mean_eqd2_gy == pytest.approx(eqd2.mean(), rel=0.03)
     assert r.cumulative.recovery_fraction == 0.0 and r.cumulative.interval_days == 28
     assert r.cumulative.limits_met

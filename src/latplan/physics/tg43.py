@@ -21,8 +21,10 @@ Interpolation and extrapolation (decisions, see docs/radiation-physics.md):
   tabulated radius (nearest neighbour, TG-43U1 App. C). ``null`` entries (no published
   value, inside or too near the source) are filled with the nearest published value of
   the same θ row along r.
-* Near the source: distances are clamped to ``r_min_cm = max(L/2 + 0.05 cm, 0.1 cm)``
-  (along the same direction). Points that close lie inside the catheter/applicator, not
+* Near the source: by default distances are clamped to ``r_min_cm = max(L/2 + 0.05 cm, 0.1 cm)``
+  (along the same direction). :meth:`SourceModel.with_catheter_clamp` limits the clamp to the
+  inside of the catheter (the IBT planner uses it with the catheter's outer radius), so tissue
+  1–2 mm from a source gets its TG-43 dose. Points that close lie inside the catheter/applicator, not
   in tissue; the clamp keeps the line-source geometry factor finite (it diverges on the
   axis at r = L/2) and keeps dose matrices bounded for the optimiser.
 
@@ -103,11 +105,31 @@ class SourceModel:
     dataset: str = ""
     path: str = ""
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: catheter clamp (see :meth:`with_catheter_clamp`): None → the spherical r_min clamp
+    catheter_radius_cm: float | None = None
 
     @property
     def r_min_cm(self) -> float:
-        """Distance below which r is clamped (cm): inside the catheter, not tissue."""
+        """Distance below which r is clamped (cm): inside the catheter, not tissue (spherical clamp);
+        with a catheter clamp, the catheter's outer radius."""
+        if self.catheter_radius_cm is not None:
+            return self.catheter_radius_cm
         return max(0.5 * self.active_length_cm + 0.05, 0.1)
+
+    def with_catheter_clamp(self, radius_cm: float) -> SourceModel:
+        """The same source with the near-source clamp limited to the inside of the catheter.
+
+        Points closer to the source axis than ``radius_cm`` (the catheter's outer radius) and within
+        L/2 + radius of the active centre along it lie inside the catheter: they are evaluated on the
+        catheter surface (y = radius, same z). Every tissue point (outside the catheter) gets the
+        unclamped TG-43 dose; points along the lumen beyond the source ends keep the on-axis formula.
+        """
+        if not (np.isfinite(radius_cm) and radius_cm > 0):
+            raise InvalidInputError(f"catheter radius must be > 0 cm; got {radius_cm}.")
+        meta = {k: v for k, v in self.meta.items() if k != "_packed"}
+        return SourceModel(self.name, self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g_r_cm,
+                           self.g_l, self.f_r_cm, self.f_theta_deg, self.f_table, self.nuclide, self.kind, self.dataset,
+                           self.path, meta, float(radius_cm))
 
     @property
     def g0(self) -> float:
@@ -143,6 +165,7 @@ class SourceModel:
                 params += [float(grid[0]), 1.0 / delta, float(off), float(n)]
             maps.append(m)
             off += m.size
+        params.append(1.0 if self.catheter_radius_cm is not None else 0.0)  # params[16]: clamp mode
         out = (
             np.array(params, dtype=np.float64),
             np.ascontiguousarray(self.g_r_cm, dtype=np.float64),
@@ -368,7 +391,13 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
     rmin = params[3]
     r2 = z * z + y * y
     r = math.sqrt(r2)
-    if r < rmin:
+    if params[16] > 0.5:
+        # catheter clamp: only points inside the catheter next to the active core move to its surface
+        if y < rmin and abs(z) < 0.5 * length + rmin:
+            y = rmin
+            r2 = z * z + y * y
+            r = math.sqrt(r2)
+    elif r < rmin:
         if r < 1e-12:
             z = 0.0
             y = rmin
@@ -486,7 +515,11 @@ def dose_rate_per_sk_zy(source: SourceModel, z_cm: np.ndarray, y_cm: np.ndarray)
     z, y = np.broadcast_arrays(z, y)
     r = np.hypot(z, y)
     rmin = source.r_min_cm
-    small = r < rmin
+    if source.catheter_radius_cm is not None:
+        inside = (y < rmin) & (np.abs(z) < 0.5 * source.active_length_cm + rmin)
+        y = np.where(inside, rmin, y)
+        r = np.hypot(z, y)
+    small = (r < rmin) if source.catheter_radius_cm is None else np.zeros(r.shape, bool)
     safe_r = np.where(r > 1e-12, r, 1.0)
     scale = np.where(small, rmin / safe_r, 1.0)
     z = np.where(small & (r <= 1e-12), 0.0, z * scale)

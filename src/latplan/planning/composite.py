@@ -34,7 +34,7 @@ from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES
 from latplan.errors import InvalidInputError
 from latplan.knowledge import radiation as rk
 from latplan.physics import sbrt_screen, tg43
-from latplan.planning.ibt import liver_mask, structure_names_cached
+from latplan.planning.ibt import ibt_source, liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
 __all__ = ["CompositeDose", "CumulativeDose", "SessionDose", "composite_dose"]
@@ -136,7 +136,7 @@ def _sample_points(case: Any, grid_mm: float) -> tuple[np.ndarray, np.ndarray, d
 
 
 def _ibt_dose(plan: TreatmentPlan, pts: np.ndarray) -> np.ndarray:
-    src = tg43.default_source()
+    src = ibt_source()
     if plan.parameters.get("source", src.name) != src.name:
         raise InvalidInputError(f"IBT plan of {plan.lesion_id} uses source {plan.parameters.get('source')!r}; the "
                                 f"composite recomputes dose with the default source {src.name!r} only.")

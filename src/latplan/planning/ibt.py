@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ from latplan.physics.dwell_opt import OARConstraint, optimise_dwell_times
 from latplan.planning.types import DVHCurve, TreatmentPlan
 
 __all__ = ["Catheter", "catheter_min_spacing_mm", "ctv_mask", "liver_mask", "place_catheters", "plan_ibt",
-           "segment_distance_mm", "structure_names_cached", "subvoxel_points"]
+           "ibt_source", "segment_distance_mm", "structure_names_cached", "subvoxel_points"]
 
 ENGINE = "latplan.ibt"
 ENGINE_VERSION = "0.2"
@@ -783,6 +784,15 @@ def _organ_masks(case: Any, oar_limits: Mapping[str, Mapping[str, Any]], ctv_arr
     return out
 
 
+@cache
+def ibt_source() -> tg43.SourceModel:
+    """The default TG-43 source with the near-source clamp only inside the catheter (knowledge radius)."""
+    from latplan.knowledge import radiation as rk
+
+    radius_mm = float(rk.ibt_config()["catheter_outer_radius_mm"]["value"])
+    return tg43.default_source().with_catheter_clamp(radius_mm / 10.0)
+
+
 def _source_strength(sk_u: float, calibration_date: Any, treatment_date: Any) -> tuple[float, dict[str, Any]]:
     """Air-kerma strength (U) on the treatment date from the calibration value (Ir-192 decay), and the record."""
     from latplan.knowledge import radiation as rk
@@ -922,7 +932,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     rx = proto.prescription_gy
     caveats = list(proto.caveats)
     sk_treat, source_record = _source_strength(float(sk_u), source_calibration_date, treatment_date)
-    calc = _DoseCalc(sk_treat, source or tg43.default_source())
+    calc = _DoseCalc(sk_treat, source or ibt_source())
     ctv = ctv_mask(case, lesion_id, proto.ctv_margin_mm)
     ctv_arr = ctv.array
     grid = case.labels
