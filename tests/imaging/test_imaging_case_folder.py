@@ -69,7 +69,7 @@ def test_case_folder_round_trip(tmp_path):
     assert back.lesion_ids == ["lesion_1"]
     assert set(back.input_hashes) == {"case.yaml", "image.nii.gz", "labels.nii.gz", "labels.yaml"}
     assert all(len(h) == 64 for h in back.input_hashes.values())
-    assert Case.from_folder(folder).structure_names() == back.structure_names()
+    assert cf.load_case_folder(folder).structure_names() == back.structure_names()
 
 
 def test_case_folder_round_trip_oblique_orientation(tmp_path):

@@ -7,7 +7,6 @@ half-written report next to a complete plan.json (or the reverse).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from latplan.board.proposal import BoardProposal, write_plan_json
 from latplan.errors import LatplanError
 from latplan.report.context import build_context, build_patient_context, format_value
 
@@ -80,15 +80,8 @@ def html_to_pdf(html: str, path: Path) -> None:
         raise ReportError(f"could not write the PDF {path.name}: {type(exc).__name__}: {exc}") from exc
 
 
-def _write_plan_json(proposal: Any, path: Path) -> None:
-    try:
-        from latplan.board import write_plan_json  # [D]
-    except ImportError:
-        write_plan_json = None
-    if write_plan_json is not None:
-        write_plan_json(proposal, path)
-    else:  # before [D] lands: the same dict, plainly serialised
-        path.write_text(json.dumps(proposal.plan_json, indent=2, default=str), encoding="utf-8")
+def _write_plan_json(proposal: BoardProposal, path: Path) -> None:
+    write_plan_json(proposal, path)
 
 
 def write_reports(proposal: Any, out_dir: str | Path, *, pdf: bool = True, dpi: int = 110) -> dict[str, Path]:
