@@ -92,13 +92,14 @@ def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tup
 def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *, fractions: int = 3,
               dose_per_fraction_gy: float = 15.0, constraints: Sequence[Mapping[str, Any]] | None = None,
               ptv_margin_mm: float | None = None, breathing_motion_mm: float | None = None,
-              falloff_lambda_mm: float | None = None, alpha_beta_gy: float = 10.0,
+              falloff_lambda_mm: float | None = None, calibrate_falloff: bool = True, alpha_beta_gy: float = 10.0,
               prior_radiotherapy: Sequence[Any] | None = None, **_ignored: Any) -> TreatmentPlan:
     """Screen an SBRT schedule for a lesion → TreatmentPlan with metrics ``feasible``, ``limiting_organ``, ``bed_gy``.
 
     CTV = the lesion; ITV = CTV swept over ``breathing_motion_mm`` (superior–inferior, peak to peak) when
-    given; PTV = ITV (or CTV) + ``ptv_margin_mm`` (None → the knowledge set-up margin). ``falloff_lambda_mm``
-    None → calibrated to the RTOG 0915 R50% table for the PTV volume. ``prior_radiotherapy``: records with
+    given; PTV = ITV (or CTV) + ``ptv_margin_mm`` (None → the knowledge set-up margin). The fall-off length
+    is calibrated to the RTOG 0915 R50% table for the PTV volume unless ``calibrate_falloff`` is False
+    (then ``falloff_lambda_mm`` is used). ``prior_radiotherapy``: records with
     site, dose_gy, fractions (None → the patient's ``prior_radiotherapy``). ``bed_gy`` uses
     ``alpha_beta_gy``; ``bed10_gy`` always α/β = 10 Gy.
     """
@@ -119,7 +120,8 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     ptv = ndi.distance_transform_edt(~itv, sampling=sp) <= margin if margin > 0 else itv.copy()
     ptv_ml = float(ptv.sum() * gtv.voxel_volume_ml)
     lam_cal, r50_table, d2cm_table = rk.sbrt_falloff_lambda_mm(ptv_ml)
-    lam = lam_cal if falloff_lambda_mm is None else float(falloff_lambda_mm)
+    calibrated = calibrate_falloff or falloff_lambda_mm is None
+    lam = lam_cal if calibrated else float(falloff_lambda_mm or lam_cal)
     r50_model, d2cm_model = sbrt_screen.model_conformity(gtv.with_array(ptv), lam)
     organs = _organ_masks(case, constraints, g.shape)
     res = sbrt_screen.screen_sbrt(gtv.with_array(ptv), organs, constraints, fractions=fractions,
@@ -135,7 +137,7 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         "nearest_limit_organ": res.nearest_limit_organ, "fractions": fractions,
         "dose_per_fraction_gy": dose_per_fraction_gy, "ptv_volume_ml": round(ptv_ml, 2),
         "ptv_margin_mm": margin, "itv": bool(breathing_motion_mm), "breathing_motion_mm": breathing_motion_mm,
-        "falloff_lambda_mm": round(lam, 2), "falloff_calibrated": falloff_lambda_mm is None,
+        "falloff_lambda_mm": round(lam, 2), "falloff_calibrated": calibrated,
         "r50_model": round(r50_model, 2), "r50_table": round(r50_table, 2),
         "d2cm_model_percent": round(d2cm_model, 1), "d2cm_table_max_percent": round(d2cm_table, 1),
         "prior_radiotherapy_courses": len(prior), "organs": res.organs, "estimate": True,
@@ -149,7 +151,7 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{lam:.1f} mm) outside the PTV, λ calibrated to the R50% limit "
                f"({r50_table:.1f}) of the RTOG 0915 conformity table for a {ptv_ml:.0f} ml PTV — a LUNG SBRT "
-               "protocol used as a proxy for liver" if falloff_lambda_mm is None else
+               "protocol used as a proxy for liver" if calibrated else
                f"fall-off model: D = Rx·exp(−x/{lam:g} mm) outside the PTV (λ given)",
                f"PTV = {'ITV (CTV swept over the breathing motion)' if breathing_motion_mm else 'CTV'} + {margin:g} mm",
                "LQ/BED is unreliable above about 10 Gy per fraction; BED10 is shown for the local-control anchor "

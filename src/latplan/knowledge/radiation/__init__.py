@@ -253,6 +253,8 @@ def sbrt_parameters() -> dict[str, Any]:
         "fractions": int(first["fractions"]),
         "dose_per_fraction_gy": float(first["dose_per_fraction_gy"]),
         "ptv_margin_mm": float(cfg["ptv_margin_mm"]["value"]),
+        # the fixed λ is used only with plan_sbrt(calibrate_falloff=False); by default λ is calibrated per PTV
+        "falloff_lambda_mm": float(cfg["dose_falloff"]["lambda_mm"]),
         "alpha_beta_gy": float(cfg["alpha_beta_gy"]["default"]),
     }
 
