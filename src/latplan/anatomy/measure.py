@@ -779,6 +779,37 @@ def _oligometastatic(patient: Patient, organ_counts: dict[str, int | None], key:
                       + (", primary controlled" if definition["requires_primary_controlled"] else "")}
 
 
+def count_lesions_by_organ(patient: Patient, lesion_organs: list[str]) -> dict[str, int | None]:
+    """Lesions per organ: those on the images (``lesion_organs``, one entry per lesion) merged with the
+    patient's recorded metastatic sites, without double counting; ``None`` = count not recorded."""
+    organ_counts: dict[str, int | None] = {}
+    for o in lesion_organs:
+        organ_counts[o] = (organ_counts.get(o) or 0) + 1
+    image_counts = dict(organ_counts)
+    if patient.metastatic_sites is not None:
+        for site in patient.metastatic_sites:
+            o = _norm_organ(site.organ)
+            n_img = image_counts.get(o)
+            if site.lesion_count is None:
+                organ_counts[o] = n_img if n_img else None
+            else:
+                organ_counts[o] = max(site.lesion_count, n_img or 0)
+    if patient.extrahepatic_sites:
+        for s in patient.extrahepatic_sites:
+            o = _norm_organ(s)
+            if o not in organ_counts:
+                organ_counts[o] = None
+    return organ_counts
+
+
+def oligometastatic_status(patient: Patient, organ_counts: Mapping[str, int | None],
+                           oligo_definition: str | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Oligometastatic status by a definition of ``oligometastatic_definitions.yaml`` (the one source of
+    truth; default ``kovacs2021``): {status, definition, missing, reason}."""
+    key, definition = _definition(oligo_definition)
+    return _oligometastatic(patient, dict(organ_counts), key, definition)
+
+
 def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = None,
                  parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Measure every lesion and the patient-level summary; JSON-serialisable (measure.schema.json).
@@ -831,24 +862,7 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
 
     # organs involved and lesion counts (images + case.yaml, no double counting)
     patient = case.patient
-    organ_counts: dict[str, int | None] = {}
-    for les in lesions:
-        o = les["organ"]
-        organ_counts[o] = (organ_counts.get(o) or 0) + 1
-    image_counts = dict(organ_counts)
-    if patient.metastatic_sites is not None:
-        for site in patient.metastatic_sites:
-            o = _norm_organ(site.organ)
-            n_img = image_counts.get(o)
-            if site.lesion_count is None:
-                organ_counts[o] = n_img if n_img else None
-            else:
-                organ_counts[o] = max(site.lesion_count, n_img or 0)
-    if patient.extrahepatic_sites:
-        for s in patient.extrahepatic_sites:
-            o = _norm_organ(s)
-            if o not in organ_counts:
-                organ_counts[o] = None
+    organ_counts = count_lesions_by_organ(patient, [str(les["organ"]) for les in lesions])
     lesion_count = sum(c for c in organ_counts.values() if c is not None)
     oligo = _oligometastatic(patient, organ_counts, key, definition)
     return {
