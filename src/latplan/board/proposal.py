@@ -42,7 +42,9 @@ from .options import Option, assess_options, finish_options, option_json, rank_o
 from .preferences import CRITERIA, sensitivity, weights_from_patient
 from .strategies import build_strategies
 
-PLAN_JSON_VERSION = "1.0"
+#: 2.0 (round 2, issue [H]): strategy steps may name the whole-patient steps of latplan.modalities.StepModality;
+#: options may carry the new optional keys of [I]–[K] (tier, target_status, ranges). Every 1.0 key stays.
+PLAN_JSON_VERSION = "2.0"
 
 
 @dataclass
