@@ -57,8 +57,8 @@ def test_followup_fig2_demo_files(tmp_path) -> None:
     the residual status), response.png and the plannable 3-month case folder."""
     import json
 
-    from latplan.followup.demo import run_fig2_followup_demo
     from latplan.imaging.case_folder import load_case_folder
+    from latplan.pipeline import run_fig2_followup_demo
 
     files = run_fig2_followup_demo(tmp_path / "demo", voxel_mm=4.0, plan=False)
     summary = json.loads(files["followup_json"].read_text())

@@ -3,8 +3,7 @@ board ([D]) and the physics planners ([B], [C]).
 
 * A real CT (TotalSegmentator example, ../shared/data/external/totalseg-ct-3mm, Apache-2.0)
   with a 20 mm lesion inserted in the liver, planned through the CLI `latplan plan`.
-* The demo cases on a coarse grid (one fast, all of them marked slow), through `run_demo`
-  and `latplan demo`.
+* The demo cases through `run_demo` and `latplan demo`: tests/integration/test_demo.py.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from typer.testing import CliRunner
 
 from latplan.cli import app
 
-COARSE_VOXEL_MM = 3.0  # demo phantoms on a coarse grid keep the tests fast (at 4 mm the 60 mm lesion no longer fits)
-
 
 def _pdf_text(path: Path) -> str:
     from pypdf import PdfReader
@@ -30,14 +27,18 @@ def _pdf_text(path: Path) -> str:
 
 def _check_report_folder(out: Path) -> str:
     """Common checks of OUT: all five files, well-formed self-contained HTML, PDF sections."""
-    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf"):
+    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf", "report-appendix.html",
+                 "report-appendix.pdf"):
         assert (out / name).is_file(), name
-    html = (out / "report.html").read_text(encoding="utf-8")
+    for name in ("report.html", "report-appendix.html"):
+        chk = check_html((out / name).read_text(encoding="utf-8"))
+        assert chk.errors == [] and chk.stack == []
+    html = (out / "report-appendix.html").read_text(encoding="utf-8")  # the full sections (issue [M])
     chk = check_html(html)
     assert chk.errors == [] and chk.stack == []
     assert all(ref.startswith(("#", "data:image/png;base64,")) for _, ref in chk.refs)
     assert "Pictures not drawn" not in html, "a figure failed to draw"
-    text = _pdf_text(out / "report.pdf")
+    text = _pdf_text(out / "report-appendix.pdf")
     for heading in SECTION_HEADINGS:
         if heading.startswith(("Lesion: lesion 1", "Options for lesion 1")):
             continue  # lesion names depend on the case
@@ -76,59 +77,3 @@ def test_plan_cli_reports_a_missing_case_folder_plainly(tmp_path: Path):
     result = CliRunner().invoke(app, ["plan", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-
-
-def _demo_names() -> list[str]:
-    try:
-        from latplan.phantom import demo_cases
-    except ImportError:
-        return []
-    return list(demo_cases())
-
-
-def _coarse(name: str):
-    from latplan.phantom import build_demo_case
-
-    return build_demo_case(name, voxel_mm=COARSE_VOXEL_MM)
-
-
-@pytest.mark.slow
-def test_demo_one_case_coarse(tmp_path: Path):
-    """`run_demo` on the first demo case (coarse grid, with simulations): case folder, reports, index."""
-    names = _demo_names()
-    assert names, "latplan.phantom ships no demo case"
-    from latplan.report import run_demo
-
-    res = run_demo(tmp_path, names[:1], build_case=_coarse)
-    assert res.errors == {}
-    _check_report_folder(tmp_path / "reports" / names[0])
-    assert (tmp_path / "cases" / names[0] / "case.yaml").is_file()
-    report = (tmp_path / "reports" / names[0] / "report.html").read_text(encoding="utf-8")
-    assert "case.yaml" in report  # Basis lists the hashes of the case folder that was planned
-    index = (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert check_html(index).errors == []
-    assert f"reports/{names[0]}/report.html" in index
-
-
-@pytest.mark.slow
-def test_demo_all_cases_render(tmp_path: Path):
-    """Reports render for every demo case (coarse grid): no case fails, no figure fails."""
-    names = _demo_names()
-    assert names, "latplan.phantom ships no demo case"
-    from latplan.report import run_demo
-
-    res = run_demo(tmp_path, names, build_case=_coarse)
-    assert res.errors == {}
-    for name in names:
-        _check_report_folder(tmp_path / "reports" / name)
-
-
-@pytest.mark.slow
-def test_demo_cli(tmp_path: Path):
-    """`latplan demo --out OUT --cases NAME` writes OUT/index.html linking the case's reports."""
-    names = _demo_names()
-    assert names, "latplan.phantom ships no demo case"
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--cases", names[0], "--no-pdf"])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "index.html").is_file()
-    assert (tmp_path / "reports" / names[0] / "report.html").is_file()

@@ -9,7 +9,6 @@ weight → plan.json (validated against ``board/plan.schema.json`` in the tests)
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import platform
 import time
@@ -19,12 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from latplan.errors import NotAvailableError
+from latplan._version import __version__
+from latplan.anatomy import measure_case
+from latplan.case import Case
 from latplan.knowledge.features import patient_features
 from latplan.knowledge.profiles import load_outcomes, load_profiles
 from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Site
+from latplan.planning import electroporation, ibt, thermal
 from latplan.planning.types import TreatmentPlan
 
 from .oligo import oligometastatic_status, resolve_definition
@@ -55,40 +57,20 @@ class BoardProposal:
 _ANATOMY_OLIGO_NAMES = {"seed": "kovacs2021", "esmo-crc": "crc_5_in_2_organs"}
 
 
-def _measure(case: Any, oligo_definition: Any = None) -> dict[str, Any]:
-    try:
-        anatomy = importlib.import_module("latplan.anatomy")
-        fn = anatomy.measure_case
-    except (ImportError, AttributeError):
-        raise NotAvailableError("latplan.anatomy.measure_case is not available in this build; pass measurements= "
-                                "(the measure_case JSON) to plan_case.") from None
-    if oligo_definition is not None:
-        name = _ANATOMY_OLIGO_NAMES.get(oligo_definition, oligo_definition) if isinstance(oligo_definition, str) \
-            else oligo_definition
-        try:
-            out = fn(case, oligo_definition=name)
-        except TypeError:
-            out = fn(case)
-    else:
-        out = fn(case)
-    for name in ("to_json", "to_dict", "as_dict", "model_dump"):
-        if not isinstance(out, Mapping) and hasattr(out, name):
-            out = getattr(out, name)()
-    return dict(out)
+def _measure(case: Case, oligo_definition: Any = None) -> dict[str, Any]:
+    if oligo_definition is None:
+        return measure_case(case)
+    name = _ANATOMY_OLIGO_NAMES.get(oligo_definition, oligo_definition) if isinstance(oligo_definition, str) \
+        else oligo_definition
+    return measure_case(case, oligo_definition=name)
 
 
 def _versions() -> dict[str, Any]:
-    import latplan
-
-    engines: dict[str, str] = {}
-    for mod in ("latplan.planning.thermal", "latplan.planning.electroporation", "latplan.planning.ibt",
-                "latplan.planning.sbrt", "latplan.planning.tare"):
-        try:
-            m = importlib.import_module(mod)
-            engines[mod] = str(getattr(m, "__version__", getattr(m, "ENGINE_VERSION", "available")))
-        except ImportError:
-            engines[mod] = "not available"
-    return {"latplan": getattr(latplan, "__version__", "unknown"), "plan_json": PLAN_JSON_VERSION,
+    engines = {"latplan.planning.thermal": thermal.ENGINE_VERSION,
+               "latplan.planning.electroporation": electroporation.ENGINE_VERSION,
+               "latplan.planning.ibt": ibt.ENGINE_VERSION,
+               "latplan.planning.sbrt": "available", "latplan.planning.tare": "available"}
+    return {"latplan": __version__, "plan_json": PLAN_JSON_VERSION,
             "python": platform.python_version(), "engines": engines}
 
 

@@ -114,10 +114,3 @@ class Case:
         if not m.array.any():
             raise EmptyStructureError(f"lesion {lesion_id!r} has an empty mask: it has no voxels on the label map.")
         return m
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> Case:
-        """Load a case folder (case.yaml + image + labels + labels.yaml); see docs/case-format.md."""
-        from latplan.imaging.case_folder import load_case_folder
-
-        return load_case_folder(folder)

@@ -1,25 +1,23 @@
-"""CLI commands `latplan plan` and `latplan demo` ([E]): parse, call the library, print.
+"""CLI commands `latplan plan` and `latplan demo` ([E]): parse, call the pipeline, print.
 
-No logic here: planning is :func:`latplan.board.plan_case`, reports are
-:func:`latplan.report.write_reports`, the demo is :func:`latplan.report.run_demo`.
+No logic here: planning a case folder is :func:`latplan.pipeline.plan_case_folder`, the demo is
+:func:`latplan.pipeline.run_demo`; progress is :func:`latplan.pipeline.terminal_progress` (a rich
+bar in a terminal, plain lines when stdout is not a TTY).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-_console = Console(stderr=True)
 
-
-def _progress_bar() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                    console=_console, transient=False)
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def register(app: typer.Typer) -> None:
@@ -36,28 +34,16 @@ def register(app: typer.Typer) -> None:
         no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML only (faster).")] = False,
     ) -> None:
         """Plan one case: plan.json, report.html/.pdf (board) and patient.html/.pdf (option grid)."""
-        from latplan.board import plan_case
-        from latplan.imaging.case_folder import load_case_folder
-        from latplan.report import write_reports
+        from latplan.pipeline import PlanOptions, plan_case_folder, terminal_progress
 
-        with _progress_bar() as bar:
-            task = bar.add_task("loading the case folder", total=None)
-            case = load_case_folder(case_dir)
-
-            def board_progress(*args: Any, **kwargs: Any) -> None:
-                msg = next((a for a in args if isinstance(a, str)), kwargs.get("message", "planning"))
-                bar.update(task, description=str(msg))
-
-            bar.update(task, description="planning")
-            proposal = plan_case(case, rule_paths=list(rules) if rules else None, simulate=not no_simulate,
-                                 progress=board_progress)
-            bar.update(task, description="writing reports")
-            files = write_reports(proposal, out, pdf=not no_pdf)
-            bar.update(task, description="done", total=1, completed=1)
-        table = Table(title=f"latplan plan · {case.patient.id}")
+        options = PlanOptions(rule_paths=tuple(rules or ()), simulate=not no_simulate, pdf=not no_pdf,
+                              overwrite=True)
+        with terminal_progress() as progress:
+            result = plan_case_folder(case_dir, out, options, progress)
+        table = Table(title=f"latplan plan · {result.proposal.plan_json['patient']['id']}")
         table.add_column("output")
         table.add_column("path")
-        for key, path in files.items():
+        for key, path in result.files.items():
             table.add_row(key.replace("_", "."), str(path))
         Console().print(table)
 
@@ -69,15 +55,11 @@ def register(app: typer.Typer) -> None:
         no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML only (faster).")] = False,
     ) -> None:
         """Build every demo case, plan it, and write its reports plus OUT/index.html linking them."""
-        from latplan.report import run_demo
+        from latplan.pipeline import run_demo, terminal_progress
 
-        with _progress_bar() as bar:
-            task = bar.add_task("demo", total=None)
-
-            def progress(message: str, done: int, total: int) -> None:
-                bar.update(task, description=message, completed=done, total=total)
-
-            result = run_demo(out, cases or None, progress=progress, simulate=not no_simulate, pdf=not no_pdf)
+        with terminal_progress() as progress:
+            result = run_demo(out, cases or None, progress=progress, simulate=not no_simulate, pdf=not no_pdf,
+                              workers=_default_workers())
         table = Table(title="latplan demo")
         table.add_column("case")
         table.add_column("board report")

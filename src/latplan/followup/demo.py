@@ -16,9 +16,9 @@ in the patient's prior therapies.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -26,10 +26,15 @@ from scipy import ndimage
 from latplan.case.model import Case
 from latplan.errors import LatplanError
 from latplan.followup._io import write_yaml
+from latplan.followup.analysis import followup_summary
+from latplan.followup.figures import response_figure
 from latplan.followup.imaging_phantom import rigid_transform, warp, write_timepoint
+from latplan.followup.representation import write_timepoint_case
+from latplan.imaging.case_folder import save_case_folder
 from latplan.imaging.volume import Volume
+from latplan.phantom import build_demo_case
 
-__all__ = ["FIG2_SPEC", "build_fig2_followup", "run_fig2_followup_demo"]
+__all__ = ["FIG2_SPEC", "build_fig2_followup", "write_fig2_followup_demo"]
 
 log = logging.getLogger(__name__)
 FIG2_SPEC = "fig2-seg4a8-third-line"
@@ -40,22 +45,12 @@ RIM_HALF_ANGLE_DEG = 55.0
 
 
 def _baseline(voxel_mm: float | None) -> tuple[Case, str]:
-    try:
-        from latplan.phantom import build_demo_case
-
-        return build_demo_case(FIG2_SPEC, voxel_mm), f"baseline: phantom demo spec {FIG2_SPEC!r} ([A2])"
-    except (ImportError, LatplanError) as exc:
-        raise LatplanError(
-            f"the Figure 2 demo needs the phantom demo spec {FIG2_SPEC!r} from latplan.phantom ({exc}). "
-            "Install/update latplan with its demo specs."
-        ) from None
+    return build_demo_case(FIG2_SPEC, voxel_mm), f"baseline: phantom demo spec {FIG2_SPEC!r} ([A2])"
 
 
 def build_fig2_followup(out_dir: str | Path, voxel_mm: float | None = None, overwrite: bool = False,
                         tace_date: dt.date = dt.date(2020, 3, 2)) -> Path:
     """Write the Figure 2 case with a 3-month follow-up showing a residual rim; returns the folder."""
-    from latplan.imaging.case_folder import save_case_folder
-
     out = Path(out_dir)
     case, note = _baseline(voxel_mm)
     lesions = case.lesion_ids
@@ -114,38 +109,26 @@ def build_fig2_followup(out_dir: str | Path, voxel_mm: float | None = None, over
     return out
 
 
-def run_fig2_followup_demo(out_dir: str | Path, voxel_mm: float | None = None, *, plan: bool = True,
-                           pdf: bool = False, overwrite: bool = True) -> dict[str, Any]:
-    """The whole follow-up demo in one call (for ``latplan demo``): returns the paths written.
+def write_fig2_followup_demo(out_dir: str | Path, voxel_mm: float | None = None, *,
+                             overwrite: bool = True) -> dict[str, Path]:
+    """The follow-up demo's analysis (planning the residue is :func:`latplan.pipeline.run_fig2_followup_demo`).
 
-    ``out_dir/case`` (Figure 2 case + 3-month timepoint), ``followup.json`` and ``response.png``
-    (analysis), ``case-3m`` (the 3-month scan as a plannable case with the TACE in its prior
-    therapies) and, with ``plan``, ``plan-3m/`` (the board's plan of the residue by [D], reports by [E]).
+    Writes ``out_dir/case`` (Figure 2 case + 3-month timepoint), ``followup.json`` and ``response.png``
+    (analysis) and ``case-3m`` (the 3-month scan as a plannable case with the TACE in its prior
+    therapies); returns their paths (keys ``case``, ``followup_json``, ``response_png``, ``case_3m``).
     """
-    import json
-
-    import matplotlib.pyplot as plt
-
-    from latplan.followup.analysis import followup_summary
-    from latplan.followup.figures import response_figure
-    from latplan.followup.representation import case_for_timepoint, write_timepoint_case
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     case_dir = build_fig2_followup(out / "case", voxel_mm=voxel_mm, overwrite=overwrite)
     summary = followup_summary(case_dir)
-    files: dict[str, Any] = {"case": case_dir}
+    files: dict[str, Path] = {"case": case_dir}
     (out / "followup.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     files["followup_json"] = out / "followup.json"
+    import matplotlib.pyplot as plt  # third-party; response_figure selects the Agg backend first
+
     fig = response_figure(summary)
     fig.savefig(out / "response.png", dpi=110)
     plt.close(fig)
     files["response_png"] = out / "response.png"
     files["case_3m"] = write_timepoint_case(case_dir, "3m", out / "case-3m", overwrite=overwrite)
-    if plan:
-        from latplan.board import plan_case
-        from latplan.report import write_reports
-
-        proposal = plan_case(case_for_timepoint(case_dir, "3m"), simulate=True)
-        files["plan_3m"] = write_reports(proposal, out / "plan-3m", pdf=pdf)
     return files

@@ -4,13 +4,14 @@ Public API::
 
     write_reports(proposal, out_dir) -> dict[str, Path]   # plan.json, report.html/pdf, patient.html/pdf
     render_html(proposal) -> str, render_patient_html(proposal) -> str
-    run_demo(out_dir, names=None, progress=None) -> DemoResult
+    write_demo_index(path, rows) -> Path          # the `latplan demo` index page (planning: latplan.pipeline.run_demo)
     latplan.report.figures: draw_slice, lesion_views_figure, ablation_figure, isodose_figure,
         dvh_figure, margin_histogram_figure, sbrt_figure, territory_figure, thumbnail_figure, figure_png
     latplan.report.colours: colour_for(name, role) — the one colour table
 """
 
-from latplan.report.demo import DemoResult, run_demo
+from latplan.report.demo import DemoRow, write_demo_index
 from latplan.report.writer import ReportError, html_to_pdf, render_html, render_patient_html, write_reports
 
-__all__ = ["DemoResult", "ReportError", "html_to_pdf", "render_html", "render_patient_html", "run_demo", "write_reports"]
+__all__ = ["DemoRow", "ReportError", "html_to_pdf", "render_html", "render_patient_html", "write_demo_index",
+           "write_reports"]

@@ -1,14 +1,7 @@
-"""`latplan demo`: build every demo case, write its case folder, plan it, write its reports,
-and an index page linking them all.
+"""The ``latplan demo`` index page: one row per demo case linking its reports.
 
-Layout of OUT::
-
-    OUT/index.html
-    OUT/cases/<name>/            case folder (case.yaml, image, labels) — plan it again with `latplan plan`
-    OUT/reports/<name>/          plan.json, report.html/.pdf, patient.html/.pdf
-
-One failing case is recorded on the index page (with its error) and does not stop the others;
-``run_demo`` raises only when no case succeeded.
+Planning the demo is :func:`latplan.pipeline.run_demo`; this module only renders what it found
+(report must not import the pipeline).
 """
 
 from __future__ import annotations
@@ -17,151 +10,57 @@ import datetime as dt
 import importlib.metadata
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latplan.errors import LatplanError
 from latplan.report.context import modality_name
-from latplan.report.writer import ReportError, render_index_html, write_reports
+from latplan.report.writer import render_index_html
 
-__all__ = ["DemoResult", "run_demo"]
-
-#: progress(message, done, total): called before each step; ``done``/``total`` count cases
-Progress = Callable[[str, int, int], None]
+__all__ = ["DemoRow", "summary_cells", "write_demo_index"]
 
 
 @dataclass
-class DemoResult:
-    out_dir: Path
-    index_html: Path
-    reports: dict[str, dict[str, Path]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+class DemoRow:
+    """One index row: the case, its lesion count, its top strategy, links (relative to OUT) or an error."""
+
+    name: str
+    lesions: str = "—"
+    top: str = "—"
+    error: str | None = None
+    case_dir: str | None = None
+    links: dict[str, str] = field(default_factory=dict)
+
+    def to_context(self) -> dict[str, Any]:
+        return {"name": self.name, "lesions": self.lesions, "top": self.top, "error": self.error,
+                "case_dir": self.case_dir, "report_pdf": "", "patient_pdf": "", **self.links}
 
 
-def _board_progress(progress: Progress | None, name: str, done: int, total: int) -> Callable[..., None] | None:
-    if progress is None:
-        return None
-
-    def cb(*args: Any, **kwargs: Any) -> None:
-        msg = next((a for a in args if isinstance(a, str)), kwargs.get("message", "planning"))
-        progress(f"{name}: {msg}", done, total)
-
-    return cb
-
-
-def _summary_cells(plan_json: dict[str, Any]) -> dict[str, str]:
-    """Index-page cells: lesion count and the top-ranked strategy's steps."""
-    cells = {"lesions": str(len(plan_json.get("lesions", [])))}
+def summary_cells(plan_json: Mapping[str, Any]) -> tuple[str, str]:
+    """Index-page cells (lesion count, the top-ranked strategy's steps) of one plan.json document."""
+    lesions = str(len(plan_json.get("lesions", [])))
     strategies = sorted(plan_json.get("strategies", []) or [],
                         key=lambda s: (s.get("rank") is None, s.get("rank") or 0))
-    if strategies:
-        steps = sorted(strategies[0].get("steps", []) or [], key=lambda st: st.get("order") or 0)
-        cells["top"] = " → ".join(modality_name(str(st.get("modality"))) for st in steps)
-    return cells
+    if not strategies:
+        return lesions, "—"
+    steps = sorted(strategies[0].get("steps", []) or [], key=lambda st: st.get("order") or 0)
+    return lesions, " → ".join(modality_name(str(st.get("modality"))) for st in steps)
 
 
-def _followup_row(out: Path, result: DemoResult, *, simulate: bool, pdf: bool,
-                  progress: Progress | None, total: int) -> dict[str, Any]:
-    """Run the Figure 2 follow-up demo and describe it as one index row."""
-    import json
-
-    from latplan.followup.demo import run_fig2_followup_demo
-
-    name = "fig2-followup-3m (residual rim re-planned)"
-    row: dict[str, Any] = {"name": name, "lesions": "—", "top": "—", "error": None, "case_dir": None,
-                           "report_pdf": "", "patient_pdf": ""}
-    if progress:
-        progress(f"{name}: follow-up analysis and re-planning", total, total)
+def _version() -> str:
     try:
-        files = run_fig2_followup_demo(out / "followup" / "fig2", plan=simulate, pdf=pdf)
-        row["case_dir"] = os.path.relpath(files["case"], out)
-        reports = files.get("plan_3m")
-        if reports:
-            result.reports[name] = reports
-            row.update({k: os.path.relpath(v, out) for k, v in reports.items()})
-            row.update(_summary_cells(json.loads(Path(reports["plan_json"]).read_text(encoding="utf-8"))))
-        else:
-            row["error"] = "re-planning skipped (--no-simulate); see followup.json"
-    except LatplanError as exc:
-        row["error"] = str(exc)
-        result.errors[name] = str(exc)
-    return row
-
-
-def run_demo(
-    out_dir: str | Path,
-    names: Sequence[str] | None = None,
-    *,
-    progress: Progress | None = None,
-    simulate: bool = True,
-    pdf: bool = True,
-    build_case: Callable[[str], Any] | None = None,
-    followup: bool | None = None,
-) -> DemoResult:
-    """Build, save, plan and report the demo cases ``names`` (default: all) into ``out_dir``.
-
-    ``build_case`` replaces :func:`latplan.phantom.build_demo_case` (tests pass a coarse
-    builder). ``followup`` adds the seed's Figure 2 follow-up (3-month residual rim analysed,
-    then re-planned; :func:`latplan.followup.demo.run_fig2_followup_demo`); by default it runs
-    when all demo cases are asked for. Needs [A2] phantom, [A1] case folders and [D] board.
-    """
-    from latplan.board import plan_case
-    from latplan.imaging.case_folder import load_case_folder, save_case_folder
-    from latplan.phantom import build_demo_case, demo_cases
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    available = list(demo_cases())
-    wanted = list(names) if names else available
-    unknown = [n for n in wanted if n not in available]
-    if unknown:
-        raise ReportError(f"unknown demo case(s): {', '.join(unknown)}; available: {', '.join(available)}.")
-    builder = build_case or build_demo_case
-    result = DemoResult(out, out / "index.html")
-    rows = []
-    total = len(wanted)
-    for i, name in enumerate(wanted):
-        row: dict[str, Any] = {"name": name, "lesions": "—", "top": "—", "error": None, "case_dir": None}
-        try:
-            if progress:
-                progress(f"{name}: building the phantom", i, total)
-            case = builder(name)
-            case_dir = out / "cases" / name
-            save_case_folder(case, case_dir, overwrite=True)
-            # plan what was written (the report's Basis then lists the case folder's file hashes)
-            case = load_case_folder(case_dir)
-            row["case_dir"] = os.path.relpath(case_dir, out)
-            if progress:
-                progress(f"{name}: planning", i, total)
-            proposal = plan_case(case, simulate=simulate, progress=_board_progress(progress, name, i, total))
-            if progress:
-                progress(f"{name}: writing reports", i, total)
-            files = write_reports(proposal, out / "reports" / name, pdf=pdf)
-            result.reports[name] = files
-            row.update({k: os.path.relpath(v, out) for k, v in files.items()})
-            row.setdefault("report_pdf", "")
-            row.setdefault("patient_pdf", "")
-            row.update(_summary_cells(proposal.plan_json))
-        except LatplanError as exc:
-            row["error"] = str(exc)
-            result.errors[name] = str(exc)
-        rows.append(row)
-        if progress:
-            progress(f"{name}: done", i + 1, total)
-    if followup if followup is not None else not names:
-        rows.append(_followup_row(out, result, simulate=simulate, pdf=pdf, progress=progress, total=total))
-    try:
-        version = importlib.metadata.version("latplan")
+        return importlib.metadata.version("latplan")
     except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    html = render_index_html({"cases": rows, "latplan_version": version,
+        return "unknown"
+
+
+def write_demo_index(path: Path, rows: Sequence[DemoRow]) -> Path:
+    """Write the index page atomically (temporary file in the same folder, then ``os.replace``)."""
+    html = render_index_html({"cases": [r.to_context() for r in rows], "latplan_version": _version(),
                               "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")})
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=out)
+    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(html)
-    os.replace(tmp, result.index_html)
-    if not result.reports:
-        raise ReportError("no demo case could be planned: " + "; ".join(f"{k}: {v}" for k, v in result.errors.items()))
-    return result
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,83 @@
+"""The one chain of latplan's layers: load → measure → assess → simulate → re-assess → strategies
+→ rank → write.
+
+``latplan plan``, ``latplan demo``, the web app's planning jobs, follow-up re-planning and cohort
+runs all call :func:`plan_case` / :func:`plan_case_folder`; nothing else chains the layers.
+
+* load: :func:`latplan.imaging.case_folder.load_case_folder` (case folder → :class:`~latplan.case.Case`)
+* measure: :func:`latplan.anatomy.measure_case` (lesion and patient measurements)
+* assess, simulate, re-assess, strategies, rank: :func:`latplan.board.proposal.plan_case`
+  (rules per modality, planners from :mod:`latplan.modalities`, verdicts, whole-patient strategies)
+* write: :func:`latplan.report.writer.write_reports` (plan.json, report.html/.pdf, patient.html/.pdf)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from latplan.anatomy import measure_case
+from latplan.board.proposal import BoardProposal
+from latplan.board.proposal import plan_case as propose
+from latplan.case import Case
+from latplan.errors import CaseFolderError
+from latplan.imaging.case_folder import load_case_folder
+from latplan.knowledge.rules import default_rule_files
+from latplan.pipeline.progress import Progress, silent
+from latplan.pipeline.types import PlanOptions, PlanResult
+from latplan.report.writer import write_reports
+
+__all__ = ["input_sha256", "plan_case", "plan_case_folder"]
+
+#: pipeline stages, for ``progress(message, done, total)``
+_STAGES = ("loading the case folder", "measuring", "assessing and simulating", "writing reports")
+
+
+def plan_case(case: Case, options: PlanOptions = PlanOptions(), progress: Progress | None = None) -> BoardProposal:
+    """Measure, assess, simulate, re-assess, build strategies and rank: the board proposal for ``case``."""
+    say = progress or silent
+    total = len(_STAGES)
+    say(_STAGES[1], 1, total)
+    measurements = measure_case(case)
+
+    def board_progress(message: str) -> None:
+        say(message, 2, total)
+
+    say(_STAGES[2], 2, total)
+    simulate: bool | frozenset[str] = options.simulate
+    return propose(case, rule_paths=list(options.rule_paths) or None, simulate=simulate,
+                   measurements=measurements, preferences=options.preferences, workers=options.workers,
+                   progress=board_progress)
+
+
+def input_sha256(case: Case, rule_paths: tuple[Path, ...] = ()) -> str:
+    """sha256 over every file planning read: the case folder's files (their hashes) and the rule files."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(case.input_hashes.items())).encode("utf-8"))
+    for path in [*default_rule_files(), *rule_paths]:
+        digest.update(path.name.encode("utf-8"))
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def plan_case_folder(case_dir: Path, out_dir: Path | None, options: PlanOptions = PlanOptions(),
+                     progress: Progress | None = None) -> PlanResult:
+    """Load ``case_dir``, plan it and (when ``out_dir`` is given) write plan.json and the reports there.
+
+    An existing ``out_dir/plan.json`` is replaced only with ``options.overwrite``.
+    """
+    say = progress or silent
+    total = len(_STAGES)
+    if out_dir is not None and (Path(out_dir) / "plan.json").exists() and not options.overwrite:
+        raise CaseFolderError(f"{Path(out_dir) / 'plan.json'} exists already: choose another output folder or "
+                              "plan with overwrite (PlanOptions(overwrite=True)).")
+    say(_STAGES[0], 0, total)
+    case = load_case_folder(Path(case_dir))
+    proposal = plan_case(case, options, progress)
+    files: dict[str, Path] = {}
+    if out_dir is not None:
+        say(_STAGES[3], 3, total)
+        files = write_reports(proposal, Path(out_dir), pdf=options.pdf)
+    say("done", total, total)
+    return PlanResult(proposal=proposal, files=files, input_sha256=input_sha256(case, options.rule_paths))

@@ -1,0 +1,81 @@
+"""`latplan demo` end to end (moved from tests/report/test_report_integration.py, every assertion kept):
+demo phantoms on a coarse grid (session-cached), planned with simulations through
+:func:`latplan.pipeline.run_demo`, reports checked with the report tests' HTML checker.
+
+One test per demo case (parametrised) replaces the test that planned the whole demo serially, so
+pytest-xdist spreads the cases over the workers. Independent reference: the report's section list
+(tests/report/test_report_html.py SECTION_HEADINGS, the report template) and HTML well-formedness.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_report_html import SECTION_HEADINGS, check_html
+from typer.testing import CliRunner
+
+from latplan.cli import app
+from latplan.phantom import demo_cases
+from latplan.pipeline import run_demo
+
+from .conftest import coarse_demo_case
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return re.sub(r"\s+", " ", " ".join(p.extract_text() or "" for p in PdfReader(path).pages))
+
+
+def _check_report_folder(out: Path) -> str:
+    """Common checks of OUT: all five files, well-formed self-contained HTML, PDF sections."""
+    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text(encoding="utf-8")
+    chk = check_html(html)
+    assert chk.errors == [] and chk.stack == []
+    assert all(ref.startswith(("#", "data:image/png;base64,")) for _, ref in chk.refs)
+    assert "Pictures not drawn" not in html, "a figure failed to draw"
+    text = _pdf_text(out / "report.pdf")
+    for heading in SECTION_HEADINGS:
+        if heading.startswith(("Lesion: lesion 1", "Options for lesion 1")):
+            continue  # lesion names depend on the case
+        assert heading in text, heading
+    assert "Your treatment choices" in _pdf_text(out / "patient.pdf")
+    return html
+
+
+@pytest.mark.slow
+def test_demo_one_case_coarse(tmp_path: Path, demo_names: list[str]) -> None:
+    """`run_demo` on the first demo case (coarse grid, with simulations): case folder, reports, index."""
+    names = demo_names
+    res = run_demo(tmp_path, names[:1], build_case=coarse_demo_case)
+    assert res.errors == {}
+    _check_report_folder(tmp_path / "reports" / names[0])
+    assert (tmp_path / "cases" / names[0] / "case.yaml").is_file()
+    report = (tmp_path / "reports" / names[0] / "report.html").read_text(encoding="utf-8")
+    assert "case.yaml" in report  # Basis lists the hashes of the case folder that was planned
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert check_html(index).errors == []
+    assert f"reports/{names[0]}/report.html" in index
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(demo_cases()))
+def test_demo_case_renders(tmp_path: Path, name: str) -> None:
+    """Reports render for every demo case (coarse grid): no case fails, no figure fails."""
+    res = run_demo(tmp_path, [name], build_case=coarse_demo_case)
+    assert res.errors == {}
+    _check_report_folder(tmp_path / "reports" / name)
+
+
+@pytest.mark.slow
+def test_demo_cli(tmp_path: Path, demo_names: list[str]) -> None:
+    """`latplan demo --out OUT --cases NAME` writes OUT/index.html linking the case's reports."""
+    names = demo_names
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--cases", names[0], "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").is_file()
+    assert (tmp_path / "reports" / names[0] / "report.html").is_file()
