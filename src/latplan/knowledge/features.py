@@ -82,6 +82,9 @@ PATIENT_DERIVED: dict[str, str] = {
     "prior_liver_rt_dose_gy": "highest recorded prior liver radiotherapy dose, Gy",
     "ras_known": "true when RAS status is recorded",
     "cardiac_device": "pacemaker or ICD (true when either is recorded true)",
+    "prior_liver_local_therapies": "number of prior liver resections and focal ablative liver therapies (RFA, MWA, "
+                                   "cryo, HIFU, ECT, IRE, IBT, SBRT)",
+    "judged_unresectable": "true when the surgeons recorded the disease as unresectable (false when not recorded)",
 }
 #: list fields of the Patient model the language may not index (use derived features)
 _PATIENT_MODEL_FIELDS = set(Patient.model_fields)
@@ -320,6 +323,9 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     out["systemic_lines"] = lines
     out["systemic_progression_line"] = prog
     out["prior_liver_resections"] = resections
+    focal = {"rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt"}
+    out["prior_liver_local_therapies"] = None if therapies is None else (resections or 0) + sum(
+        1 for t in therapies if t.kind in focal and (t.site is None or any(w in t.site.lower() for w in _LIVER_WORDS)))
 
     extra_hep: bool | None = None
     if patient.extrahepatic_sites is not None:
@@ -346,6 +352,7 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     oligo = pm.get("oligometastatic")
     out["oligometastatic"] = oligo.get("status") if isinstance(oligo, Mapping) else oligo
     out["surgically_resectable"] = _resectable(patient.extra)
+    out["judged_unresectable"] = out["surgically_resectable"] is False
     _liver_function(out, patient, pm, liver_lesions)
     _history(out, patient)
     return out

@@ -1,0 +1,64 @@
+"""One target per kind (latplan.board.targets) and the patient sheet's comparability rule.
+
+References: Wang 2013 (CVIR 36:166: local tumour progression by minimal margin — the margin, not tumour coverage,
+decides) and Odisio 2017 (10 mm for RAS-mutant); issue [I] item 2 (an option that reaches the target only at the
+optimistic end of its uncertainty band is "uncertain"); CIRSE 2020 (organs at risk, hydrodissection); CLINICAL.md
+"Comparing outcomes honestly" (figures only side by side at the same endpoint and time point). Exact checks on
+hand-chosen metrics (the expected status follows from the numbers).
+"""
+
+from __future__ import annotations
+
+from latplan.board.option_grid import option_grid
+from latplan.board.targets import judge
+
+
+def test_ect_ire_judged_against_margin_not_tumour_coverage() -> None:
+    """Round-1 bug: ECT/IRE with full tumour coverage but −1.0 / −2.0 mm margin ranked #1. Same target as thermal."""
+    for mod in ("ect", "ire", "mwa"):
+        j = judge(mod, {"coverage_percent": 100.0, "min_margin_mm": -1.0}, 5.0)
+        assert j.status == "misses", mod
+        assert judge(mod, {"coverage_percent": 100.0, "min_margin_mm": 6.0}, 5.0).status == "reaches"
+
+
+def test_uncertain_when_only_optimistic_end_reaches() -> None:
+    j = judge("mwa", {"coverage_percent": 100.0, "min_margin_mm": 4.0, "min_margin_range_mm": [2.0, 6.5]}, 5.0)
+    assert j.status == "uncertain"
+    assert judge("mwa", {"coverage_percent": 100.0, "min_margin_mm": 4.0, "min_margin_range_mm": [2.0, 4.5]}, 5.0
+                 ).status == "misses"
+
+
+def test_target_coverage_key_and_ras_unknown_both_margins() -> None:
+    j = judge("ire", {"target_coverage_percent": 99.5, "target_margin_mm": 10.0, "coverage_percent": 100.0,
+                      "min_margin_mm": 7.0}, 10.0, alt_margins_mm=(5.0, 10.0))
+    assert j.status == "misses" and j.by_margin == {"5": "reaches", "10": "misses"}
+
+
+def test_absent_keys_are_unknown_not_safe() -> None:
+    assert judge("rfa", {}, 5.0).status == "uncertain"
+    j = judge("rfa", {"coverage_percent": 100.0, "min_margin_mm": 6.0}, 5.0)
+    assert any("not reported" in u for u in j.unchecked)
+    assert judge("ibt", {"d100_gy": 20.0}, None, prescription_gy=15.0).status == "uncertain"  # organ limits absent
+    assert judge("ibt", {"d100_gy": 20.0, "constraints_met": True}, None, prescription_gy=15.0).status == "reaches"
+    assert judge("ibt", {"d100_gy": 12.0, "constraints_met": True}, None, prescription_gy=15.0).status == "misses"
+
+
+def test_organs_in_zone_threshold_and_diaphragm_caution() -> None:
+    j = judge("mwa", {"coverage_percent": 100.0, "min_margin_mm": 6.0,
+                      "organ_volumes_in_zone_ml": {"gallbladder": 1.14, "kidney": 0.05, "diaphragm": 0.8}}, 5.0)
+    assert [(o, round(v, 2)) for o, v, _ in j.organs] == [("gallbladder", 1.14)]
+    assert j.cautions and "diaphragm" in j.cautions[0]
+
+
+def test_patient_sheet_no_figures_side_by_side_at_other_time_points() -> None:
+    """A 1-month complete response and a 6-month local control are not shown as numbers beside each other."""
+    def opt(mod, rank, lc):
+        return {"modality": mod, "rank": rank, "eligibility": "eligible", "hospital_stay_days": 1, "sessions": 1,
+                "repeatability": {"level": 3}, "needs_review": False, "local_control": lc}
+    rows = option_grid([{"id": "lesion_1", "options": [
+        opt("ect", 1, {"value_percent": 85, "time_point_months": 1, "endpoint": "complete_response", "comparable": False}),
+        opt("ibt", 2, {"value_percent": 87, "time_point_months": 6, "endpoint": "local_control", "comparable": False}),
+        opt("rfa", 3, {"value_percent": 74, "time_point_months": 24, "endpoint": "local_control", "comparable": True})]}])
+    works = {r["modality"]: r["works"] for r in rows[0]["rows"]}
+    assert "cannot be compared" in works["ect"] and "cannot be compared" in works["ibt"]
+    assert "74 in 100" in works["rfa"]
