@@ -62,3 +62,48 @@ def test_patient_sheet_no_figures_side_by_side_at_other_time_points() -> None:
     works = {r["modality"]: r["works"] for r in rows[0]["rows"]}
     assert "cannot be compared" in works["ect"] and "cannot be compared" in works["ibt"]
     assert "74 in 100" in works["rfa"]
+
+
+def test_colorectal_margin_figures_not_shown_for_hcc(vignette, monkeypatch) -> None:
+    """Wang 2013 (colorectal metastases) is not an HCC figure: a simulated 7 mm margin gets the 74 % 2-year figure
+    for a colorectal patient and none for an HCC patient (issue [I]: figures from the right population)."""
+    from latplan.board import plan_case
+    from latplan.modalities import simulate
+    from latplan.planning.types import TreatmentPlan
+
+    def planner_for(modality):
+        if modality != "rfa":
+            raise simulate.NotAvailableError("rfa only")
+        return lambda case, lesion_id, measurements=None, **_k: TreatmentPlan(
+            "rfa", lesion_id, {"coverage_percent": 100.0, "min_margin_mm": 7.0}, applicators=[], engine="fake")
+
+    monkeypatch.setattr(simulate, "planner_for", planner_for)
+    m = vignette.measurements(vignette.lesion(d=20))
+    crc = plan_case(object(), measurements=m, patient=vignette.patient())
+    hcc = plan_case(object(), measurements=m, patient=vignette.patient(primary="hcc", molecular=None))
+
+    def figs(p):
+        o = next(o for o in p.plan_json["lesions"][0]["options"] if o["modality"] == "rfa")
+        return [f["figure_id"] for f in o["local_control"]["figures"]]
+    assert "LC-ABL-MARGIN-6-10" in figs(crc)
+    assert not any(f.startswith("LC-ABL-MARGIN") for f in figs(hcc))
+
+
+def test_board_context_lists_conditions_once(vignette) -> None:
+    """patient_context shows computed Child-Pugh beside the recorded class; lesion_conditions lists each once."""
+    from latplan.board.context import lesion_conditions, patient_context
+    from latplan.board.options import assess_options
+    from latplan.knowledge.features import patient_features
+    from latplan.knowledge.profiles import load_profiles
+    from latplan.knowledge.rules import load_rule_set
+    from latplan.modalities.base import Site
+
+    les = vignette.lesion(d=25, not_segmented=["bile_duct"])
+    pt = vignette.patient(child_pugh="A", labs={"bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 1.5},
+                          ascites_grade="mild", encephalopathy="none")
+    _ctx, opts = assess_options(Site(les, {}, (les,)), pt, load_rule_set(), load_profiles())
+    conds = lesion_conditions(opts)
+    assert conds.count("conditional — verify clearance of bile_duct on imaging") == 1
+    pc = patient_context(patient_features(pt, {}, [les]))
+    assert pc["child_pugh"]["computed_class"] == "B" and pc["child_pugh"]["effective_class"] == "A"
+    assert any("components give B" in f for f in pc["flags"])

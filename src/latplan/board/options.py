@@ -129,7 +129,8 @@ class Option:
         """The rule and source that make this option the standard of care (indicated tier)."""
         for r in self.assessment.reasons:
             if r.effect.startswith("indicated"):
-                return f"{r.rule_id} ({r.citation.split(';')[0].split('.')[0]})"
+                first = r.citation.split(";")[0]
+                return f"{r.rule_id}: {first[:110]}{'…' if len(first) > 110 else ''}"
         return None
 
     def criteria(self) -> dict[str, float]:
