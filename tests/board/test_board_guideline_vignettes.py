@@ -404,3 +404,29 @@ def test_v25_centre_without_ire_refers(vignette, tmp_path, monkeypatch) -> None:
     o = lesions_of(prop)["lesion_1"]
     assert o["ire"]["tier"] == "refer" and o["ect"]["tier"] == "refer" and o["ire"]["offered_here"] is False
     assert not any(st["modality"] in ("ire", "ect") for s in prop.plan_json["strategies"] for st in s["steps"])
+
+
+def test_v26_remnant_after_planned_resection_not_every_touched_segment(vignette) -> None:
+    """Four small bilobar metastases: removing every touched segment would leave 15 % (Abdalla 2006: < 20 % unsafe),
+    but four 1 cm-margin wedges leave ≈ 95 % of a 1500 ml liver (4 × 4/3 π (1.1 + 1.0 cm)³ ≈ 155 ml): resection is
+    not contraindicated, the remnant of the planned resection is used; two-stage hepatectomy is not needed."""
+    les = [vignette.lesion(f"lesion_{i}", d=22, segments=(s,)) for i, s in enumerate("2367", start=1)]
+    prop = run(vignette, *les, patient=fit(vignette), flr_percent=15)
+    res = lesions_of(prop)["lesion_1"]["resection"]
+    assert res["rank"] is not None and "RES-FLR-NORMAL-20" not in {r["rule_id"] for r in res["reasons"]}
+    two = [s for s in prop.plan_json["strategies"] if s["kind"] == "two_stage"]
+    assert all(s["rank"] > 3 for s in two)
+    if two:
+        assert [st["modality"] for st in two[0]["steps"]] == ["resection", "portal_vein_embolisation", "resection"]
+        assert two[0]["steps"][0]["lesion_ids"] == ["lesion_1", "lesion_2"]  # left hemi-liver (segments 2, 3) first
+
+
+def test_v27_two_stage_not_offered_in_cirrhosis(vignette) -> None:
+    """Two-stage hepatectomy / portal vein embolisation is not offered in cirrhosis (Abulkhir 2008; Abdalla 2006)."""
+    les = [vignette.lesion(f"lesion_{i}", d=60, segments=(s,)) for i, s in enumerate("2378", start=1)]
+    prop = run(vignette, *les, patient=fit(vignette, cirrhosis=True), flr_percent=15)
+    assert not any(s["kind"] == "two_stage" for s in prop.plan_json["strategies"])
+    normal = run(vignette, *les, patient=fit(vignette, cirrhosis=False), flr_percent=15)
+    two = next(s for s in normal.plan_json["strategies"] if s["kind"] == "two_stage")
+    assert two["steps"][0]["lesion_ids"] == ["lesion_1", "lesion_2"] and two["steps"][2]["lesion_ids"] == ["lesion_3",
+                                                                                                          "lesion_4"]
