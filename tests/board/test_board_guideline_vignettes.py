@@ -430,3 +430,15 @@ def test_v27_two_stage_not_offered_in_cirrhosis(vignette) -> None:
     two = next(s for s in normal.plan_json["strategies"] if s["kind"] == "two_stage")
     assert two["steps"][0]["lesion_ids"] == ["lesion_1", "lesion_2"] and two["steps"][2]["lesion_ids"] == ["lesion_3",
                                                                                                           "lesion_4"]
+
+
+def test_v28_follow_up_after_tace_then_ibt(vignette) -> None:
+    """Seed Figure 2 follow-up: TACE, then IBT of the residual rim, were given: TACE → IBT is not proposed again as
+    the top strategy without a reason (STRAT-AFTER-TACE)."""
+    pt = fit(vignette, extra={"resectable": False}, chemotherapy_cycles=20, prior_therapies=[
+        *({"kind": "systemic", "line": n, "response": "progression"} for n in (1, 2, 3)),
+        {"kind": "tace", "site": "liver segments 4a/8"}, {"kind": "ibt", "site": "liver segments 4a/8"}])
+    prop = run(vignette, vignette.lesion(d=20, segments=("4a", "8")), patient=pt)
+    seq = next(s for s in prop.plan_json["strategies"] if s["kind"] == "sequence_tace_ibt")
+    assert "STRAT-AFTER-TACE" in {r["rule_id"] for r in seq["reasons"]}
+    assert prop.plan_json["strategies"][0]["kind"] != "sequence_tace_ibt"

@@ -107,3 +107,31 @@ def test_board_context_lists_conditions_once(vignette) -> None:
     pc = patient_context(patient_features(pt, {}, [les]))
     assert pc["child_pugh"]["computed_class"] == "B" and pc["child_pugh"]["effective_class"] == "A"
     assert any("components give B" in f for f in pc["flags"])
+
+
+def test_uncertain_never_above_reaching_in_same_tier(vignette, monkeypatch) -> None:
+    """Issue [I] item 2: an option reaching its target only at the optimistic end of its band ranks below one that
+    reaches it nominally, in the same tier (both indicated by COLLISION for a 20 mm colorectal metastasis)."""
+    from latplan.board import plan_case
+    from latplan.modalities import simulate
+    from latplan.planning.types import TreatmentPlan
+
+    metrics = {"mwa": {"coverage_percent": 100.0, "min_margin_mm": 4.0, "min_margin_range_mm": [2.5, 6.0],
+                       "organ_volumes_in_zone_ml": {}},
+               "rfa": {"coverage_percent": 100.0, "min_margin_mm": 5.5, "min_margin_range_mm": [4.0, 7.0],
+                       "organ_volumes_in_zone_ml": {}}}
+
+    def planner_for(modality):
+        if modality not in metrics:
+            raise simulate.NotAvailableError("fake")
+        return lambda case, lesion_id, measurements=None, **_k: TreatmentPlan(
+            modality, lesion_id, dict(metrics[modality]), applicators=[], engine="fake")
+
+    monkeypatch.setattr(simulate, "planner_for", planner_for)
+    prop = plan_case(object(), measurements=vignette.measurements(vignette.lesion(d=20)), patient=vignette.patient())
+    o = {x["modality"]: x for x in prop.plan_json["lesions"][0]["options"]}
+    assert o["rfa"]["target_status"] == "reaches" and o["mwa"]["target_status"] == "uncertain"
+    assert o["rfa"]["tier"] == "indicated"
+    assert o["rfa"]["rank"] == 1
+    assert o["mwa"]["tier"] == o["rfa"]["tier"]  # uncertain keeps the tier ...
+    assert o["mwa"]["rank"] > o["rfa"]["rank"]   # ... and ranks below the option that reaches
