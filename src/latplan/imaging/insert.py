@@ -261,7 +261,7 @@ def insert_lesion(
         raise UnknownStructureError(f"lesion_id must be 'lesion_<id>' (e.g. lesion_3); got {name!r}.")
     if name in case.label_table:
         raise InvalidInputError(f"{name!r} already exists in this case; choose another lesion_id (or omit it).")
-    shape_mask = lesion_shape_mask(case.image, c, diameter_mm, shape, axes_mm, seed)
+    shape_mask = lesion_shape_mask(case.image, [float(x) for x in c], diameter_mm, shape, axes_mm, seed)
     labels = case.labels.array
     if overwrite == "liver":
         allowed_values = [0] + [
