@@ -74,3 +74,7 @@ class KnowledgeError(LatplanError):
 
 class NotAvailableError(LatplanError):
     """A capability that this release does not provide was asked for."""
+
+
+class UnknownModalityError(InvalidInputError):
+    """A modality code that latplan.modalities does not know."""

@@ -259,7 +259,7 @@ def test_bioheat_mwa_calibration_and_chart_consistency() -> None:
 
 # --- optional GPU path (CuPy): the same references; skipped where no CUDA GPU is present ----------
 def _need_gpu() -> None:
-    from latplan.physics.bioheat_gpu import gpu_available
+    from latplan.physics.bioheat.gpu import gpu_available
 
     if not gpu_available():
         pytest.skip("no CuPy/CUDA GPU on this machine: the GPU bioheat path is optional and CI never has a GPU "
@@ -322,7 +322,7 @@ def test_bioheat_gpu_matches_cpu_with_vessel_and_rfa() -> None:
 def test_bioheat_backend_names_checked() -> None:
     """An unknown backend is refused in words; 'gpu' without a GPU raises NotAvailableError."""
     from latplan.errors import NotAvailableError
-    from latplan.physics.bioheat_gpu import gpu_available
+    from latplan.physics.bioheat.gpu import gpu_available
 
     lab = np.zeros((5, 5, 5), np.uint8)
     with pytest.raises(InvalidInputError, match="backend"):

@@ -2,7 +2,7 @@
 response (RECIST 1.1 / mRECIST / local tumour progression), re-presentation to the board,
 cohort survival (Kaplan–Meier, Cox) and synthetic cohorts. See docs/followup.md.
 
-Public entry points (imported lazily so ``import latplan.followup`` stays light):
+Public entry points:
 
 * :func:`analyse_followup`, :func:`followup_summary` — one case, every timepoint
 * :func:`load_timepoints`, :func:`load_treatments` — the follow-up files of a case folder
@@ -17,49 +17,58 @@ Public entry points (imported lazily so ``import latplan.followup`` stays light)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from latplan.followup.analysis import FollowupAnalysis, analyse_followup, followup_summary
+from latplan.followup.cohort import (
+    cox_lesions,
+    fit_km,
+    km_figure,
+    load_cohort,
+    reference_outcomes,
+    run_outcomes,
+)
+from latplan.followup.demo import build_fig2_followup
+from latplan.followup.figures import response_figure
+from latplan.followup.margin_check import compare_zones, margin_check
+from latplan.followup.models import CirseGrade, Complication, TimepointSpec, TreatmentRecord
+from latplan.followup.records import append_treatment, record_treatment
+from latplan.followup.registration import RegistrationResult, register, resample_labels_to_baseline
+from latplan.followup.representation import case_for_timepoint, write_timepoint_case
+from latplan.followup.response import Response, assess_response, longest_axial_diameter_mm
+from latplan.followup.synthetic import SyntheticCohortSpec, generate_cohort
+from latplan.followup.timepoints import Timepoint, load_timepoint, load_timepoints, load_treatments
 
-_LAZY = {
-    "analyse_followup": "latplan.followup.analysis",
-    "followup_summary": "latplan.followup.analysis",
-    "FollowupAnalysis": "latplan.followup.analysis",
-    "load_timepoints": "latplan.followup.timepoints",
-    "load_timepoint": "latplan.followup.timepoints",
-    "load_treatments": "latplan.followup.timepoints",
-    "Timepoint": "latplan.followup.timepoints",
-    "register": "latplan.followup.registration",
-    "RegistrationResult": "latplan.followup.registration",
-    "resample_labels_to_baseline": "latplan.followup.registration",
-    "margin_check": "latplan.followup.margin_check",
-    "compare_zones": "latplan.followup.margin_check",
-    "assess_response": "latplan.followup.response",
-    "longest_axial_diameter_mm": "latplan.followup.response",
-    "Response": "latplan.followup.response",
-    "CirseGrade": "latplan.followup.models",
-    "Complication": "latplan.followup.models",
-    "TreatmentRecord": "latplan.followup.models",
-    "TimepointSpec": "latplan.followup.models",
-    "case_for_timepoint": "latplan.followup.representation",
-    "write_timepoint_case": "latplan.followup.representation",
-    "run_outcomes": "latplan.followup.cohort",
-    "load_cohort": "latplan.followup.cohort",
-    "km_figure": "latplan.followup.cohort",
-    "fit_km": "latplan.followup.cohort",
-    "cox_lesions": "latplan.followup.cohort",
-    "reference_outcomes": "latplan.followup.cohort",
-    "generate_cohort": "latplan.followup.synthetic",
-    "SyntheticCohortSpec": "latplan.followup.synthetic",
-    "build_fig2_followup": "latplan.followup.demo",
-    "response_figure": "latplan.followup.figures",
-    "record_treatment": "latplan.followup.records",
-    "append_treatment": "latplan.followup.records",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'latplan.followup' has no attribute {name!r}")
+__all__ = [
+    "CirseGrade",
+    "Complication",
+    "FollowupAnalysis",
+    "RegistrationResult",
+    "Response",
+    "SyntheticCohortSpec",
+    "Timepoint",
+    "TimepointSpec",
+    "TreatmentRecord",
+    "analyse_followup",
+    "append_treatment",
+    "assess_response",
+    "build_fig2_followup",
+    "case_for_timepoint",
+    "compare_zones",
+    "cox_lesions",
+    "fit_km",
+    "followup_summary",
+    "generate_cohort",
+    "km_figure",
+    "load_cohort",
+    "load_timepoint",
+    "load_timepoints",
+    "load_treatments",
+    "longest_axial_diameter_mm",
+    "margin_check",
+    "record_treatment",
+    "reference_outcomes",
+    "register",
+    "resample_labels_to_baseline",
+    "response_figure",
+    "run_outcomes",
+    "write_timepoint_case",
+]

@@ -27,6 +27,7 @@ from latplan.followup._io import (
     read_yaml,
 )
 from latplan.followup.models import Outcomes, TimepointSpec, TreatmentRecord, TreatmentsFile
+from latplan.imaging.case_folder import load_case_folder
 from latplan.imaging.volume import Volume
 
 __all__ = [
@@ -202,16 +203,5 @@ def load_patient(case_dir: str | Path) -> Patient:
 
 
 def load_baseline(case_dir: str | Path) -> Case:
-    """The baseline case: the shared reader of [A1] when available, else a minimal NIfTI reader."""
-    case_dir = Path(case_dir)
-    try:
-        from latplan.imaging.case_folder import load_case_folder
-    except ImportError:
-        load_case_folder = None
-    if load_case_folder is not None:
-        return load_case_folder(case_dir)
-    patient = load_patient(case_dir)
-    image = read_volume(find_file(case_dir, IMAGE_NAMES, "image"))
-    labels = read_volume(find_file(case_dir, LABEL_NAMES, "label map"))
-    labels = Volume(np.round(labels.array).astype(np.int32), image.affine)
-    return Case(patient, image, labels, read_label_table(case_dir), source_dir=case_dir)
+    """The baseline case (the shared case-folder reader, :func:`latplan.imaging.case_folder.load_case_folder`)."""
+    return load_case_folder(Path(case_dir))

@@ -1,15 +1,22 @@
-"""Therapies behind one interface: ``assess(site, patient, rules) -> Assessment`` and ``plan(site, case)``.
+"""Therapies as a typed registry: one :class:`~latplan.modalities.spec.ModalitySpec` per modality
+(code, family, planner, verdict, parameters from :mod:`latplan.knowledge`), one module per family:
+:mod:`~latplan.modalities.thermal` (rfa, mwa, cryo, hifu), :mod:`~latplan.modalities.electroporation`
+(ect, ire), :mod:`~latplan.modalities.radiation` (ibt, sbrt, tare), :mod:`~latplan.modalities.surgical`
+(resection), :mod:`~latplan.modalities.regional` (tace, hai). Eligibility comes from the rule set
+(``assess``); simulation from the spec's planner (:mod:`latplan.modalities.simulate`).
 
-Modules: resection, rfa, mwa, cryo, hifu, ect, ire, ibt, sbrt, tace, tare, hai. Systemic
-therapy is context for whole-patient strategies (``latplan.board.strategies``), not a
-lesion option.
+Strategy steps may also name whole-patient steps: :class:`~latplan.modalities.steps.StepModality`.
 """
 
-from latplan.modalities import cryo, ect, hai, hifu, ibt, ire, mwa, resection, rfa, sbrt, tace, tare
 from latplan.modalities.base import Assessment, CannotAssess, Reason, Site, assess_with_rules
+from latplan.modalities.registry import LESION_MODALITIES, MODALITIES, spec_for
+from latplan.modalities.simulate import ModalityRunner
+from latplan.modalities.spec import ModalitySpec, Planner, TherapyFamily
+from latplan.modalities.steps import StepModality
 
-#: lesion-level options in plan.json order
-LESION_MODALITIES = ("resection", "rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt", "tace", "tare", "hai")
-MODULES = {m.CODE: m for m in (resection, rfa, mwa, cryo, hifu, ect, ire, ibt, sbrt, tace, tare, hai)}
+#: code → the board's handle (``assess`` and ``plan``), in plan.json order
+MODULES: dict[str, ModalityRunner] = {code: ModalityRunner(spec) for code, spec in MODALITIES.items()}
 
-__all__ = ["LESION_MODALITIES", "MODULES", "Assessment", "CannotAssess", "Reason", "Site", "assess_with_rules"]
+__all__ = ["LESION_MODALITIES", "MODALITIES", "MODULES", "Assessment", "CannotAssess", "ModalityRunner",
+           "ModalitySpec", "Planner", "Reason", "Site", "StepModality", "TherapyFamily", "assess_with_rules",
+           "spec_for"]

@@ -1,0 +1,66 @@
+"""What one therapy is to latplan: a typed :class:`ModalitySpec` (code, family, planner, verdict,
+clinical parameters from :mod:`latplan.knowledge`).
+
+Each therapy family has one file (``thermal``, ``electroporation``, ``radiation``, ``surgical``,
+``regional``) holding its specs; :mod:`latplan.modalities.registry` collects them. Adding a
+therapy is one spec in its family's file (its eligibility rules live in the rule files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from latplan.case import Case
+from latplan.case.patient import Patient
+from latplan.case.vocabulary import Modality
+from latplan.knowledge.rules import RuleSet
+from latplan.modalities.base import Assessment, Site, assess_with_rules
+from latplan.planning.types import TreatmentPlan
+
+__all__ = ["ModalitySpec", "Planner", "TherapyFamily", "Verdict", "VerdictFn"]
+
+#: does the simulated plan reach the clinical target?
+Verdict = tuple[Literal["achieves", "fails", "unclear"], str]
+
+
+class TherapyFamily(StrEnum):
+    """The five therapy families (one module each)."""
+
+    THERMAL = "thermal"                  # RFA, MWA, cryoablation, HIFU
+    ELECTROPORATION = "electroporation"  # ECT, IRE
+    RADIATION = "radiation"              # interstitial brachytherapy, SBRT, radioembolisation
+    SURGICAL = "surgical"                # resection
+    REGIONAL = "regional"                # intra-arterial: TACE, HAI
+
+
+class Planner(Protocol):
+    """A lesion planner as the board calls it: the clinical target margin comes from the rules."""
+
+    def __call__(self, case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+                 target_margin_mm: float = 5.0) -> TreatmentPlan: ...
+
+
+class VerdictFn(Protocol):
+    def __call__(self, plan: TreatmentPlan, target_margin_mm: float | None) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One therapy: ``code`` (plan.json), ``family``, ``order`` (position in plan.json's option list),
+    ``planner`` (None: assessed by rules only), ``verdict`` (how a simulated plan is judged) and
+    ``parameters`` (the clinical planner parameters from :mod:`latplan.knowledge`, for display)."""
+
+    code: Modality
+    family: TherapyFamily
+    order: int
+    name: str
+    planner: Planner | None = None
+    verdict: VerdictFn | None = None
+    parameters: Callable[[], Mapping[str, Any]] | None = None
+
+    def assess(self, site: Site | Mapping[str, Any], patient: Patient, rules: RuleSet | None = None) -> Assessment:
+        """Eligibility of this modality for one lesion under ``rules`` (default: the core rule set)."""
+        return assess_with_rules(self.code.value, site, patient, rules)
