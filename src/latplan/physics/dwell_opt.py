@@ -93,7 +93,8 @@ def _dv(dose: np.ndarray, volume_ml: float, point_volume_ml: float) -> float:
 
 
 def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np.ndarray]], cost: np.ndarray,
-           max_modulation: float | None, time_limit_s: float) -> dict[str, Any]:
+           max_modulation: float | None, time_limit_s: float, groups: np.ndarray | None = None,
+           min_group_share: float = 0.0) -> dict[str, Any]:
     """One LP on the given CTV rows and organ rows (``blocks``: (organ, row indices))."""
     n_dw = a_ctv.shape[1]
     n_ctv = a_ctv.shape[0]
@@ -103,7 +104,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
     n_var = n_dw + n_mean + n_ctv + n_soft
     mats: list[sparse.spmatrix] = []
     rhs: list[np.ndarray] = []
-    groups: list[tuple[str, int, int]] = []
+    bookkeeping: list[tuple[str, int, int]] = []
     row = 0
 
     def pad(a: np.ndarray, slack_col: int | None, n_rows: int) -> sparse.spmatrix:
@@ -133,8 +134,19 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
             soft_off += len(rows)
             weights.append(np.full(len(rows), o.weight))
         rhs.append(np.full(len(rows), o.limit_gy))
-        groups.append((o.name, row, row + len(rows)))
+        bookkeeping.append((o.name, row, row + len(rows)))
         row += len(rows)
+    if groups is not None and min_group_share > 0:
+        # every group (catheter) carries ≥ share × total time: share·Σt − Σ_{i∈g} t_i ≤ 0
+        labels = np.unique(groups)
+        g_rows = np.full((len(labels), n_dw), min_group_share) - (groups[None, :] == labels[:, None])
+        mats.append(pad(g_rows, None, len(labels)))
+        rhs.append(np.zeros(len(labels)))
+        groups_out = ("catheter_time_share", row, row + len(labels))
+        groups_list = [groups_out]
+        row += len(labels)
+    else:
+        groups_list = []
     a_eq = b_eq = None
     if n_mean:
         # t_i − k·m ≤ 0 and n·m − Σ t = 0 (m = mean dwell time): sparse modulation limit
@@ -142,7 +154,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
                              sparse.csr_matrix((n_dw, n_ctv + n_soft))], format="csr")
         mats.append(mod)
         rhs.append(np.zeros(n_dw))
-        groups.append(("modulation_limit", row, row + n_dw))
+        groups_list.append(("modulation_limit", row, row + n_dw))
         row += n_dw
         eq = np.zeros((1, n_var))
         eq[0, :n_dw] = -1.0
@@ -152,7 +164,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
     res = optimize.linprog(c, A_ub=sparse.vstack(mats, format="csr"), b_ub=np.concatenate(rhs), A_eq=a_eq, b_eq=b_eq,
                            bounds=(0, None), method="highs-ds",
                            options={"time_limit": time_limit_s, "presolve": False})
-    return {"res": res, "groups": groups, "n_dw": n_dw}
+    return {"res": res, "groups": bookkeeping + groups_list, "n_dw": n_dw}
 
 
 def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: float, *,
@@ -163,7 +175,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
                          time_limit_s: float = 30.0,
                          coverage_tolerance_gy: float = 1e-3,
                          max_rounds: int = 40,
-                         target_mean_weight: float = 0.0) -> DwellOptResult:
+                         target_mean_weight: float = 0.0,
+                         dwell_groups: np.ndarray | None = None,
+                         min_group_share: float = 0.0) -> DwellOptResult:
     """Optimise dwell times (s) for a minimum target dose with organ limits.
 
     Parameters
@@ -182,6 +196,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
     target_mean_weight:
         weight of the mean target dose in the objective (0: normal tissue only); a small weight
         lowers V150/V200 and spreads dwell time over the catheters.
+    dwell_groups, min_group_share:
+        group (catheter) index per dwell and the smallest share of the total dwell time each group
+        must carry (linear constraints; 0: none) — keeps every catheter in use.
 
     Constraint generation: the LP is first solved on a subset of CTV and organ points; points
     that violate their constraint are added and the LP re-solved until none does. The result
@@ -232,7 +249,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
         for _ in range(max_rounds):
             rows = np.flatnonzero(active)
             blocks = [(o, np.flatnonzero(m)) for o, m in zip(oars, oar_active, strict=True)] if with_oars else []
-            sol = _solve(a_ctv[rows], prescription_gy, blocks, cost, max_modulation, time_limit_s)
+            sol = _solve(a_ctv[rows], prescription_gy, blocks, cost, max_modulation, time_limit_s,
+                         None if dwell_groups is None else np.asarray(dwell_groups), min_group_share)
             lp_count += 1
             if sol["res"].status != 0:
                 raise PlanningError(f"the dwell-time LP did not solve (HiGHS status {sol['res'].status}: "

@@ -627,8 +627,11 @@ def _sample_problem(case: Any, grid: Volume, ctv_arr: np.ndarray, dist_ctv: np.n
 
 
 def _optimise(sm: _Sampled, cats: Sequence[Catheter], calc: _DoseCalc, prescription_gy: float,
-              max_modulation: float | None, target_mean_weight: float) -> tuple[Any, int]:
-    """LP dwell times with cutting planes on every CTV voxel centre and sub-voxel surface point → (result, rows)."""
+              max_modulation: float | None, target_mean_weight: float, min_share: float = 0.0) -> tuple[Any, int]:
+    """LP dwell times with cutting planes on every CTV voxel centre and sub-voxel surface point → (result, rows).
+
+    ``min_share`` > 0: every catheter carries at least that share of the total dwell time (LP constraint)."""
+    groups = _dwell_arrays(cats)[2] if min_share > 0 and len(cats) > 1 else None
     oar_cons = [OARConstraint(organ, calc.matrix(pts, cats), float(spec["limit_gy"]), float(spec.get("volume_ml", 1.0)),
                               pv, bool(spec.get("hard", True))) for organ, pts, pv, spec in sm.oars]
     a_ctv = calc.matrix(sm.ctv_pts, cats)
@@ -636,7 +639,8 @@ def _optimise(sm: _Sampled, cats: Sequence[Catheter], calc: _DoseCalc, prescript
     res = None
     for _ in range(4):
         res = optimise_dwell_times(a_ctv, prescription_gy * (1 + 5e-4), oars=oar_cons, normal_matrix_gy_per_s=a_norm,
-                                   max_modulation=max_modulation, target_mean_weight=target_mean_weight)
+                                   max_modulation=max_modulation, target_mean_weight=target_mean_weight,
+                                   dwell_groups=groups, min_group_share=min_share if groups is not None else 0.0)
         d_all = calc.dose(sm.check_pts, cats, res.times_s)
         low = d_all < prescription_gy * (1 - 1e-4)
         if not low.any() or not res.feasible:
@@ -659,10 +663,17 @@ def _time_shares(cats: Sequence[Catheter], times: np.ndarray) -> np.ndarray:
 def _optimise_and_prune(sm: _Sampled, cats: list[Catheter], calc: _DoseCalc, prescription_gy: float,
                         max_modulation: float | None, target_mean_weight: float, min_share: float,
                         user_given: bool) -> tuple[list[Catheter], Any, int, list[str]]:
-    """Optimise; then remove the automatically placed catheter carrying the smallest share of dwell time while
-    that share is < ``min_share`` (a puncture that adds risk and no dose), re-optimising each time."""
-    res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight)
+    """Optimise with every automatically placed catheter carrying ≥ ``min_share`` of the dwell time (the count
+    was chosen from the target: spread catheters). When that plan cannot cover the CTV, optimise freely and
+    remove the catheter carrying the smallest share while it is < ``min_share`` (a puncture that adds risk and
+    no dose), re-optimising each time."""
     notes: list[str] = []
+    if not user_given and len(cats) > 1 and min_share > 0:
+        res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight, min_share)
+        if res.feasible:
+            notes.append(f"every catheter carries ≥ {100 * min_share:g} % of the dwell time (LP constraint)")
+            return cats, res, rows, notes
+    res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight)
     while len(cats) > 1:
         share = _time_shares(cats, res.times_s)
         i = int(np.argmin(share))
@@ -914,7 +925,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
              n_catheters: int | None = None, min_catheter_spacing_mm: float = 5.0, min_catheter_time_share: float = 0.05,
              plan_for_robustness: bool = False, robust_shift_mm: float = 3.0, robustness_shifts_mm: Sequence[float] = (3.0, 5.0),
              ras_status: str | None = None, alpha_beta_gy: float = 10.0, dose_pad_mm: float = 20.0,
-             target_mean_weight: float = 0.0, **_ignored: Any) -> TreatmentPlan:
+             target_mean_weight: float = 0.3, **_ignored: Any) -> TreatmentPlan:
     """Plan single-fraction HDR brachytherapy of one lesion → :class:`TreatmentPlan`.
 
     ``prescription_gy``: minimum CTV dose (D100); None → knowledge default for the primary (colorectal
@@ -925,6 +936,8 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     user catheters [{"entry_mm", "tip_mm"[, "dwell_positions_mm"]}] (LPS mm). ``sk_u``: air-kerma
     strength (U) on ``source_calibration_date``; with ``treatment_date`` it is decayed (Ir-192).
     ``plan_for_robustness``: prescribe D100 to the CTV under rigid catheter shifts of ±``robust_shift_mm``.
+    ``target_mean_weight``: weight of the mean CTV dose in the LP objective (0.3 by default: it spreads dwell
+    time over the catheters instead of concentrating it in one, which also makes the plan more robust).
     """
     t_start = time.perf_counter()
     proto = _protocol(case, prescription_gy, margin_mm if ctv_margin_mm is None else ctv_margin_mm, target_margin_mm,
