@@ -43,8 +43,18 @@ from latplan.physics import dvh, lq, tg43
 from latplan.physics.dwell_opt import OARConstraint, optimise_dwell_times
 from latplan.planning.types import DVHCurve, TreatmentPlan
 
-__all__ = ["Catheter", "catheter_min_spacing_mm", "ctv_mask", "liver_mask", "place_catheters", "plan_ibt",
-           "ibt_source", "segment_distance_mm", "structure_names_cached", "subvoxel_points"]
+__all__ = [
+    "Catheter",
+    "catheter_min_spacing_mm",
+    "ctv_mask",
+    "ibt_source",
+    "liver_mask",
+    "place_catheters",
+    "plan_ibt",
+    "segment_distance_mm",
+    "structure_names_cached",
+    "subvoxel_points",
+]
 
 ENGINE = "latplan.ibt"
 ENGINE_VERSION = "0.2"
