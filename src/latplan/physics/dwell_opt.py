@@ -47,7 +47,9 @@ class OARConstraint:
     ``matrix_gy_per_s``: (n_points, n_dwells) dose per second of dwell time; ``limit_gy``:
     the limit; ``volume_ml``: DVH volume of the limit (D_v ≤ limit; 0 = maximum point
     dose); ``point_volume_ml``: volume each point stands for; ``hard``: hard constraint or
-    penalty (``weight`` per Gy of excess per point).
+    penalty (``weight`` per Gy of excess per point). ``objective_only``: a soft penalty that is an
+    objective, not a limit (e.g. a V150 objective: CTV points above 1.5 × Rx penalised); it never makes
+    the plan infeasible and is never reported as limiting.
     """
 
     name: str
@@ -57,6 +59,7 @@ class OARConstraint:
     point_volume_ml: float = 0.0
     hard: bool = True
     weight: float = 10.0
+    objective_only: bool = False
 
 
 @dataclass
@@ -300,13 +303,14 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
     under = float(np.mean(short > coverage_tolerance_gy) * 100.0)
     oar_dv = {}
     oar_excess = {}
-    for o in oars:
+    limits = [o for o in oars if not o.objective_only]
+    for o in limits:
         d = o.matrix_gy_per_s @ t
         dv = _dv(d, o.volume_ml, o.point_volume_ml)
         oar_dv[o.name] = dv
         oar_excess[o.name] = max(0.0, dv - o.limit_gy)
     coverage_ok = under == 0.0
-    oar_ok = all(v <= 1e-6 + 1e-4 * o.limit_gy for v, o in zip(oar_excess.values(), oars, strict=True))
+    oar_ok = all(v <= 1e-6 + 1e-4 * o.limit_gy for v, o in zip(oar_excess.values(), limits, strict=True))
     feasible = coverage_ok and oar_ok
     limiting: str | None = None
     details: dict[str, Any] = {"duals": {}, "lp_rows_ctv": len(best["ctv_rows"])}
@@ -318,7 +322,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
             marg = np.abs(res.ineqlin.marginals) if getattr(res, "ineqlin", None) is not None else None
             if marg is not None:
                 for name, a, b in best["groups"]:
-                    duals[name] = duals.get(name, 0.0) + float(marg[a:b].sum())
+                    if name not in {o.name for o in oars if o.objective_only}:
+                        duals[name] = duals.get(name, 0.0) + float(marg[a:b].sum())
             details["duals"] = duals
             blocking = {k: v for k, v in duals.items() if v > 1e-9}
             limiting = max(blocking, key=lambda k: blocking[k]) if blocking else "catheter_geometry"
@@ -326,8 +331,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
         f"CTV minimum dose {d_ctv.min():.2f} Gy on {a_ctv.shape[0]} points "
         f"({'≥' if coverage_ok else '<'} {prescription_gy:g} Gy prescription)"
     )
-    if oars:
-        msg += "; " + ", ".join(f"{o.name} D{o.volume_ml:g}cc {oar_dv[o.name]:.2f}/{o.limit_gy:g} Gy" for o in oars)
+    if limits:
+        msg += "; " + ", ".join(f"{o.name} D{o.volume_ml:g}cc {oar_dv[o.name]:.2f}/{o.limit_gy:g} Gy" for o in limits)
     if limiting:
         msg += f"; limiting constraint: {limiting}"
     return DwellOptResult(
