@@ -14,9 +14,9 @@ from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.imaging import Volume
 from latplan.imaging.case_folder import load_case_folder, save_case_folder
 from latplan.imaging.insert import insert_lesion, lesion_shape_mask
-from latplan.imaging.io import _fill_even_odd
 from latplan.imaging.orientation import all_orientations, reorient
 from latplan.imaging.resample import resample_image_to, resample_labels_to, same_physical_grid
+from latplan.imaging.rtstruct import _fill_even_odd
 
 PATIENT = {"id": "T-02", "primary": "colorectal"}
 

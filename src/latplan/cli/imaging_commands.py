@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     ) -> None:
         """Print an image's grid: shape, spacing, orientation, origin, value range."""
-        from latplan.imaging.io import read_image
+        from latplan.imaging.nifti import read_image
         from latplan.imaging.orientation import axis_codes
 
         vol = read_image(path)
