@@ -31,11 +31,14 @@ from latplan.batch.index import write_index
 from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
 from latplan.batch.table import cohort_frame, collect, write_cohort_table
 from latplan.errors import CaseFolderError, InvalidInputError
+from latplan.imaging.errors import NotLatplanOutputError
 from latplan.pipeline import PlanOptions, Progress, silent
 
 __all__ = ["ClusterSettings", "CohortResults", "CohortRun", "discover_cases", "plan_cohort", "write_cohort_results"]
 
 #: environment of LocalCluster worker processes: one BLAS/OpenMP thread; numba set per task
+#: marks a folder as a cohort output: a rerun may add to it; a foreign non-empty folder is refused
+MARKER = ".latplan-cohort"
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -101,6 +104,14 @@ def discover_cases(cohort_dir: Path) -> dict[str, Path]:
     return found
 
 
+def _prepare_out(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise NotLatplanOutputError(f"{out} is not empty and is not the output of `latplan cohort plan` (no {MARKER}); "
+                                    "choose a new or empty --out folder, or the folder of an earlier cohort run.")
+    (out / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("latplan cohort output (docs/cohorts.md)\n", encoding="utf-8")
+
+
 @contextmanager
 def _client(settings: ClusterSettings) -> Iterator[Client]:
     if settings.scheduler is not None:
@@ -129,7 +140,7 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
     say: Progress = progress or silent
     cases = discover_cases(Path(cohort_dir))
     out = Path(out_dir).resolve()
-    (out / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    _prepare_out(out)
     jobs = [CaseJob(name, case_dir.resolve(), out, options, cluster.threads_per_worker)
             for name, case_dir in cases.items()]
     run = CohortRun(out)
