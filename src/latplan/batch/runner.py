@@ -88,18 +88,24 @@ def _result_name(case_dir: Path, root: Path) -> str:
 
 
 def discover_cases(cohort_dir: Path) -> dict[str, Path]:
-    """Result-folder name → case folder, for every folder under ``cohort_dir`` holding case.yaml."""
+    """Result-folder name → case folder, for every folder under ``cohort_dir`` holding case.yaml or labels.yaml.
+
+    A folder with labels.yaml but no case.yaml (e.g. a TotalSegmentator import without ``--clinical``)
+    is included so that its run records the loader's error ("no case.yaml: write one") instead of
+    silently leaving the patient out. Hidden folders and follow-up ``timepoints/`` are skipped.
+    """
     root = Path(cohort_dir)
     if not root.is_dir():
         raise CaseFolderError(f"cohort folder {root} does not exist; give a folder of case folders.")
     found: dict[str, Path] = {}
-    for case_yaml in sorted(root.rglob("case.yaml")):
-        rel_parts = case_yaml.parent.relative_to(root).parts
+    folders = {p.parent for name in ("case.yaml", "labels.yaml") for p in root.rglob(name)}
+    for folder in sorted(folders):
+        rel_parts = folder.relative_to(root).parts
         if any(part.startswith(".") for part in rel_parts) or "timepoints" in rel_parts:
             continue
-        found[_result_name(case_yaml.parent, root)] = case_yaml.parent
+        found[_result_name(folder, root)] = folder
     if not found:
-        raise CaseFolderError(f"{root} holds no case folder (a folder with case.yaml, docs/case-format.md); "
+        raise CaseFolderError(f"{root} holds no case folder (a folder with case.yaml or labels.yaml, docs/case-format.md); "
                               "build one with `latplan cohort synth` or `latplan phantom`.")
     return found
 
