@@ -277,7 +277,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "phantom": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
     "physics": ("anatomy", "planning", "modalities", "board", "knowledge", "report", "followup", "phantom", *_TOP),
     "anatomy": ("physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
-    "knowledge": ("anatomy", "physics", "planning", "modalities", "board", "report", "followup", *_TOP),
+    "knowledge": ("anatomy", "planning", "modalities", "board", "report", "followup", *_TOP),
     "planning": ("modalities", "board", "report", "followup", *_TOP),
     "modalities": ("board", "report", "followup", *_TOP),
     "board": ("report", "followup", "imaging.case_folder", *_TOP),
