@@ -345,6 +345,8 @@ def test_v21_lung_metastases_handed_to_thoracic_board(vignette) -> None:
     prop = run(vignette, vignette.lesion(d=20), *lung, patient=pt)
     check_invariants(prop)
     assert all(o["tier"] == "refer" for o in lesions_of(prop)["lesion_2"].values())
+    grid = next(g for g in prop.plan_json["option_grid"] if g["lesion_id"] == "lesion_2")
+    assert all("thoracic board" in r["fit"] for r in grid["rows"])
     assert top(prop)["modality"] not in REGIONAL
     local = [s for s in prop.plan_json["strategies"] if s["kind"] in ("ablate_all", "local", "resection")]
     assert local and all(any(st["modality"] == "refer" and "thoracic" in st["note"] for st in s["steps"])
