@@ -267,6 +267,10 @@ def test_v14_child_pugh_b8_stops_tace(vignette) -> None:
     rec = child_pugh(hcc(vignette, child_pugh="A", ascites_grade="mild",
                          labs={"bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 1.5}))
     assert rec.effective_class == "A" and "components give B" in (rec.disagreement or "")
+    flagged = run(vignette, *les, patient=hcc(vignette, child_pugh="A", ascites_grade="mild", ascites=True,
+                                              labs={"bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 1.5}))
+    assert any("recorded Child-Pugh A but components give B" in c
+               for c in lesions_of(flagged)["lesion_1"]["mwa"]["conditions"])
     unknown = child_pugh(hcc(vignette, encephalopathy=None))
     assert (unknown.score_low, unknown.score_high) == (5, 7) and unknown.effective_class is None
 
