@@ -20,6 +20,7 @@ from tests.batch.conftest import VOXEL_MM, copy_cases
 
 from latplan._version import __version__
 from latplan.batch import ClusterSettings, plan_cohort, read_manifest
+from latplan.imaging.errors import NotLatplanOutputError
 from latplan.pipeline import PlanOptions
 
 OPTIONS = PlanOptions(simulate=False, pdf=False)
@@ -51,6 +52,13 @@ def first_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory):
     out = root / "out"
     run = plan_cohort(cases, out, OPTIONS, CLUSTER)
     return cases, out, run
+
+
+def test_foreign_output_folder_refused(tiny_cohort: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("someone else's folder")
+    with pytest.raises(NotLatplanOutputError, match="not the output of"):
+        plan_cohort(tiny_cohort, tmp_path, OPTIONS, CLUSTER)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
 
 
 @pytest.mark.slow

@@ -232,3 +232,20 @@ def test_dicom_input_case_is_referenced_not_rewritten(shared_data: Path, tmp_pat
     if shutil.which("dciodvfy"):
         for p in (files["dicom_rtstruct"], files["dicom_seg"]):
             assert _dciodvfy_errors(p) == [], p.name
+
+
+def test_lesion_bookmarks_at_the_lesion_centre(synthetic_export):
+    """'Go to lesion' bookmarks: the centre of lesion 1 is the sphere's centre (report_builders:
+    LESION_CENTRE_MM) within half a voxel; Slicer markups in LPS, the viewer's file also in RAS."""
+    import json
+
+    from report_builders import LESION_CENTRE_MM
+
+    _, _out, files = synthetic_export
+    marks = json.loads(files["volumes_bookmarks"].read_text(encoding="utf-8"))["lesions"]
+    first = next(m for m in marks if m["lesion_id"] == "lesion_1")
+    assert np.allclose(first["centre_lps_mm"], LESION_CENTRE_MM, atol=1.25)
+    assert np.allclose(first["centre_ras_mm"], LESION_CENTRE_MM * [-1, -1, 1], atol=1.25)
+    mrk = json.loads(files["volumes_markups"].read_text(encoding="utf-8"))["markups"][0]
+    assert mrk["coordinateSystem"] == "LPS"
+    assert [p["label"] for p in mrk["controlPoints"]] == [m["lesion_id"] for m in marks]

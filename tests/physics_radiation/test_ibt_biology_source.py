@@ -94,3 +94,32 @@ def test_near_source_clamp_only_inside_the_catheter() -> None:
                           40700.0, src, method="direct")
     assert kernel[0] == pytest.approx(float(theirs[1]) * 40700.0 / 3600 / 100, rel=0.01)
     assert np.isfinite(kernel[1]) and kernel[1] > 0
+
+
+def test_cardiac_device_dose_check() -> None:
+    """Patient with a pacemaker: the maximum heart dose (conservative proxy for the device) is checked against the
+    AAPM TG-203 2 Gy limit and equals the independent TG-43 maximum over the heart voxels within 1 %; without a
+    segmented heart the check says it could not be made."""
+    from independent_tg43 import PlainTG43
+    from rad_case_helpers import LABELS
+
+    from latplan.case import Case, LabelTable, Patient
+
+    base = make_case(stomach_gap_mm=15.0)
+    labels = dict(LABELS)
+    labels[9] = "heart"  # the block above the liver stands in for the heart
+    case = Case(Patient(id="t3", primary="colorectal", pacemaker=True), base.image, base.labels,
+                LabelTable.from_mapping(labels))
+    p = plan_ibt(case, "lesion_1", n_catheters=1)
+    dev = p.metrics["cardiac_device"]
+    assert dev["limit_gy"] == 2.0
+    heart = case.labels.index_to_mm(np.argwhere(case.mask_array("heart")).astype(float))
+    a = p.applicators[0]
+    pos = np.asarray(a["dwell_positions_mm"])
+    ref = PlainTG43().dose_gy(heart, pos, np.repeat(np.asarray(a["direction"])[None], len(pos), 0),
+                              np.asarray(a["dwell_times_s"]), p.parameters["sk_u"])
+    assert dev["dose_gy_estimate"] == pytest.approx(ref.max(), rel=0.01, abs=1e-3)
+    assert dev["ok"] == (ref.max() <= 2.0)
+    q = plan_ibt(Case(Patient(id="t4", primary="colorectal", pacemaker=True), base.image, base.labels,
+                      base.label_table), "lesion_1", n_catheters=1)
+    assert q.metrics["cardiac_device"]["ok"] is None

@@ -168,3 +168,21 @@ def test_quality_indices(plan10: TreatmentPlan) -> None:
     dose = plan10.dose
     v_grid = float((dose.array >= RX).sum()) * dose.voxel_volume_ml
     assert m["prescription_isodose_volume_ml"] == pytest.approx(v_grid, rel=0.08)
+
+
+def test_v150_objective_lowers_dose_above_150_percent(case: Case, plan10: TreatmentPlan) -> None:
+    """The optional V150 objective is IPSA's linear surrogate (Lessard & Pouliot 2001): dose above 1.5 × Rx in the
+    CTV is penalised in the LP. Metamorphic check with the independent TG-43: the mean dose excess above 30 Gy over
+    the CTV voxel centres falls while D100 still reaches Rx."""
+    p = plan_ibt(case, "lesion_1", target_margin_mm=10.0, v150_weight=5.0)
+    assert p.metrics["d100_gy"] >= RX * (1 - 1e-3)
+    assert p.parameters["v150_weight"] == 5.0
+    ctv = ctv_mask(case, "lesion_1", 10.0).array
+    pts = case.labels.index_to_mm(np.argwhere(ctv).astype(float))
+    ref = PlainTG43()
+    excess = []
+    for plan in (plan10, p):
+        pos, ax, t = _dwells(plan)
+        d = ref.dose_gy(pts, pos, ax, t, plan.parameters["sk_u"])
+        excess.append(float(np.mean(np.maximum(d - 1.5 * RX, 0.0))))
+    assert excess[1] < excess[0]

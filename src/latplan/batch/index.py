@@ -20,8 +20,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from lifelines.exceptions import ConvergenceError
 
 from latplan.batch.jobs import CASES_DIR, Manifest
+from latplan.errors import LatplanError
 from latplan.followup.cohort import CoxResult, cox_lesions, fit_km, km_figure, load_cohort
 
 __all__ = ["OutcomeAnalysis", "outcome_analysis", "write_index"]
@@ -98,7 +100,10 @@ def _counts_figure(df: pd.DataFrame, out_dir: Path) -> str:
 
 def outcome_analysis(df: pd.DataFrame, cohort_dir: Path, out_dir: Path) -> OutcomeAnalysis:
     """KM by given = top-ranked, KM by top-ranked modality, Cox; empty when no case has outcomes."""
-    data = load_cohort(cohort_dir)
+    try:
+        data = load_cohort(cohort_dir)
+    except LatplanError as exc:
+        return OutcomeAnalysis(note=f"no survival analysis: {exc}")
     if data.lesions.empty:
         return OutcomeAnalysis(note="no case folder has treatments.yaml + outcomes.yaml: no survival analysis.")
     top = df[["patient_id", "lesion", "top_option"]].rename(columns={"lesion": "lesion_id"})
@@ -113,7 +118,10 @@ def outcome_analysis(df: pd.DataFrame, cohort_dir: Path, out_dir: Path) -> Outco
                                ("modality", "LTP-free survival by the modality given", "km_given.png")):
         fitters = fit_km(les, "time_months", "ltp", group=group)
         result.figures.append(_save(km_figure(fitters, title, ylabel="LTP-free probability"), out_dir, name))
-    result.cox = cox_lesions(les, covariates=("given_is_top", "min_margin_mm", "diameter_mm"))
+    try:
+        result.cox = cox_lesions(les, covariates=("given_is_top", "min_margin_mm", "diameter_mm"))
+    except ConvergenceError as exc:  # e.g. complete separation in a small cohort
+        result.cox = CoxResult(False, f"the Cox fit did not converge ({exc})", n=len(les), events=int(les["ltp"].sum()))
     return result
 
 

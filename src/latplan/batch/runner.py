@@ -31,11 +31,14 @@ from latplan.batch.index import write_index
 from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
 from latplan.batch.table import cohort_frame, collect, write_cohort_table
 from latplan.errors import CaseFolderError, InvalidInputError
+from latplan.imaging.errors import NotLatplanOutputError
 from latplan.pipeline import PlanOptions, Progress, silent
 
 __all__ = ["ClusterSettings", "CohortResults", "CohortRun", "discover_cases", "plan_cohort", "write_cohort_results"]
 
 #: environment of LocalCluster worker processes: one BLAS/OpenMP thread; numba set per task
+#: marks a folder as a cohort output: a rerun may add to it; a foreign non-empty folder is refused
+MARKER = ".latplan-cohort"
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -85,20 +88,34 @@ def _result_name(case_dir: Path, root: Path) -> str:
 
 
 def discover_cases(cohort_dir: Path) -> dict[str, Path]:
-    """Result-folder name → case folder, for every folder under ``cohort_dir`` holding case.yaml."""
+    """Result-folder name → case folder, for every folder under ``cohort_dir`` holding case.yaml or labels.yaml.
+
+    A folder with labels.yaml but no case.yaml (e.g. a TotalSegmentator import without ``--clinical``)
+    is included so that its run records the loader's error ("no case.yaml: write one") instead of
+    silently leaving the patient out. Hidden folders and follow-up ``timepoints/`` are skipped.
+    """
     root = Path(cohort_dir)
     if not root.is_dir():
         raise CaseFolderError(f"cohort folder {root} does not exist; give a folder of case folders.")
     found: dict[str, Path] = {}
-    for case_yaml in sorted(root.rglob("case.yaml")):
-        rel_parts = case_yaml.parent.relative_to(root).parts
+    folders = {p.parent for name in ("case.yaml", "labels.yaml") for p in root.rglob(name)}
+    for folder in sorted(folders):
+        rel_parts = folder.relative_to(root).parts
         if any(part.startswith(".") for part in rel_parts) or "timepoints" in rel_parts:
             continue
-        found[_result_name(case_yaml.parent, root)] = case_yaml.parent
+        found[_result_name(folder, root)] = folder
     if not found:
-        raise CaseFolderError(f"{root} holds no case folder (a folder with case.yaml, docs/case-format.md); "
+        raise CaseFolderError(f"{root} holds no case folder (a folder with case.yaml or labels.yaml, docs/case-format.md); "
                               "build one with `latplan cohort synth` or `latplan phantom`.")
     return found
+
+
+def _prepare_out(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise NotLatplanOutputError(f"{out} is not empty and is not the output of `latplan cohort plan` (no {MARKER}); "
+                                    "choose a new or empty --out folder, or the folder of an earlier cohort run.")
+    (out / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("latplan cohort output (docs/cohorts.md)\n", encoding="utf-8")
 
 
 @contextmanager
@@ -129,7 +146,7 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
     say: Progress = progress or silent
     cases = discover_cases(Path(cohort_dir))
     out = Path(out_dir).resolve()
-    (out / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    _prepare_out(out)
     jobs = [CaseJob(name, case_dir.resolve(), out, options, cluster.threads_per_worker)
             for name, case_dir in cases.items()]
     run = CohortRun(out)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from latplan.batch.jobs import CASES_DIR, Manifest, read_manifest
+from latplan.errors import CaseFolderError
 from latplan.followup.timepoints import load_treatments
 
 __all__ = ["LesionRow", "ModalityCell", "cohort_frame", "lesion_rows", "write_cohort_table"]
@@ -80,7 +81,10 @@ def lesion_rows(name: str, result_dir: Path, case_dir: Path) -> list[LesionRow]:
     plan = json.loads((result_dir / "plan.json").read_text(encoding="utf-8"))
     strategies = sorted(plan.get("strategies") or [], key=lambda s: s.get("rank", 1 << 30))
     top_s = strategies[0] if strategies else {}
-    given = {t.lesion: t.modality.value for t in reversed(load_treatments(case_dir))}
+    try:
+        given = {t.lesion: t.modality.value for t in reversed(load_treatments(case_dir))}
+    except CaseFolderError:  # an unreadable treatments.yaml: the given modality is unknown, the plan still counts
+        given = {}
     rows: list[LesionRow] = []
     for les in plan.get("lesions") or []:
         meas = les.get("measurements") or {}

@@ -21,6 +21,7 @@ NIfTI volumes without a transform. Vertices come from :func:`latplan.imaging.mes
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -160,8 +161,40 @@ def write_volume_files(case: Case, plans: Mapping[tuple[str, str], TreatmentPlan
         _mesh(case.mask(name), meshes / f"{name}.stl", name, written, f"meshes/{name}")
         if f"meshes/{name}" in written:
             legend.append((f"meshes/{name}.stl", f"organ: {name.replace('_', ' ')}", _hex(name, role)))
+    written.update(write_lesion_bookmarks(case, root))
+    legend.append(("lesions.mrk.json", "one point per lesion centre (Slicer markups: jump to a lesion)", "—"))
     written["volumes_readme"] = _write_readme(root / "README.md", case, legend)
     return written
+
+
+#: Slicer's markups file schema (the file names it; Slicer reads the markups from the file itself)
+_MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/"
+                   "markups-schema-v1.0.3.json#")
+
+
+def write_lesion_bookmarks(case: Case, root: Path) -> dict[str, Path]:
+    """The per-lesion "go to lesion" bookmarks: ``bookmarks.json`` (viewer: centre in LPS and RAS mm and
+    the voxel index k, j, i) and ``lesions.mrk.json`` (3D Slicer markups, LPS)."""
+    marks, points = [], []
+    for n, lid in enumerate(case.lesion_ids, start=1):
+        mask = np.asarray(case.lesion_mask(lid).array) > 0
+        kji = np.argwhere(mask).mean(axis=0)
+        lps = case.image.index_to_mm(kji[None])[0]
+        marks.append({"lesion_id": lid, "centre_lps_mm": [round(float(x), 2) for x in lps],
+                      "centre_ras_mm": [round(float(x), 2) for x in lps * LPS_TO_RAS],
+                      "voxel_kji": [round(float(x)) for x in kji], "volume_ml": round(float(mask.sum())
+                                                                                       * case.image.voxel_volume_ml, 3)})
+        points.append({"id": str(n), "label": lid, "position": [round(float(x), 2) for x in lps],
+                       "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0], "selected": True,
+                       "locked": True, "visibility": True, "positionStatus": "defined"})
+    bookmarks = root / "bookmarks.json"
+    bookmarks.write_text(json.dumps({"coordinates": "LPS and RAS mm; voxel_kji indexes image.nii.gz's array",
+                                     "lesions": marks}, indent=2), encoding="utf-8")
+    markups = root / "lesions.mrk.json"
+    markups.write_text(json.dumps({"@schema": _MARKUPS_SCHEMA, "markups": [{
+        "type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm", "locked": True,
+        "controlPoints": points}]}, indent=2), encoding="utf-8")
+    return {"volumes_bookmarks": bookmarks, "volumes_markups": markups}
 
 
 def _write_readme(path: Path, case: Case, legend: list[tuple[str, str, str]]) -> Path:

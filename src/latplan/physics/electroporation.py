@@ -650,7 +650,7 @@ def _solve_pair(params: np.ndarray, spacing_m: np.ndarray, anode: ElectrodeVoxel
         phi = np.where(fixed, fixed_val, x[inner])
         e = _field_magnitude_v_per_cm(phi, spacing_m, boost)
         target = _voxel_sigma(e, params, model)
-        change = float(np.linalg.norm((target - sigma)[free]) / max(np.linalg.norm(sigma[free]), 1e-30))
+        change = float(np.linalg.norm((target - sigma)[free])) / max(float(np.linalg.norm(sigma[free])), 1e-30)
         if iterations is None and change < tolerance:
             break
         if done < n_solves:
@@ -756,7 +756,7 @@ def solve_field(
 
     table = np.array([[t.sigma0_s_m, t.sigma1_s_m, t.reversible_v_per_cm, t.irreversible_v_per_cm] for t in tissues])
     params = np.ascontiguousarray(np.moveaxis(table[lab], -1, 0))
-    n_workers = max(1, min(len(pairs), workers if workers is not None else int(nb.config.NUMBA_NUM_THREADS)))
+    n_workers = max(1, min(len(pairs), workers if workers is not None else int(nb.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # set by numba at import (env NUMBA_NUM_THREADS), not in its stubs
     maxiter = 20 * max(lab.shape) + 500
 
     def run(k: int) -> _PairResult:

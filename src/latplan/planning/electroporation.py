@@ -67,13 +67,14 @@ from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError, SourceDataError
 from latplan.physics import electroporation as ep
-from latplan.physics.ablation_zones import perpendicular_axes
+from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
     collateral_structures,
     crop_around,
     find_trajectory,
     heat_sink_vessels,
+    organ_volumes_in_zone,
     structure_role,
     target_mask,
 )
@@ -502,6 +503,8 @@ def plan_electroporation(
         caveats.append("ECT spares vessels and collagenous structures (vessels > 5 mm preserved); "
                        "bleomycin dose limits apply")
     zone_vol = ref.with_array(zone_ref)
+    organs, unsegmented = organ_volumes_in_zone(case, zone_ref, lo)
+    vol_range, margin_range = _threshold_band(fin.field_v_per_cm, verify, hv, zone_uncertainty_fraction(kind))
     sinks = heat_sink_vessels(case, lesion_id, measurements=_lesion_meas(measurements, lesion_id))
     mm = margin.min_margin_mm if margin is not None else -1e3
     metrics: dict[str, Any] = {
@@ -532,6 +535,11 @@ def plan_electroporation(
         "threshold_v_per_cm": "tissue-specific" if threshold_v_per_cm is None else float(threshold_v_per_cm),
         "coverage_curve": {"threshold_v_per_cm": th[::4].tolist(), "coverage_percent": np.round(curve[::4], 2).tolist()},
         "zone_volume_ml": round(float(zone_v.sum()) * verify.h_mm**3 / 1000.0, 2),
+        "zone_volume_range_ml": vol_range,
+        "min_margin_range_mm": margin_range,
+        "threshold_uncertainty_fraction": zone_uncertainty_fraction(kind),
+        "organ_volumes_in_zone_ml": organs,
+        "unsegmented_organs": unsegmented,
         "heat_sink_vessels": sinks,
         "collateral_structures": collateral_structures(case, zone_vol, lo),
         "trajectory_safe": bool(traj.safe),
@@ -561,6 +569,18 @@ def plan_electroporation(
     )
     plan.runtime_s = time.perf_counter() - t_start
     return plan
+
+
+def _threshold_band(field_v_per_cm: np.ndarray, grid: _Grid, hv: np.ndarray,
+                    fraction: float) -> tuple[list[float], list[float]]:
+    """([zone ml, …], [min margin mm, …]) at the lethal threshold × (1 + f) and × (1 − f): the
+    band from the threshold's uncertainty (its in vivo calibration tolerance, data file)."""
+    vols, margins = [], []
+    for scale in (1.0 + fraction, 1.0 - fraction):
+        z = field_v_per_cm >= grid.threshold * scale
+        vols.append(round(float(z.sum()) * grid.h_mm**3 / 1000.0, 2))
+        margins.append(round(float(ablative_margin_arrays(grid.tumour, z, hv).min_margin_mm), 2) if z.any() else -1e3)
+    return vols, margins
 
 
 def _planning_constants(consts: Mapping[str, Any], kind: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -567,6 +567,7 @@ class _Sampled:
     check_pts: np.ndarray               # cutting-plane points: every CTV voxel centre + sub-voxel surface points
     oars: list[tuple[str, np.ndarray, float, Mapping[str, Any]]]   # (organ, points, ml per point, limit spec)
     normal_pts: np.ndarray
+    hot_pts: np.ndarray                 # CTV sample for the optional V150 objective
 
 
 @dataclass
@@ -617,6 +618,7 @@ def _sample_problem(case: Any, grid: Volume, ctv_arr: np.ndarray, dist_ctv: np.n
     check, _ = _points(grid, ctv_arr, _cap_stride(ctv_arr, sp, 300_000 if robust_shift_mm is None else 50_000))
     sub, _ = subvoxel_points(grid, surface, 3, 150_000 if robust_shift_mm is None else 30_000)
     check = np.concatenate([check, sub])
+    hot_pts = ctv_pts
     if robust_shift_mm:
         # moving every catheter by +v gives the dose of the unmoved plan at p − v: prescribe to shifted copies
         shifts = robust_shift_mm * _AXES
@@ -633,20 +635,31 @@ def _sample_problem(case: Any, grid: Volume, ctv_arr: np.ndarray, dist_ctv: np.n
     if liver is not None:
         shell &= liver
     normal_pts, _ = _points(grid, shell, np.maximum(opt_stride, _cap_stride(shell, sp, 4000)))
-    return _Sampled(ctv_pts, check, oars, normal_pts)
+    return _Sampled(ctv_pts, check, oars, normal_pts, hot_pts)
 
 
 def _optimise(sm: _Sampled, cats: Sequence[Catheter], calc: _DoseCalc, prescription_gy: float,
-              max_modulation: float | None, target_mean_weight: float) -> tuple[Any, int]:
-    """LP dwell times with cutting planes on every CTV voxel centre and sub-voxel surface point → (result, rows)."""
+              max_modulation: float | None, target_mean_weight: float, min_share: float = 0.0,
+              v150_weight: float = 0.0) -> tuple[Any, int]:
+    """LP dwell times with cutting planes on every CTV voxel centre and sub-voxel surface point → (result, rows).
+
+    ``min_share`` > 0: every catheter carries at least that share of the total dwell time (LP constraint)."""
+    groups = _dwell_arrays(cats)[2] if min_share > 0 and len(cats) > 1 else None
     oar_cons = [OARConstraint(organ, calc.matrix(pts, cats), float(spec["limit_gy"]), float(spec.get("volume_ml", 1.0)),
                               pv, bool(spec.get("hard", True))) for organ, pts, pv, spec in sm.oars]
+    if v150_weight > 0:
+        # V150 objective: every Gy above 1.5 × Rx at a CTV point costs v150_weight / (n · Rx), the scale of the
+        # normalised mean normal-tissue dose of the objective
+        n = len(sm.hot_pts)
+        oar_cons.append(OARConstraint("v150_objective", calc.matrix(sm.hot_pts, cats), 1.5 * prescription_gy, 0.0,
+                                      0.0, hard=False, weight=v150_weight / (n * prescription_gy), objective_only=True))
     a_ctv = calc.matrix(sm.ctv_pts, cats)
     a_norm = calc.matrix(sm.normal_pts, cats) if len(sm.normal_pts) else None
     res = None
     for _ in range(4):
         res = optimise_dwell_times(a_ctv, prescription_gy * (1 + 5e-4), oars=oar_cons, normal_matrix_gy_per_s=a_norm,
-                                   max_modulation=max_modulation, target_mean_weight=target_mean_weight)
+                                   max_modulation=max_modulation, target_mean_weight=target_mean_weight,
+                                   dwell_groups=groups, min_group_share=min_share if groups is not None else 0.0)
         d_all = calc.dose(sm.check_pts, cats, res.times_s)
         low = d_all < prescription_gy * (1 - 1e-4)
         if not low.any() or not res.feasible:
@@ -668,11 +681,19 @@ def _time_shares(cats: Sequence[Catheter], times: np.ndarray) -> np.ndarray:
 
 def _optimise_and_prune(sm: _Sampled, cats: list[Catheter], calc: _DoseCalc, prescription_gy: float,
                         max_modulation: float | None, target_mean_weight: float, min_share: float,
-                        user_given: bool) -> tuple[list[Catheter], Any, int, list[str]]:
-    """Optimise; then remove the automatically placed catheter carrying the smallest share of dwell time while
-    that share is < ``min_share`` (a puncture that adds risk and no dose), re-optimising each time."""
-    res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight)
+                        user_given: bool, v150_weight: float = 0.0) -> tuple[list[Catheter], Any, int, list[str]]:
+    """Optimise with every automatically placed catheter carrying ≥ ``min_share`` of the dwell time (the count
+    was chosen from the target: spread catheters). When that plan cannot cover the CTV, optimise freely and
+    remove the catheter carrying the smallest share while it is < ``min_share`` (a puncture that adds risk and
+    no dose), re-optimising each time."""
     notes: list[str] = []
+    if not user_given and len(cats) > 1 and min_share > 0:
+        res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight, min_share,
+                              v150_weight)
+        if res.feasible:
+            notes.append(f"every catheter carries ≥ {100 * min_share:g} % of the dwell time (LP constraint)")
+            return cats, res, rows, notes
+    res, rows = _optimise(sm, cats, calc, prescription_gy, max_modulation, target_mean_weight, 0.0, v150_weight)
     while len(cats) > 1:
         share = _time_shares(cats, res.times_s)
         i = int(np.argmin(share))
@@ -683,7 +704,7 @@ def _optimise_and_prune(sm: _Sampled, cats: list[Catheter], calc: _DoseCalc, pre
                          "dwell time: consider leaving it out")
             break
         trial = cats[:i] + cats[i + 1:]
-        r2, rows2 = _optimise(sm, trial, calc, prescription_gy, max_modulation, target_mean_weight)
+        r2, rows2 = _optimise(sm, trial, calc, prescription_gy, max_modulation, target_mean_weight, 0.0, v150_weight)
         if res.feasible and not r2.feasible:
             notes.append(f"catheter {i + 1} carries {100 * share[i]:.1f} % of the dwell time but coverage needs it: kept")
             break
@@ -924,7 +945,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
              n_catheters: int | None = None, min_catheter_spacing_mm: float = 5.0, min_catheter_time_share: float = 0.05,
              plan_for_robustness: bool = False, robust_shift_mm: float = 3.0, robustness_shifts_mm: Sequence[float] = (3.0, 5.0),
              ras_status: str | None = None, alpha_beta_gy: float = 10.0, dose_pad_mm: float = 20.0,
-             target_mean_weight: float = 0.0, **_ignored: Any) -> TreatmentPlan:
+             target_mean_weight: float = 0.3, v150_weight: float = 0.0, **_ignored: Any) -> TreatmentPlan:
     """Plan single-fraction HDR brachytherapy of one lesion → :class:`TreatmentPlan`.
 
     ``prescription_gy``: minimum CTV dose (D100); None → knowledge default for the primary (colorectal
@@ -935,6 +956,10 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     user catheters [{"entry_mm", "tip_mm"[, "dwell_positions_mm"]}] (LPS mm). ``sk_u``: air-kerma
     strength (U) on ``source_calibration_date``; with ``treatment_date`` it is decayed (Ir-192).
     ``plan_for_robustness``: prescribe D100 to the CTV under rigid catheter shifts of ±``robust_shift_mm``.
+    ``target_mean_weight``: weight of the mean CTV dose in the LP objective (0.3 by default: it spreads dwell
+    time over the catheters instead of concentrating it in one, which also makes the plan more robust).
+    ``v150_weight`` > 0: V150 objective (dose above 1.5 × Rx in the CTV penalised; 1 ≈ the weight of the
+    normal-tissue mean dose). ``max_modulation``: dwell-time modulation restriction t_i ≤ k · mean t.
     """
     t_start = time.perf_counter()
     proto = _protocol(case, prescription_gy, margin_mm if ctv_margin_mm is None else ctv_margin_mm, target_margin_mm,
@@ -961,7 +986,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     sm = _sample_problem(case, grid, ctv_arr, dist_ctv, oar_structs, proto.oar_limits, liver, grid_mm,
                          robust_shift_mm if plan_for_robustness else None)
     cats, res, n_rows, prune_notes = _optimise_and_prune(sm, list(cats), calc, rx, max_modulation, target_mean_weight,
-                                                         min_catheter_time_share, bool(catheters))
+                                                         min_catheter_time_share, bool(catheters), v150_weight)
     notes += prune_notes
     times = res.times_s
     metrics, curves, more = _evaluate(case, lesion_id, proto, grid, ctv_arr, dist_ctv, oar_structs, liver, calc, cats,
@@ -987,7 +1012,8 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
                       "dwell_extension_mm": dwell_extension_mm, "max_modulation": max_modulation,
                       "safety_mm": safety_mm, "vessel_min_calibre_mm": vessel_min_calibre_mm, "grid_mm": grid_mm,
                       "min_catheter_spacing_mm": min_catheter_spacing_mm,
-                      "min_catheter_time_share": min_catheter_time_share,
+                      "min_catheter_time_share": min_catheter_time_share, "v150_weight": v150_weight,
+                      "target_mean_weight": target_mean_weight,
                       "oar_limits": {k: {kk: vv for kk, vv in v.items() if kk in ("limit_gy", "volume_ml", "hard")}
                                      for k, v in proto.oar_limits.items()}},
                      time.perf_counter() - t_start)

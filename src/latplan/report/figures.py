@@ -737,9 +737,12 @@ def dvh_figure(curves: Sequence[Any], *, prescription_gy: float | None = None, t
     ax.set_ylabel("volume receiving ≥ dose (%)")
     ax.set_ylim(0, 110)
     ax.set_xlim(left=0)
+    if prescription_gy:  # brachytherapy hot spots beside the dwells reach 10–40× the prescription: show 0–4×
+        ax.set_xlim(0, 4.0 * prescription_gy)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title or "cumulative dose–volume histogram", fontsize=10)
+    ax.set_title(title or "cumulative dose–volume histogram" + (" (0–4× prescription)" if prescription_gy else ""),
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

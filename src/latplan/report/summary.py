@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from latplan.report.context import format_number, format_value, modality_name
+from latplan.report.context import format_number, format_value, modality_name, plain_language
 
 __all__ = ["SummaryLesion", "SummaryOption", "Unknown", "build_summary", "key_figure", "option_tier", "top_tier_options"]
 
@@ -38,7 +38,7 @@ SUMMARY_OPTIONS = 3
 #: strategies shown on page 1
 SUMMARY_STRATEGIES = 3
 #: unknowns listed on page 1 (the full list is in the appendix)
-SUMMARY_UNKNOWNS = 8
+SUMMARY_UNKNOWNS = 5
 RADIATION = frozenset({"ibt", "sbrt", "tare"})
 _ABLATIVE = frozenset({"rfa", "mwa", "cryo", "hifu", "ect", "ire", "laser", "lita"})
 
@@ -69,8 +69,18 @@ class SummaryLesion:
 @dataclass
 class Unknown:
     what: str
-    changes: str
+    rules: list[str]
     options: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> str:
+        """The rules these inputs decide (the first on page 1; all of them in the appendix's table)."""
+        return self.rules[0] + (f" (+{len(self.rules) - 1} more rule{'s' if len(self.rules) > 2 else ''})"
+                                if len(self.rules) > 1 else "")
+
+    @property
+    def all_rules(self) -> str:
+        return " / ".join(self.rules)
 
     @property
     def scope(self) -> str:
@@ -210,7 +220,7 @@ def summary_option(option: Mapping[str, Any], plan: Any, max_conditions: int = 2
     return SummaryOption(
         modality=code, name=modality_name(code), rank=int(rank) if isinstance(rank, (int, float)) else None,
         tier=tier, tier_text=TIER_TEXT.get(tier, tier), evidence_level=format_value(evidence) if evidence else "not stated",
-        figure=_figure_text(option, plan), conditions=[_short(c) for c in conds[:max_conditions]],
+        figure=_figure_text(option, plan), conditions=[_short(c, 90) for c in conds[:max_conditions]],
         more_conditions=max(len(conds) - max_conditions, 0), rank_reason=_rank_reason(ranking),
         target_status=str(status).replace("_", " ") if status else None)
 
@@ -236,32 +246,38 @@ def _lesion_size(meas: Mapping[str, Any]) -> str:
     return ", ".join(bits) or "size unknown"
 
 
+def _input_name(key: str) -> str:
+    return key.removeprefix("patient.").replace("_", " ")
+
+
 def _unknowns(plan_json: Mapping[str, Any], measurements: Mapping[str, Any]) -> list[Unknown]:
-    """Every rule left open by missing inputs once (its inputs named together), with the options it touches."""
-    found: dict[str, Unknown] = {}
+    """Every set of missing inputs once (the rules it leaves open named together), with the options it touches."""
+    found: dict[tuple[str, ...], Unknown] = {}
     for le in plan_json.get("lesions", []) or []:
         for o in le.get("options", []) or []:
             name = modality_name(str(o.get("modality")))
             for c in o.get("cannot_assess") or []:
                 if not isinstance(c, Mapping):
                     continue
-                text = _short(str(c.get("text", "")).removeprefix("cannot assess: ").strip(), 150)
-                missing = [str(m).replace("_", " ") for m in c.get("missing") or []] or ["input not named"]
-                u = found.setdefault(str(c.get("rule_id") or text), Unknown(", ".join(missing), text))
+                text = _short(str(c.get("text", "")).removeprefix("cannot assess: ").strip().rstrip("."), 80)
+                missing = tuple(sorted(str(m) for m in c.get("missing") or [])) or (str(c.get("rule_id") or text),)
+                u = found.setdefault(missing, Unknown(", ".join(_input_name(m) for m in missing), []))
+                if text not in u.rules:
+                    u.rules.append(text)
                 if name not in u.options:
                     u.options.append(name)
     for m in measurements.get("lesions", []) or []:
         for s in m.get("not_segmented") or []:
-            u = found.setdefault(f"segmentation.{s}", Unknown(
+            u = found.setdefault((f"segmentation.{s}",), Unknown(
                 f"{str(s).replace('_', ' ')} (not segmented)",
-                "distances to it cannot be measured: rules on its proximity stay open"))
+                ["distances to it cannot be measured: rules on its proximity stay open"]))
             lid = str(m.get("id", "")).replace("_", " ")
             if lid and lid not in u.options:
                 u.options.append(lid)
     return sorted(found.values(), key=lambda u: (-len(u.options), u.what))
 
 
-def unknown_scope(u: Unknown, limit: int = 4) -> str:
+def unknown_scope(u: Unknown, limit: int = 3) -> str:
     """'MWA, RFA' or '9 options' (the names are in the appendix)."""
     return ", ".join(u.options) if len(u.options) <= limit else f"{len(u.options)} options"
 
@@ -295,6 +311,7 @@ def _strategies(plan_json: Mapping[str, Any]) -> list[dict[str, Any]]:
             "evidence_level": format_value(s.get("evidence_level")) if s.get("evidence_level") else "not stated",
             "why": format_value(s.get("rationale")) if s.get("rationale") else "no rationale given",
         })
+        out[-1]["why_short"] = _short(out[-1]["why"], 120)
     return out
 
 
@@ -326,7 +343,8 @@ def build_summary(proposal: Any) -> dict[str, Any]:
         meas = m_by_id.get(lid) or le.get("measurements") or {}
         top = top_tier_options(le.get("options", []) or [])
         lesions.append(SummaryLesion(lid, lid.replace("_", " "), _lesion_size(meas),
-                                     [summary_option(o, plans.get((lid, str(o.get("modality"))))) for o in top]))
+                                     [summary_option(o, plans.get((lid, str(o.get("modality")))), max_conditions=1)
+                                      for o in top]))
     strategies = _strategies(plan_json)
     unknowns = _unknowns(plan_json, measurements)
     return {
@@ -378,4 +396,9 @@ def main_context(proposal: Any, ctx: Mapping[str, Any]) -> dict[str, Any]:
         meas = m_by_id.get(sec.id) or pj_by_id.get(sec.id, {}).get("measurements") or {}
         lesions.append(MainLesion(sec.id, sec.title, _lesion_size(meas), sec.views,
                                   lesion_option_rows(options, plans, sec.id), dvhs))
-    return {**ctx, **summary, "main_lesions": lesions, "appendix_name": "report-appendix.pdf / report-appendix.html"}
+    short_status = [(k, _short(str(v), 95)) for k, v in ctx["disease_rows"]]  # the full text is in the appendix
+    standard = [str(x) for x in plain_language()["report_limitations"]]
+    return {**ctx, **summary, "main_lesions": lesions, "disease_rows_short": short_status,
+            "standard_limitations": standard,
+            "plan_caveat_count": len([x for x in ctx["limitations"] if x not in standard]),
+            "appendix_name": "report-appendix.pdf / report-appendix.html"}

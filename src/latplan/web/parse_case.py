@@ -81,6 +81,8 @@ def _nifti_expected_bytes(path: Path) -> tuple[int, str]:
         raise InvalidImageError(f"NIfTI file {path.name} cannot be read ({type(exc).__name__}); "
                                 "it may be truncated or not a NIfTI file.") from None
     header = img.header
+    if not isinstance(header, nib.Nifti1Header):  # (Nifti2Header is a subclass)
+        raise InvalidImageError(f"{path.name} is not a NIfTI-1/2 file; save the image as NIfTI.")
     shape = tuple(int(x) for x in header.get_data_shape())
     n_vox = 1
     for x in shape:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from latplan.errors import InvalidInputError
@@ -71,7 +72,7 @@ def decide(request: Request, case_id: IdParam, ctx: Ctx = Depends(ctx_dep), scop
             raise _TwinError  # a concurrent request with the same key was stored first: roll this one back
         audit.record(s, "decide", user, "case", case_id,
                      detail={"decision_id": row.id, "scope": row.scope, "version": row.version}, ip=ip)
-        s.execute(CaseRecord.__table__.update().where(CaseRecord.id == case_id).values(status="decided"))
+        s.execute(update(CaseRecord).where(CaseRecord.id == case_id).values(status="decided"))
         case_store.remember_answer(s, user.id, f"decision:{case_id}", key, str(row.id), 201,
                                    decision_dict(row, user.username))
 
