@@ -265,3 +265,49 @@ def test_imported_third_party_packages_are_declared() -> None:
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
     assert "itsdangerous" not in _third_party_imports()
     assert "itsdangerous" not in declared, "itsdangerous is not imported: do not declare it"
+
+
+#: package → latplan packages it must not import (docs/architecture.md; lower layers never import higher ones)
+_TOP = ("pipeline", "web", "store", "cli", "batch")
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "errors": ("*",),
+    "case": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", "phantom",
+             *_TOP),
+    "imaging": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "phantom": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "physics": ("anatomy", "planning", "modalities", "board", "knowledge", "report", "followup", "phantom", *_TOP),
+    "anatomy": ("physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "knowledge": ("anatomy", "physics", "planning", "modalities", "board", "report", "followup", *_TOP),
+    "planning": ("modalities", "board", "report", "followup", *_TOP),
+    "modalities": ("board", "report", "followup", *_TOP),
+    "board": ("report", "followup", "imaging.case_folder", *_TOP),
+    "report": ("followup", "planning", "modalities", *_TOP),
+    "followup": ("board", "report", *_TOP),
+    "pipeline": ("web", "store", "cli", "batch"),
+    "store": ("web", "cli", "pipeline", "batch"),
+    "web": ("cli",),
+}
+#: known layer violations waiting for their owner (importer, imported) → owner; only shrinks
+ALLOWED_LAYER_EDGES: dict[tuple[str, str], str] = {
+    ("latplan.physics.dvh", "latplan.planning.types"): "radiation helper ([K]): physics/dvh.py must not import planning",
+}
+
+
+def _violations() -> list[str]:
+    out = []
+    for importer, imported in ((a, b) for a, bs in import_graph({}).items() for b in bs):
+        if importer.count(".") < 1 or (importer, imported) in ALLOWED_LAYER_EDGES:
+            continue
+        pkg = importer.split(".")[1]
+        target = imported.removeprefix("latplan.")
+        for banned in FORBIDDEN.get(pkg, ()):
+            hit = target.split(".")[0] != pkg if banned == "*" else (target == banned or target.startswith(banned + "."))
+            if hit:
+                out.append(f"{importer} imports {imported} ({pkg} must not import {banned})")
+    return out
+
+
+def test_layers_import_only_downwards() -> None:
+    assert not _violations(), "\n".join(_violations())
+    live = {(a, b) for a, bs in import_graph({}).items() for b in bs}
+    assert all(edge in live for edge in ALLOWED_LAYER_EDGES), "remove fixed edges from ALLOWED_LAYER_EDGES"

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, optimize
 
+from latplan.anatomy.geometry import case_geometry
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
 from latplan.imaging.volume import Volume
@@ -119,27 +120,6 @@ def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[Structur
     return [n for n in case.structure_names() if structure_role(case, n) in roles]
 
 
-def _large_vessels(case: Case, names: list[str]) -> np.ndarray:
-    """Vessel voxels whose local calibre ≥ 3 mm (2 × inscribed radius ≥ 3 mm)."""
-    h = case.labels.spacing_kji_mm
-    out = np.zeros(case.labels.shape, bool)
-    for n in names:
-        m = case.mask_array(n)
-        if not m.any():
-            continue
-        lo, hi = crop_around(m, 4.0, h)
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        sub = m[sl]
-        inside = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-        # inscribed radius at voxel centres + half a voxel ≈ geometric radius
-        core = inside + 0.5 * float(h.min()) >= 0.5 * LARGE_VESSEL_CALIBRE_MM
-        if not core.any():
-            continue
-        near = ndimage.distance_transform_edt(~core, sampling=h) <= 0.5 * LARGE_VESSEL_CALIBRE_MM + float(h.max())
-        out[sl] |= sub & near
-    return out
-
-
 def _fibonacci_directions(n: int) -> np.ndarray:
     i = np.arange(n) + 0.5
     phi = np.arccos(1 - 2 * i / n)
@@ -155,14 +135,13 @@ def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> T
     centroid_kji = np.argwhere(lesion).mean(axis=0)
     target = labels.index_to_mm(centroid_kji)
     avoid_names = _names_with_roles(case, AVOID_ROLES)
-    vessel_names = _names_with_roles(case, VESSEL_ROLES)
     lab = labels.array
     value_to_name: dict[int, str] = {}
     for n in avoid_names:
         for v in case.label_table.values_for(n):
             value_to_name[int(v)] = n
     forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
-    large = _large_vessels(case, vessel_names)
+    large = case_geometry(case).large_vessels  # computed once per case (latplan.anatomy.geometry)
     forbidden = forbidden | large
     body_names = _names_with_roles(case, {StructureRole.BODY})
     inside_body = np.zeros(lab.shape, bool)
