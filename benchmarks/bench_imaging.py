@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from latplan.imaging.case_folder import load_case_folder, load_case_from_images, save_case_folder
+from latplan.imaging.dicom_series import read_dicom_series
 from latplan.imaging.insert import insert_lesion
-from latplan.imaging.io import read_dicom_series, read_seg, rtstruct_masks
+from latplan.imaging.rtstruct import rtstruct_masks
+from latplan.imaging.seg import read_seg
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT = Path(os.environ.get("LATPLAN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "external"

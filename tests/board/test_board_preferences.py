@@ -38,18 +38,21 @@ def test_invasiveness_weight_moves_non_invasive_options_up(vignette) -> None:
 
 
 def test_sensitivity_names_flip_point(vignette) -> None:
-    """Vessel-adjacent lesion: MWA tops, IBT close behind; sensitivity names the criterion and the weight at
-    which the top changes, and re-ranking at that weight really flips it."""
+    """Vessel-adjacent 35 mm lesion judged unresectable: MWA and IBT close at the top of the eligible tier;
+    sensitivity names the criterion and the weight at which the top changes, and re-ranking at that weight really
+    flips it. (Issue [I]: the round-1 input, a 25 mm lesion, now has MWA indicated — COLLISION — above eligible IBT,
+    which no weight may overturn, so the close ranking is made with a lesion where no option is indicated.)"""
     v = [{"name": "hepatic_vein_right", "role": "hepatic_vein", "distance_mm": 2.0, "calibre_mm": 6.0}]
-    m = vignette.measurements(vignette.lesion(d=25, vessels=v))
-    prop = plan_case(None, measurements=m, patient=vignette.patient())
+    m = vignette.measurements(vignette.lesion(d=35, vessels=v))
+    pt = vignette.patient(extra={"resectable": False})
+    prop = plan_case(None, measurements=m, patient=pt)
     flips = prop.plan_json["sensitivity"]["lesions"]["lesion_1"]
     assert flips, "a close ranking must have a flip point"
     f = flips[0]
     assert f["criterion"] in CRITERIA and f["top_before"] != f["top_after"] and f["text"]
     weights = dict(prop.plan_json["preferences"]["weights"])
     weights[f["criterion"]] = f["to_weight"]
-    flipped = plan_case(None, measurements=m, patient=vignette.patient(), preferences=weights)
+    flipped = plan_case(None, measurements=m, patient=pt, preferences=weights)
     r = ranks(flipped)
     assert min(r, key=lambda k: r[k] or 99) == f["top_after"]
 
@@ -85,3 +88,15 @@ def test_ties_at_the_top_are_said(vignette) -> None:
     sens = prop.plan_json["sensitivity"]
     assert set(sens["ties"]["lesion_1"]) >= {"rfa", "mwa"}
     assert any("tied" in n for n in sens["notes"])
+
+
+def test_local_control_only_patient_brings_resection_to_top(vignette) -> None:
+    """Issue [I] bias fix: a patient who values only local control (all other weights 0) ranks resection first
+    for a resectable solitary 18 mm colorectal metastasis (resection: lowest local recurrence, seed; the five
+    burden criteria form one composite and no longer out-vote local control)."""
+    m = vignette.measurements(vignette.lesion(d=18))
+    prefs = dict.fromkeys(CRITERIA, 0.0)
+    prefs["local_control"] = 5.0
+    prop = plan_case(None, measurements=m, patient=vignette.patient(), preferences=prefs)
+    r = ranks(prop)
+    assert min(r, key=lambda k: r[k] or 99) == "resection"

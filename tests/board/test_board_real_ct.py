@@ -3,7 +3,10 @@ via ../shared/data/external/totalseg-ct-3mm) with a 20 mm synthetic lesion inser
 No bile ducts or hepatic veins are segmented there.
 
 Reference: CLINICAL.md "Unknown is not safe" — thermal options must carry cannot_assess reasons naming the
-missing structures, be flagged for review and not be ranked as if safe. Exact checks.
+missing structures, be flagged for review and not be ranked as if safe. Issue [I] replaced the round-1
+assertions that they are then ranked as relative contraindications below every assessable option (indicated
+MWA/RFA fell to ranks 8-9 below ECT and IRE): the unknown is a condition "verify clearance of X on imaging",
+the tier (COLLISION: thermal ablation indicated for a 20 mm colorectal metastasis) is kept. Exact checks.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def test_real_ct_inserted_lesion_unknown_anatomy(shared_data, vignette) -> None:
         assert o["needs_review"]
         assert "lesion.distance_mm.bile_duct" in missing
         assert any("hepatic_vein" in x for x in missing)
-        assert o["ranking"]["basis"] in ("relative_contraindication", "contraindicated")
-    assessable = [o for o in opts.values() if o["rank"] and o["ranking"]["basis"] in ("indicated", "eligible")]
-    assert assessable and all(o["rank"] < opts["mwa"]["rank"] for o in assessable)
+        assert o["ranking"]["basis"] == o["eligibility"]
+        assert "conditional — verify clearance of bile_duct on imaging" in o["conditions"]
+    assert opts["mwa"]["tier"] == "indicated"
+    for m in ("ect", "ire"):
+        assert opts[m]["rank"] > opts["mwa"]["rank"] and opts[m]["rank"] > opts["rfa"]["rank"]

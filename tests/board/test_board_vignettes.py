@@ -101,15 +101,23 @@ def test_six_cm_lesion_rfa_contraindicated_by_size(vignette) -> None:
 
 
 def test_four_lesions_one_lobe_regional_or_systemic_in_top_strategies(vignette) -> None:
-    """Four lesions in the right lobe: TACE/TARE/HAI or systemic therapy among the top 3 strategies, with rationale
-    (seed: EVT preferable when several metastases lie in one lobe)."""
+    """Four lesions in the right lobe, responding to first-line FOLFOX: systemic therapy (then local) among the top 3
+    strategies, with rationale. Issue [I] replaced the round-1 assertion that the "several in one lobe" EVT rule lifts
+    regional therapy here: for colorectal metastases the seed and ESMO 2023 place DEBIRI/SIRT after systemic
+    progression, so STRAT-EVT-ONE-LOBE fires only after progression (second half of the test)."""
     lesions = [vignette.lesion(f"lesion_{i}", d=22, segments=(s,)) for i, s in zip(range(1, 5), "5678", strict=True)]
     prop = run(vignette, *lesions, flr_percent=35)
     check_invariants(prop)
     top = [s for s in prop.plan_json["strategies"] if s["rank"] <= 3]
     assert any(st["modality"] in ("tace", "tare", "hai", "systemic") for s in top for st in s["steps"])
     assert all(s["rationale"] and s["evidence_level"] for s in top)
-    assert any("STRAT-EVT-ONE-LOBE" == r["rule_id"] for s in top for r in s["reasons"])
+    assert not any("STRAT-EVT-ONE-LOBE" == r["rule_id"] for s in prop.plan_json["strategies"] for r in s["reasons"])
+    assert prop.plan_json["strategies"][0]["kind"] != "regional"
+    assert any(s["kind"] == "ablate_all" for s in prop.plan_json["strategies"])
+    progressed = vignette.patient(prior_therapies=[{"kind": "systemic", "line": 1, "regimen": "FOLFOX",
+                                                    "response": "progression"}])
+    prop2 = run(vignette, *lesions, patient=progressed, flr_percent=35)
+    assert any("STRAT-EVT-ONE-LOBE" == r["rule_id"] for s in prop2.plan_json["strategies"] for r in s["reasons"])
 
 
 def _fig_patient(vignette, **kw):
@@ -157,8 +165,11 @@ def test_fig2_like_progression_third_line_ranks_sequence_first(vignette) -> None
 
 
 def test_unknown_anatomy_is_flagged_not_ranked_as_safe(vignette) -> None:
-    """No bile ducts / hepatic veins segmented: thermal options carry cannot_assess naming them, need review,
-    and rank below every option that is fully assessable (CLINICAL.md: unknown is not safe)."""
+    """No bile ducts / hepatic veins segmented: thermal options carry cannot_assess naming them and need review
+    (CLINICAL.md: unknown is not safe). Issue [I] replaced the round-1 assertions that such an option is ranked as
+    a relative contraindication below every fully assessable option (indicated MWA/RFA fell below ECT/IRE on real
+    segmentations): the unknown is now a condition "verify clearance of X" on the option, listed once, the tier is
+    kept, and the option still ranks below fully assessable options of its own tier."""
     les = vignette.lesion(d=25, vessels=[{"name": "portal_vein", "role": "portal_vein", "distance_mm": 15.0,
                                           "calibre_mm": 10.0}],
                           not_segmented=["bile_duct", "hepatic_vein_right", "hepatic_vein_middle", "hepatic_vein_left"])
@@ -169,10 +180,15 @@ def test_unknown_anatomy_is_flagged_not_ranked_as_safe(vignette) -> None:
         assert o[m]["needs_review"]
         missing = {x for c in o[m]["cannot_assess"] for x in c["missing"]}
         assert "lesion.distance_mm.bile_duct" in missing
-        assert o[m]["ranking"]["basis"] == "relative_contraindication"
+        assert o[m]["ranking"]["basis"] == o[m]["eligibility"]
+        assert o[m]["conditions"].count("conditional — verify clearance of bile_duct on imaging") == 1
     assert any("hepatic_vein" in x for c in o["rfa"]["cannot_assess"] for x in c["missing"])
-    safe = [x for x in o.values() if x["rank"] and not x["needs_review"]]
-    assert safe and all(x["rank"] < o["rfa"]["rank"] for x in safe)
+    assert o["mwa"]["tier"] == "indicated"  # CRC <= 3 cm (COLLISION): an unknown does not remove the standard of care
+    safe = [x for x in o.values() if x["rank"] and not x["needs_review"] and x["tier"] == o["rfa"]["tier"]]
+    assert all(x["rank"] < o["rfa"]["rank"] for x in safe)
+    for x in o.values():  # no eligible option outranks the indicated ones because of the unknown
+        if x["tier"] == "eligible" and x["rank"]:
+            assert x["rank"] > o["mwa"]["rank"]
 
 
 def test_unknown_clinical_field_gives_cannot_assess(vignette) -> None:
@@ -194,11 +210,20 @@ def test_ras_mutant_sets_10mm_margin(vignette) -> None:
 
 
 def test_hcc_oligometastatic_not_applicable(vignette) -> None:
-    """HCC: oligometastatic status 'not_applicable'; BCLC A ≤ 3 cm → ablation indicated (BCLC 2022)."""
+    """HCC: oligometastatic status 'not_applicable'. Issue [I] replaced the round-1 assertion "BCLC A ≤ 3 cm →
+    ablation indicated": EASL 2018 makes ablation first line in surgical candidates only up to 2 cm (BCLC 0);
+    2-3 cm it competes with resection (eligible), and it is the standard where surgery is not suitable."""
     pt = vignette.patient(primary="hcc", bclc_stage="A", molecular=None)
     prop = run(vignette, vignette.lesion(d=25), patient=pt)
     assert prop.plan_json["patient"]["oligometastatic"]["status"] == "not_applicable"
-    assert opts(prop)["mwa"]["eligibility"] == "indicated"
+    assert opts(prop)["mwa"]["eligibility"] == "eligible"
+    assert "HCC-ABLATION-2-3CM" in {r["rule_id"] for r in opts(prop)["mwa"]["reasons"]}
+    small = opts(run(vignette, vignette.lesion(d=18), patient=vignette.patient(primary="hcc", bclc_stage="0",
+                                                                              molecular=None)))
+    assert small["mwa"]["eligibility"] == "indicated"
+    unfit = opts(run(vignette, vignette.lesion(d=25), patient=vignette.patient(
+        primary="hcc", bclc_stage="A", molecular=None, portal_hypertension=True)))
+    assert unfit["mwa"]["eligibility"] == "indicated"
 
 
 def test_missing_primary_status_makes_oligo_unknown(vignette) -> None:
@@ -209,11 +234,14 @@ def test_missing_primary_status_makes_oligo_unknown(vignette) -> None:
 
 def test_no_local_control_comparison_across_time_points(vignette) -> None:
     """ECT's 1-month complete response and IBT's 6-month local control are never compared with each other
-    or with 24-month figures: each says it is not comparable, and the criterion is neutral."""
+    or with 24-month figures: each says it is not comparable. Issue [I] replaced the round-1 assertion that the
+    criterion is then a neutral 0.5 (which rewarded options without evidence over resection): it is the
+    modality's ordinal local-control class, (class − 1)/4 from modalities.yaml, and says so."""
     o = opts(run(vignette, vignette.lesion()))
-    for m in ("ect", "ibt"):
+    for m, cls in (("ect", 3), ("ibt", 4)):
         assert o[m]["local_control"]["comparable"] is False
-        assert o[m]["criteria"]["local_control"] == 0.5
+        assert o[m]["criteria"]["local_control"] == (cls - 1) / 4
+        assert o[m]["local_control_basis"].startswith("ordinal")
 
 
 def test_write_plan_json_round_trip(vignette, tmp_path) -> None:
@@ -251,7 +279,9 @@ def test_hospital_rule_file_changes_plan_and_is_named(vignette, tmp_path) -> Non
 
 
 def test_lesion_outside_liver_is_not_planned(vignette) -> None:
-    """A lung metastasis in the measurements is counted but every liver modality is contraindicated for it."""
+    """A lung metastasis in the measurements is counted and not planned by the liver board (every liver modality
+    unranked with LESION-OUTSIDE-LIVER); issue [I]: it is handed to the thoracic board (tier "refer"), not
+    labelled "contraindicated for all", and the strategies carry the hand-off step."""
     lung = vignette.lesion("lesion_2", d=12)
     lung["organ"] = "lung"
     prop = run(vignette, vignette.lesion(), lung)
@@ -259,6 +289,10 @@ def test_lesion_outside_liver_is_not_planned(vignette) -> None:
     o2 = opts(prop, "lesion_2")
     assert all(o["eligibility"] == "contraindicated" for o in o2.values())
     assert all("LESION-OUTSIDE-LIVER" in {r["rule_id"] for r in o["reasons"]} for o in o2.values())
+    assert all(o["tier"] == "refer" and "thoracic board" in o["handoff"] for o in o2.values())
+    top = prop.plan_json["strategies"][0]
+    assert any(st["modality"] == "refer" and st["lesion_ids"] == ["lesion_2"] for st in top["steps"]) or \
+        top["kind"] in ("systemic", "best_supportive_care")
 
 
 def test_option_grid_plain_language(vignette) -> None:

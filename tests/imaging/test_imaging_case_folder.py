@@ -25,7 +25,7 @@ from latplan.errors import (
 from latplan.imaging import Volume
 from latplan.imaging import case_folder as cf
 from latplan.imaging.case_folder import load_case_folder, save_case_folder
-from latplan.imaging.io import read_image, write_nifti
+from latplan.imaging.nifti import read_image, write_nifti
 from latplan.imaging.orientation import reorient
 
 PATIENT = {"id": "T-01", "primary": "colorectal"}
@@ -106,7 +106,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         return real(volume, path)
 
-    monkeypatch.setattr("latplan.imaging.io.write_nifti", failing)
+    monkeypatch.setattr("latplan.imaging.nifti.write_nifti", failing)
     with pytest.raises(OSError, match="disk full"):
         save_case_folder(case, tmp_path / "case")
     assert list(tmp_path.iterdir()) == []
@@ -265,24 +265,31 @@ def test_real_totalseg_dicom_labels_line_up(shared_data):
     assert aorta_hu > liver_hu
     assert len([k for k in case.input_hashes if k.startswith("dicom/")]) == 20
     # index-by-index (unresampled) comparison would be misaligned: the liver HU check fails there
-    from latplan.imaging.io import read_labels
+    from latplan.imaging.nifti import read_labels
 
     raw = read_labels(shared_data / "external" / "totalseg-ct-dicom" / "labels.nii.gz")
     assert not raw.same_geometry(case.image)
 
 
 def test_real_pyradiomics_brain_tumour(shared_data):
-    """pyradiomics-brain1 (AIM-Harvard/pyradiomics @8ed57938, BSD-3): tumour ≈ 16 ml (README), 5 % tol."""
+    """pyradiomics-brain1 (AIM-Harvard/pyradiomics @8ed57938, BSD-3): tumour label ≈ 16 ml (README), 5 % tol.
+
+    The one label holds two separate 26-connected pieces (3524 and 613 voxels, ≥ 14 mm apart), so since
+    issue [L] ("two lesions in one label are two lesions") it loads as lesion_1 + lesion_1_2 with a note;
+    their sum is the README's 16 ml."""
     from latplan.imaging.case_folder import load_case_from_images
 
     d = shared_data / "external" / "pyradiomics-brain1"
-    case = load_case_from_images(d / "image.nrrd", d / "label.nrrd", d / "labels.yaml", PATIENT, image_modality="MR")
-    assert case.lesion_ids == ["lesion_1"]
-    ml = case.mask_array("lesion_1").sum() * case.image.voxel_volume_ml
+    notes: list[str] = []
+    case = load_case_from_images(d / "image.nrrd", d / "label.nrrd", d / "labels.yaml", PATIENT, image_modality="MR",
+                                 notes=notes)
+    assert case.lesion_ids == ["lesion_1", "lesion_1_2"]
+    assert any("2 separate connected components" in n for n in notes)
+    ml = sum(case.mask_array(lid).sum() for lid in case.lesion_ids) * case.image.voxel_volume_ml
     assert ml == pytest.approx(16.0, rel=0.05)
     np.testing.assert_allclose(case.image.spacing_mm, [0.78125, 0.78125, 6.5], atol=1e-4)
     # the folder itself also loads (label.nrrd is an accepted name)
-    assert load_case_folder(d, patient=PATIENT).lesion_ids == ["lesion_1"]
+    assert load_case_folder(d, patient=PATIENT).lesion_ids == ["lesion_1", "lesion_1_2"]
 
 
 def test_full_patient_record_round_trip(tmp_path):

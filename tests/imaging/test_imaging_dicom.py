@@ -16,6 +16,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from latplan.errors import DicomError
+from latplan.imaging.dicom_series import list_dicom_series, load_dicom_series, read_dicom_series
 from latplan.imaging.errors import (
     DuplicateSliceError,
     GantryTiltError,
@@ -25,7 +26,7 @@ from latplan.imaging.errors import (
     NonUniformSpacingError,
     TruncatedDicomError,
 )
-from latplan.imaging.io import list_dicom_series, load_dicom_series, read_dicom_series, read_image
+from latplan.imaging.nifti import read_image
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from latplan.errors import InvalidImageError, InvalidInputError
 from latplan.imaging import Volume
-from latplan.imaging.io import read_image, read_labels, write_nifti
+from latplan.imaging.nifti import read_image, read_labels, write_nifti
 
 
 def _oblique(dtype=np.float32) -> Volume:

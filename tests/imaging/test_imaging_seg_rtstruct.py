@@ -5,6 +5,8 @@ Data: dcmqi-liver-seg (QIICR/dcmqi @b6137d9e, BSD-3), dicompyler-rt (dicompyler-
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pydicom
 import pytest
@@ -14,7 +16,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError
 from latplan.imaging import Volume
-from latplan.imaging.io import read_dicom_series, read_rtstruct, read_seg, rtstruct_masks, write_seg
+from latplan.imaging.dicom_series import read_dicom_series
+from latplan.imaging.rtstruct import read_rtstruct, rtstruct_masks
+from latplan.imaging.seg import read_seg, write_seg
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +154,7 @@ def test_dicompyler_rtstruct_volumes_match_polygon_areas(shared_data):
     """dicompyler-rt: one CT slice, contours over ≈ 290 mm → rasterised on the contours' own grid (README);
     each ROI's voxel volume matches Σ shoelace polygon area × slice spacing: 3 % for ROIs ≥ 10 ml,
     10 % for 0.5–10 ml (voxelisation of small outlines). 'Areola' has no contours: reported empty."""
-    from latplan.imaging.io import _rt_contours
+    from latplan.imaging.rtstruct import _rt_contours
 
     d = shared_data / "external" / "dicompyler-rt"
     ct = read_dicom_series(d)
@@ -181,16 +185,16 @@ def test_dicompyler_rtstruct_volumes_match_polygon_areas(shared_data):
 
 
 def test_case_folder_with_dicom_and_seg(tmp_path, dcmqi):
-    """Case folder = dicom/ (links to the dcmqi CT slices) + seg.dcm written by write_seg: loads, SEG names
-    become the label table ('Liver' → liver), labels on the CT grid, DICOM slices hashed."""
+    """Case folder = dicom/ (copies of the dcmqi CT slices: a symlink leaving the folder is refused) + seg.dcm:
+    loads, SEG names become the label table ('Liver' → liver), labels on the CT grid, DICOM slices hashed."""
     from latplan.imaging.case_folder import load_case_folder
 
     d, ct = dcmqi
     case_dir = tmp_path / "case"
     (case_dir / "dicom").mkdir(parents=True)
     for f in sorted((d / "ct").iterdir()):
-        (case_dir / "dicom" / f.name).symlink_to(f)
-    (case_dir / "seg.dcm").symlink_to(d / "liver-seg.dcm")
+        shutil.copyfile(f, case_dir / "dicom" / f.name)
+    shutil.copyfile(d / "liver-seg.dcm", case_dir / "seg.dcm")
     (case_dir / "case.yaml").write_text("patient: {id: SEG-1, primary: hcc}\n")
     case = load_case_folder(case_dir)
     assert case.structure_names() == ["liver"]
@@ -208,8 +212,8 @@ def test_case_folder_with_rtstruct(tmp_path, shared_data):
     d = shared_data / "external" / "dicompyler-rt"
     case_dir = tmp_path / "case"
     (case_dir / "dicom").mkdir(parents=True)
-    (case_dir / "dicom" / "ct.0.dcm").symlink_to(d / "ct.0.dcm")
-    (case_dir / "rtstruct.dcm").symlink_to(d / "rtss.dcm")
+    shutil.copyfile(d / "ct.0.dcm", case_dir / "dicom" / "ct.0.dcm")  # copies: symlinks leaving are refused
+    shutil.copyfile(d / "rtss.dcm", case_dir / "rtstruct.dcm")
     notes: list[str] = []
     case = load_case_folder(case_dir, patient={"id": "RT-1", "primary": "breast"}, notes=notes)
     assert case.image.shape[0] == 1

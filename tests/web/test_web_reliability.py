@@ -137,13 +137,13 @@ def test_web_served_worker_restarted_after_crash(tmp_path, case_zip, monkeypatch
         while c.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json()["progress"] <= 0.1:
             assert time.monotonic() < deadline, "the worker did not start the job"
             time.sleep(0.2)
-        first = app.state.worker
+        first = app.state.supervisor.proc
         os.kill(first.pid, signal.SIGKILL)
         deadline = time.monotonic() + 90
         while (job := c.get(f"/cases/{case_id}/job", headers={"accept": "application/json"}).json())["status"] != "done":
             assert time.monotonic() < deadline, f"the job did not complete after the crash: {job}"
             time.sleep(0.5)
-        assert app.state.worker is not first and app.state.worker_restarts >= 1
+        assert app.state.supervisor.proc is not first and app.state.supervisor.restarts >= 1
     assert job["attempts"] == 2
     _, n_jobs, n_opts = _job(settings)
     assert (n_jobs, n_opts) == (1, 5)

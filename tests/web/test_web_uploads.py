@@ -16,7 +16,7 @@ from pathlib import Path
 from webtest_helpers import login, small_case, upload
 
 from latplan.imaging.case_folder import save_case_folder
-from latplan.web.export import derived_ct_series
+from latplan.interop.exports import derived_ct_series
 
 
 def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:

@@ -2,10 +2,16 @@
 
 Ranking (visible in each option's ``ranking``):
 1. contraindicated options are not ranked;
-2. tier: options whose eligibility — counting unknown rules as if they fired (unknown is
-   not safe) — is indicated/eligible come before relative contraindications;
-3. within a tier, total = patient-weighted criteria sum (0–1, :mod:`latplan.board.preferences`)
-   + clinical score (sum of fired rule score effects, +0.15 when indicated, ∓ simulation).
+2. tier: ``indicated`` (a guideline's standard of care, named) > ``eligible`` > ``relative``
+   (relative contraindication, target missed, organ in the zone) > ``refer`` (not offered at
+   this centre); an unknown input keeps the tier and adds a *condition* ("verify clearance
+   of X on imaging"): unknown is shown and never assumed safe, but it does not silently
+   demote an option below weaker ones;
+3. within a tier, options that reach their target come before uncertain / not simulated
+   ones, and those before options that miss it (:mod:`latplan.board.targets`);
+4. then total = evidence weight × patient-weighted criteria sum (0–1,
+   :mod:`latplan.board.preferences`) + clinical score (fired rule score effects, ∓ simulation,
+   − a small cost per unknown adverse rule).
 
 Where a simulation exists it decides coverage and margin: a failed simulation makes the
 option at best a relative contraindication; a successful one overturns relative size
@@ -23,6 +29,7 @@ from typing import Any
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import Eligibility
 from latplan.errors import LatplanError, NotAvailableError, PlanningError
+from latplan.knowledge.centre import offered_modalities
 from latplan.knowledge.conditions import Truth
 from latplan.knowledge.profiles import ModalityProfile, OutcomeFigure, figures_for
 from latplan.knowledge.rules import RuleSet
@@ -32,9 +39,13 @@ from latplan.modalities.simulate import PLANNERS, verdict
 from latplan.planning.types import TreatmentPlan
 
 from .preferences import criteria_values, weighted_sum
+from .targets import ABLATIVE, STATUS_ORDER, TargetJudgement, judge
 
-#: clinical-score bonus of an indicated option over an eligible one (rank tie-breaker scale)
-INDICATED_BONUS = 0.15
+#: tier names (plan.json ``tier``) in ranking order
+TIERS = ("indicated", "eligible", "relative", "refer")
+#: weight of the preference score by the evidence level of the option's strongest positive reason
+EVIDENCE_WEIGHT = {"1": 1.0, "2": 0.9, "3": 0.8, "4": 0.7, "5": 0.6,
+                   "high": 1.0, "moderate": 0.9, "low": 0.75, "very low": 0.6}
 #: clinical-score change from a simulation verdict
 SIMULATION_ACHIEVES_BONUS = 0.05
 SIMULATION_FAILS_PENALTY = -0.2
@@ -66,14 +77,61 @@ class Option:
     total: float | None = None
     ranking_reason: str = ""
     runtime_s: float | None = None
+    offered: bool = True
+    target: TargetJudgement | None = None
+    conditions: list[str] = field(default_factory=list)
+    handoff: str | None = None
+    lobe: str | None = None
+    diameter_mm: float | None = None
 
     @property
     def rankable(self) -> bool:
         return self.eligibility != Eligibility.CONTRAINDICATED
 
     @property
+    def tier_name(self) -> str:
+        if self.handoff is not None:
+            return "refer"
+        if self.eligibility == Eligibility.CONTRAINDICATED:
+            return "contraindicated"
+        if not self.offered:
+            return "refer"
+        return {Eligibility.INDICATED: "indicated", Eligibility.ELIGIBLE: "eligible"}.get(self.ranking_basis, "relative")
+
+    @property
     def tier(self) -> int:
-        return 0 if self.ranking_basis in (Eligibility.INDICATED, Eligibility.ELIGIBLE) else 1
+        """Ranking tier index (0 = indicated … 3 = refer)."""
+        name = self.tier_name
+        return TIERS.index(name) if name in TIERS else len(TIERS)
+
+    @property
+    def target_status(self) -> str:
+        return self.target.status if self.target is not None else "not_simulated"
+
+    @property
+    def evidence_level(self) -> str:
+        """Evidence level of the strongest positive reason (indicated first, then eligible)."""
+        best = None
+        for r in self.assessment.reasons:
+            if r.effect.startswith("indicated"):
+                return r.evidence_level
+            if r.effect.startswith("eligible") and best is None:
+                best = r.evidence_level
+        return best or "CEBM 5"
+
+    @property
+    def evidence_weight(self) -> float:
+        lv = self.evidence_level.removeprefix("CEBM ").removeprefix("GRADE ")
+        return EVIDENCE_WEIGHT.get(lv[:1] if lv[:1].isdigit() else lv, 0.6)
+
+    @property
+    def guideline(self) -> str | None:
+        """The rule and source that make this option the standard of care (indicated tier)."""
+        for r in self.assessment.reasons:
+            if r.effect.startswith("indicated"):
+                first = r.citation.split(";")[0]
+                return f"{r.rule_id}: {first[:110]}{'…' if len(first) > 110 else ''}"
+        return None
 
     def criteria(self) -> dict[str, float]:
         return criteria_values(self.profile, self.lc_value)
@@ -119,6 +177,38 @@ def _simulate(option: Option, case: Any, measurements: Mapping[str, Any] | None,
     option.plan = plan
 
 
+def _judge_target(option: Option, rules: RuleSet) -> None:
+    """One target per kind (targets.py); organs in the zone → relative contraindication naming them."""
+    a = option.assessment
+    margin = a.parameters.get("target_margin_mm")
+    alts: tuple[float, ...] = ()
+    if "conservative_because_unknown" in a.parameters and option.modality in ABLATIVE:
+        alts = (5.0, 10.0)
+    plan = option.plan
+    presc = plan.prescription_gy if plan is not None else None
+    option.target = judge(option.modality, dict(plan.metrics) if plan is not None else None, margin, presc, alts)
+    t = option.target
+    if alts:
+        by = ", ".join(f"{k} mm: {v}" for k, v in t.by_margin.items()) if t.by_margin else "not simulated"
+        option.conditions.append(f"RAS status would change the target (5 mm wild-type, 10 mm mutant; {by})")
+    for organ, ml, measure in t.organs:
+        option.eligibility = worse(option.eligibility, Eligibility.RELATIVE_CONTRAINDICATION)
+        option.ranking_basis = worse(option.ranking_basis, Eligibility.RELATIVE_CONTRAINDICATION)
+        option.extra_reasons.append(_rule_reason(
+            rules, "THERMAL-HOLLOW-5MM", f"Predicted zone holds {ml:.2f} ml of the {organ}: relative contraindication; "
+            f"protective measure: {measure}.", "relative_contraindication", "simulation"))
+    for c in t.cautions:
+        option.conditions.append(f"caution: predicted zone touches {c}")
+    if plan is not None and t.status == "misses" and (option.verdict is None or option.verdict[0] != "fails"):
+        option.eligibility = worse(option.eligibility, Eligibility.RELATIVE_CONTRAINDICATION)
+        option.ranking_basis = worse(option.ranking_basis, Eligibility.RELATIVE_CONTRAINDICATION)
+        option.score += SIMULATION_FAILS_PENALTY
+        option.extra_reasons.append(_rule_reason(rules, _SIM_CITATION_RULE.get(option.modality, ""),
+                                                 f"Target missed: {t.text}.", "relative_contraindication", "simulation"))
+    for u in t.unchecked:
+        option.conditions.append(f"conditional — verify clearance of {u} on imaging")
+
+
 def _apply_verdict(option: Option, rules: RuleSet) -> None:
     plan = option.plan
     if plan is None:
@@ -126,6 +216,10 @@ def _apply_verdict(option: Option, rules: RuleSet) -> None:
     a = option.assessment
     target = a.parameters.get("target_margin_mm")
     v, text = verdict(option.modality, plan, target)
+    if v == "fails" and option.modality in ABLATIVE:
+        j = judge(option.modality, dict(plan.metrics), target)
+        if j.status == "uncertain":  # reached only at the optimistic end of the band: tier kept, ranked below
+            v, text = "unclear", j.text
     option.verdict = (v, text)
     cite_id = _SIM_CITATION_RULE.get(option.modality, "")
     if v == "fails":
@@ -147,12 +241,7 @@ def _apply_verdict(option: Option, rules: RuleSet) -> None:
             for n in neg:
                 new = worse(new, n)
             option.eligibility = new
-            basis = new
-            for c in a.cannot_assess:
-                head = c.would_be.split(";")[0]
-                if head in ("relative_contraindication", "contraindicated"):
-                    basis = worse(basis, Eligibility(head))
-            option.ranking_basis = basis
+            option.ranking_basis = new
             option.extra_reasons.append(_rule_reason(
                 rules, cite_id, f"Simulation overturns the size prior ({', '.join(a.overturnable)}): {text}.",
                 new.value, "simulation"))
@@ -176,16 +265,71 @@ def _figures(option: Option, ctx: Mapping[str, Any], figures: Sequence[OutcomeFi
     option.figures = out
 
 
+#: organ of an extrahepatic lesion → the team and the options it weighs
+HANDOFF = {"lung": "thoracic board: SBRT, resection or ablation of the lung nodule",
+           "bone": "radiation oncology: palliative or stereotactic radiotherapy",
+           "lymph_node": "surgical / radiation oncology: nodal resection or SBRT",
+           "peritoneum": "peritoneal surface malignancy team: cytoreduction ± HIPEC assessment",
+           "adrenal": "endocrine surgery / radiation oncology: adrenalectomy, SBRT or ablation",
+           "brain": "neuro-oncology: stereotactic radiosurgery or resection"}
+
+
+def _structure_name(missing: str) -> str:
+    """'lesion.distance_mm.bile_duct' → bile_duct; 'lesion.vessels[hepatic_vein].distance_mm' → hepatic_vein."""
+    if missing.startswith("lesion.distance_mm."):
+        return missing.removeprefix("lesion.distance_mm.")
+    if "[" in missing and "]" in missing:
+        return missing.split("[", 1)[1].split("]", 1)[0]
+    return missing.removeprefix("lesion.")
+
+
+def _conditions_from_unknowns(option: Option) -> None:
+    """Unknown anatomy → 'conditional — verify clearance of X'; unknown clinical fields → 'confirm X'."""
+    seen: set[str] = set(option.conditions)
+    clinical: dict[str, None] = {}
+    for c in option.assessment.cannot_assess:
+        head = c.would_be.split(";")[0]
+        adverse = head in ("relative_contraindication", "contraindicated") or "score -" in c.would_be
+        if not adverse:
+            continue
+        for m in c.missing:
+            if m.startswith("lesion."):
+                name = _structure_name(m)
+                text = f"conditional — verify clearance of {name} on imaging"
+            else:
+                clinical.setdefault(m.removeprefix("patient."), None)
+                continue
+            if text not in seen:
+                seen.add(text)
+                option.conditions.append(text)
+    if "pacemaker" in clinical:
+        clinical.pop("cardiac_device", None)  # the same question (pacemaker/ICD)
+    if clinical:
+        option.conditions.append("confirm before the procedure (not recorded): " + ", ".join(clinical))
+
+
 def assess_options(site: Site, patient: Patient, rules: RuleSet,
-                   profiles: Mapping[str, ModalityProfile]) -> tuple[dict[str, Any], list[Option]]:
-    """Every modality for one lesion, assessed by the rules (no simulation yet); returns (context, options)."""
+                   profiles: Mapping[str, ModalityProfile],
+                   offered: Collection[str] | None = None) -> tuple[dict[str, Any], list[Option]]:
+    """Every modality for one lesion, assessed by the rules (no simulation yet); returns (context, options).
+
+    The ranking basis is the rules' eligibility: an unknown input becomes a condition on the option
+    (and costs :data:`UNKNOWN_PENALTY` per adverse rule), it does not change the tier.
+    """
     ctx = build_context(site, patient)
     options: list[Option] = []
+    organ = str(ctx["lesion"].get("organ") or "liver")
     for code in LESION_MODALITIES:
         a = assess_with_rules(code, site, patient, rules, context=ctx)
-        score = (a.score + (INDICATED_BONUS if a.eligibility == Eligibility.INDICATED else 0.0)
-                 - UNKNOWN_PENALTY * a.unknown_adverse)
-        options.append(Option(code, site.lesion_id, a, profiles[code], a.eligibility, a.worst_case, score))
+        score = a.score - UNKNOWN_PENALTY * a.unknown_adverse
+        o = Option(code, site.lesion_id, a, profiles[code], a.eligibility, a.eligibility, score)
+        o.offered = code in (offered if offered is not None else offered_modalities())
+        o.lobe = ctx["lesion"].get("lobe")
+        o.diameter_mm = ctx["lesion"].get("max_diameter_mm")
+        if ctx["lesion"].get("in_liver") is False:
+            o.handoff = HANDOFF.get(organ, f"the {organ.replace('_', ' ')} team (outside the liver)")
+        _conditions_from_unknowns(o)
+        options.append(o)
     return ctx, options
 
 
@@ -214,6 +358,8 @@ def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None
             _simulate(opt, case, meas, site, progress)
     for opt, _site, _meas in todo:
         _apply_verdict(opt, rules)
+    for opt, _site, _meas in jobs:
+        _judge_target(opt, rules)
 
 
 def finish_options(options: list[Option], ctx: Mapping[str, Any], figures: Sequence[OutcomeFigure] | None) -> None:
@@ -284,19 +430,22 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
     ranked = [o for o in options if o.rankable]
     for o in ranked:
         o.preference_score = weighted_sum(o.criteria(), weights)
-        o.total = o.preference_score + o.score
-    ranked.sort(key=lambda o: (o.tier, -(o.total or 0.0), LESION_MODALITIES.index(o.modality)))
+        o.total = o.evidence_weight * o.preference_score + o.score
+    ranked.sort(key=lambda o: (o.tier, STATUS_ORDER.get(o.target_status, 1), -(o.total or 0.0),
+                               LESION_MODALITIES.index(o.modality)))
     for i, o in enumerate(ranked, start=1):
         o.rank = i
-        tier_txt = ("indicated/eligible" if o.tier == 0 else "relative contraindication")
-        if o.ranking_basis != o.eligibility:
-            tier_txt += (f" (ranked as {o.ranking_basis.value.replace('_', ' ')} until "
-                         f"{', '.join(sorted({m for c in o.assessment.cannot_assess for m in c.missing}))} is known)")
-        o.ranking_reason = (f"tier {tier_txt}; total {o.total:.3f} = preference-weighted criteria {o.preference_score:.3f}"
-                            f" + clinical score {o.score:+.3f} (rules {', '.join(o.assessment.fired) or 'none'}"
+        tier_txt = o.tier_name + (f" — standard of care: {o.guideline}" if o.tier_name == "indicated" else "")
+        if o.tier_name == "refer":
+            tier_txt += " (not offered at this centre)"
+        o.ranking_reason = (f"tier {tier_txt}; target {o.target_status}; total {o.total:.3f} = evidence weight "
+                            f"{o.evidence_weight:g} ({o.evidence_level}) × preference-weighted criteria "
+                            f"{o.preference_score:.3f} + clinical score {o.score:+.3f} (rules "
+                            f"{', '.join(o.assessment.fired) or 'none'}"
                             + ("; simulation " + o.verdict[0] if o.verdict else "")
                             + (f"; {o.assessment.unknown_adverse} unassessable adverse rule(s) × −{UNKNOWN_PENALTY}"
-                               if o.assessment.unknown_adverse else "") + ")")
+                               if o.assessment.unknown_adverse else "") + ")"
+                            + (f"; conditions: {len(o.conditions)}" if o.conditions else ""))
     for o in options:
         if not o.rankable:
             o.rank = None
@@ -305,6 +454,8 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
             o.ranking_reason = "not ranked: contraindicated (" + ", ".join(
                 r.rule_id for r in o.assessment.reasons + o.extra_reasons
                 if r.effect.startswith("contraindicated")) + ")"
+            if o.handoff is not None:
+                o.ranking_reason = f"not ranked in the liver plan: handed to the {o.handoff}"
     return ranked
 
 
@@ -331,7 +482,16 @@ def option_json(o: Option) -> dict[str, Any]:
         "rank": o.rank,
         "ranking": {"tier": o.tier if o.rankable else None, "basis": o.ranking_basis.value, "total": _r(o.total),
                     "preference_score": _r(o.preference_score), "clinical_score": _r(o.score),
-                    "reason": o.ranking_reason},
+                    "evidence_weight": o.evidence_weight, "reason": o.ranking_reason},
+        "tier": o.tier_name,
+        "standard_of_care": o.guideline,
+        "evidence_level": o.evidence_level,
+        "target_status": o.target_status,
+        "target": o.target.to_json() if o.target is not None else None,
+        "conditions": list(o.conditions),
+        "offered_here": o.offered,
+        "handoff": o.handoff,
+        "local_control_basis": "figure" if o.lc_value is not None else "ordinal class (no comparable figure)",
         "reasons": reasons,
         "needs_review": a.needs_review,
         "cannot_assess": [c.to_json() for c in a.cannot_assess],

@@ -7,9 +7,17 @@ weighted sum (MCDA) is easy to explain and audit; a library (pymcdm) did not ear
 place for seven criteria.
 
 Criteria values lie in [0, 1], higher = better for the patient:
-local_control (comparable local-control figure / 100; 0.5 when not comparable),
+local_control (comparable local-control figure / 100; without one, the modality's ordinal
+local-control class (1–5, modalities.yaml) as (class − 1)/4 — never a neutral 0.5, which
+rewarded options without evidence),
 invasiveness ((5 − level)/4), recovery_time (1 − days/30), side_effects ((5 − burden)/4),
 sessions (1 − (n − 1)/11), repeatability ((level − 1)/4), hospital_stay (1 − days/10).
+
+The five burden criteria (invasiveness, recovery time, side effects, sessions, hospital stay)
+all measure one thing, the treatment's burden; counted separately they out-voted local
+control five to one. They form one composite (their weight-weighted mean) that enters the
+sum with the largest of their weights, so equal weights give local control, repeatability
+and burden one third each, and a patient who values only local control is ranked on it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from latplan.knowledge.profiles import ModalityProfile
 
 CRITERIA = ("local_control", "invasiveness", "recovery_time", "side_effects", "sessions", "repeatability",
             "hospital_stay")
+#: criteria that measure the treatment's burden (one composite in the weighted sum)
+BURDEN = ("invasiveness", "recovery_time", "side_effects", "sessions", "hospital_stay")
 #: neutral value of a criterion that cannot be scored for an option (e.g. no comparable figure)
 NEUTRAL = 0.5
 #: weight of every criterion when the patient has not been asked (middle of the 0–5 scale)
@@ -63,8 +73,9 @@ def weights_from_patient(patient: Patient, override: Mapping[str, float] | None 
 
 def criteria_values(profile: ModalityProfile, local_control_value: float | None) -> dict[str, float]:
     """Criterion values in [0, 1] for one option (higher = better for the patient)."""
+    ordinal = (profile.local_control_class - 1) / 4
     return {
-        "local_control": NEUTRAL if local_control_value is None else max(0.0, min(1.0, local_control_value)),
+        "local_control": ordinal if local_control_value is None else max(0.0, min(1.0, local_control_value)),
         "invasiveness": (5 - profile.invasiveness) / 4,
         "recovery_time": 1 - min(profile.recovery_days, RECOVERY_CAP_DAYS) / RECOVERY_CAP_DAYS,
         "side_effects": (5 - profile.side_effect_burden) / 4,
@@ -75,10 +86,15 @@ def criteria_values(profile: ModalityProfile, local_control_value: float | None)
 
 
 def weighted_sum(values: Mapping[str, float], weights: Mapping[str, float]) -> float:
-    total = sum(weights.values())
+    """Local control + repeatability + one burden composite (see the module docstring)."""
+    wb = [float(weights[c]) for c in BURDEN]
+    w_burden = max(wb)
+    burden = sum(w * values[c] for w, c in zip(wb, BURDEN, strict=True)) / sum(wb) if sum(wb) > 0 else 0.0
+    total = float(weights["local_control"]) + float(weights["repeatability"]) + w_burden
     if total <= 0:
         return NEUTRAL
-    return sum(weights[c] * values[c] for c in CRITERIA) / total
+    return (float(weights["local_control"]) * values["local_control"]
+            + float(weights["repeatability"]) * values["repeatability"] + w_burden * burden) / total
 
 
 @dataclass(frozen=True)

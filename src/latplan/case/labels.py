@@ -2,7 +2,8 @@
 
 A case folder ships ``labels.yaml`` mapping integer values to names. Names are the
 canonical vocabulary (vocabulary.CANONICAL_STRUCTURES) or foreign names with a known
-mapping (TotalSegmentator v2, see :data:`TOTALSEGMENTATOR_TO_CANONICAL`). An entry may
+mapping (TotalSegmentator v2, see :data:`TOTALSEGMENTATOR_TO_CANONICAL`, and every class of the
+tasks in ``case/data/totalsegmentator.yaml`` via :func:`latplan.case.totalsegmentator.ts_class`). An entry may
 also be a mapping ``{name: ..., role: ...}`` for names outside both vocabularies.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from latplan.case.totalsegmentator import ts_class
 from latplan.case.vocabulary import StructureRole, coerce, role_of
 from latplan.errors import UnknownStructureError
 
@@ -91,6 +93,11 @@ class LabelTable:
                 raise UnknownStructureError(f"label {value} has no name.")
             source = name
             canonical = TOTALSEGMENTATOR_TO_CANONICAL.get(name, name)
+            ts = ts_class(name)
+            if ts is not None and name not in TOTALSEGMENTATOR_TO_CANONICAL:
+                canonical = ts.name  # every TotalSegmentator class name is known (unplanned → role other)
+                if role is None:
+                    role = ts.role
             if role is None:
                 try:
                     role = role_of(canonical)

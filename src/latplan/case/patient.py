@@ -44,6 +44,8 @@ class Labs(_Strict):
     egfr_ml_min: float | None = Field(default=None, ge=0)
     afp_ng_ml: float | None = Field(default=None, ge=0)
     cea_ng_ml: float | None = Field(default=None, ge=0)
+    creatinine_mg_dl: float | None = Field(default=None, ge=0)
+    creatinine_clearance_ml_min: float | None = Field(default=None, ge=0)
 
 
 class Biliary(_Strict):
@@ -125,6 +127,12 @@ class Patient(_Strict):
     tare: Tare | None = None
     preferences: Preferences | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    # board fields ([I]): Child-Pugh components, portal vein thrombosis extent, centre/follow-up context
+    ascites_grade: Literal["none", "mild", "moderate_severe"] | None = None
+    encephalopathy: Literal["none", "grade_1_2", "grade_3_4"] | None = None
+    portal_vein_thrombosis_extent: Literal["segmental", "branch", "main"] | None = None
+    icd: bool | None = None
+    vascular_invasion: bool | None = None
 
     @field_validator("primary", mode="before")
     @classmethod

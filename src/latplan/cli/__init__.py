@@ -24,6 +24,8 @@ app = typer.Typer(
 def _register_all() -> None:
     from latplan.cli import (
         case_commands,
+        case_import_commands,
+        cohort_commands,
         followup_commands,
         imaging_commands,
         physics_commands,
@@ -33,6 +35,8 @@ def _register_all() -> None:
 
     for module in (case_commands, imaging_commands, physics_commands, plan_commands, web_commands, followup_commands):
         module.register(app)
+    case_import_commands.register(app)
+    cohort_commands.register(app)
 
 
 _register_all()

@@ -268,19 +268,19 @@ def analyse_followup(
         present = {n for n in lesion_map if tp.has(n)}
         # zones → lesions (baseline space)
         zones: dict[str, np.ndarray] = {}
-        for zname, lid in tp.spec.zone_lesions().items():
+        for zname, zlid in tp.spec.zone_lesions().items():
             zmask = in_base(zname)
             if not zmask.any():
                 notes.append(f"ablation zone {zname!r} is empty after registration")
                 continue
-            if lid is None:
+            if zlid is None:
                 cands = list(treated_first) or base_lesions_ids
                 overlaps = {c: int(np.count_nonzero(zmask & baseline.mask_array(c))) for c in cands}
-                lid = max(overlaps, key=lambda c: overlaps[c]) if overlaps and max(overlaps.values()) > 0 else None
-                if lid is None:
+                zlid = max(overlaps, key=lambda c: overlaps[c]) if overlaps and max(overlaps.values()) > 0 else None
+                if zlid is None:
                     notes.append(f"ablation zone {zname!r} overlaps no baseline lesion; give its lesion in timepoint.yaml")
                     continue
-            zones[lid] = zones.get(lid, np.zeros_like(zmask)) | zmask
+            zones[zlid] = zones.get(zlid, np.zeros_like(zmask)) | zmask
         # margin check
         checks: list[MarginCheck] = []
         for lid, zmask in zones.items():
@@ -309,8 +309,8 @@ def analyse_followup(
         # response (diameters on the timepoint's own grid)
         current = {}
         for lid in base_lesions_ids:
-            name = tp.name_for(lid)
-            current[lid] = longest_axial_diameter_mm(tp.labels.with_array(tp.mask_array(name))) if name and name in present else 0.0
+            tp_name = tp.name_for(lid)
+            current[lid] = longest_axial_diameter_mm(tp.labels.with_array(tp.mask_array(tp_name))) if tp_name and tp_name in present else 0.0
         # local status of treated lesions
         status: dict[str, dict[str, Any]] = {}
         reassigned: set[str] = set()
@@ -336,15 +336,15 @@ def analyse_followup(
                 source = "baseline tumour (no zone known)"
             dist = _dist_mm(region, spacing)
             viable = np.zeros(baseline.image.shape, bool)
-            name = tp.name_for(lid)
-            if name and name in present:
-                en = tp.enhancing_name(name)
-                viable |= in_base(en) if en and tp.has(en) else in_base(name)
+            tp_name = tp.name_for(lid)
+            if tp_name and tp_name in present:
+                enh = tp.enhancing_name(tp_name)
+                viable |= in_base(enh) if enh and tp.has(enh) else in_base(tp_name)
             for n, mapped in lesion_map.items():
                 if mapped is None and n in present:
-                    m = in_base(n)
-                    if m.any() and float(dist[m].min()) <= edge_mm:
-                        viable |= m
+                    mk = in_base(n)
+                    if mk.any() and float(dist[mk].min()) <= edge_mm:
+                        viable |= mk
                         reassigned.add(n)
             if viable.any():
                 kind = "local_tumour_progression" if seen_clear.get(lid) else "residual_tumour"
@@ -367,16 +367,16 @@ def analyse_followup(
             viable_now: dict[str, float] = {}
             ok = True
             for lid in base_lesions_ids:
-                name = tp.name_for(lid)
-                if not name or name not in present:
+                tp_name = tp.name_for(lid)
+                if not tp_name or tp_name not in present:
                     viable_now[lid] = 0.0
                     continue
-                en = tp.enhancing_name(name)
-                if en:
-                    viable_now[lid] = longest_axial_diameter_mm(tp.labels.with_array(tp.mask_array(en)))
+                enh = tp.enhancing_name(tp_name)
+                if enh:
+                    viable_now[lid] = longest_axial_diameter_mm(tp.labels.with_array(tp.mask_array(enh)))
                 elif tp.spec.enhancement_threshold is not None:
-                    m = tp.mask_array(name) & (tp.image.array >= tp.spec.enhancement_threshold)
-                    viable_now[lid] = longest_axial_diameter_mm(tp.labels.with_array(m))
+                    mk = tp.mask_array(tp_name) & (tp.image.array >= tp.spec.enhancement_threshold)
+                    viable_now[lid] = longest_axial_diameter_mm(tp.labels.with_array(mk))
                 else:
                     ok = False
             if ok:

@@ -36,7 +36,7 @@ def response_figure(summary: dict[str, Any]):
         first = pts[0][1]
         dates = [base_date or pts[0][0]] + [d for d, _ in pts]
         sums = [first["baseline_sum_mm"]] + [a["current_sum_mm"] for _, a in pts]
-        ax.plot(dates, sums, style, label=name)
+        ax.plot(dates, sums, style, label=name)  # type: ignore[arg-type]  # matplotlib converts dates
         if key == "recist":
             for (d, a), tp in zip(pts, [tp for tp in tps if tp.get(key)], strict=True):
                 local = ", ".join(_STATUS_SHORT.get(v["status"], v["status"]) for v in tp["local_status"].values())
@@ -44,7 +44,7 @@ def response_figure(summary: dict[str, Any]):
                             (d, a["current_sum_mm"]), textcoords="offset points", xytext=(4, 6), fontsize=7)
     for t in treatments:
         d = dt.date.fromisoformat(t["date"])
-        ax.axvline(d, color="0.5", lw=1, ls=":")
+        ax.axvline(d, color="0.5", lw=1, ls=":")  # type: ignore[arg-type]  # date units
         ax.annotate(f"{t['modality'].upper()} {t['lesion']}", (d, 0), textcoords="offset points", xytext=(2, 2),
                     fontsize=7, rotation=90, va="bottom", color="0.3")
     ax.set_ylabel("sum of longest diameters (mm)")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from latplan.case.vocabulary import Modality
 from latplan.errors import InvalidInputError
 from latplan.followup._io import read_yaml, write_volume, write_yaml
 from latplan.followup.models import Complication, TreatmentRecord, TreatmentsFile
@@ -72,7 +73,7 @@ def record_treatment(
     dwell = plan.parameters.get("dwell_plan") if isinstance(plan.parameters, dict) else None
     record = TreatmentRecord(
         lesion=plan.lesion_id,
-        modality=plan.modality,
+        modality=Modality(plan.modality),
         date=date,
         site=site,
         applicators=_jsonable(plan.applicators) or None,

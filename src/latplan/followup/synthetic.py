@@ -141,6 +141,6 @@ def generate_cohort(out_dir: str | Path, spec: SyntheticCohortSpec | None = None
             from latplan.followup.imaging_phantom import write_imaging_followup
 
             write_imaging_followup(folder, trajectory=trajectories["lesion_1"], start=t0, seed=spec.seed + p,
-                                   modality=treatments[0]["modality"])
+                                   modality=str(treatments[0]["modality"]))
         folders.append(folder)
     return folders

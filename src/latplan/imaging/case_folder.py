@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +42,16 @@ from latplan.errors import (
     OrientationError,
     UnknownStructureError,
 )
-from latplan.imaging.io import read_image, read_labels, read_rtstruct, read_seg
+from latplan.imaging.components import split_lesion_components
+from latplan.imaging.dicom_series import dcmread_checked
+from latplan.imaging.errors import ContoursOutsideImageError, EmptyLabelMapError, TruncatedDicomError
+from latplan.imaging.nifti import read_image, read_labels
+from latplan.imaging.output import output_dir
+from latplan.imaging.paths import confine, require_inside
 from latplan.imaging.resample import resample_labels_to, same_physical_grid
+from latplan.imaging.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct
+from latplan.imaging.safe_yaml import load_yaml_file
+from latplan.imaging.seg import SEG_SOP_CLASSES, read_seg
 from latplan.imaging.volume import Volume
 
 __all__ = [
@@ -102,13 +108,8 @@ def _hash_inputs(folder: Path, paths: list[Path]) -> dict[str, str]:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise CaseFolderError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
-    except OSError as exc:
-        raise CaseFolderError(f"cannot read {path}: {exc}") from None
+    """UTF-8 YAML without duplicate keys or alias bombs (:mod:`latplan.imaging.safe_yaml`)."""
+    return load_yaml_file(path)
 
 
 def parse_patient(data: Any, source: str = "case.yaml") -> Patient:
@@ -173,13 +174,37 @@ def load_label_table(path: str | os.PathLike[str]) -> LabelTable:
         raise UnknownStructureError(f"{p.name}: {exc}") from None
 
 
-def _looks_ras(image: Volume, labels: Volume) -> bool:
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    try:
-        mirrored = Volume(np.zeros(labels.shape, dtype=np.uint8), flip @ labels.affine)
-    except LatplanError:
-        return False
-    return image.same_geometry(mirrored, tol_mm=SNAP_TOL_MM) or same_physical_grid(image, mirrored)
+_MIRRORS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("x and y (RAS coordinates presented as LPS)", (-1.0, -1.0, 1.0)),
+    ("x (left-right)", (-1.0, 1.0, 1.0)),
+    ("y (anterior-posterior)", (1.0, -1.0, 1.0)),
+    ("z (superior-inferior)", (1.0, 1.0, -1.0)),
+    ("x and z", (-1.0, 1.0, -1.0)),
+    ("y and z", (1.0, -1.0, -1.0)),
+    ("x, y and z", (-1.0, -1.0, -1.0)),
+)
+
+
+def world_mirror(image: Volume, labels: Volume) -> str | None:
+    """Name the world axes by which ``labels``' affine is ``image``'s mirrored, or None.
+
+    Affine comparison, so it does not depend on grid asymmetry: a label map whose affine equals
+    the image's with world axes negated (``diag(±1) @ image.affine``) is mirrored anatomy even
+    when, on a grid symmetric about the origin, its voxel centres coincide with the image's.
+    """
+    labels_cover_image = same_physical_grid(image, labels)
+    for name, signs in _MIRRORS:
+        flip = np.diag([*signs, 1.0])
+        try:
+            mirrored = Volume(np.zeros(labels.shape, dtype=np.uint8), flip @ labels.affine)
+        except LatplanError:
+            return None
+        same_affine = np.allclose(mirrored.affine[:3, :3], image.affine[:3, :3], atol=1e-4) and np.allclose(
+            mirrored.affine[:3, 3], image.affine[:3, 3], atol=SNAP_TOL_MM
+        )
+        if same_affine or (not labels_cover_image and same_physical_grid(image, mirrored)):
+            return name
+    return None
 
 
 def align_labels_to_image(
@@ -191,6 +216,13 @@ def align_labels_to_image(
     if image.same_geometry(labels, tol_mm=SNAP_TOL_MM):
         _note(notes, f"{what}: affine differs from the image by < {SNAP_TOL_MM} mm (storage rounding); snapped to the image grid.")
         return Volume(labels.array, image.affine)
+    mirror = world_mirror(image, labels)
+    if mirror is not None:
+        raise OrientationError(
+            f"{what} is mirrored along {mirror}: its affine is the image's with those world axes negated "
+            f"({image.geometry_difference(labels)}). Re-export the label map from the same tool as the image, or "
+            "negate the matching rows of its affine."
+        )
     if same_physical_grid(image, labels):
         _note(
             notes,
@@ -198,19 +230,13 @@ def align_labels_to_image(
             f"({image.geometry_difference(labels)}); resampled by physical position (nearest neighbour).",
         )
         return resample_labels_to(labels, image)
-    if _looks_ras(image, labels):
-        raise OrientationError(
-            f"{what} looks like RAS coordinates presented as LPS: its affine is the image's with x and y negated "
-            f"({image.geometry_difference(labels)}). Re-export the label map from the same tool as the image, or "
-            "negate the first two rows of its affine."
-        )
     image.require_same_geometry(labels, f"image and {what}")
     return labels  # pragma: no cover - require_same_geometry raised
 
 
-def _pick(folder: Path, explicit: str | None, candidates: tuple[str, ...], what: str) -> Path:
-    if explicit:
-        p = folder / explicit
+def _pick(folder: Path, explicit: object, candidates: tuple[str, ...], what: str) -> Path:
+    if explicit is not None:
+        p = confine(folder, explicit, what, str(folder / "case.yaml"))
         if not p.exists():
             raise CaseFolderError(f"case.yaml names {what} {explicit!r} but {p} does not exist.")
         return p
@@ -223,17 +249,24 @@ def _pick(folder: Path, explicit: str | None, candidates: tuple[str, ...], what:
         raise CaseFolderError(
             f"{folder} holds several {what}s ({', '.join(p.name for p in found)}); keep one or name it in case.yaml."
         )
+    require_inside(folder, found[0], what)
     return found[0]
 
 
 def _dicom_modality(path: Path) -> str:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
-    except Exception as exc:
-        raise CaseFolderError(f"{path.name} cannot be read as DICOM: {type(exc).__name__}: {exc}.") from None
-    return str(getattr(ds, "Modality", "") or "SEG").upper()
+    ds = dcmread_checked(path, stop_before_pixels=True)
+    modality = str(getattr(ds, "Modality", "") or "").upper()
+    sop = str(getattr(ds, "SOPClassUID", "") or "")
+    if modality:
+        return modality
+    if sop == RTSTRUCT_SOP_CLASS:
+        return "RTSTRUCT"
+    if sop in SEG_SOP_CLASSES:
+        return "SEG"
+    raise TruncatedDicomError(
+        f"DICOM file {path} has no Modality and an unknown SOP Class UID {sop!r}: it is truncated or damaged. "
+        "Export the segmentation again."
+    )
 
 
 def _first_dicom_modality(folder: Path) -> str:
@@ -241,7 +274,7 @@ def _first_dicom_modality(folder: Path) -> str:
         if f.is_file():
             try:
                 return _dicom_modality(f)
-            except CaseFolderError:
+            except LatplanError:
                 continue
     return "CT"
 
@@ -253,9 +286,26 @@ def _read_labels_any(
     if dicom_modality == "RTSTRUCT":
         labels, names, empty = read_rtstruct(path, image, notes)
         if not labels.same_geometry(image):
+            had = {int(v) for v in np.unique(labels.array)} - {0}
             labels = resample_labels_to(labels, image)
+            kept = {int(v) for v in np.unique(labels.array)} - {0}
+            if had and not kept:
+                raise ContoursOutsideImageError(
+                    f"RTSTRUCT {path}: every contour lies outside the image ({image.shape[0]} slice(s), "
+                    f"{image.shape[1]}×{image.shape[2]} pixels): the structure set was drawn on another series. "
+                    "Export the RTSTRUCT for this image (same Frame of Reference) or use the matching CT."
+                )
+            lost = sorted(names[v] for v in had - kept if v in names)
+            if lost:
+                _note(notes, f"{path.name}: structure(s) entirely outside the image: {', '.join(lost)} (not labelled).")
             _note(notes, f"{path.name}: contours rasterised on their own grid were resampled onto the image grid "
                          "(nearest neighbour by position); parts outside the image are dropped.")
+        elif not labels.array.any():
+            raise ContoursOutsideImageError(
+                f"RTSTRUCT {path}: no contour covers a voxel centre of the image ({image.shape[1]}×{image.shape[2]} "
+                "pixels per slice): the contours lie outside the image in-plane. Export the RTSTRUCT for this image "
+                "(same Frame of Reference) or use the matching CT."
+            )
         if empty:
             _note(notes, f"{path.name}: structure(s) with no voxels: {', '.join(empty)} (reported as empty, not labelled).")
     elif dicom_modality is not None:
@@ -273,6 +323,11 @@ def _read_labels_any(
             "label value to a structure name (e.g. '5: liver')."
         )
     labels = align_labels_to_image(image, labels, notes, path.name)
+    if not labels.array.any():
+        raise EmptyLabelMapError(
+            f"label map {path} holds no labelled voxel on the image grid (all zero): no structure is segmented. "
+            "Export the segmentation again, or check that it belongs to this image."
+        )
     present = {int(v) for v in np.unique(labels.array)} - {0}
     unnamed = sorted(present - {e.value for e in table.entries})
     if unnamed:
@@ -296,6 +351,7 @@ def _build_case(
     if image.array.dtype.kind not in "f":
         image = image.with_array(image.array.astype(np.float32))
     labels, table = _read_labels_any(labels_path, image, table_path, notes)
+    labels, table = split_lesion_components(labels, table, notes)
     if modality is None:
         modality = _first_dicom_modality(image_path) if image_path.is_dir() else "CT"
     base = folder if folder is not None else image_path.parent
@@ -352,6 +408,7 @@ def load_case_folder(
     case_yaml = folder / "case.yaml"
     spec: dict[str, Any] = {}
     if case_yaml.exists():
+        require_inside(folder, case_yaml, "case.yaml")
         data = _read_yaml(case_yaml)
         if data is None:
             data = {}
@@ -374,12 +431,19 @@ def load_case_folder(
         raise CaseFolderError(f"{case_yaml} has no 'patient:' mapping; at least patient.id and patient.primary are required.")
     else:
         raise CaseFolderError(
-            f"{folder} has no case.yaml: write one (docs/case-format.md, examples/case.yaml) or supply the patient "
-            "(CLI: --patient-id ID --primary colorectal)."
+            f"{folder} has no case.yaml: write one holding at least 'patient: {{id: ..., primary: ...}}' "
+            "(docs/case-format.md, examples/case.yaml); `latplan case import-totalsegmentator ... --clinical case.yaml` "
+            "writes a complete case folder, and `latplan insert-lesion` alone also accepts --patient-id ID --primary "
+            "colorectal."
         )
     image_path = _pick(folder, spec.get("image"), IMAGE_CANDIDATES, "image")
     labels_path = _pick(folder, spec.get("labels"), LABEL_CANDIDATES, "label map")
-    table_path = folder / (spec.get("label_table") or LABEL_TABLE_NAME)
+    table_path = (
+        confine(folder, spec["label_table"], "label_table", str(case_yaml)) if spec.get("label_table") is not None
+        else folder / LABEL_TABLE_NAME
+    )
+    if table_path.exists():
+        require_inside(folder, table_path, "label table")
     if spec.get("label_table") and not table_path.exists():
         raise CaseFolderError(f"case.yaml names label_table {spec['label_table']!r} but {table_path} does not exist.")
     extra = [case_yaml] if case_yaml.exists() else []
@@ -433,19 +497,16 @@ def save_case_folder(case: Case, folder: str | os.PathLike[str], overwrite: bool
     """Write ``case`` as a case folder (case.yaml, image.nii.gz, labels.nii.gz, labels.yaml), atomically.
 
     Everything is written into a temporary sibling folder which is renamed into place only when
-    complete, so a failure never leaves a half-written case. An existing folder is an error
-    unless ``overwrite`` (then it is replaced in one rename; the old one is removed after).
+    complete (:func:`latplan.imaging.output.output_dir`), so a
+    failure never leaves a half-written case. An existing folder is an error unless ``overwrite``
+    (then it is replaced in one rename; the old one is removed after).
     """
-    from latplan.imaging.io import write_nifti
+    from latplan.imaging.nifti import write_nifti
 
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise CaseFolderError(f"{folder} already exists; choose another output folder or pass overwrite=True.")
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with output_dir(folder, overwrite=True, kind="case", replace_latplan_output=False, manifest=False) as tmp:
         spec = {"patient": case.patient.model_dump(mode="json", exclude_none=True), "image_modality": case.image_modality}
         with open(tmp / "case.yaml", "w", encoding="utf-8") as fh:
             fh.write("# latplan case folder (docs/case-format.md)\n")
@@ -458,18 +519,4 @@ def save_case_folder(case: Case, folder: str | os.PathLike[str], overwrite: bool
         with open(tmp / LABEL_TABLE_NAME, "w", encoding="utf-8") as fh:
             fh.write("# label value -> structure name (or {name, role}); docs/case-format.md\n")
             yaml.safe_dump(_label_table_yaml(case.label_table), fh, sort_keys=True, allow_unicode=True)
-        if folder.exists():
-            old = parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(folder, old)
-            try:
-                os.replace(tmp, folder)
-            except OSError:
-                os.replace(old, folder)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latplan.imaging.io import volume_from_sitk, volume_to_sitk
+from latplan.imaging.nifti import volume_from_sitk, volume_to_sitk
 from latplan.imaging.volume import Volume
 
 __all__ = ["resample_image_to", "resample_labels_to", "same_physical_grid"]

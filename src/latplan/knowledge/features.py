@@ -28,6 +28,7 @@ from latplan.case.vocabulary import (
 )
 from latplan.errors import UnknownStructureError
 from latplan.knowledge.conditions import AtLeast
+from latplan.knowledge.liver import albi, bclc_stage, child_pugh, milan, planned_remnant_percent, up_to_seven
 
 #: lesion features (path below ``lesion.``) → description with unit
 LESION_FIELDS: dict[str, str] = {
@@ -45,6 +46,7 @@ LESION_FIELDS: dict[str, str] = {
     "hollow_organs": "list of hollow organs {name, role, distance_mm}; unsegmented ones have null distance",
     "nearest_vessel": "the closest vessel {name, role, distance_mm, calibre_mm}",
     "in_liver": "true when the lesion lies in the liver",
+    "organ": "organ holding the lesion (liver, lung, ...)",
 }
 VESSEL_ITEM_FIELDS = {"name", "role", "distance_mm", "calibre_mm"}
 HOLLOW_ITEM_FIELDS = {"name", "role", "distance_mm"}
@@ -64,12 +66,33 @@ PATIENT_DERIVED: dict[str, str] = {
     "flr_percent": "future liver remnant of the smallest resection removing all lesions, % of liver",
     "oligometastatic": "oligometastatic | not_oligometastatic | not_applicable | unknown",
     "surgically_resectable": "surgeon's judgement recorded in case.yaml extra.resectable (true/false)",
+    "resection_flr_percent": "remnant after the planned resection (1 cm wedge per lesion <= 50 mm, else the "
+                             "anatomic resection of the touched segments), % of liver",
+    "child_pugh_class": "Child-Pugh class in force: recorded wins, else computed from complete components",
+    "child_pugh_points": "Child-Pugh score in force (recorded, else computed when every component is known)",
+    "child_pugh_points_max": "highest Child-Pugh score compatible with the known components (unknown = 3 points)",
+    "albi_grade": "ALBI grade 1-3 (Johnson 2015) from bilirubin and albumin",
+    "bclc": "BCLC stage in force: recorded wins, else derived from burden, Child-Pugh and ECOG (BCLC 2022)",
+    "bclc_derived": "BCLC stage derived from burden, Child-Pugh and ECOG",
+    "milan": "within the Milan criteria (HCC)",
+    "up_to_7": "within the up-to-seven criteria (HCC)",
+    "main_portal_vein_thrombosis": "thrombosis of the main portal vein (extent 'main'); unknown when PVT extent is not given",
+    "systemic_progression": "true when the disease progressed under any systemic line",
+    "last_therapy": "kind of the most recent prior therapy (list order or date)",
+    "recent_tace": "TACE among the two most recent prior therapies (e.g. TACE, then IBT of the residual)",
+    "prior_liver_rt_dose_gy": "highest recorded prior liver radiotherapy dose, Gy",
+    "ras_known": "true when RAS status is recorded",
+    "cardiac_device": "pacemaker or ICD (true when either is recorded true)",
+    "prior_liver_local_therapies": "number of prior liver resections and focal ablative liver therapies (RFA, MWA, "
+                                   "cryo, HIFU, ECT, IRE, IBT, SBRT)",
+    "judged_unresectable": "true when the surgeons recorded the disease as unresectable (false when not recorded)",
 }
 #: list fields of the Patient model the language may not index (use derived features)
 _PATIENT_MODEL_FIELDS = set(Patient.model_fields)
 _NESTED = {
     "molecular": {"ras", "braf", "msi", "her2"},
-    "labs": {"bilirubin_mg_dl", "albumin_g_dl", "inr", "platelets_g_l", "egfr_ml_min", "afp_ng_ml", "cea_ng_ml"},
+    "labs": {"bilirubin_mg_dl", "albumin_g_dl", "inr", "platelets_g_l", "egfr_ml_min", "afp_ng_ml", "cea_ng_ml",
+             "creatinine_mg_dl", "creatinine_clearance_ml_min"},
     "biliary": {"bilioenteric_anastomosis", "stent", "sphincterotomy"},
     "tare": {"lung_shunt_fraction", "tumour_to_normal_ratio"},
     "preferences": {"local_control", "invasiveness", "recovery_time", "side_effects", "sessions",
@@ -209,6 +232,8 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
     seg_codes = [str(s).removeprefix("liver_segment_") for s in segments] if segments else None
     subcapsular = lesion.get("subcapsular")
     dome = lesion.get("dome")
+    if seg_codes is not None and not any(s in ("7", "8") for s in seg_codes):
+        dome = False  # the dome is segments 7/8 (a measurement flag on another segment is overruled)
     if dome is None and seg_codes is not None:
         dia = distances.get("diaphragm")
         if not any(s in ("7", "8") for s in seg_codes):
@@ -235,6 +260,7 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
         "hollow_organs": hollow,
         "nearest_vessel": nearest,
         "in_liver": in_liver,
+        "organ": str(lesion.get("organ") or "liver"),
     }
 
 
@@ -298,6 +324,9 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     out["systemic_lines"] = lines
     out["systemic_progression_line"] = prog
     out["prior_liver_resections"] = resections
+    focal = {"rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt"}
+    out["prior_liver_local_therapies"] = None if therapies is None else (resections or 0) + sum(
+        1 for t in therapies if t.kind in focal and (t.site is None or any(w in t.site.lower() for w in _LIVER_WORDS)))
 
     extra_hep: bool | None = None
     if patient.extrahepatic_sites is not None:
@@ -317,10 +346,66 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     else:
         out["lesions_one_lobe"] = len(set(lobes)) == 1 and lobes[0] in ("right", "left")
     diams = [les.get("max_diameter_mm") for les in liver_lesions]
-    out["max_lesion_diameter_mm"] = max(diams) if diams and all(d is not None for d in diams) else None
+    known = [float(d) for d in diams if d is not None]
+    out["max_lesion_diameter_mm"] = max(known) if diams and len(known) == len(diams) else None
     flr = pm.get("future_liver_remnant")
     out["flr_percent"] = flr.get("percent") if isinstance(flr, Mapping) else None
     oligo = pm.get("oligometastatic")
     out["oligometastatic"] = oligo.get("status") if isinstance(oligo, Mapping) else oligo
     out["surgically_resectable"] = _resectable(patient.extra)
+    out["judged_unresectable"] = out["surgically_resectable"] is False
+    _liver_function(out, patient, pm, liver_lesions)
+    _history(out, patient)
     return out
+
+
+def _liver_function(out: dict[str, Any], patient: Patient, pm: Mapping[str, Any],
+                    liver_lesions: Sequence[Mapping[str, Any]]) -> None:
+    """Child-Pugh, ALBI, BCLC, Milan / up-to-7 and the planned-resection remnant (latplan.knowledge.liver)."""
+    cp = child_pugh(patient)
+    out["child_pugh_detail"] = cp.to_json()
+    out["child_pugh_class"] = cp.effective_class
+    out["child_pugh_points"] = cp.effective_score
+    out["child_pugh_points_max"] = cp.recorded_score if cp.recorded_score is not None else cp.score_high
+    out["albi_score"], out["albi_grade"] = albi(patient)
+    diams = [les.get("max_diameter_mm") for les in liver_lesions]
+    n = len(liver_lesions) or None
+    derived = bclc_stage(n, diams, cp.effective_class, patient.ecog, patient.vascular_invasion,
+                         out.get("extrahepatic_disease")) if patient.primary.value == "hcc" else None
+    out["bclc_derived"] = derived
+    out["bclc"] = patient.bclc_stage or derived
+    out["bclc_disagreement"] = (f"recorded BCLC {patient.bclc_stage} but burden/Child-Pugh/ECOG give {derived}"
+                                if patient.bclc_stage and derived and patient.bclc_stage != derived else None)
+    out["milan"] = milan(n, diams, patient.vascular_invasion, out.get("extrahepatic_disease"))
+    out["up_to_7"] = up_to_seven(n, diams, patient.vascular_invasion)
+    wedge = planned_remnant_percent(pm.get("liver_volume_ml"), diams)
+    anatomic = out.get("flr_percent")
+    big = any(d is not None and d > 50 for d in diams)
+    out["resection_flr_percent"] = anatomic if (big or wedge is None) else max(wedge, anatomic or 0.0)
+    out["resection_plan"] = ("anatomic resection of the touched segments" if (big or wedge is None)
+                             else "parenchyma-sparing resection, 1 cm margin per lesion")
+    ext = patient.portal_vein_thrombosis_extent
+    pvt = patient.portal_vein_thrombosis
+    out["main_portal_vein_thrombosis"] = (ext == "main") if ext is not None else (False if pvt is False else None)
+    ras = patient.molecular.ras if patient.molecular else None
+    out["ras_known"] = ras is not None
+    out["cardiac_device"] = True if (patient.pacemaker or patient.icd) else (
+        False if patient.pacemaker is False and patient.icd is not True else None)
+
+
+def _history(out: dict[str, Any], patient: Patient) -> None:
+    prog = out.get("systemic_progression_line")
+    out["systemic_progression"] = None if prog is None else prog >= 1
+    therapies = patient.prior_therapies
+    if therapies:
+        dated = [t for t in therapies if t.date is not None]
+        ordered = sorted(dated, key=lambda t: t.date) if len(dated) == len(therapies) else list(therapies)  # type: ignore[arg-type,return-value]
+        out["last_therapy"] = ordered[-1].kind
+        # TACE among the two latest treatments (TACE, then IBT of the residual: seed Figure 2)
+        out["recent_tace"] = any(t.kind == "tace" for t in ordered[-2:])
+    else:
+        out["last_therapy"] = None if therapies is None else "none"
+        out["recent_tace"] = None if therapies is None else False
+    doses = [r.dose_gy for r in (patient.prior_radiotherapy or []) if r.dose_gy is not None
+             and any(w in (r.site or "liver").lower() for w in _LIVER_WORDS)]
+    out["prior_liver_rt_dose_gy"] = max(doses) if doses else (0.0 if patient.prior_radiotherapy == [] else None)

@@ -66,6 +66,7 @@ class ModalityProfile:
     main_risks: tuple[str, ...]
     evidence_level: str
     citations: tuple[Citation, ...] = field(default_factory=tuple)
+    local_control_class: int = 3
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class ModalityProfile:
             "side_effect_burden": self.side_effect_burden, "sessions": self.sessions,
             "repeatability": self.repeatability, "repeatability_text": self.repeatability_text,
             "main_risks": list(self.main_risks), "evidence_level": self.evidence_level,
+            "local_control_class": self.local_control_class,
             "citation": "; ".join(c.render() for c in self.citations),
         }
 
@@ -144,7 +146,7 @@ def parse_profiles(data: Mapping[str, Any], source: str = "modalities.yaml") -> 
                 code, str(raw["name"]), str(raw["route"]), int(raw["invasiveness"]), float(raw["hospital_stay_days"]),
                 float(raw["recovery_days"]), int(raw["side_effect_burden"]), int(raw["sessions"]),
                 int(raw["repeatability"]), str(raw["repeatability_text"]), tuple(raw["main_risks"]), ev,
-                tuple(cites[k] for k in keys))
+                tuple(cites[k] for k in keys), int(raw.get("local_control_class", 3)))
         except (KeyError, TypeError, ValueError) as exc:
             raise KnowledgeError(f"{source}: modality {code!r} is incomplete or malformed ({exc}).") from None
     missing = set(MODALITY_CODES) - set(out)

@@ -44,7 +44,8 @@ SCOPES = ("lesion", "patient", "strategy", "simulation")
 CATEGORIES = ("size", "proximity", "anatomy", "patient", "tumour", "evidence", "simulation", "strategy", "toolbox",
               "function", "history", "margin")
 STRATEGY_KINDS = ("local", "combination", "sequence_tace_ibt", "systemic_then_local", "regional", "two_stage",
-                  "resection", "systemic", "ablate_and_resect", "tace_then_ablation")
+                  "resection", "systemic", "ablate_and_resect", "tace_then_ablation", "ablate_all", "conversion",
+                  "best_supportive_care", "transplant")
 _EVIDENCE = re.compile(r"^(CEBM (1a|1b|1c|2a|2b|2c|3a|3b|4|5)|GRADE (high|moderate|low|very low))$")
 _ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
 _ALLOWED_KEYS = {"id", "statement", "modalities", "strategies", "scope", "category", "condition", "effect",

@@ -11,17 +11,35 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from latplan.errors import InvalidInputError, LatplanError
-from latplan.store.models import ROLES, Board, BoardMember, LoginAttempt, User, WebSession, utcnow
+from latplan.store.models import (
+    ROLES,
+    Board,
+    BoardMember,
+    LoginAttempt,
+    LoginThrottle,
+    User,
+    WebSession,
+    utcnow,
+)
+from latplan.store.passwords import MIN_PASSWORD_CHARS, check_password
+
+__all__ = ["MIN_PASSWORD_CHARS", "AuthError", "LoginPolicy", "RateLimitedError", "authenticate", "create_user",
+           "hash_password", "open_session", "reserve_attempt", "revoke_session", "session_user", "verify_password"]
 
 _hasher = PasswordHasher()
-MIN_PASSWORD_CHARS = 10
+#: a session unused for this long ends (OWASP ASVS 5 V7.3: inactivity timeout)
+IDLE_TIMEOUT_S = 30 * 60
+_TOUCH_EVERY_S = 60
 
 
 class AuthError(LatplanError):
@@ -29,14 +47,16 @@ class AuthError(LatplanError):
 
 
 class RateLimitedError(AuthError):
-    """Too many failed logins for this user name or address within the window."""
+    """Too many failed logins for this user name or address: wait ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInputError(
-            f"the password is too short ({len(password)} characters); use at least {MIN_PASSWORD_CHARS}."
-        )
+    """The argon2id hash of a new password (refused when weak: :mod:`latplan.store.passwords`)."""
+    check_password(password)
     return _hasher.hash(password)
 
 
@@ -99,35 +119,101 @@ def board_ids_of(session: Session, user: User) -> list[int]:
     return list(session.scalars(select(BoardMember.board_id).where(BoardMember.user_id == user.id)))
 
 
-def check_rate_limit(session: Session, username: str, ip: str, max_failures: int, window_s: int) -> None:
-    since = utcnow() - dt.timedelta(seconds=window_s)
-    for column, value in ((LoginAttempt.username, username), (LoginAttempt.ip, ip)):
-        last_ok = session.scalar(
-            select(func.max(LoginAttempt.at)).where(column == value, LoginAttempt.success.is_(True))
-        )
-        start = max(since, last_ok) if last_ok else since
-        n = session.scalar(
-            select(func.count()).select_from(LoginAttempt).where(
-                column == value, LoginAttempt.success.is_(False), LoginAttempt.at > start
-            )
-        ) or 0
-        if n >= max_failures:
-            raise RateLimitedError(
-                f"too many failed logins ({n} in the last {window_s // 60} minutes); wait a few minutes and try again."
-            )
+@dataclass(frozen=True)
+class LoginPolicy:
+    """Failed-login limits, one counter per account and one per address (neither resets the other).
+
+    The first ``free_failures`` failures of a key cost nothing; after that each attempt must wait
+    ``base_delay_s`` × 2^(failures − free_failures) since the last failure (capped at ``max_delay_s``):
+    exponential back-off, never a permanent lock-out of the account's owner. A key's counter
+    starts again after ``window_s`` without failures.
+    """
+
+    free_failures: int = 5
+    window_s: int = 300
+    base_delay_s: float = 15.0
+    max_delay_s: float = 300.0
+
+    def delay_s(self, failures: int) -> float:
+        if failures < self.free_failures:
+            return 0.0
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (failures - self.free_failures))
 
 
-def authenticate(session: Session, username: str, password: str, ip: str, max_failures: int, window_s: int) -> User:
-    """Return the user if the password matches; record the attempt; raise AuthError otherwise."""
-    check_rate_limit(session, username, ip, max_failures, window_s)
+def throttle_keys(username: str, ip: str) -> tuple[str, str]:
+    return f"user:{username.strip().lower()[:80]}", f"ip:{ip[:64]}"
+
+
+def _lock_throttle(session: Session, keys: tuple[str, ...]) -> dict[str, LoginThrottle]:
+    """Lock (SQLite: the write lock; PostgreSQL: the rows) and return the counters of ``keys``."""
+    session.execute(update(LoginThrottle).where(LoginThrottle.key.in_(keys)).values(failures=LoginThrottle.failures))
+    rows = {r.key: r for r in session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))
+                                               .with_for_update().execution_options(populate_existing=True))}
+    for key in keys:
+        if key not in rows:
+            rows[key] = LoginThrottle(key=key, failures=0)
+            session.add(rows[key])
+    session.flush()
+    return rows
+
+
+def reserve_attempt(factory: sessionmaker[Session], username: str, ip: str, policy: LoginPolicy) -> None:
+    """Refuse a login while its account or address is in back-off; otherwise count it as failed in advance.
+
+    Counting before the password check, in a committed transaction of its own that holds the
+    lock, makes the limit atomic: of 20 parallel attempts only ``free_failures`` get through.
+    A successful login then takes its own count back (:func:`settle_success`).
+    """
+    for attempt in range(20):
+        try:
+            with factory() as s, s.begin():
+                now = utcnow()
+                rows = _lock_throttle(s, throttle_keys(username, ip))
+                waits = []
+                for row in rows.values():
+                    if row.last_failure_at and (now - row.last_failure_at).total_seconds() > policy.window_s:
+                        row.failures = 0
+                    if row.failures and row.last_failure_at:
+                        ready = row.last_failure_at + dt.timedelta(seconds=policy.delay_s(row.failures))
+                        if ready > now:
+                            waits.append((ready - now).total_seconds())
+                if waits:
+                    raise RateLimitedError(
+                        f"too many failed logins; wait {max(waits):.0f} s before the next attempt "
+                        "(each further failure doubles the wait, up to "
+                        f"{policy.max_delay_s / 60:.0f} minutes).", retry_after_s=max(waits))
+                for row in rows.values():
+                    row.failures += 1
+                    row.last_failure_at = now
+            return
+        except IntegrityError:  # two first attempts created the same counter row: take it again
+            time.sleep(0.01 * (attempt + 1))
+    raise RateLimitedError("the login service is busy; try again in a moment.", retry_after_s=1.0)
+
+
+def settle_success(session: Session, username: str, ip: str) -> None:
+    """A successful login: the account's counter starts again; the address only takes back this attempt."""
+    user_key, ip_key = throttle_keys(username, ip)
+    rows = _lock_throttle(session, (user_key, ip_key))
+    rows[user_key].failures = 0
+    rows[ip_key].failures = max(0, rows[ip_key].failures - 1)
+
+
+def authenticate(session: Session, username: str, password: str, ip: str) -> User:
+    """Return the user if the password matches; record the attempt; raise AuthError otherwise.
+
+    One argon2 verification on every path — unknown user (a dummy hash with the same
+    parameters), deactivated account, wrong password — so the answer time does not tell them
+    apart. Call :func:`reserve_attempt` first.
+    """
     user = session.scalar(select(User).where(User.username == username))
-    ok = user is not None and user.active and verify_password(user.password_hash, password)
-    if user is None:
-        verify_password(_DUMMY_HASH, password)  # same cost whether the user exists or not
+    matches = verify_password(user.password_hash if user is not None else _DUMMY_HASH, password)
+    ok = user is not None and matches and user.active
     session.add(LoginAttempt(username=username[:80], ip=ip[:64], success=ok))
     session.flush()
     if not ok or user is None:
         raise AuthError("user name or password is wrong (or the account is disabled).")
+    settle_success(session, username, ip)
     return user
 
 
@@ -148,15 +234,27 @@ def open_session(session: Session, user: User, lifetime_s: int) -> str:
     return token
 
 
-def session_user(session: Session, token: str | None) -> tuple[User, WebSession] | None:
+def session_user(session: Session, token: str | None,
+                 idle_timeout_s: int = IDLE_TIMEOUT_S) -> tuple[User, WebSession] | None:
+    """The user of a live session; ends (revokes) one unused for ``idle_timeout_s``.
+
+    ``last_seen_at`` is refreshed at most once a minute; the caller commits.
+    """
     if not token:
         return None
     ws = session.get(WebSession, token_digest(token))
-    if ws is None or ws.revoked_at is not None or ws.expires_at < utcnow():
+    now = utcnow()
+    if ws is None or ws.revoked_at is not None or ws.expires_at < now:
+        return None
+    seen = ws.last_seen_at or ws.created_at
+    if (now - seen).total_seconds() > idle_timeout_s:
+        ws.revoked_at = now
         return None
     user = session.get(User, ws.user_id)
     if user is None or not user.active:
         return None
+    if (now - seen).total_seconds() > _TOUCH_EVERY_S:
+        ws.last_seen_at = now
     return user, ws
 
 

@@ -1,7 +1,7 @@
 """Content-addressed file store on disk (under ``<data dir>/objects``).
 
 A stored case folder is addressed by the SHA-256 of its tree (sorted relative paths and
-file hashes), so the same upload is stored once and its address names its content; the
+file hashes), so the same upload is stored once (folders 0700, files 0600) and its address names its content; the
 planning job key builds on it. Files land in ``<data dir>/tmp`` first and are moved into
 place with one ``rename`` (atomic on one file system): a crash never leaves a half-written
 object under ``objects/``.
@@ -24,12 +24,13 @@ class BlobStore:
         self.objects = self.data_dir / "objects"
         self.tmp = self.data_dir / "tmp"
         self.results = self.data_dir / "results"
-        for p in (self.objects, self.tmp, self.results):
+        for p in (self.data_dir, self.objects, self.tmp, self.results):
             p.mkdir(parents=True, exist_ok=True)
+            os.chmod(p, 0o700)
 
     def new_tmp_dir(self, prefix: str = "up") -> Path:
         path = self.tmp / f"{prefix}-{uuid.uuid4().hex}"
-        path.mkdir()
+        path.mkdir(mode=0o700)
         return path
 
     def folder_path(self, digest: str) -> Path:
@@ -44,7 +45,8 @@ class BlobStore:
         if dest.exists():
             shutil.rmtree(folder)
         else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            restrict_modes(folder)
             os.replace(folder, dest)
         return digest
 
@@ -58,6 +60,14 @@ class BlobStore:
                 entry.unlink(missing_ok=True)
             n += 1
         return n
+
+
+def restrict_modes(root: Path) -> None:
+    """Owner-only modes under ``root``: folders 0700, files 0600 (patient data, whatever the umask)."""
+    os.chmod(root, 0o700)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
 def file_sha256(path: Path) -> str:

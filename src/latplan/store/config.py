@@ -5,8 +5,9 @@ agree on the same database, data folder and secret; they all build it with
 :meth:`StoreSettings.from_env` and pass it down, never re-reading the environment.
 
 Variables: ``LATPLAN_DATABASE_URL`` (default: SQLite file ``<data dir>/latplan.db``),
-``LATPLAN_DATA_DIR`` (default ``./latplan-data``), ``LATPLAN_SECRET_KEY`` (default: generated
-on first start and kept in ``<data dir>/secret_key``, mode 0600).
+``LATPLAN_DATA_DIR`` (default ``./latplan-data``, created 0700), ``LATPLAN_SECRET_KEY`` (default:
+generated on first start and kept in ``<data dir>/secret_key``, mode 0600),
+``LATPLAN_JOB_LEASE_S`` (worker lease, default 30 s).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class StoreSettings:
     parse_memory_bytes: int = 6144 * MIB
     login_max_failures: int = 5
     login_window_s: int = 300
+    login_backoff_base_s: float = 15.0
+    login_backoff_max_s: float = 300.0
     session_lifetime_s: int = 12 * 3600
+    session_idle_s: int = 30 * 60
+    #: body limit of every request except an authenticated planner's upload (checked before login)
+    max_body_bytes: int = 1 * MIB
+    job_lease_s: float = 30.0
+    max_active_jobs_per_user: int = 3
     cookie_secure: bool = False
     start_worker: bool = True
     planner: str = "latplan.web.jobs:default_planner"
@@ -47,7 +55,7 @@ class StoreSettings:
         """Build settings from ``env`` (default ``os.environ``), creating the data folder and secret."""
         env = dict(os.environ if env is None else env)
         data_dir = Path(env.get("LATPLAN_DATA_DIR", "latplan-data")).expanduser().resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         url = env.get("LATPLAN_DATABASE_URL") or f"sqlite:///{data_dir / 'latplan.db'}"
         secret = env.get("LATPLAN_SECRET_KEY") or load_or_create_secret(data_dir)
         kwargs: dict[str, object] = {}
@@ -57,6 +65,8 @@ class StoreSettings:
             kwargs["cookie_secure"] = True
         if "LATPLAN_MAX_UPLOAD_MB" in env:
             kwargs["max_upload_bytes"] = int(float(env["LATPLAN_MAX_UPLOAD_MB"]) * MIB)
+        if "LATPLAN_JOB_LEASE_S" in env:
+            kwargs["job_lease_s"] = float(env["LATPLAN_JOB_LEASE_S"])
         kwargs.update(overrides)
         return cls(database_url=url, data_dir=data_dir, secret_key=secret, **kwargs)  # type: ignore[arg-type]
 
@@ -70,7 +80,14 @@ class StoreSettings:
             "LATPLAN_DATA_DIR": str(self.data_dir),
             "LATPLAN_SECRET_KEY": self.secret_key,
             "LATPLAN_PLANNER": self.planner,
+            "LATPLAN_JOB_LEASE_S": repr(self.job_lease_s),
         }
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it owner-only (0700): it holds patient data."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -9,8 +9,10 @@ every new connection through a connect event. PostgreSQL when the URL says so
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from latplan.errors import InvalidInputError
 
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_leases_audit_chain"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -58,12 +60,29 @@ def _alembic(engine: Engine, action: str, revision: str) -> None:
     cfg.set_main_option("script_location", str(resources.files("latplan.store") / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        getattr(command, action)(cfg, revision)
+        if action == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Apply pending Alembic migrations (from an empty database up to ``revision``)."""
+    """Apply pending Alembic migrations (from an empty database up to ``revision``).
+
+    A SQLite database file (and its WAL/SHM files) is made owner-only (0600).
+    """
     _alembic(engine, "upgrade", revision)
+    restrict_sqlite_file(engine)
+
+
+def restrict_sqlite_file(engine: Engine) -> None:
+    """chmod 0600 the SQLite file of ``engine`` and its -wal/-shm companions (no-op for PostgreSQL)."""
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(engine.url.database + suffix)
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:

@@ -8,6 +8,7 @@ choice is not the top-ranked one, a structured deviation reason is required.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,3 +146,18 @@ def latest(session: Session, case_id: int) -> dict[str, Decision]:
     rows = session.scalars(select(Decision).join(sub, (Decision.scope == sub.c.scope) & (Decision.version == sub.c.v))
                            .where(Decision.case_id == case_id))
     return {r.scope: r for r in rows}
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.replace(tzinfo=dt.UTC).isoformat()
+
+
+def decision_dict(d: Decision, username: str | None = None) -> dict[str, Any]:
+    """A decision row as the JSON export and the API show it (and the FHIR bundle reads it)."""
+    return {
+        "id": d.id, "scope": d.scope, "version": d.version, "supersedes_id": d.supersedes_id,
+        "chosen_kind": d.chosen_kind, "chosen": d.chosen, "top_ranked": d.top_ranked, "deviates": d.deviates,
+        "deviation": ({"code": d.deviation_code, "text": d.deviation_text} if d.deviates else None),
+        "rationale": d.rationale, "attendees": d.attendees, "patient_preference": d.patient_preference,
+        "job_key": d.job_key, "recorded_by": username or d.recorded_by, "recorded_at": _iso(d.recorded_at),
+    }

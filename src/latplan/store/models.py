@@ -74,6 +74,31 @@ class WebSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class LoginThrottle(Base):
+    """Failed-login counter of one key (``user:<name>`` or ``ip:<address>``) and its back-off."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` for an upload or a decision: a repeat returns the first answer."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "scope", "key", name="uq_idempotency_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    scope: Mapped[str] = mapped_column(String(40), nullable=False)
+    key: Mapped[str] = mapped_column(String(128), nullable=False)
+    object_id: Mapped[str | None] = mapped_column(String(120))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
 class LoginAttempt(Base):
@@ -105,6 +130,8 @@ class CaseRecord(Base):
     content_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     job_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the last job of this case that finished ("done"): its plan stays shown while a new job runs
+    last_done_job_key: Mapped[str | None] = mapped_column(String(64))
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
@@ -120,6 +147,11 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     worker_pid: Mapped[int | None] = mapped_column(Integer)
+    #: the running worker's lease: its random token, the host it runs on and when it lapses
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    requested_by: Mapped[int | None] = mapped_column(Integer)
     result_dir: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -170,6 +202,19 @@ class AuditEvent(Base):
     object_id: Mapped[str | None] = mapped_column(String(120))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
+    #: hash chain: ``row_hash`` = SHA-256 of ``prev_hash`` and this row's content (``latplan audit verify``)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the id, hash and count of the last audit event (detects deleted tails, serialises writers)."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 APPEND_ONLY_TABLES = ("audit_events", "decisions")

@@ -13,21 +13,24 @@ import html
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from latplan.errors import PlanningError
+from latplan.imaging.case_folder import load_case_folder
 from latplan.planning.types import TreatmentPlan
-from latplan.web.jobs import ProgressFn
+from latplan.web.progress import ProgressFn
+from latplan.web.viewer import write_viewer_files
 
 MODALITIES = ("mwa", "rfa", "ibt", "sbrt")
 
 
-def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters: dict | None = None) -> None:
-    from latplan.imaging.case_folder import load_case_folder
-    from latplan.web.viewer import write_viewer_files
-
+def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
+                 parameters: Mapping[str, Any] | None = None) -> None:
     delay_s = float(os.environ.get("LATPLAN_FAKE_PLANNER_DELAY_S", "0"))
     case = load_case_folder(case_dir)
     lesions, plans = [], []
@@ -65,7 +68,7 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters
             progress(0.1 + 0.7 * (n + (s + 1) / steps) / max(1, len(ids)), f"planning {lesion_id} ({s + 1}/{steps})")
     plan = {
         "rule_set": {"name": "fake", "version": "0"},
-        "parameters": parameters or {},
+        "parameters": dict(parameters or {}),
         "patient": {"id": str(case.patient.id), "primary": str(case.patient.primary),
                     "oligometastatic": {"status": "unknown", "definition": "n/a"}},
         "lesions": lesions,
@@ -78,7 +81,7 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters
     }
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     (out_dir / "report").mkdir()
-    rows = "".join(f"<li>{html.escape(le['id'])}: {len(le['options'])} options</li>" for le in lesions)
+    rows = "".join(f"<li>{html.escape(str(le['id']))}: {len(le['options'])} options</li>" for le in lesions)
     (out_dir / "report" / "report.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>Report</title></head><body>"
         f"<h1>Stand-in report for {html.escape(str(case.patient.id))}</h1><ul>{rows}</ul></body></html>"
@@ -88,10 +91,9 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn, parameters
     progress(1.0, "done")
 
 
-def failing_planner(case_dir: Path, out_dir: Path, progress: ProgressFn) -> None:
+def failing_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
+                    parameters: Mapping[str, Any] | None = None) -> None:
     """Writes a partial file, then fails the way a real engine does (tests of the failure path)."""
-    from latplan.errors import PlanningError
-
     progress(0.5, "half way")
     (out_dir / "partial.txt").write_text("half-written")
     raise PlanningError("the stand-in planner failed on purpose: dwell optimisation did not converge.")

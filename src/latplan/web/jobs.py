@@ -5,73 +5,80 @@ Why this shape:
   same inputs planned again map to the same ``jobs`` row (unique key), so a re-run is
   idempotent and a cached result is reused; a new rule set or engine version is a new key.
 - **No partial record**: the planner writes into a fresh folder under ``<data>/tmp``; when it
-  has finished, the folder is renamed to ``<data>/results/<job key>`` and then ONE transaction
-  marks the job done, inserts its ``plan_options`` rows and updates the cases. A crash before
-  the commit leaves the job ``running``; the worker re-queues such jobs when it starts and
-  removes stale temporary folders, so the job completes once on restart.
-- **Injectable planner**: a callable ``planner(case_dir, out_dir, progress)`` that writes
-  ``plan.json`` (and optionally ``report.html`` and ``viewer/``) into ``out_dir``. The default
-  calls [A1] ``load_case_folder``, [D] ``latplan.board.plan_case`` and [E]
-  ``latplan.report.write_reports``; tests inject a fake one (``latplan.web.fake_planner``).
+  has finished, ONE transaction marks the job done, renames the folder to
+  ``<data>/results/<job key>``, inserts its ``plan_options`` rows and updates the cases. A crash
+  before the commit leaves the job ``running``.
+- **Leases**: a worker claims a job with a random lease token and renews the lease by heartbeat
+  (every third of ``job_lease_s``). Every write of a run (progress, result, failure, audit row)
+  is conditional on the token, so a worker whose lease lapsed and was taken over cannot write
+  anything. A running job is re-queued only when its lease has expired, or at once when its
+  holder ran on this host and its process is gone (killed). A worker started by the server
+  watches its parent and exits within a second of the server's death (:func:`watch_parent`).
+- **Injectable planner**: a callable ``planner(case_dir, out_dir, progress, parameters)`` that
+  writes ``plan.json`` (and optionally ``report/`` and ``viewer/``) into ``out_dir``, chosen by
+  name from the static table :data:`PLANNERS`. The default calls
+  ``latplan.pipeline.plan_case_folder`` (load → plan → reports) and the viewer files; tests use
+  the stand-in ``latplan.web.fake_planner``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
-import inspect
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Update, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from latplan.errors import InvalidInputError, LatplanError, NotAvailableError
+from latplan._version import __version__
+from latplan.errors import InvalidInputError, LatplanError
+from latplan.pipeline import PlanOptions, plan_case_folder
 from latplan.store import audit
-from latplan.store.blobs import BlobStore
+from latplan.store.blobs import BlobStore, restrict_modes
 from latplan.store.config import StoreSettings
 from latplan.store.db import make_engine, migrate, session_factory, transaction
 from latplan.store.models import CaseRecord, Job, PlanOption, utcnow
+from latplan.web.fake_planner import failing_planner, fake_planner
+from latplan.web.progress import Planner, ProgressFn, StageProgress
+from latplan.web.viewer import write_viewer_files
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
-Planner = Callable[[Path, Path, ProgressFn], None]
+__all__ = ["PLANNERS", "Planner", "ProgressFn", "default_planner", "enqueue", "job_key", "run_one", "run_worker"]
 
 
 def load_planner(spec: str) -> Planner:
-    """Import ``module:function``."""
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise InvalidInputError(f"planner {spec!r} must be written module:function.")
+    """The planner named ``module:function`` in :data:`PLANNERS`."""
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputError(f"planner {spec!r} cannot be imported ({exc}).") from exc
+        return PLANNERS[spec]
+    except KeyError:
+        raise InvalidInputError(
+            f"planner {spec!r} is unknown; set LATPLAN_PLANNER to one of {', '.join(sorted(PLANNERS))}."
+        ) from None
 
 
 def engine_versions(planner_spec: str) -> dict[str, str]:
     """Versions that change a plan: latplan, the planner used and a hash of the rule files."""
-    import latplan
-
     h = hashlib.sha256()
-    try:
-        root = resources.files("latplan.knowledge")
-        for entry in sorted(Path(str(root)).rglob("*")):
-            if entry.is_file() and entry.suffix in (".yaml", ".yml", ".json"):
-                h.update(entry.name.encode() + entry.read_bytes())
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
-    return {"latplan": getattr(latplan, "__version__", "0"), "planner": planner_spec, "rules_sha256": h.hexdigest()}
+    root = resources.files("latplan.knowledge")
+    for entry in sorted(Path(str(root)).rglob("*")):
+        if entry.is_file() and entry.suffix in (".yaml", ".yml", ".json"):
+            h.update(entry.name.encode() + entry.read_bytes())
+    return {"latplan": __version__, "planner": planner_spec, "rules_sha256": h.hexdigest()}
 
 
 def job_key(content_sha256: str, parameters: dict[str, Any], versions: dict[str, str]) -> str:
@@ -80,46 +87,196 @@ def job_key(content_sha256: str, parameters: dict[str, Any], versions: dict[str,
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def enqueue(session: Session, case: CaseRecord, parameters: dict[str, Any], planner_spec: str) -> Job:
-    """Queue planning for ``case`` (or reuse the job with the same key); sets the case's job key."""
+class JobQuotaError(LatplanError):
+    """Too many planning jobs waiting or running for this user or this case (HTTP 429)."""
+
+
+ACTIVE = ("queued", "running")
+
+
+def enqueue(session: Session, case: CaseRecord, parameters: dict[str, Any], planner_spec: str,
+            user_id: int | None = None, max_active_per_user: int = 3) -> Job:
+    """Queue planning for ``case`` (or reuse the job with the same key); sets the case's job key.
+
+    Quotas: a case has at most one job waiting or running (planning it again with other
+    parameters waits until that one has finished), and a user at most ``max_active_per_user``.
+    The same inputs and parameters again are the same job and never count twice.
+    """
     key = job_key(case.content_sha256, parameters, engine_versions(planner_spec))
     job = session.scalar(select(Job).where(Job.job_key == key))
+    if job is None or job.status == "failed":
+        current = session.scalar(select(Job).where(Job.job_key == case.job_key)) if case.job_key else None
+        if current is not None and current.job_key != key and current.status in ACTIVE:
+            raise JobQuotaError("this case is being planned already; wait until that job has finished "
+                                "before planning it with other settings.")
+        if user_id is not None:
+            mine = session.scalar(select(func.count()).select_from(Job).where(
+                Job.requested_by == user_id, Job.status.in_(ACTIVE))) or 0
+            if mine >= max_active_per_user:
+                raise JobQuotaError(f"you have {mine} planning jobs waiting or running (the limit is "
+                                    f"{max_active_per_user}); wait until one has finished.")
     if job is None:
         job = Job(job_key=key, content_sha256=case.content_sha256, parameters=parameters, status="queued",
-                  progress=0.0, attempts=0, message="waiting for the planning worker")
+                  progress=0.0, attempts=0, message="waiting for the planning worker", requested_by=user_id)
         session.add(job)
         session.flush()
     elif job.status == "failed":
-        job.status, job.progress, job.message = "queued", 0.0, "re-queued after a failure"
+        job.status, job.progress, job.message, job.requested_by = "queued", 0.0, "re-queued after a failure", user_id
     case.job_key = key
     case.status = {"done": "planned", "failed": "planning"}.get(job.status, "planning")
+    if job.status == "done":
+        case.last_done_job_key = key
     return job
 
 
+def enqueue_once(factory: sessionmaker[Session], case_id: int, parameters: dict[str, Any], planner_spec: str,
+                 user_id: int, max_active_per_user: int,
+                 on_commit: Callable[[Session, Job], None] | None = None, retries: int = 20) -> Job:
+    """:func:`enqueue` in a transaction of its own; concurrent identical requests give one job.
+
+    Two requests that both find no job race to insert the same unique key: the loser's
+    transaction fails with an IntegrityError and is retried, and then finds the winner's job.
+    """
+    last: Exception | None = None
+    for attempt in range(retries):
+        try:
+            with factory() as s, s.begin():
+                case = s.get(CaseRecord, case_id)
+                if case is None:
+                    raise InvalidInputError(f"case {case_id} does not exist.")
+                job = enqueue(s, case, parameters, planner_spec, user_id, max_active_per_user)
+                if on_commit is not None:
+                    on_commit(s, job)
+                s.flush()
+                s.expunge(job)
+            return job
+        except (IntegrityError, OperationalError) as exc:
+            last = exc
+            time.sleep(0.01 * (attempt + 1))
+    raise InvalidInputError(f"the planning job could not be queued ({type(last).__name__}); try again.")
+
+
+# ---------------------------------------------------------------------------------- leases
+class LeaseLostError(LatplanError):
+    """This worker's lease on its job lapsed and the job was taken over: it must not write anything."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A running job as its worker holds it: only the holder of ``token`` may update the row."""
+
+    job_id: int
+    key: str
+    token: str
+    content_sha256: str
+    parameters: dict[str, Any]
+
+
+def _dml(s: Session, statement: Update) -> CursorResult[Any]:
+    """Execute an UPDATE and return its result (with ``rowcount``)."""
+    return cast(CursorResult[Any], s.execute(statement))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim(factory: sessionmaker[Session], store: BlobStore) -> int:
+    """Re-queue running jobs whose lease lapsed, or whose worker on this host is gone; returns how many.
+
+    A job is re-run only after its lease has expired — except when the lease holder ran on this
+    host and its process no longer exists (killed): then nobody can renew it and it is void now.
+    The temporary folder of each reclaimed run is removed.
+    """
+    now = utcnow()
+    host = socket.gethostname()
+    n = 0
+    with transaction(factory) as s:
+        for job in s.scalars(select(Job).where(Job.status == "running")):
+            lapsed = job.lease_expires_at is None or job.lease_expires_at < now
+            dead = job.worker_host == host and job.worker_pid is not None and not _pid_alive(job.worker_pid)
+            if not (lapsed or dead):
+                continue
+            res = _dml(s, update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token,
+                                              Job.status == "running").values(
+                status="queued", progress=0.0, worker_pid=None, lease_token=None, lease_expires_at=None,
+                message="re-queued after an interrupted run"))
+            if res.rowcount:
+                n += 1
+                if job.lease_token:
+                    shutil.rmtree(store.tmp / f"job-{job.lease_token}", ignore_errors=True)
+    return n
+
+
 def recover(factory: sessionmaker[Session], store: BlobStore) -> int:
-    """Re-queue jobs left ``running`` by a crash and remove their temporary folders."""
+    """At worker start: :func:`reclaim`, and remove temporary job folders no running job owns."""
+    n = reclaim(factory, store)
+    with factory() as s:
+        owned = {f"job-{t}" for t in s.scalars(select(Job.lease_token).where(Job.status == "running"))}
     for entry in store.tmp.glob("job-*"):
-        shutil.rmtree(entry, ignore_errors=True)
-    with transaction(factory) as s:
-        res = s.execute(
-            update(Job).where(Job.status == "running").values(
-                status="queued", progress=0.0, worker_pid=None, message="re-queued after an interrupted run"
-            )
-        )
-        return int(res.rowcount or 0)
+        if entry.name not in owned:
+            shutil.rmtree(entry, ignore_errors=True)
+    return n
 
 
-def _claim(factory: sessionmaker[Session]) -> tuple[int, str, str, dict[str, Any]] | None:
-    with transaction(factory) as s:
-        q = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
-        if s.get_bind().dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        job = s.scalar(q)
-        if job is None:
-            return None
-        job.status, job.attempts, job.started_at = "running", job.attempts + 1, utcnow()
-        job.worker_pid, job.progress, job.message = os.getpid(), 0.0, "started"
-        return job.id, job.job_key, job.content_sha256, dict(job.parameters or {})
+def _claim(factory: sessionmaker[Session], lease_s: float) -> Lease | None:
+    token = uuid.uuid4().hex
+    for _ in range(5):
+        with transaction(factory) as s:
+            q = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            job = s.scalar(q)
+            if job is None:
+                return None
+            now = utcnow()
+            res = _dml(s, update(Job).where(Job.id == job.id, Job.status == "queued").values(
+                status="running", attempts=Job.attempts + 1, started_at=now, worker_pid=os.getpid(),
+                worker_host=socket.gethostname()[:255], lease_token=token,
+                lease_expires_at=now + dt.timedelta(seconds=lease_s), progress=0.0, message="started"))
+            if res.rowcount:  # another worker may have claimed it between our read and this update
+                return Lease(job.id, job.job_key, token, job.content_sha256, dict(job.parameters or {}))
+    return None
+
+
+class Heartbeat:
+    """Renews a lease every ``lease_s / 3`` seconds in a thread; notices when it was taken."""
+
+    def __init__(self, factory: sessionmaker[Session], lease: Lease, lease_s: float) -> None:
+        self.factory, self.lease, self.lease_s = factory, lease, lease_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latplan-lease-heartbeat", daemon=True)
+
+    def renew(self) -> bool:
+        with transaction(self.factory) as s:
+            res = _dml(s, update(Job).where(Job.id == self.lease.job_id, Job.lease_token == self.lease.token,
+                                              Job.status == "running").values(
+                lease_expires_at=utcnow() + dt.timedelta(seconds=self.lease_s)))
+            return bool(res.rowcount)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3.0):
+            try:
+                if not self.renew():
+                    self.lost.set()
+                    return
+            except Exception as exc:  # a database hiccup: try again at the next beat
+                log.warning("lease heartbeat failed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _options_from_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -131,69 +288,97 @@ def _options_from_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_one(settings: StoreSettings, factory: sessionmaker[Session], store: BlobStore, planner: Planner) -> bool:
-    """Run the oldest queued job; returns False when the queue is empty."""
-    claimed = _claim(factory)
-    if claimed is None:
-        return False
-    job_id, key, content, parameters = claimed
-    case_dir = store.folder_path(content)
-    tmp = store.new_tmp_dir("job")
-    last = [0.0]
+def _held(s: Session, lease: Lease, **values: Any) -> bool:
+    """Update the job row only while ``lease`` holds it (the row is then locked until commit)."""
+    res = _dml(s, update(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token,
+                                      Job.status == "running").values(**values))
+    return bool(res.rowcount)
 
-    def progress(fraction: float, message: str = "") -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.3 and fraction < 1.0:
-            return
-        last[0] = now
-        with transaction(factory) as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
-                progress=max(0.0, min(1.0, float(fraction))), message=str(message)[:500]))
 
-    t0 = time.monotonic()
-    try:
-        if "parameters" in inspect.signature(planner).parameters:
-            planner(case_dir, tmp, progress, parameters=parameters)  # type: ignore[call-arg]
-        elif parameters:
-            raise LatplanError(f"the planner {settings.planner} takes no parameters, but the job has {sorted(parameters)}.")
-        else:
-            planner(case_dir, tmp, progress)
-        plan_path = tmp / "plan.json"
-        if not plan_path.is_file():
-            raise LatplanError("the planner finished without writing plan.json.")
-        plan = json.loads(plan_path.read_text())
-        options = _options_from_plan(plan)
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        msg = str(exc) if isinstance(exc, LatplanError) else f"{type(exc).__name__}: {exc}"
-        log.warning("planning job %s failed: %s", key[:12], msg)
-        with transaction(factory) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(status="failed", message=msg[:2000],
-                                                                  finished_at=utcnow()))
-            s.execute(update(CaseRecord).where(CaseRecord.job_key == key).values(status="failed"))
-            audit.record(s, "plan_failed", object_type="job", object_id=key, detail={"error": msg[:500]},
-                         username="worker")
-        return True
-    final = store.results / key
-    if final.exists():  # left by a crash between the rename and the commit: same inputs, same key
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+def _record_failure(factory: sessionmaker[Session], lease: Lease, msg: str) -> None:
     with transaction(factory) as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        job.status, job.progress, job.finished_at = "done", 1.0, utcnow()
-        job.message, job.result_dir = f"done in {time.monotonic() - t0:.1f} s", str(final.relative_to(store.data_dir))
+        if not _held(s, lease, status="failed", message=msg[:2000], finished_at=utcnow(), lease_token=None,
+                     lease_expires_at=None):
+            log.warning("job %s: lease lost, its failure is not recorded", lease.key[:12])
+            return
+        s.execute(update(CaseRecord).where(CaseRecord.job_key == lease.key).values(status="failed"))
+        audit.record(s, "plan_failed", object_type="job", object_id=lease.key, detail={"error": msg[:500]},
+                     username="worker")
+
+
+def _record_success(factory: sessionmaker[Session], store: BlobStore, lease: Lease, tmp: Path,
+                    options: list[dict[str, Any]], runtime_s: float) -> bool:
+    final = store.results / lease.key
+    with transaction(factory) as s:
+        if not _held(s, lease, status="done", progress=1.0, finished_at=utcnow(), lease_token=None,
+                     lease_expires_at=None, message=f"done in {runtime_s:.1f} s",
+                     result_dir=str(final.relative_to(store.data_dir))):
+            return False
+        if final.exists():  # left by a crash between the rename and the commit: same inputs, same key
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        restrict_modes(final)
         for row in options:
-            s.add(PlanOption(job_key=key, **row))
-        s.execute(update(CaseRecord).where(CaseRecord.job_key == key).values(status="planned"))
-        audit.record(s, "planned", object_type="job", object_id=key, username="worker",
-                     detail={"options": len(options), "runtime_s": round(time.monotonic() - t0, 2)})
+            s.add(PlanOption(job_key=lease.key, **row))
+        s.execute(update(CaseRecord).where(CaseRecord.job_key == lease.key).values(
+            status="planned", last_done_job_key=lease.key))
+        audit.record(s, "planned", object_type="job", object_id=lease.key, username="worker",
+                     detail={"options": len(options), "runtime_s": round(runtime_s, 2)})
+    return True
+
+
+def run_one(settings: StoreSettings, factory: sessionmaker[Session], store: BlobStore, planner: Planner) -> bool:
+    """Run the oldest queued job under a lease; returns False when the queue is empty."""
+    lease = _claim(factory, settings.job_lease_s)
+    if lease is None:
+        return False
+    case_dir = store.folder_path(lease.content_sha256)
+    tmp = store.tmp / f"job-{lease.token}"
+    tmp.mkdir(mode=0o700)
+    last = [0.0]
+    t0 = time.monotonic()
+    with Heartbeat(factory, lease, settings.job_lease_s) as beat:
+
+        def progress(fraction: float, message: str = "") -> None:
+            if beat.lost.is_set():
+                raise LeaseLostError("the lease on this job was taken over by another worker.")
+            now = time.monotonic()
+            if now - last[0] < 0.3 and fraction < 1.0:
+                return
+            last[0] = now
+            with transaction(factory) as s:
+                _held(s, lease, progress=max(0.0, min(1.0, float(fraction))), message=str(message)[:500])
+
+        try:
+            planner(case_dir, tmp, progress, parameters=lease.parameters)
+            if beat.lost.is_set():
+                raise LeaseLostError("the lease on this job was taken over by another worker.")
+            plan_path = tmp / "plan.json"
+            if not plan_path.is_file():
+                raise LatplanError("the planner finished without writing plan.json.")
+            options = _options_from_plan(json.loads(plan_path.read_text()))
+        except LeaseLostError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.warning("job %s: lease lost; this worker's run is dropped", lease.key[:12])
+            return True
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            msg = str(exc) if isinstance(exc, LatplanError) else f"{type(exc).__name__}: {exc}"
+            log.warning("planning job %s failed: %s", lease.key[:12], msg)
+            _record_failure(factory, lease, msg)
+            return True
+    if not _record_success(factory, store, lease, tmp, options, time.monotonic() - t0):
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("job %s: lease lost before the commit; the result of this run is dropped", lease.key[:12])
     return True
 
 
 def run_worker(settings: StoreSettings, planner: Planner | None = None, once: bool = False,
                should_stop: Callable[[], bool] | None = None) -> int:
-    """The worker loop: migrate, recover, then run queued jobs (``once``: until the queue is empty)."""
+    """The worker loop: migrate, recover, then run queued jobs (``once``: until the queue is empty).
+
+    Every poll also re-queues jobs whose lease lapsed (their worker died elsewhere).
+    """
     engine = make_engine(settings.database_url)
     migrate(engine)
     factory = session_factory(engine)
@@ -210,14 +395,40 @@ def run_worker(settings: StoreSettings, planner: Planner | None = None, once: bo
         if once:
             break
         time.sleep(settings.worker_poll_s)
+        reclaim(factory, store)
     engine.dispose()
     return done
+
+
+def watch_parent(parent_pid: int, interval_s: float = 0.5) -> threading.Thread:
+    """Exit this process as soon as ``parent_pid`` (the server that started it) is gone.
+
+    A worker whose server was killed (``kill -9``) would otherwise keep running unsupervised next
+    to the worker of the restarted server. The check is the parent pid changing (the orphan is
+    re-parented); it runs in a thread, so it also fires while a job is being planned. The job
+    then stays ``running`` until its lease lapses or the next worker sees this pid is gone.
+    """
+
+    def _watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                log.warning("the server (pid %d) is gone; the planning worker exits", parent_pid)
+                os._exit(3)
+            time.sleep(interval_s)
+
+    thread = threading.Thread(target=_watch, name="latplan-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> None:  # pragma: no cover - exercised via subprocess in tests
     """``python -m latplan.web.worker``: the planning worker with settings from the environment."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.umask(0o077)
+    parent = os.environ.get("LATPLAN_WORKER_PARENT_PID", "")
+    if parent.isdigit():
+        watch_parent(int(parent))
     stop = [False]
 
     def _term(*_: object) -> None:
@@ -228,83 +439,35 @@ def main() -> None:  # pragma: no cover - exercised via subprocess in tests
 
 
 # --------------------------------------------------------------------------------------------
-# the real planner ([A1] load_case_folder → [D] plan_case → [E] write_reports)
+# the real planner (latplan.pipeline.plan_case_folder → viewer files)
 # --------------------------------------------------------------------------------------------
-def _to_jsonable(obj: Any) -> dict[str, Any]:
-    for name in ("to_plan_json", "to_json_dict", "to_dict", "as_dict", "model_dump"):
-        fn = getattr(obj, name, None)
-        if callable(fn):
-            out = fn()
-            return json.loads(out) if isinstance(out, str) else out
-    fn = getattr(obj, "to_json", None)
-    if callable(fn):
-        out = fn()
-        return json.loads(out) if isinstance(out, str) else out
-    if isinstance(obj, dict):
-        return obj
-    raise NotAvailableError("the board proposal cannot be turned into plan.json (no to_dict/to_json method).")
-
-
-def _call_progress_adapter(progress: ProgressFn, lo: float, hi: float) -> Callable[..., None]:
-    """Adapt [D]'s ``progress(message)`` (or ``progress(fraction, message)``) to the job's 0–1 scale.
-
-    A message without a fraction advances the bar a little each time (never reaching ``hi``).
-    """
-    calls = [0]
-
-    def adapter(*args: Any, **kwargs: Any) -> None:
-        calls[0] += 1
-        frac = next((float(a) for a in args if isinstance(a, int | float) and not isinstance(a, bool)), None)
-        msg = " ".join(str(a) for a in args if isinstance(a, str)) or str(kwargs.get("message", ""))
-        if frac is not None and frac > 1.0:
-            frac = frac / 100.0
-        if frac is None:
-            frac = 1.0 - 0.85 ** calls[0]
-        progress(lo + (hi - lo) * min(max(frac, 0.0), 1.0), msg)
-    return adapter
-
-
 def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
-                    parameters: dict[str, Any] | None = None) -> None:
-    """Plan a stored case folder with the real engines and write plan.json, the report and viewer files.
+                    parameters: Mapping[str, Any] | None = None) -> None:
+    """Plan a stored case folder through :func:`latplan.pipeline.plan_case_folder`; write plan.json,
+    ``report/`` and the viewer files.
 
     ``parameters["preferences"]``: the patient's weights (0–5 per criterion) entered on the case
     page; they override ``case.yaml``'s preferences for this job (and are part of its key).
     ``parameters["simulate"] = False``: rules-only preview (no physics simulations).
+    The PDF (WeasyPrint) is most of the report time; ``LATPLAN_REPORT_PDF=0`` skips it.
     """
-    try:
-        from latplan.board import plan_case  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NotAvailableError("planning is not available in this build: latplan.board.plan_case is missing.") from exc
-    from latplan.imaging.case_folder import load_case_folder
-    from latplan.web.viewer import find_treatment_plans, write_viewer_files
-
+    params = dict(parameters or {})
+    options = PlanOptions(simulate=bool(params.get("simulate", True)), preferences=params.get("preferences") or None,
+                          pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
     progress(0.02, "loading the case")
-    case = load_case_folder(case_dir)
-    progress(0.05, "planning")
-    prefs = (parameters or {}).get("preferences") or None
-    simulate = bool((parameters or {}).get("simulate", True))
-    proposal = plan_case(case, progress=_call_progress_adapter(progress, 0.05, 0.8), preferences=prefs,
-                         simulate=simulate)
-    plan = _to_jsonable(proposal)
-    (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
-    progress(0.82, "writing the report")
-    try:
-        from latplan.report import write_reports  # type: ignore[attr-defined]
-    except ImportError:
-        write_reports = None
-    if write_reports is not None:
-        report_dir = out_dir / "report"
-        report_dir.mkdir()
-        # the PDF (WeasyPrint) is most of the report time; LATPLAN_REPORT_PDF=0 skips it (tests, quick boards)
-        write_reports(proposal, report_dir, pdf=os.environ.get("LATPLAN_REPORT_PDF", "1") != "0")
-        if not (out_dir / "plan.json").exists() and (report_dir / "plan.json").exists():
-            shutil.copy(report_dir / "plan.json", out_dir / "plan.json")
+    result = plan_case_folder(case_dir, out_dir / "report", options, StageProgress(progress, 0.02, 0.9))
+    shutil.copy(out_dir / "report" / "plan.json", out_dir / "plan.json")
     progress(0.92, "writing the viewer volumes")
-    plans = getattr(proposal, "plans", None)
-    found = list(plans.values()) if isinstance(plans, dict) else find_treatment_plans(proposal)
-    write_viewer_files(case, found, out_dir / "viewer")
+    write_viewer_files(result.proposal.case, list(result.proposal.plans.values()), out_dir / "viewer")
     progress(1.0, "done")
+
+
+#: the planners a deployment can name in ``LATPLAN_PLANNER`` (a static table: no dynamic import)
+PLANNERS: dict[str, Planner] = {
+    "latplan.web.jobs:default_planner": default_planner,
+    "latplan.web.fake_planner:fake_planner": fake_planner,
+    "latplan.web.fake_planner:failing_planner": failing_planner,
+}
 
 
 def utc_age_s(when: dt.datetime | None) -> float | None:

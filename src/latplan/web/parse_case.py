@@ -6,17 +6,23 @@ with the message of the :class:`~latplan.errors.LatplanError` that explains the 
 
 Before handing the folder to :func:`latplan.imaging.case_folder.load_case_folder` ([A1]) it
 checks every DICOM file for truncation (pixel data shorter than rows × columns × frames ×
-bytes per sample), so a truncated upload is named precisely.
+bytes per sample) and every NIfTI file (file size, or decompressed size of a .nii.gz, shorter
+than the header's offset + voxels × bytes per voxel), so a truncated upload is named precisely.
+Error messages name files by their path in the zip, never by the server's folder.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
-from latplan.errors import CaseFolderError, DicomError, LatplanError
+from latplan.errors import CaseFolderError, DicomError, InvalidImageError, LatplanError
+from latplan.imaging.case_folder import load_case_folder
+from latplan.web.uploads import check_case_paths
 
 
 def _is_dicom(path: Path) -> bool:
@@ -62,6 +68,63 @@ def check_dicom_files(folder: Path) -> int:
     return n
 
 
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def _nifti_expected_bytes(path: Path) -> tuple[int, str]:
+    """Bytes a NIfTI file must hold (header offset + voxels × bytes per voxel), and the shape in words."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for a damaged header
+        raise InvalidImageError(f"NIfTI file {path.name} cannot be read ({type(exc).__name__}); "
+                                "it may be truncated or not a NIfTI file.") from None
+    header = img.header
+    if not isinstance(header, nib.Nifti1Header):  # (Nifti2Header is a subclass)
+        raise InvalidImageError(f"{path.name} is not a NIfTI-1/2 file; save the image as NIfTI.")
+    shape = tuple(int(x) for x in header.get_data_shape())
+    n_vox = 1
+    for x in shape:
+        n_vox *= max(x, 0)
+    bits = int(header["bitpix"])
+    offset = int(header.get_data_offset())
+    return offset + n_vox * bits // 8, "×".join(map(str, shape)) + f" at {bits} bits"
+
+
+def _payload_bytes(path: Path) -> int:
+    """Size of the NIfTI payload: the file size, or the decompressed size of a .nii.gz (streamed)."""
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InvalidImageError(f"NIfTI file {path.name} is truncated: its gzip stream ends early "
+                                f"({type(exc).__name__}); send the complete file.") from None
+    return total
+
+
+def check_nifti_files(folder: Path) -> int:
+    """Compare every NIfTI file's size (decompressed for .nii.gz) with what its header declares.
+
+    nibabel reads a header lazily and only fails when the voxels are read (or pads silently with
+    a memory map), so a truncated upload would otherwise be accepted and planned.
+    """
+    n = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES)):
+        n += 1
+        expected, what = _nifti_expected_bytes(path)
+        found = _payload_bytes(path)
+        if found < expected:
+            rel = path.relative_to(folder).as_posix()
+            raise InvalidImageError(f"NIfTI file {rel} is truncated: it holds {found} bytes, its header declares "
+                                    f"{expected} ({what}); send the complete file.")
+    return n
+
+
 def summarise(folder: Path) -> dict[str, Any]:
     if not (folder / "case.yaml").is_file():
         names = sorted(p.name for p in folder.iterdir())[:8]
@@ -69,16 +132,14 @@ def summarise(folder: Path) -> dict[str, Any]:
             "case.yaml is missing at the top of the zip (found: " + (", ".join(names) or "nothing") + "); "
             "a case folder needs case.yaml (patient), an image (image.nii.gz or dicom/) and labels."
         )
+    check_case_paths(folder)
     check_dicom_files(folder)
-    try:
-        from latplan.imaging.case_folder import load_case_folder
-    except ImportError as exc:  # [A1] not installed in this build
-        raise CaseFolderError("this build cannot read case folders (latplan.imaging.case_folder is missing).") from exc
+    check_nifti_files(folder)
     case = load_case_folder(folder)
     image = case.image
     return {
         "patient_id": str(case.patient.id),
-        "primary": str(getattr(case.patient.primary, "value", case.patient.primary)).lower(),
+        "primary": str(case.patient.primary.value).lower(),
         "lesion_ids": list(case.lesion_ids),
         "structures": list(case.structure_names()),
         "shape_kji": [int(x) for x in image.array.shape],
@@ -88,16 +149,23 @@ def summarise(folder: Path) -> dict[str, Any]:
     }
 
 
+def scrub(message: str, folder: Path) -> str:
+    """``message`` without the server's folder names (the user knows the files by their zip names)."""
+    for root in (str(folder.resolve()), str(folder)):
+        message = message.replace(root + "/", "").replace(root, "the uploaded folder")
+    return message
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[1])
     try:
         out: dict[str, Any] = {"ok": True, "case": summarise(folder)}
     except LatplanError as exc:
-        out = {"ok": False, "error": str(exc)}
+        out = {"ok": False, "error": scrub(str(exc), folder)}
     except MemoryError:
         out = {"ok": False, "error": "reading the case ran out of memory (the image is too large for this server)."}
     except Exception as exc:
-        out = {"ok": False, "error": f"the case could not be read ({type(exc).__name__}: {exc})."}
+        out = {"ok": False, "error": scrub(f"the case could not be read ({type(exc).__name__}: {exc}).", folder)}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

@@ -5,7 +5,9 @@ size of the upload (streamed, counted, never trusted from headers); a 0-byte fil
 (a lone DICOM file is not a study); entry count; declared and actual uncompressed size and
 expansion ratio (zip bombs: bytes are counted while extracting, so a lying header does not
 help); entry names (no absolute paths, drive letters, ``..``, backslashes, NUL); no symlinks or
-other special entries; no duplicates. Extraction writes only below a fresh folder inside the
+other special entries; no duplicates; damaged archives (bad CRC, encrypted, unsupported method)
+refused with a 4xx, never a server error; after extraction no symbolic link, and the files
+``case.yaml`` names stay inside the folder (:func:`check_case_paths`). Extraction writes only below a fresh folder inside the
 store's ``tmp``; the case is then parsed by :mod:`latplan.web.parse_case` in a subprocess with
 an address-space and CPU-time limit (``resource.setrlimit``) and a wall-clock timeout, so a
 hostile or huge image cannot take the server down.
@@ -17,12 +19,16 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
+
+import yaml
 
 from latplan.errors import InvalidInputError
 from latplan.store.config import StoreSettings
@@ -106,9 +112,22 @@ def extract_zip(archive: Path, dest: Path, limits: UploadLimits) -> None:
             )
         raise UploadRejectedError("the upload is not a zip archive; zip the case folder (case.yaml, image, labels).")
     try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UploadRejectedError(f"the zip archive is damaged ({exc}); create it again.") from exc
+        _extract_checked(archive, dest, limits, size)
+    except UploadRejectedError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError,
+            struct.error) as exc:
+        # damaged central directory, bad CRC, encrypted entries, unsupported compression …
+        raise UploadRejectedError(
+            f"the zip archive is damaged or uses a feature latplan does not read ({type(exc).__name__}); "
+            "create it again with a plain zip tool (no encryption, deflate or store compression)."
+        ) from None
+    _flatten_single_root(dest)
+    check_case_paths(dest)
+
+
+def _extract_checked(archive: Path, dest: Path, limits: UploadLimits, size: int) -> None:
+    zf = zipfile.ZipFile(archive)
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_entries:
@@ -162,7 +181,6 @@ def extract_zip(archive: Path, dest: Path, limits: UploadLimits) -> None:
                             "refused as a zip bomb."
                         )
                     out.write(chunk)
-    _flatten_single_root(dest)
 
 
 def _flatten_single_root(dest: Path) -> None:
@@ -177,6 +195,51 @@ def _flatten_single_root(dest: Path) -> None:
         for child in tmp.iterdir():
             child.rename(dest / child.name)
         tmp.rmdir()
+
+
+#: case.yaml keys that name files inside the case folder (docs/case-format.md)
+CASE_YAML_PATH_KEYS = ("image", "labels", "label_table")
+
+
+def _confined(folder: Path, name: object, key: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise UploadRejectedError(f"case.yaml: {key}: must be a file name inside the case folder.")
+    if "\x00" in name or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        raise UploadRejectedError(f"case.yaml: {key}: {name!r} is not a relative path inside the folder; "
+                                  "name the file as it sits in the zip (e.g. image.nii.gz).")
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts:
+        raise UploadRejectedError(f"case.yaml: {key}: points outside the case folder (an absolute path or '..'); "
+                                  "only files inside the uploaded zip can be named, e.g. image.nii.gz.")
+    root = folder.resolve()
+    target = (folder / p).resolve()
+    if target != root and root not in target.parents:
+        raise UploadRejectedError(f"case.yaml: {key}: leads outside the case folder (a symbolic link).")
+
+
+def check_case_paths(folder: Path) -> None:
+    """Refuse a case folder that could make planning read anything outside it.
+
+    Every file the planner reads must be inside the stored upload (so that its content hash,
+    and with it the job key, covers what was read): no symbolic links anywhere, and the paths
+    that ``case.yaml`` names (``image:``, ``labels:``, ``label_table:``) relative, without ``..``,
+    resolving inside the folder.
+    """
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            raise UploadRejectedError(f"the upload holds a symbolic link ({path.relative_to(folder).as_posix()}); refused.")
+    case_yaml = folder / "case.yaml"
+    if not case_yaml.is_file():
+        return  # parse_case explains what is missing
+    try:
+        data = yaml.safe_load(case_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UploadRejectedError(f"case.yaml is not valid YAML ({type(exc).__name__}); check its indentation.") from None
+    if not isinstance(data, dict):
+        return
+    for key in CASE_YAML_PATH_KEYS:
+        if key in data and data[key] is not None:
+            _confined(folder, data[key], key)
 
 
 def _limit_child(memory_bytes: int, cpu_s: int) -> None:  # pragma: no cover - runs in the child

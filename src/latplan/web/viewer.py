@@ -15,7 +15,6 @@ resamples overlays into the image space.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from latplan.case import Case, StructureRole
+from latplan.imaging.io import write_nifti
 from latplan.imaging.meshes import mask_surface_ras_mm, write_gifti_mesh
 from latplan.imaging.volume import Volume
 from latplan.planning.types import TreatmentPlan
@@ -56,21 +56,11 @@ def _safe(name: str) -> str:
 
 
 def _write(volume: Volume, path: Path) -> None:
-    try:
-        from latplan.imaging.io import write_nifti
-    except ImportError:  # pragma: no cover - [A1] always present in a full build
-        write_nifti = None
-    if write_nifti is not None:
-        write_nifti(volume, path)
-        return
-    import nibabel as nib  # pragma: no cover
-
-    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine  # pragma: no cover
-    nib.save(nib.Nifti1Image(np.transpose(volume.array, (2, 1, 0)), ras), str(path))  # pragma: no cover
+    write_nifti(volume, path)
 
 
-def _role_value(role: Any) -> str:
-    return str(getattr(role, "value", role)).lower()
+def _role_value(role: StructureRole) -> str:
+    return str(role.value).lower()
 
 
 def _add_mesh(meshes: list[dict[str, Any]], mask: Volume, out_dir: Path, stem: str, name: str, kind: str,
@@ -153,29 +143,6 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
     index = {"layers": layers, "meshes": meshes}
     (out_dir / "index.json").write_text(json.dumps(index, indent=1))
     return index
-
-
-def find_treatment_plans(obj: Any, _depth: int = 0, _seen: set[int] | None = None) -> list[TreatmentPlan]:
-    """Every :class:`TreatmentPlan` reachable from a board proposal (whatever its exact shape)."""
-    seen = _seen if _seen is not None else set()
-    if id(obj) in seen or _depth > 7 or obj is None or isinstance(obj, str | bytes | int | float | np.ndarray | Volume):
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, TreatmentPlan):
-        return [obj]
-    children: list[Any] = []
-    if isinstance(obj, dict):
-        children = list(obj.values())
-    elif isinstance(obj, list | tuple | set):
-        children = list(obj)
-    elif dataclasses.is_dataclass(obj):
-        children = [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
-    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("latplan"):
-        children = list(vars(obj).values())
-    out: list[TreatmentPlan] = []
-    for child in children:
-        out.extend(find_treatment_plans(child, _depth + 1, seen))
-    return out
 
 
 def lesion_role_names(case: Case) -> list[str]:

@@ -45,7 +45,7 @@ class Violation:
 @functools.cache
 def load_rules() -> dict[str, Any]:
     """The encoded profile rules (``fhir_mcode_rules.yaml``: IG version, sources, rules per profile)."""
-    text = (resources.files("latplan.web") / "fhir_mcode_rules.yaml").read_text(encoding="utf-8")
+    text = (resources.files("latplan.interop") / "fhir_mcode_rules.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "profiles" not in data or "ig" not in data:
         raise InvalidInputError("fhir_mcode_rules.yaml must hold `ig` and `profiles`; the file is damaged.")

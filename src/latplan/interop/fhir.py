@@ -1,4 +1,4 @@
-"""Exports of a case's plan and decisions: JSON, an HL7 FHIR bundle, DICOM SEG.
+"""The HL7 FHIR R4 bundle of a case (mCODE profile claims), built outside the web layer.
 
 FHIR version: ``fhir.resources`` 8 ships R5 as default and R4B (4.3.0) as its R4-line
 subpackage (no R4 4.0.1 package). The bundle is built and validated with
@@ -8,7 +8,7 @@ resources: http://hl7.org/fhir/R4B/diff.html), and the mCODE profiles it claims 
 profiles, so the export declares FHIR R4: ``application/fhir+json; fhirVersion=4.0``
 (http://hl7.org/fhir/R4/http.html#version-parameter).
 
-Profiles claimed (``meta.profile``) and checked offline by :mod:`latplan.web.fhir_profiles`
+Profiles claimed (``meta.profile``) and checked offline by :mod:`latplan.interop.fhir_profiles`
 against the rules encoded in ``fhir_mcode_rules.yaml`` (mCODE STU3 3.0.0):
 - Patient → mCODE CancerPatient (US Core Patient): the pseudonym as identifier, the name
   masked with a Data Absent Reason (the export is pseudonymous), gender ``unknown`` (not exported);
@@ -21,50 +21,50 @@ The board's decisions are plain CarePlans (mCODE STU3 has no profile for a treat
 one per latest decision, with rationale, attendees, preference and deviation as notes, and
 ``replaces`` for corrections.
 
-DICOM SEG: [A1]'s ``latplan.imaging.io.write_seg`` needs a DICOM source series. A case that
-came as DICOM uses its own series; a NIfTI case gets a derived CT series written from the
-image (so the SEG can reference it) and both are returned in one zip.
+Resource ids: FHIR ids are ``[A-Za-z0-9.-]{1,64}`` (http://hl7.org/fhir/R4/datatypes.html#id);
+a lesion id outside that alphabet (spaces, slashes, non-ASCII) or too long is mapped to a safe id
+with a short hash suffix, so that any lesion name exports (the original stays in ``identifier``).
+A bundle that still fails validation raises :class:`FhirExportError` (an input error, never a 500).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import zipfile
-from pathlib import Path
-from typing import Any
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-import numpy as np
+from pydantic import ValidationError
 
-from latplan.store.models import CaseRecord, Decision
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.replace(tzinfo=dt.UTC).isoformat()
+from latplan.errors import InvalidInputError
 
 
-def decision_dict(d: Decision, username: str | None = None) -> dict[str, Any]:
-    return {
-        "id": d.id, "scope": d.scope, "version": d.version, "supersedes_id": d.supersedes_id,
-        "chosen_kind": d.chosen_kind, "chosen": d.chosen, "top_ranked": d.top_ranked, "deviates": d.deviates,
-        "deviation": ({"code": d.deviation_code, "text": d.deviation_text} if d.deviates else None),
-        "rationale": d.rationale, "attendees": d.attendees, "patient_preference": d.patient_preference,
-        "job_key": d.job_key, "recorded_by": username or d.recorded_by, "recorded_at": _iso(d.recorded_at),
-    }
+class FhirExportError(InvalidInputError):
+    """The case cannot be written as a valid FHIR bundle (the message says which part)."""
 
 
-def export_json(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[dict[str, Any]],
-                job: dict[str, Any] | None, exported_by: str) -> dict[str, Any]:
-    return {
-        "format": "latplan-board-export/1",
-        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
-        "exported_by": exported_by,
-        "case": {"id": case.id, "patient_ref": case.patient_ref, "title": case.title, "status": case.status,
-                 "content_sha256": case.content_sha256, "summary": case.summary},
-        "job": job,
-        "plan": plan,
-        "decisions": decisions,
-    }
+class FhirCase(Protocol):
+    """What the bundle needs of a stored case (``latplan.store.models.CaseRecord`` has it)."""
+
+    id: int
+    patient_ref: str
+    summary: dict[str, Any]
+
+
+#: at most 48 characters, so that the longest prefix ("tumor-size-", 11) keeps ids within 64
+_ID_OK = re.compile(r"^[A-Za-z0-9.-]{1,48}$")
+
+
+def fhir_id(*parts: object) -> str:
+    """A FHIR id part for ``parts`` joined by ``-`` (``_`` becomes ``-``), at most 48 characters."""
+    raw = "-".join(str(p) for p in parts)
+    plain = raw.replace("_", "-")
+    if _ID_OK.match(plain):
+        return plain
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
+    clean = re.sub(r"[^A-Za-z0-9.-]+", "-", plain).strip("-.")[:34] or "x"
+    return f"{clean}-{digest}"
 
 
 #: media type of the FHIR export: R4 content (see the module docstring)
@@ -86,7 +86,7 @@ _PRIMARY_LIVER = {
 _LIVER_SITE = {"coding": [{"system": SNOMED, "code": "10200004", "display": "Liver structure (body structure)"}], "text": "liver"}
 
 
-def _lesion_diagnosis(primary: str | None) -> tuple[str, list[dict[str, str]]] | None:
+def _lesion_diagnosis(primary: object) -> tuple[str, list[dict[str, str]]] | None:
     """(mCODE profile id, codings) of a liver lesion given the patient's primary; None when unknown."""
     if not primary:
         return None
@@ -94,7 +94,8 @@ def _lesion_diagnosis(primary: str | None) -> tuple[str, list[dict[str, str]]] |
     return _PRIMARY_LIVER.get(p, _SECONDARY_LIVER)
 
 
-def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[dict[str, Any]]) -> dict[str, Any]:
+def fhir_bundle(case: FhirCase, plan: Mapping[str, Any] | None,
+                decisions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """An HL7 FHIR R4 ``collection`` Bundle of the case's lesions, their sizes and the board's decisions."""
     from fhir.resources.R4B.bundle import Bundle
 
@@ -116,8 +117,8 @@ def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
     lesion_ids = list(lesions) or list(case.summary.get("lesion_ids", []))
     when = plan.get("created") or dt.datetime.now(dt.UTC).isoformat()
     for lid in lesion_ids:
-        safe = f"{case.id}-{lid}".replace("_", "-")
-        cond_url = f"urn:latplan:condition-{case.id}-{lid}"
+        safe = fhir_id(case.id, lid)
+        cond_url = f"urn:latplan:condition-{safe}"
         condition: dict[str, Any] = {
             "resourceType": "Condition", "id": f"condition-{safe}",
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
@@ -137,7 +138,7 @@ def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
         diameter_mm = ((lesions.get(lid) or {}).get("measurements") or {}).get("max_diameter_mm")
         if diameter_mm is None:
             continue
-        tumor_url = f"urn:latplan:tumor-{case.id}-{lid}"
+        tumor_url = f"urn:latplan:tumor-{safe}"
         tumor: dict[str, Any] = {
             "resourceType": "BodyStructure", "id": f"tumor-{safe}", "meta": {"profile": [MCODE + "mcode-tumor"]},
             "identifier": [{"use": "usual", "system": "urn:latplan:lesion", "value": lid,
@@ -150,7 +151,7 @@ def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
             tumor["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/condition-related",
                                    "valueReference": {"reference": cond_url}}]
         entries.append({"fullUrl": tumor_url, "resource": tumor})
-        entries.append({"fullUrl": f"urn:latplan:tumor-size-{case.id}-{lid}", "resource": {
+        entries.append({"fullUrl": f"urn:latplan:tumor-size-{safe}", "resource": {
             "resourceType": "Observation", "id": f"tumor-size-{safe}", "meta": {"profile": [MCODE + "mcode-tumor-size"]},
             "status": "preliminary",  # computed from the segmentation by latplan, not a radiologist's read
             "code": {"coding": [{"system": LOINC, "code": "21889-1", "display": "Size Tumor"}]},
@@ -182,95 +183,21 @@ def fhir_bundle(case: CaseRecord, plan: dict[str, Any] | None, decisions: list[d
             "note": notes,
         }
         if d["scope"] != "patient":
-            cp["addresses"] = [{"reference": f"urn:latplan:condition-{case.id}-{d['scope']}"}]
+            cp["addresses"] = [{"reference": f"urn:latplan:condition-{fhir_id(case.id, d['scope'])}"}]
         if d.get("supersedes_id"):
             cp["replaces"] = [{"reference": f"urn:latplan:decision-{d['supersedes_id']}"}]
         entries.append({"fullUrl": f"urn:latplan:decision-{d['id']}", "resource": cp})
-    bundle = Bundle.model_validate({
-        "resourceType": "Bundle", "type": "collection",
-        "identifier": {"system": "urn:latplan:board-export", "value": f"case-{case.id}"},
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(), "entry": entries,
-    })
-    return bundle.model_dump(mode="json", exclude_none=True)
+    try:
+        bundle = Bundle.model_validate({
+            "resourceType": "Bundle", "type": "collection",
+            "identifier": {"system": "urn:latplan:board-export", "value": f"case-{case.id}"},
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(), "entry": entries,
+        })
+    except ValidationError as exc:
+        where = "; ".join(".".join(str(x) for x in e["loc"][-3:]) for e in exc.errors()[:3])
+        raise FhirExportError(f"case {case.id} cannot be exported as a valid FHIR bundle ({where}); "
+                              "check the lesion names and the decisions' text.") from None
+    out: dict[str, Any] = bundle.model_dump(mode="json", exclude_none=True)
+    return out
 
 
-def derived_ct_series(image: Any, out_dir: Path) -> list[Path]:
-    """Write ``image`` (a Volume) as a DICOM CT series (one file a slice) so a SEG can reference it."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    arr = np.asarray(image.array)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    aff = np.asarray(image.affine)
-    d = aff[:3, :3] / np.asarray(image.spacing_mm)
-    row_dir, col_dir = d[:, 0], d[:, 1]
-    lo, hi = float(arr.min()), float(arr.max())
-    slope = max((hi - lo) / 60000.0, 1e-6) if (hi - lo) > 60000 or not np.allclose(arr, np.round(arr)) else 1.0
-    intercept = lo if slope != 1.0 else min(lo, -1024.0)
-    paths = []
-    for k in range(arr.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientID, ds.PatientName = "CT", "latplan", "latplan^derived"
-        ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "", "", "", ""
-        ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "", "", "1"
-        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        ds.Manufacturer = "latplan (derived from NIfTI)"
-        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.ImagePositionPatient = [float(x) for x in (aff @ np.array([0, 0, k, 1.0]))[:3]]
-        ds.ImageOrientationPatient = [float(x) for x in (*row_dir, *col_dir)]
-        ds.PixelSpacing = [float(image.spacing_mm[1]), float(image.spacing_mm[0])]
-        ds.SliceThickness = float(image.spacing_mm[2])
-        ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[2])
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = intercept, slope, "HU"
-        ds.PositionReferenceIndicator = ""
-        raw = np.clip(np.round((arr[k] - intercept) / slope), 0, 65535).astype(np.uint16)
-        ds.PixelData = raw.tobytes()
-        path = out_dir / f"ct_{k:04d}.dcm"
-        ds.save_as(str(path), enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def seg_zip(case_dir: Path, work_dir: Path, extra_masks: dict[str, Any] | None = None) -> bytes:
-    """A zip with ``seg.dcm`` (lesions and, when given, predicted zones) and its source series."""
-    from latplan.imaging.case_folder import load_case_folder
-    from latplan.imaging.io import write_seg
-
-    case = load_case_folder(case_dir)
-    names: dict[int, str] = {}
-    labels = np.zeros(case.labels.array.shape, dtype=np.uint16)
-    value = 1
-    for lid in case.lesion_ids:
-        labels[case.mask_array(lid)] = value
-        names[value] = lid
-        value += 1
-    for name, mask in (extra_masks or {}).items():
-        if mask.shape == labels.shape:
-            labels[(labels == 0) & mask] = value
-            names[value] = name
-            value += 1
-    lab = case.labels.with_array(labels)
-    if (case_dir / "dicom").is_dir():
-        source: Any = case_dir / "dicom"
-        series_files: list[Path] = []
-    else:
-        series_files = derived_ct_series(case.image, work_dir / "ct")
-        source = work_dir / "ct"
-    seg_path = write_seg(lab, names, source, work_dir / "seg.dcm")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(seg_path, "seg.dcm")
-        for p in series_files:
-            zf.write(p, f"ct/{p.name}")
-    return buf.getvalue()

@@ -1,0 +1,1 @@
+"""The app's routers: auth, cases, jobs, decisions, exports, admin (``create_app`` includes them)."""

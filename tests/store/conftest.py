@@ -1,0 +1,21 @@
+"""The store tests reuse the web tests' helpers (databases, users, a small case)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
+
+import pytest
+from webtest_helpers import postgres_url, reset_postgres
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an EMPTY database: a SQLite file, or a fresh schema on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url = postgres_url()
+    reset_postgres(url)
+    return url
