@@ -96,7 +96,8 @@ def electroporation_constants() -> dict[str, Any]:
     for key in ("citation", "tissues", "pulses", "needle"):
         if key not in data:
             raise SourceDataError(f"{DATA_FILE} lacks '{key}'.")
-    return data
+    out: dict[str, Any] = data
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def _split(delta: np.ndarray) -> np.ndarray:
     a = np.abs(delta)
     s = np.where(a <= SUBVOXEL_KNEE, SUBVOXEL_SPLIT * a,
                  SUBVOXEL_SPLIT * SUBVOXEL_KNEE + SUBVOXEL_TAIL_SLOPE * (a - SUBVOXEL_KNEE))
-    return np.sign(delta) * s
+    out: np.ndarray = np.sign(delta) * s
+    return out
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,8 @@ def _perp(a: np.ndarray) -> np.ndarray:
     e = np.zeros(3)
     e[int(np.argmin(np.abs(a)))] = 1.0
     u = np.cross(a, e)
-    return u / np.linalg.norm(u)
+    out: np.ndarray = u / np.linalg.norm(u)
+    return out
 
 
 @dataclass
@@ -573,7 +576,8 @@ def _face_conductance(sigma: np.ndarray, spacing_m: np.ndarray, ax: int) -> np.n
     s1[ax] = slice(1, None)
     a, b = sigma[tuple(s0)], sigma[tuple(s1)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(a + b > 0.0, 2.0 * a * b / (a + b), 0.0) / spacing_m[ax] ** 2
+        g: np.ndarray = np.where(a + b > 0.0, 2.0 * a * b / (a + b), 0.0) / spacing_m[ax] ** 2
+        return g
 
 
 def _needle_current(phi: np.ndarray, sigma: np.ndarray, spacing_m: np.ndarray, mask: np.ndarray,
@@ -602,7 +606,8 @@ def _voxel_sigma(e_v_per_cm: np.ndarray, params: np.ndarray, model: str) -> np.n
     else:
         width = np.maximum(hi - lo, 1e-9) / 8.0
         f = 1.0 / (1.0 + np.exp(np.clip(-(e_v_per_cm - 0.5 * (lo + hi)) / width, -700.0, 700.0)))
-    return s0 + (s1 - s0) * f
+    out: np.ndarray = s0 + (s1 - s0) * f
+    return out
 
 
 @dataclass
