@@ -24,8 +24,16 @@ Numerics (decisions)
   diagonal where the pivot would fall below ¼ of it), written as serial numba kernels that
   release the GIL; the pulsed pairs are solved concurrently in a thread pool (``workers``).
   The relative residual tolerance is 1e-6 (the benchmark field differs ≤ 0.005 % from a 1e-10
-  solve). σ(E) is updated from the field and the system re-solved (``iterations``, 3 by
-  default) from the previous potential (warm start).
+  solve). σ(E) is updated from the field and the system re-solved from the previous potential
+  (warm start): by default to the fixed point, under-relaxed (ω = 0.5) until the relative
+  change ‖σ(E(σ)) − σ‖/‖σ‖ < 1 % (the plain update oscillates with period 2 on IRE settings);
+  ``converged``, ``iterations`` and ``residual`` are in the result.
+* Thin needles sit at their true sub-voxel position: the voxel line's faces along each cross
+  axis get f·(1 ± s(δ)) for the axis offset δ of the needle from the voxel centre (far-field
+  dipole at the true position; :func:`_split`), so a 15 mm pair stays 15 mm.
+* |E| per voxel is the mean of its face fields (potential drop / h × the face factor): the field
+  that carries the face current; Joule power per face g·Δφ², split to its two voxels (sums to
+  U·I); the adiabatic rise over a pulse train is :meth:`FieldResult.adiabatic_temperature_rise_c`.
   Measured (benchmarks/bench_field.py, 7-needle array, 12 pairs × 3 iterations, 61³ voxels at
   1 mm, shared 2-core machine, best of 3): Jacobi-PCG with scipy sparse products 59 s (before);
   pyamg set-up 0.8–3.8 s per matrix and 90–160 ms per V-cycle here (≈ 1–2 s per solve, slower
