@@ -1,33 +1,45 @@
-# latplan — the two set-up commands of the README:
-#   make demo   create the environment, install latplan, plan the built-in demo cases, write reports
-#   make test   create the environment, install latplan with test extras, run the whole test suite
+# latplan — the set-up commands of the README:
+#   make demo       create the environment, install latplan (no test extras), plan the demo cases, write reports
+#   make test       create the environment, install latplan with test extras, run the whole test suite
+#   make test-fast  the quick loop: everything except slow, browser and postgres tests (< 2 minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: venv demo test lint bench clean
+FAST_MARKERS ?= not slow and not browser and not postgres
+
+.PHONY: venv test-venv demo test test-fast lint bench clean
 
 $(BIN)/latplan: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(BIN)/latplan
 
+$(VENV)/.test-extras: $(BIN)/latplan
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(VENV)/.test-extras
+
 venv: $(BIN)/latplan
+
+test-venv: $(VENV)/.test-extras
 
 demo: venv
 	$(BIN)/latplan demo --out $(OUT)
 	@echo "open $(OUT)/index.html"
 
-test: venv
+test: test-venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv
+test-fast: test-venv
+	$(BIN)/python -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+lint: test-venv
 	$(BIN)/ruff check src tests benchmarks
 
-bench: venv
+bench: test-venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -47,7 +47,7 @@ def main() -> None:
         r = bh.simulate_heating(np.zeros((n, n, n), np.uint8), [liver], (1.0, 1.0, 1.0), 120.0, source_w_m3_per_w=q,
                                 power_w=model.efficiency * 75.0, initial_temperature_c=t_init)
         rows.append((f"  full-domain step rate ({n}³, 2-min)", r.wall_s, r.voxel_updates_per_s / 1e6, ""))
-    from latplan.physics.bioheat_gpu import gpu_available
+    from latplan.physics.bioheat.gpu import gpu_available
 
     if gpu_available():  # optional CUDA path (CuPy); same scheme, no active-box shortcut
         for n in (100, 200):

@@ -1,21 +1,27 @@
-"""Benchmark: plan_case of a 5-lesion phantom case with all simulations (goal < 2 min on 2 cores).
+"""Benchmark: the 5-lesion phantom case planned with all simulations through latplan.pipeline.
 
 Run: .venv/bin/python benchmarks/bench_plan.py [--workers N] [--rules-only]
 The case is the demo spec 'four-lesions-right-lobe' plus a fifth 20 mm lesion in segment 3.
-Prints the time per stage and per modality (planner time summed over lesions), from plan.json's timings_s.
-Goal from issue [D]: < 120 s on 2 cores (pin with `taskset -c 0,1`).
+Prints the time per stage and per modality (planner time summed over lesions, from plan.json's
+timings_s), then the figure against its goal. Goal (issue [H] part 7): ≤ 30 s on 2 idle cores
+(pin with `taskset -c 0,1`); before issue [H]: 88 s. Numbers measured on a machine shared with
+other jobs are not comparable with the goal (say so when you report them).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from rich.console import Console
 from rich.table import Table
 
+GOAL_S = 30.0
+BEFORE_S = 88.0
 
-def five_lesion_case():
+
+def five_lesion_case():  # type: ignore[no-untyped-def]
     import yaml
 
     from latplan.phantom.builder import build_phantom
@@ -29,16 +35,16 @@ def five_lesion_case():
 
 
 def main() -> int:
+    from latplan.pipeline import PlanOptions, plan_case
+
     simulate = "--rules-only" not in sys.argv
     workers = int(sys.argv[sys.argv.index("--workers") + 1]) if "--workers" in sys.argv else 1
-    from latplan.board import plan_case
-
     t0 = time.perf_counter()
     case = five_lesion_case()
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    prop = plan_case(case, simulate=simulate, workers=workers)
+    prop = plan_case(case, PlanOptions(simulate=simulate, workers=workers))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     timings = prop.plan_json["timings_s"]
     table = Table(title=f"plan_case, 5-lesion phantom ({len(case.lesion_ids)} lesions), simulate={simulate}, "
@@ -48,13 +54,15 @@ def main() -> int:
     table.add_row("build phantom", f"{t_build:.2f}")
     for k, v in sorted(timings.items(), key=lambda kv: -kv[1]):
         table.add_row(k, f"{v:.2f}")
-    table.add_row("process CPU time", f"{cpu:.2f}")
+    table.add_row("process CPU time (this process)", f"{cpu:.2f}")
     Console().print(table)
-    not_sim = sorted({o["modality"] for le in prop.plan_json["lesions"] for o in le["options"]
-                      if o["simulation"] is None and "not available" in (o["simulation_why"] or "")})
-    if not_sim:
-        print(f"planners not available in this build (not timed): {', '.join(not_sim)}")
-    print(f"goal < 120 s: {'met' if wall < 120 else 'NOT met'} ({wall:.1f} s wall)")
+    summary = Table(title="speed figure (issue [H] part 7)")
+    for col in ("figure", "goal", "before", "after"):
+        summary.add_column(col)
+    summary.add_row("5-lesion case fully planned", f"≤ {GOAL_S:.0f} s", f"{BEFORE_S:.0f} s", f"{wall:.1f} s")
+    Console().print(summary)
+    print(f"goal ≤ {GOAL_S:.0f} s: {'met' if wall <= GOAL_S else 'NOT met'} ({wall:.1f} s wall, {cpu:.1f} s CPU; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: the goal is for 2 idle cores)")
     return 0
 
 

@@ -214,3 +214,89 @@ def test_allow_list_only_names_current_offenders() -> None:
     full = import_graph({})
     gone = [edge for edge in ALLOWED_EDGES if edge[1] not in full.get(edge[0], set())]
     assert not gone, f"remove from ALLOWED_EDGES (fixed or gone): {gone}"
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level names of non-latplan, non-stdlib modules imported anywhere in src/latplan → files."""
+    import sys
+
+    out: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top and top != "latplan" and top not in sys.stdlib_module_names:
+                    out.setdefault(top, set()).add(path.relative_to(PKG).as_posix())
+    return out
+
+
+def test_imported_third_party_packages_are_declared() -> None:
+    """Every third-party import is a declared dependency (pyproject.toml [project] dependencies), or
+    the one optional lazy extra (CuPy). Reference: the distributions' own top-level module lists
+    (importlib.metadata.packages_distributions)."""
+    import importlib.metadata as md
+    import re
+    import tomllib
+
+    pyproject = tomllib.loads((SRC.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0].lower().replace("_", "-")
+                for d in pyproject["project"]["dependencies"]}
+    dists = md.packages_distributions()
+    optional = {"cupy"}
+    missing = {}
+    for top, files in _third_party_imports().items():
+        if top in optional:
+            continue
+        owners = {d.lower().replace("_", "-") for d in dists.get(top, [])}
+        if not owners & declared:
+            missing[top] = sorted(files)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+    assert "itsdangerous" not in _third_party_imports()
+    assert "itsdangerous" not in declared, "itsdangerous is not imported: do not declare it"
+
+
+#: package → latplan packages it must not import (docs/architecture.md; lower layers never import higher ones)
+_TOP = ("pipeline", "web", "store", "cli", "batch")
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "errors": ("*",),
+    "case": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", "phantom",
+             *_TOP),
+    "imaging": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "phantom": ("anatomy", "physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "physics": ("anatomy", "planning", "modalities", "board", "knowledge", "report", "followup", "phantom", *_TOP),
+    "anatomy": ("physics", "planning", "modalities", "board", "knowledge", "report", "followup", *_TOP),
+    "knowledge": ("anatomy", "planning", "modalities", "board", "report", "followup", *_TOP),
+    "planning": ("modalities", "board", "report", "followup", *_TOP),
+    "modalities": ("board", "report", "followup", *_TOP),
+    "board": ("report", "followup", "imaging.case_folder", *_TOP),
+    "report": ("followup", "planning", "modalities", *_TOP),
+    "followup": ("board", "report", *_TOP),
+    "pipeline": ("web", "store", "cli", "batch"),
+    "store": ("web", "cli", "pipeline", "batch"),
+    "web": ("cli",),
+}
+#: known layer violations waiting for their owner (importer, imported) → owner; only shrinks
+ALLOWED_LAYER_EDGES: dict[tuple[str, str], str] = {
+}
+
+
+def _violations() -> list[str]:
+    out = []
+    for importer, imported in ((a, b) for a, bs in import_graph({}).items() for b in bs):
+        if importer.count(".") < 1 or (importer, imported) in ALLOWED_LAYER_EDGES:
+            continue
+        pkg = importer.split(".")[1]
+        target = imported.removeprefix("latplan.")
+        for banned in FORBIDDEN.get(pkg, ()):
+            hit = target.split(".")[0] != pkg if banned == "*" else (target == banned or target.startswith(banned + "."))
+            if hit:
+                out.append(f"{importer} imports {imported} ({pkg} must not import {banned})")
+    return out
+
+
+def test_layers_import_only_downwards() -> None:
+    assert not _violations(), "\n".join(_violations())
+    live = {(a, b) for a, bs in import_graph({}).items() for b in bs}
+    assert all(edge in live for edge in ALLOWED_LAYER_EDGES), "remove fixed edges from ALLOWED_LAYER_EDGES"

@@ -86,3 +86,28 @@ def test_demo_fig2_data_drive_the_ranking() -> None:
     assert res["eligibility"] == "contraindicated" and "RES-UNRESECTABLE" in {r["rule_id"] for r in res["reasons"]}
     seq = next(s for s in prop.plan_json["strategies"] if s["kind"] == "sequence_tace_ibt")
     assert seq["rank"] <= 3 and "STRAT-EVT-PROGRESSION" in {r["rule_id"] for r in seq["reasons"]}
+
+
+@pytest.mark.slow
+def test_demo_four_lesions_no_regional_first_and_all_local_built() -> None:
+    """Issue [I]: four-lesions-right-lobe (colorectal, no progression recorded) ranked TACE #1, TARE #2 and never
+    built "ablate all four". ESMO 2023 / seed: regional therapy after systemic progression; COLLISION: thermal
+    ablation ≤ 3 cm. Now no lesion has a regional option first, regional strategies are not in the top 3, and the
+    all-local strategies (ablate all, resection + ablation) are built."""
+    prop = plan_case(_demo("four-lesions-right-lobe"), simulate=False)
+    for le in prop.plan_json["lesions"]:
+        first = min((o for o in le["options"] if o["rank"]), key=lambda o: o["rank"])
+        assert first["modality"] not in ("tace", "tare", "hai")
+    kinds = [s["kind"] for s in prop.plan_json["strategies"]]
+    assert "ablate_all" in kinds and "ablate_and_resect" in kinds
+    assert "regional" not in kinds[:3]
+
+
+@pytest.mark.slow
+def test_demo_large_60mm_resection_first() -> None:
+    """Solitary 60 mm colorectal metastasis, ECOG 1, remnant 57 %: resection is the standard (ESMO 2023) — first
+    option and first strategy (issue [I]: resection was never ranked first across 34 lesions)."""
+    prop = plan_case(_demo("large-60mm"), simulate=False)
+    first = min((o for o in prop.plan_json["lesions"][0]["options"] if o["rank"]), key=lambda o: o["rank"])
+    assert first["modality"] == "resection" and first["tier"] == "indicated"
+    assert prop.plan_json["strategies"][0]["kind"] == "resection"

@@ -10,7 +10,7 @@ from matplotlib.path import Path as MplPath
 from typer.testing import CliRunner
 
 from latplan.case import Case, LabelTable, Patient
-from latplan.errors import EmptyStructureError, InvalidInputError
+from latplan.errors import EmptyStructureError, InvalidInputError, UnknownStructureError
 from latplan.imaging import Volume
 from latplan.imaging.case_folder import load_case_folder, save_case_folder
 from latplan.imaging.insert import insert_lesion, lesion_shape_mask
@@ -159,6 +159,25 @@ def test_insert_twice_numbers_lesions_and_anisotropic_voxels():
     assert ml == pytest.approx(4 / 3 * np.pi * 1000 / 1000, rel=0.05)
 
 
+def test_insert_lands_in_the_organ_or_is_refused():
+    """Issue [L]: ≥ 95 % of the lesion in the target organ. Half outside the liver block, a 1e6 mm lesion and
+    an unknown segment are named errors; without a centre the lesion goes to the liver's deepest point and
+    every one of its voxels was liver before (reference: the input label map)."""
+    from latplan.imaging.errors import LesionOutsideOrganError, LesionSizeError
+
+    case = _liver_case()
+    edge_x = float(case.image.index_to_mm(np.array([0.0, 0.0, 5.0]))[0])  # liver block starts at i = 5
+    with pytest.raises(LesionOutsideOrganError, match=r"% of the lesion .* would lie in liver; at least 95 %"):
+        insert_lesion(case, (edge_x, 0.0, 0.0), 20.0, overwrite="all")
+    with pytest.raises(LesionSizeError, match=r"outside \(0, 200\] mm"):
+        insert_lesion(case, (0.0, 0.0, 0.0), 1e6)
+    with pytest.raises(UnknownStructureError, match=r"no liver_segment_6"):
+        insert_lesion(case, None, 10.0, segment="6")
+    placed = insert_lesion(case, None, 20.0)
+    lesion = placed.mask_array("lesion_1")
+    assert lesion.sum() > 3000 and case.mask_array("liver")[lesion].all()
+
+
 def test_insert_bad_requests():
     """Centre outside the image, a too-small lesion and a non-lesion id are refused with clear messages."""
     case = _liver_case()
@@ -211,10 +230,15 @@ def test_cli_insert_lesion_real_cases(tmp_path, shared_data, folder, structure):
     vessel = case.mask_array(structure)
     liver = case.mask_array("liver")
     v_c = case.image.index_to_mm(np.argwhere(vessel).mean(axis=0))
-    l_pts = case.image.index_to_mm(np.argwhere(liver))
-    # nearest liver voxel at least 12 mm from the vessel centroid, inside the liver
+    from scipy import ndimage
+
+    idx = np.argwhere(liver)
+    l_pts = case.image.index_to_mm(idx)
+    depth = ndimage.distance_transform_edt(liver, sampling=case.image.spacing_kji_mm)[tuple(idx.T)]
+    # nearest liver voxel at least 15 mm from the vessel centroid whose depth (≥ 11 mm) holds the 20 mm
+    # lesion inside the liver (since issue [L] a lesion < 95 % inside the liver is refused)
     d = np.linalg.norm(l_pts - v_c, axis=1)
-    at = l_pts[np.argmin(np.where(d >= 15, d, np.inf))]
+    at = l_pts[np.argmin(np.where((d >= 15) & (depth >= 11), d, np.inf))]
     res = CliRunner().invoke(app, ["insert-lesion", str(src), "--at", *[f"{x:.2f}" for x in at], "--diameter-mm", "20",
                                    "--out", str(tmp_path / "new"), "--patient-id", "REAL-1", "--primary", "colorectal"])
     assert res.exit_code == 0, res.output

@@ -136,15 +136,17 @@ def test_planner_ire_too_large_lesion_reported_with_reason() -> None:
 
 
 def test_planner_generator_limits_are_respected(seg6_case) -> None:  # type: ignore[no-untyped-def]
-    """Lower generator limits bind: at 1200 V no pair voltage (searched or planned) exceeds 1200 V,
-    the goal is missed (measured ≤ 26 % coverage) and the plan names the voltage limit; at 5 A even
-    the standard protocol draws too much current (≈ 13 A per pair estimated) and the plan says so."""
+    """Lower generator limits bind: at 800 V no pair voltage (searched or planned) exceeds 800 V,
+    the goal is missed (measured 37 % coverage) and the plan names the voltage limit; at 5 A even
+    the standard protocol draws too much current (≈ 13 A per pair estimated) and the plan says so.
+    (The limit was 1200 V while the field took 3 plain σ(E) updates: that field stopped in the low
+    phase of its period-2 oscillation; converged, 1200 V reaches 99.6 % and no longer binds.)"""
     lesion = seg6_case.lesion_ids[0]
-    pv = plan_electroporation("ect", seg6_case, lesion, max_voltage_v=1200.0, max_geometries=2)
-    assert max(pv.metrics["voltages_v"]) <= 1200.0
-    assert all(e["max_pair_voltage_v"] <= 1200.0 for e in pv.metrics["search"])
+    pv = plan_electroporation("ect", seg6_case, lesion, max_voltage_v=800.0, max_geometries=2)
+    assert max(pv.metrics["voltages_v"]) <= 800.0
+    assert all(e["max_pair_voltage_v"] <= 800.0 for e in pv.metrics["search"])
     assert pv.metrics["covered"] is False and pv.metrics["limited_by"] == "voltage"
-    assert "1200 V maximum" in pv.metrics["reason"]
+    assert "800 V maximum" in pv.metrics["reason"]
     pc = plan_electroporation("ect", seg6_case, lesion, max_current_a=5.0, max_geometries=1)
     assert pc.metrics["covered"] is False and pc.metrics["limited_by"] == "current"
     assert "5 A maximum" in pc.metrics["reason"]

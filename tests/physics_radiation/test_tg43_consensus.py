@@ -23,7 +23,7 @@ def _read_table(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     data = [r for r in rows if r and not r[0].startswith("#")]
     y = np.array([float(h[2:]) for h in data[0][1:]])
     z = np.array([float(r[0]) for r in data[1:]])
-    vals = np.array([[float(v) for v in r[1:]] for r in data[1:]])
+    vals = np.array([[float(v) if v else np.nan for v in r[1:]] for r in data[1:]])  # (0, 0) is left empty
     return comments, z, y, vals
 
 

@@ -47,6 +47,7 @@ def test_plan_case_folder_writes_valid_plan_json_and_reports(case_dir: Path, tmp
     assert set(result.files) == {"plan_json", "report_html", "patient_html"}
     doc = json.loads(result.files["plan_json"].read_text(encoding="utf-8"))
     jsonschema.validate(doc, plan_schema())
+    assert doc["plan_json_version"] == "2.0"
     assert [les["id"] for les in doc["lesions"]] == ["lesion_1"]
     assert result.input_sha256 == _expected_sha256(case_dir)
     out = lines.getvalue().splitlines()
@@ -60,3 +61,35 @@ def test_plan_case_folder_refuses_to_overwrite(case_dir: Path, tmp_path: Path) -
     with pytest.raises(CaseFolderError, match=r"plan\.json exists already.*overwrite"):
         plan_case_folder(case_dir, tmp_path, PlanOptions(simulate=False, pdf=False))
     assert (tmp_path / "plan.json").read_text(encoding="utf-8") == "{}"
+
+
+def _without_timings(doc: dict) -> dict:
+    """plan.json without wall-clock fields (creation time, run times), which differ between runs."""
+    text = json.dumps(doc, default=str)
+    out = json.loads(text)
+    out.pop("created"), out.pop("timings_s")
+
+    def strip(x):  # type: ignore[no-untyped-def]
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not k.endswith(("runtime_s", "wall_s", "solve_time_s"))}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip(out)
+
+
+@pytest.mark.slow
+def test_parallel_simulations_give_the_sequential_plan(case_dir: Path) -> None:
+    """Invariance: lesion × modality simulations in 2 processes (one numba thread each) give the same
+    plan.json as one process, up to wall-clock fields (reference: the sequential run; exact)."""
+    from latplan.imaging.case_folder import load_case_folder
+    from latplan.pipeline import plan_case
+
+    case = load_case_folder(case_dir)
+    wanted = frozenset({"ibt", "sbrt"})
+    one = plan_case(case, PlanOptions(simulate=wanted, workers=1)).plan_json
+    two = plan_case(case, PlanOptions(simulate=wanted, workers=2)).plan_json
+    assert _without_timings(two) == _without_timings(one)
+    sims = {o["modality"]: o["simulation"] for les in one["lesions"] for o in les["options"]}
+    assert sims["ibt"] is not None and sims["sbrt"] is not None

@@ -12,7 +12,7 @@ from report_builders import make_proposal
 
 from latplan.report import writer
 from latplan.report.context import build_context, build_patient_context, plain_language
-from latplan.report.writer import ReportError, render_context_html, render_patient_html, write_reports
+from latplan.report.writer import ReportError, render_appendix_html, render_patient_html, write_reports
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # elements whose end tag HTML lets you omit; we never omit them, so they are checked too
@@ -87,7 +87,9 @@ def context(proposal) -> dict:
 
 @pytest.fixture(scope="module")
 def report_html(context) -> str:
-    return render_context_html(context)
+    """The appendix: since issue [M] the full sections, metric tables and basis live there (the main
+    report.html is the board summary, tested in test_report_summary.py)."""
+    return render_appendix_html(context)
 
 
 def test_report_html_is_well_formed_and_self_contained(report_html):
@@ -187,13 +189,15 @@ def test_patient_html_option_grid(proposal):
 
 
 def test_write_reports_pdf_has_sections(tmp_path: Path, proposal):
-    """report.pdf opens (pypdf) and its text holds the section headings and metric names;
-    patient.pdf opens too; plan.json is valid JSON of the proposal."""
+    """report-appendix.pdf (the full sections since issue [M]; report.pdf is the summary) opens (pypdf)
+    and its text holds the section headings and metric names; patient.pdf opens too; plan.json is
+    valid JSON of the proposal."""
     from pypdf import PdfReader
 
     files = write_reports(proposal, tmp_path / "out", dpi=50)
-    assert set(files) == {"plan_json", "report_html", "report_pdf", "patient_html", "patient_pdf"}
-    text = " ".join(p.extract_text() or "" for p in PdfReader(files["report_pdf"]).pages)
+    assert set(files) == {"plan_json", "report_html", "report_pdf", "appendix_html", "appendix_pdf", "patient_html",
+                          "patient_pdf"}
+    text = " ".join(p.extract_text() or "" for p in PdfReader(files["appendix_pdf"]).pages)
     text = re.sub(r"\s+", " ", text)
     for heading in SECTION_HEADINGS:
         assert heading in text, heading
@@ -213,6 +217,8 @@ def test_write_reports_is_atomic(tmp_path: Path, proposal, monkeypatch):
 
     monkeypatch.setattr(writer, "html_to_pdf", boom)
     monkeypatch.setattr(writer, "render_html", lambda proposal, dpi=110: "<!DOCTYPE html><html></html>")
+    monkeypatch.setattr(writer, "render_reports",
+                        lambda proposal, dpi=110: ("<!DOCTYPE html><html></html>", "<!DOCTYPE html><html></html>"))
     out = tmp_path / "out"
     with pytest.raises(ReportError, match=r"report\.pdf"):
         write_reports(proposal, out, dpi=40)

@@ -27,14 +27,18 @@ def _pdf_text(path: Path) -> str:
 
 def _check_report_folder(out: Path) -> str:
     """Common checks of OUT: all five files, well-formed self-contained HTML, PDF sections."""
-    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf"):
+    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf", "report-appendix.html",
+                 "report-appendix.pdf"):
         assert (out / name).is_file(), name
-    html = (out / "report.html").read_text(encoding="utf-8")
+    for name in ("report.html", "report-appendix.html"):
+        chk = check_html((out / name).read_text(encoding="utf-8"))
+        assert chk.errors == [] and chk.stack == []
+    html = (out / "report-appendix.html").read_text(encoding="utf-8")  # the full sections (issue [M])
     chk = check_html(html)
     assert chk.errors == [] and chk.stack == []
     assert all(ref.startswith(("#", "data:image/png;base64,")) for _, ref in chk.refs)
     assert "Pictures not drawn" not in html, "a figure failed to draw"
-    text = _pdf_text(out / "report.pdf")
+    text = _pdf_text(out / "report-appendix.pdf")
     for heading in SECTION_HEADINGS:
         if heading.startswith(("Lesion: lesion 1", "Options for lesion 1")):
             continue  # lesion names depend on the case

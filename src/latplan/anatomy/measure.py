@@ -90,7 +90,8 @@ def _data(name: str) -> Any:
 
 @lru_cache(maxsize=1)
 def _parameters_file() -> dict[str, Any]:
-    return _data("measurement_parameters.yaml")
+    out: dict[str, Any] = _data("measurement_parameters.yaml")
+    return out
 
 
 def measurement_parameters() -> dict[str, Any]:
@@ -102,7 +103,8 @@ def measurement_parameters() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def load_oligometastatic_definitions() -> dict[str, Any]:
     """The named oligometastatic definitions (with sources) and the default name."""
-    return _data("oligometastatic_definitions.yaml")
+    out: dict[str, Any] = _data("oligometastatic_definitions.yaml")
+    return out
 
 
 def _definition(oligo_definition: str | Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -210,7 +212,7 @@ def _boundary_points(labels: np.ndarray) -> dict[int, np.ndarray]:
         diff = labels[tuple(lo)] != labels[tuple(hi)]
         b[tuple(lo)] |= diff
         b[tuple(hi)] |= diff
-        edge = [slice(None)] * 3
+        edge: list[slice | int] = [slice(None)] * 3
         edge[ax] = 0
         b[tuple(edge)] = True
         edge[ax] = n - 1
@@ -242,7 +244,8 @@ def _context(case: Case) -> _Ctx:
 
 def _box_gap(p: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Gap (mm) between voxel boxes centred at p and q (mm, array frame), spacing h."""
-    return np.linalg.norm(np.maximum(np.abs(p - q) - h, 0.0), axis=-1)
+    gap: np.ndarray = np.linalg.norm(np.maximum(np.abs(p - q) - h, 0.0), axis=-1)
+    return gap
 
 
 def _gap_to(ctx: _Ctx, lesion: _LesionSurface, key: str, values: list[int]) -> tuple[float, np.ndarray, np.ndarray] | None:
@@ -367,8 +370,8 @@ def _surface_area_mm2(mask: np.ndarray, h: np.ndarray) -> float:
     padded = np.pad(mask.astype(np.float32), 1)
     if padded.sum() < 2:
         return float(2 * (h[0] * h[1] + h[1] * h[2] + h[0] * h[2]))
-    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(float(x) for x in h))
-    return float(mesh_surface_area(verts, faces))
+    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(float(x) for x in h))  # type: ignore[no-untyped-call]
+    return float(mesh_surface_area(verts, faces))  # type: ignore[no-untyped-call]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +486,7 @@ def _segments(ctx: _Ctx, lm: np.ndarray, sl: tuple[slice, ...], centroid_kji: np
 
 
 def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[str],
-                    lesion_values: set[int], envelope_values: list[int]) -> dict[str, Any]:
+                    lesion_values: set[int], envelope_values: set[int]) -> dict[str, Any]:
     h = ctx.h
     vols = ctx.values[lid]
     lab = ctx.labels
@@ -561,7 +564,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         capsule = _capsule_distance(ctx, lsurf, envelope_values | lesion_values)
 
     # nearest vessel of each kind, with calibre
-    nearest_vessels = []
+    nearest_vessels: list[dict[str, Any]] = []
     vessel_names = [n for n in others if ctx.roles[n] in VESSEL_ROLES]
     by_role: dict[StructureRole, list[str]] = {}
     for n in vessel_names:
@@ -587,12 +590,12 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         perivascular = None
     hollow = [n for n in others if ctx.roles[n] in HOLLOW_ORGAN_ROLES]
     near_hollow: bool | None = any(
-        distances.get(n) is not None and distances[n] <= params["near_hollow_organ_mm"] for n in hollow)  # type: ignore[operator]
+        distances.get(n) is not None and distances[n] <= params["near_hollow_organ_mm"] for n in hollow)
     if not near_hollow and any(n in not_segmented for n in ("stomach", "duodenum", "colon")):
         near_hollow = None
     dome: bool | None
     if distances.get("diaphragm") is not None:
-        dome = distances["diaphragm"] <= params["dome_mm"]  # type: ignore[operator]
+        dome = distances["diaphragm"] <= params["dome_mm"]
     else:
         near = [distances.get(n) for n in ("lung_right", "lung_left", "heart") if distances.get(n) is not None]
         dome = (min(near) <= params["dome_mm"] + params["diaphragm_thickness_mm"]) if near else None  # type: ignore[type-var]
@@ -666,7 +669,7 @@ def _capsule_tree(ctx: _Ctx, envelope_values: set[int]) -> cKDTree | None:
         for ax in range(3):
             for end, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == ctx.labels.shape[ax])):
                 if at_edge:
-                    idx = [slice(None)] * 3
+                    idx: list[slice | int] = [slice(None)] * 3
                     idx[ax] = end
                     edge[tuple(idx)] |= env[tuple(idx)]
         spts = np.argwhere(shell | edge) + lo
@@ -684,7 +687,7 @@ def _capsule_distance(ctx: _Ctx, lesion: _LesionSurface, envelope_values: set[in
     return _closest_pair(tree, lesion, ctx.h)[0]
 
 
-def _heat_sink_vessels(ctx: _Ctx, lesion: _LesionSurface, vessel_names: list[str], params: dict[str, Any]) -> list[dict]:
+def _heat_sink_vessels(ctx: _Ctx, lesion: _LesionSurface, vessel_names: list[str], params: dict[str, Any]) -> list[dict[str, Any]]:
     """Vessels ≥ min calibre within perivascular_mm of the lesion (sampled along the vessel)."""
     out = []
     h = ctx.h
@@ -779,6 +782,37 @@ def _oligometastatic(patient: Patient, organ_counts: dict[str, int | None], key:
                       + (", primary controlled" if definition["requires_primary_controlled"] else "")}
 
 
+def count_lesions_by_organ(patient: Patient, lesion_organs: list[str]) -> dict[str, int | None]:
+    """Lesions per organ: those on the images (``lesion_organs``, one entry per lesion) merged with the
+    patient's recorded metastatic sites, without double counting; ``None`` = count not recorded."""
+    organ_counts: dict[str, int | None] = {}
+    for o in lesion_organs:
+        organ_counts[o] = (organ_counts.get(o) or 0) + 1
+    image_counts = dict(organ_counts)
+    if patient.metastatic_sites is not None:
+        for site in patient.metastatic_sites:
+            o = _norm_organ(site.organ)
+            n_img = image_counts.get(o)
+            if site.lesion_count is None:
+                organ_counts[o] = n_img if n_img else None
+            else:
+                organ_counts[o] = max(site.lesion_count, n_img or 0)
+    if patient.extrahepatic_sites:
+        for s in patient.extrahepatic_sites:
+            o = _norm_organ(s)
+            if o not in organ_counts:
+                organ_counts[o] = None
+    return organ_counts
+
+
+def oligometastatic_status(patient: Patient, organ_counts: Mapping[str, int | None],
+                           oligo_definition: str | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Oligometastatic status by a definition of ``oligometastatic_definitions.yaml`` (the one source of
+    truth; default ``kovacs2021``): {status, definition, missing, reason}."""
+    key, definition = _definition(oligo_definition)
+    return _oligometastatic(patient, dict(organ_counts), key, definition)
+
+
 def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = None,
                  parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Measure every lesion and the patient-level summary; JSON-serialisable (measure.schema.json).
@@ -831,24 +865,7 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
 
     # organs involved and lesion counts (images + case.yaml, no double counting)
     patient = case.patient
-    organ_counts: dict[str, int | None] = {}
-    for les in lesions:
-        o = les["organ"]
-        organ_counts[o] = (organ_counts.get(o) or 0) + 1
-    image_counts = dict(organ_counts)
-    if patient.metastatic_sites is not None:
-        for site in patient.metastatic_sites:
-            o = _norm_organ(site.organ)
-            n_img = image_counts.get(o)
-            if site.lesion_count is None:
-                organ_counts[o] = n_img if n_img else None
-            else:
-                organ_counts[o] = max(site.lesion_count, n_img or 0)
-    if patient.extrahepatic_sites:
-        for s in patient.extrahepatic_sites:
-            o = _norm_organ(s)
-            if o not in organ_counts:
-                organ_counts[o] = None
+    organ_counts = count_lesions_by_organ(patient, [str(les["organ"]) for les in lesions])
     lesion_count = sum(c for c in organ_counts.values() if c is not None)
     oligo = _oligometastatic(patient, organ_counts, key, definition)
     return {
@@ -877,7 +894,9 @@ def measure_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of :func:`measure_case` output."""
     import json
 
-    return json.loads((resources.files("latplan.anatomy") / "measure.schema.json").read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads((resources.files("latplan.anatomy") / "measure.schema.json")
+                                        .read_text(encoding="utf-8"))
+    return schema
 
 
 def validate_measurements(data: Mapping[str, Any]) -> None:

@@ -1,10 +1,13 @@
 """Oligometastatic status by a named definition (a parameter, shown in the output).
 
-Definitions (CLINICAL.md): ``seed`` — metastases in 1–3 organs and < 5 lesions with the
-primary resected or resectable (Kovács 2021); ``esmo-crc`` — up to 2 organs (occasionally 3)
-and ≤ 5 lesions (ESMO 2016 consensus for colorectal cancer; latplan uses 2 organs, 5
-lesions, primary controlled). Not applicable to HCC/cholangiocarcinoma. Unknown when the
-primary's status or the metastatic sites are not recorded — never assumed.
+One source of truth: ``latplan/anatomy/oligometastatic_definitions.yaml`` and
+:func:`latplan.anatomy.measure.oligometastatic_status` (the board used to carry its own table and
+algorithm, which disagreed with the definitions file on the colorectal definition's primary
+control). The board's historical names stay usable: ``seed`` = ``kovacs2021`` (Kovács 2021: 1–3
+organs, < 5 lesions, primary resected or resectable) and ``esmo-crc`` = ``crc_5_in_2_organs``
+(1–5 metastases in ≤ 2 organs; ESMO 2016 consensus discussion). Not applicable to
+HCC/cholangiocarcinoma. Unknown when the metastatic sites or the primary's status (where the
+definition needs it) are not recorded — never assumed.
 """
 
 from __future__ import annotations
@@ -13,90 +16,73 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from latplan.anatomy import measure
 from latplan.case.patient import Patient
 from latplan.errors import InvalidInputError
+
+__all__ = ["ALIASES", "OligoDefinition", "definitions", "oligometastatic_status", "resolve_definition"]
+
+#: the board's earlier names → keys of oligometastatic_definitions.yaml
+ALIASES = {"seed": "kovacs2021", "esmo-crc": "crc_5_in_2_organs"}
+
+
+#: missing inputs that are fields of case.yaml's patient
+_PATIENT_FIELDS = ("primary_status", "metastatic_sites")
 
 
 @dataclass(frozen=True)
 class OligoDefinition:
+    """One definition of the definitions file (``key`` as there, ``name`` its display name)."""
+
+    key: str
     name: str
     max_organs: int
     max_lesions: int           # inclusive
-    primary_controlled: tuple[str, ...] = ("resected", "resectable")
-    citation: str = ""
+    requires_primary_controlled: bool
+    source: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "max_organs": self.max_organs, "max_lesions": self.max_lesions,
-                "primary_status_allowed": list(self.primary_controlled), "citation": self.citation}
+        return {"id": self.key, "name": self.name, "max_organs": self.max_organs, "max_lesions": self.max_lesions,
+                "requires_primary_controlled": self.requires_primary_controlled, "source": self.source}
 
 
-DEFINITIONS: dict[str, OligoDefinition] = {
-    "seed": OligoDefinition("seed", 3, 4, citation="Kovács A et al. Front Oncol 2021;11:616058 (1-3 organs, < 5 lesions)"),
-    "esmo-crc": OligoDefinition("esmo-crc", 2, 5, citation="Van Cutsem E et al. Ann Oncol 2016;27:1386 (ESMO consensus)"),
-}
+def definitions() -> dict[str, OligoDefinition]:
+    """Every definition of the definitions file, by key."""
+    data = measure.load_oligometastatic_definitions()
+    return {k: OligoDefinition(k, str(d["name"]), int(d["max_organs"]), int(d["max_lesions"]),
+                               bool(d["requires_primary_controlled"]), " ".join(str(d["source"]).split()))
+            for k, d in data["definitions"].items()}
 
 
 def resolve_definition(definition: str | OligoDefinition | Mapping[str, Any] | None) -> OligoDefinition:
-    if definition is None:
-        return DEFINITIONS["seed"]
+    """A definition by key or alias (default: the file's default), or a custom mapping."""
     if isinstance(definition, OligoDefinition):
         return definition
+    known = definitions()
+    if definition is None:
+        return known[str(measure.load_oligometastatic_definitions()["default"])]
     if isinstance(definition, str):
-        try:
-            return DEFINITIONS[definition]
-        except KeyError:
+        key = ALIASES.get(definition, definition)
+        if key not in known:
             raise InvalidInputError(f"unknown oligometastatic definition {definition!r}; use one of "
-                                    f"{', '.join(DEFINITIONS)} or a mapping {{name, max_organs, max_lesions}}.") from None
+                                    f"{', '.join([*known, *ALIASES])} or a mapping (name, max_organs, max_lesions, "
+                                    "requires_primary_controlled, source).")
+        return known[key]
     try:
-        return OligoDefinition(str(definition["name"]), int(definition["max_organs"]), int(definition["max_lesions"]),
-                               tuple(definition.get("primary_controlled", ("resected", "resectable"))),
-                               str(definition.get("citation", "")))
+        return OligoDefinition(str(definition.get("id", definition["name"])), str(definition["name"]),
+                               int(definition["max_organs"]), int(definition["max_lesions"]),
+                               bool(definition["requires_primary_controlled"]), str(definition["source"]))
     except (KeyError, TypeError, ValueError):
-        raise InvalidInputError("an oligometastatic definition mapping needs name, max_organs, max_lesions.") from None
+        raise InvalidInputError("an oligometastatic definition mapping needs name, max_organs, max_lesions, "
+                                "requires_primary_controlled and source.") from None
 
 
 def oligometastatic_status(patient: Patient, liver_lesions: Sequence[Mapping[str, Any]],
                            definition: OligoDefinition) -> dict[str, Any]:
-    """{status, definition, organs, lesion_count, missing} — status: oligometastatic |
-    not_oligometastatic | not_applicable | unknown."""
-    out: dict[str, Any] = {"definition": definition.to_json(), "missing": []}
-    if not patient.is_metastatic:
-        out.update(status="not_applicable", reason="primary liver tumour: the oligometastatic concept does not apply")
-        return out
-    missing = []
-    if patient.primary_status in (None, "unknown"):
-        missing.append("patient.primary_status")
-    if patient.metastatic_sites is None and patient.extrahepatic_sites is None:
-        missing.append("patient.metastatic_sites")
-    organs: set[str] = set()
-    n = len(liver_lesions)
-    if liver_lesions:
-        organs.add("liver")
-    for s in patient.metastatic_sites or []:
-        if s.organ.lower() == "liver":
-            continue  # counted from the images, not twice
-        organs.add(s.organ.lower())
-        if s.lesion_count is None:
-            missing.append(f"patient.metastatic_sites[{s.organ}].lesion_count")
-        else:
-            n += s.lesion_count
-    for site in patient.extrahepatic_sites or []:
-        if site.lower() not in organs:
-            organs.add(site.lower())
-            if not any(s.organ.lower() == site.lower() for s in patient.metastatic_sites or []):
-                missing.append(f"lesion count of {site}")
-    out.update(organs=sorted(organs), lesion_count=n)
-    too_many = len(organs) > definition.max_organs or n > definition.max_lesions
-    if too_many:
-        out.update(status="not_oligometastatic", missing=missing,
-                   reason=f"{len(organs)} organ(s), {n}+ lesion(s) exceed {definition.max_organs} organs / "
-                          f"{definition.max_lesions} lesions")
-        return out
-    if missing:
-        out.update(status="unknown", missing=missing, reason="missing: " + ", ".join(missing))
-        return out
-    if patient.primary_status not in definition.primary_controlled:
-        out.update(status="not_oligometastatic", reason=f"primary {patient.primary_status}, not controlled")
-        return out
-    out.update(status="oligometastatic", reason=f"{len(organs)} organ(s), {n} lesion(s), primary {patient.primary_status}")
+    """{status, definition, missing, reason} for the patient with ``liver_lesions`` on the images
+    (status: oligometastatic | not_oligometastatic | not_applicable | unknown)."""
+    counts = measure.count_lesions_by_organ(patient, ["liver"] * len(liver_lesions))
+    out = measure.oligometastatic_status(patient, counts, definition.to_json())
+    # the board names missing inputs by their rule path (patient.<field>), as cannot_assess does
+    out["missing"] = [f"patient.{m}" if m in _PATIENT_FIELDS else m for m in out["missing"]]
     return out

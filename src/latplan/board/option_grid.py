@@ -38,8 +38,11 @@ def _repeat(level: int) -> str:
 
 
 def _works(lc: Mapping[str, Any] | None) -> str:
+    """A figure only when it is compared on the same endpoint and time point as the other rows (issue [I] 12)."""
     if not lc or lc.get("value_percent") is None or not lc.get("time_point_months"):
         return "We do not have a number we can compare. Ask your team."
+    if not lc.get("comparable"):
+        return "Studies measured this in a different way or at a different time. It cannot be compared. Ask your team."
     months = lc["time_point_months"]
     when = f"{round(months / 12)} years" if months >= 24 else f"{round(months)} months"
     word = "did not grow back" if lc.get("endpoint") == "local_control" else "had no visible tumour left"
@@ -53,10 +56,13 @@ def option_grid(lesions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows = []
         for o in sorted(le["options"], key=lambda o: (o["rank"] is None, o["rank"] or 0)):
             rows.append({
-                "modality": o["modality"], "rank": o["rank"], "fit": FIT_WORDS[o["eligibility"]],
+                "modality": o["modality"], "rank": o["rank"],
+                "fit": (f"Another team decides this spot: the {o['handoff'].split(':')[0]}." if o.get("handoff")
+                        else FIT_WORDS[o["eligibility"]]),
                 "stay": _days(float(o["hospital_stay_days"])), "sessions": _sessions(int(o["sessions"])),
                 "repeat": _repeat(int(o["repeatability"]["level"])), "works": _works(o.get("local_control")),
-                "source": (o.get("local_control") or {}).get("citation"),
+                "source": (o.get("local_control") or {}).get("citation")
+                if (o.get("local_control") or {}).get("comparable") else None,
                 "check_needed": "Your team still needs to check some facts." if o["needs_review"] else None,
             })
         grids.append({"spot": n, "lesion_id": le["id"], "rows": rows})

@@ -129,7 +129,8 @@ class Option:
         """The rule and source that make this option the standard of care (indicated tier)."""
         for r in self.assessment.reasons:
             if r.effect.startswith("indicated"):
-                return f"{r.rule_id} ({r.citation.split(';')[0].split('.')[0]})"
+                first = r.citation.split(";")[0]
+                return f"{r.rule_id}: {first[:110]}{'…' if len(first) > 110 else ''}"
         return None
 
     def criteria(self) -> dict[str, float]:
@@ -215,6 +216,10 @@ def _apply_verdict(option: Option, rules: RuleSet) -> None:
     a = option.assessment
     target = a.parameters.get("target_margin_mm")
     v, text = verdict(option.modality, plan, target)
+    if v == "fails" and option.modality in ABLATIVE:
+        j = judge(option.modality, dict(plan.metrics), target)
+        if j.status == "uncertain":  # reached only at the optimistic end of the band: tier kept, ranked below
+            v, text = "unclear", j.text
     option.verdict = (v, text)
     cite_id = _SIM_CITATION_RULE.get(option.modality, "")
     if v == "fails":
@@ -297,6 +302,8 @@ def _conditions_from_unknowns(option: Option) -> None:
             if text not in seen:
                 seen.add(text)
                 option.conditions.append(text)
+    if "pacemaker" in clinical:
+        clinical.pop("cardiac_device", None)  # the same question (pacemaker/ICD)
     if clinical:
         option.conditions.append("confirm before the procedure (not recorded): " + ", ".join(clinical))
 
@@ -322,6 +329,10 @@ def assess_options(site: Site, patient: Patient, rules: RuleSet,
         if ctx["lesion"].get("in_liver") is False:
             o.handoff = HANDOFF.get(organ, f"the {organ.replace('_', ' ')} team (outside the liver)")
         _conditions_from_unknowns(o)
+        pf = ctx["patient"]
+        for flag in ((pf.get("child_pugh_detail") or {}).get("disagreement"), pf.get("bclc_disagreement")):
+            if flag:
+                o.conditions.append(f"check: {flag} (the recorded value is used)")
         options.append(o)
     return ctx, options
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import platform
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numba
 
 from latplan._version import __version__
 from latplan.anatomy import measure_case
@@ -26,16 +31,20 @@ from latplan.knowledge.profiles import load_outcomes, load_profiles
 from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Site
+from latplan.modalities.simulate import PLANNERS
 from latplan.planning import electroporation, ibt, thermal
 from latplan.planning.types import TreatmentPlan
 
+from .oligo import ALIASES as OLIGO_ALIASES
 from .oligo import oligometastatic_status, resolve_definition
 from .option_grid import option_grid
 from .options import Option, assess_options, finish_options, option_json, rank_options, simulate_options
 from .preferences import CRITERIA, sensitivity, weights_from_patient
 from .strategies import build_strategies
 
-PLAN_JSON_VERSION = "1.0"
+#: 2.0 (round 2, issue [H]): strategy steps may name the whole-patient steps of latplan.modalities.StepModality;
+#: options may carry the new optional keys of [I]–[K] (tier, target_status, ranges). Every 1.0 key stays.
+PLAN_JSON_VERSION = "2.0"
 
 
 @dataclass
@@ -53,14 +62,12 @@ class BoardProposal:
         return json.loads(json.dumps(self.plan_json, default=_default))
 
 
-#: plan_case's definition names → those of latplan.anatomy (oligometastatic_definitions.yaml)
-_ANATOMY_OLIGO_NAMES = {"seed": "kovacs2021", "esmo-crc": "crc_5_in_2_organs"}
 
 
 def _measure(case: Case, oligo_definition: Any = None) -> dict[str, Any]:
     if oligo_definition is None:
         return measure_case(case)
-    name = _ANATOMY_OLIGO_NAMES.get(oligo_definition, oligo_definition) if isinstance(oligo_definition, str) \
+    name = OLIGO_ALIASES.get(oligo_definition, oligo_definition) if isinstance(oligo_definition, str) \
         else oligo_definition
     return measure_case(case, oligo_definition=name)
 
@@ -79,6 +86,49 @@ def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, flo
         rank_options(opts, weights)
 
 
+# --- simulations in parallel processes ---------------------------------------------------------------
+#: the case and rules of a simulation worker process (set once by its initializer)
+_WORKER: dict[str, Any] = {}
+
+
+def _init_simulation_worker(case: Case, rules: RuleSet) -> None:
+    """One numba thread per process when several run: a 2-thread bioheat kernel was measured 2.3×
+    slower than 1 thread on a busy machine (issue [H]); parallelism comes from the processes."""
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    numba.set_num_threads(1)
+    _WORKER["case"], _WORKER["rules"] = case, rules
+
+
+def _simulate_in_worker(job: tuple[Option, Site, Mapping[str, Any] | None],
+                        simulate: bool | Collection[str]) -> Option:
+    simulate_options([job], _WORKER["case"], _WORKER["rules"], simulate=simulate)
+    return job[0]
+
+
+def _simulate(jobs: list[tuple[Option, Site, Mapping[str, Any] | None]], options: dict[str, list[Option]],
+              case: Case | None, rules: RuleSet, simulate: bool | Collection[str], workers: int,
+              say: Callable[[str], None]) -> dict[str, list[Option]]:
+    """Run the lesion × modality simulations: in ``workers`` processes when > 1 (each job is
+    independent), else in this process. Returns ``options`` with the simulated Option objects."""
+    heavy = [j for j in jobs if j[0].modality in PLANNERS and case is not None]
+    if workers <= 1 or len(heavy) <= 1:
+        simulate_options(jobs, case, rules, simulate=simulate, progress=say)
+        return options
+    heavy_ids = {id(j[0]) for j in heavy}
+    light = [j for j in jobs if id(j[0]) not in heavy_ids]
+    simulate_options(light, case, rules, simulate=simulate, progress=say)
+    done: dict[tuple[str, str], Option] = {}
+    with ProcessPoolExecutor(max_workers=min(workers, len(heavy)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_simulation_worker, initargs=(case, rules)) as pool:
+        futures = [pool.submit(_simulate_in_worker, job, simulate) for job in heavy]
+        for n, fut in enumerate(futures, 1):
+            opt = fut.result()
+            done[(opt.lesion_id, opt.modality)] = opt
+            say(f"{opt.lesion_id}: simulated {opt.modality} ({n}/{len(heavy)})")
+    return {lid: [done.get((lid, o.modality), o) for o in opts] for lid, opts in options.items()}
+
+
 def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool | Collection[str] = True,
               oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
               measurements: Mapping[str, Any] | None = None, patient: Any = None,
@@ -89,8 +139,8 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
 
     ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
     ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
-    ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the planners in
-    threads (see :func:`latplan.board.options.simulate_options`).
+    ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the lesion ×
+    modality simulations in that many processes (one numba thread each).
     """
     t_start = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -113,8 +163,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
         if isinstance(oligo.get("definition"), Mapping):
             definition_name = str(oligo["definition"].get("name") or oligo["definition"].get("key") or "measure_case")
     else:
-        definition = resolve_definition(oligo_definition if not isinstance(oligo_definition, str)
-                                        or oligo_definition in ("seed", "esmo-crc") else None)
+        definition = resolve_definition(oligo_definition)
         oligo = oligometastatic_status(patient, liver_lesions, definition)
         definition_name = definition.name
     pmeas_for_rules = dict(pmeas)
@@ -130,7 +179,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
         ctx, opts = assess_options(site, patient, rules, profiles)
         options[site.lesion_id], contexts[site.lesion_id] = opts, ctx
         jobs.extend((o, site, les) for o in opts)
-    simulate_options(jobs, case, rules, simulate=simulate, workers=workers, progress=say)
+    options = _simulate(jobs, options, case, rules, simulate, workers, say)
     plans: dict[tuple[str, str], TreatmentPlan] = {}
     for lid, opts in options.items():
         finish_options(opts, contexts[lid], figures)

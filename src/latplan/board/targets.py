@@ -143,6 +143,10 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
         md = metrics.get("margin_dose_gy")
         if isinstance(md, Mapping):
             target["dose_at_margin_gy"] = {k: dict(v) for k, v in md.items() if isinstance(v, Mapping)}
+        if metrics.get("ctv_margin_mm") is not None:
+            target["ctv_margin_mm"] = metrics.get("ctv_margin_mm")
+        if margin_mm is not None:
+            target["rule_margin_mm"] = margin_mm
         return TargetJudgement(status, text, target)
     return TargetJudgement("not_simulated", "no target judgement for this modality", target)
 

@@ -25,6 +25,7 @@ def _register_all() -> None:
     from latplan.cli import (
         case_commands,
         case_import_commands,
+        cohort_commands,
         followup_commands,
         imaging_commands,
         physics_commands,
@@ -35,8 +36,6 @@ def _register_all() -> None:
     for module in (case_commands, imaging_commands, physics_commands, plan_commands, web_commands, followup_commands):
         module.register(app)
     case_import_commands.register(app)
-    from latplan.cli import cohort_commands  # [O] cohorts on Dask
-
     cohort_commands.register(app)
 
 

@@ -32,7 +32,7 @@ def import_totalsegmentator_cmd(
     tasks = list(task or [])
     if len(tasks) not in (0, 1, len(segs)):
         raise InvalidInputError(f"give one --task for all outputs or one per output ({len(segs)}); got {len(tasks)}.")
-    per = tasks * len(segs) if len(tasks) == 1 else tasks or [None] * len(segs)
+    per: list[str | None] = [*tasks] * len(segs) if len(tasks) == 1 else [*tasks] or [None] * len(segs)
     result = import_totalsegmentator(image, [TsInput(p, t) for p, t in zip(segs, per, strict=True)], out,
                                      clinical=clinical, overwrite=overwrite)
     if as_json:

@@ -17,9 +17,12 @@ def register(app: typer.Typer) -> None:
     @app.command("insert-lesion")
     def insert_lesion_cmd(
         case_dir: Annotated[Path, typer.Argument(help="Case folder (or image+labels+labels.yaml folder).")],
-        at: Annotated[tuple[float, float, float], typer.Option("--at", help="Lesion centre X Y Z in mm (DICOM LPS).")],
         diameter_mm: Annotated[float, typer.Option("--diameter-mm", help="Diameter (sphere) / largest extent (blob), mm.")],
         out: Annotated[Path, typer.Option("--out", help="New case folder to write (must not exist).")],
+        at: Annotated[tuple[float, float, float] | None, typer.Option(
+            "--at", help="Lesion centre X Y Z in mm (DICOM LPS); default the deepest point of the organ/segment.")] = None,
+        segment: Annotated[str | None, typer.Option(
+            "--segment", help="Couinaud segment (1..8, 4a, 4b) that must hold the lesion (≥ 95 %).")] = None,
         shape: Annotated[str, typer.Option(help="sphere | ellipsoid | blob")] = "sphere",
         axes_mm: Annotated[
             tuple[float, float, float] | None, typer.Option("--axes-mm", help="Ellipsoid diameters along x y z, mm.")
@@ -37,7 +40,8 @@ def register(app: typer.Typer) -> None:
         """Insert a synthetic lesion into a real case and write it as a new case folder."""
         from latplan.errors import CaseFolderError
         from latplan.imaging.case_folder import load_case_folder, save_case_folder
-        from latplan.imaging.insert import insert_lesion
+        from latplan.imaging.derived_dicom import dicom_image_folder, save_case_as_derived_dicom
+        from latplan.imaging.insert import derivation_description, insert_lesion
 
         patient = None
         if patient_id is not None or primary is not None:
@@ -49,13 +53,18 @@ def register(app: typer.Typer) -> None:
         before = set(case.lesion_ids)
         new = insert_lesion(
             case, at, diameter_mm, shape=shape, axes_mm=axes_mm, lesion_id=lesion_id, seed=seed, hu=hu,
-            overwrite=overwrite,
+            overwrite=overwrite, segment=segment,
         )
         added = [n for n in new.lesion_ids if n not in before]
-        save_case_folder(new, out)
+        dicom_src = dicom_image_folder(case_dir)
+        if dicom_src is None:
+            save_case_folder(new, out)
+        else:  # DICOM in → DICOM out: derived series + SEG
+            save_case_as_derived_dicom(new, dicom_src, out, derivation_description(added, diameter_mm, shape))
         vol_ml = float(new.mask_array(added[0]).sum() * new.image.voxel_volume_ml) if added else 0.0
         result = {"out": str(out), "lesion_id": added[0] if added else None, "volume_ml": round(vol_ml, 3),
-                  "center_mm": list(at), "notes": notes}
+                  "center_mm": list(at) if at is not None else "deepest point of the organ/segment",
+                  "notes": notes}
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return

@@ -32,12 +32,14 @@ def register(app: typer.Typer) -> None:
                                                           exists=True, dir_okay=False)] = None,
         no_simulate: Annotated[bool, typer.Option("--no-simulate", help="Assess eligibility only; skip simulations.")] = False,
         no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML only (faster).")] = False,
+        workers: Annotated[int, typer.Option("--workers", min=1,
+                                             help="Processes for the lesion × modality simulations.")] = 1,
     ) -> None:
         """Plan one case: plan.json, report.html/.pdf (board) and patient.html/.pdf (option grid)."""
         from latplan.pipeline import PlanOptions, plan_case_folder, terminal_progress
 
         options = PlanOptions(rule_paths=tuple(rules or ()), simulate=not no_simulate, pdf=not no_pdf,
-                              overwrite=True)
+                              workers=workers, overwrite=True)
         with terminal_progress() as progress:
             result = plan_case_folder(case_dir, out, options, progress)
         table = Table(title=f"latplan plan · {result.proposal.plan_json['patient']['id']}")
@@ -53,13 +55,15 @@ def register(app: typer.Typer) -> None:
         cases: Annotated[list[str] | None, typer.Option("--cases", help="Demo case name (repeatable; default all).")] = None,
         no_simulate: Annotated[bool, typer.Option("--no-simulate", help="Assess eligibility only; skip simulations.")] = False,
         no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML only (faster).")] = False,
+        workers: Annotated[int | None, typer.Option("--workers", min=1,
+                                                    help="Demo cases planned at once (default: up to 4 cores).")] = None,
     ) -> None:
         """Build every demo case, plan it, and write its reports plus OUT/index.html linking them."""
         from latplan.pipeline import run_demo, terminal_progress
 
         with terminal_progress() as progress:
             result = run_demo(out, cases or None, progress=progress, simulate=not no_simulate, pdf=not no_pdf,
-                              workers=_default_workers())
+                              workers=workers or _default_workers())
         table = Table(title="latplan demo")
         table.add_column("case")
         table.add_column("board report")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from latplan.imaging.errors import (
 )
 from latplan.imaging.integrity import check_memory_estimate
 from latplan.imaging.volume import Volume
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 __all__ = [
     "DicomSeries",
@@ -54,7 +58,7 @@ class DicomSeries:
     """One DICOM image series read into a `Volume`, with its sorted datasets (pixel data included)."""
 
     volume: Volume
-    datasets: list = field(repr=False)
+    datasets: list[Dataset] = field(repr=False)
     files: list[Path]
     series_uid: str
     frame_of_reference_uid: str | None
@@ -71,7 +75,7 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def dcmread_checked(path: Path, stop_before_pixels: bool = False) -> object:
+def dcmread_checked(path: Path, stop_before_pixels: bool = False) -> Dataset:
     import warnings
 
     import pydicom
@@ -94,24 +98,24 @@ def dcmread_checked(path: Path, stop_before_pixels: bool = False) -> object:
     return ds
 
 
-def _series_key(ds: object) -> str:
+def _series_key(ds: Dataset) -> str:
     return str(getattr(ds, "SeriesInstanceUID", "") or "")
 
 
-def _is_image(ds: object) -> bool:
+def _is_image(ds: Dataset) -> bool:
     return "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds  # type: ignore[operator]
 
 
-def _is_localizer(ds: object) -> bool:
+def _is_localizer(ds: Dataset) -> bool:
     image_type = [str(t).upper() for t in (getattr(ds, "ImageType", None) or [])]
     return "LOCALIZER" in image_type
 
 
-def _scan_folder(folder: Path) -> tuple[dict[str, list[tuple[Path, object]]], list[str]]:
+def _scan_folder(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[str]]:
     """Group image datasets of ``folder`` by SeriesInstanceUID; return groups and skip notes."""
     if not folder.is_dir():
         raise NotDicomSeriesError(f"{folder} is not a folder; read_dicom_series needs the folder of one series.")
-    groups: dict[str, list[tuple[Path, object]]] = {}
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
     skipped: list[str] = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         if path.name.upper() == "DICOMDIR":
@@ -171,12 +175,12 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[dict[str, object]]
     return out
 
 
-def slice_orientation(ds: object, name: str) -> tuple[np.ndarray, np.ndarray]:
-    iop = np.asarray([float(x) for x in ds.ImageOrientationPatient], dtype=float)  # type: ignore[attr-defined]
+def slice_orientation(ds: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
+    iop = np.asarray([float(x) for x in ds.ImageOrientationPatient], dtype=np.float64)
     if iop.shape != (6,) or not np.all(np.isfinite(iop)):
         raise NonOrthonormalOrientationError(f"{name}: ImageOrientationPatient must hold 6 finite numbers; got {iop.tolist()}.")
     r, c = iop[:3], iop[3:]
-    nr, nc, dot = np.linalg.norm(r), np.linalg.norm(c), float(np.dot(r, c))
+    nr, nc, dot = float(np.linalg.norm(r)), float(np.linalg.norm(c)), float(np.dot(r, c))
     if abs(nr - 1) > ORTHONORMAL_TOL or abs(nc - 1) > ORTHONORMAL_TOL or abs(dot) > ORTHONORMAL_TOL:
         raise NonOrthonormalOrientationError(
             f"{name}: ImageOrientationPatient {iop.tolist()} is not orthonormal (|row| = {nr:.4f}, "
@@ -187,8 +191,8 @@ def slice_orientation(ds: object, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stack_geometry(
-    items: Sequence[tuple[Path, object]], folder: Path
-) -> tuple[list[tuple[Path, object]], np.ndarray]:
+    items: Sequence[tuple[Path, Dataset]], folder: Path
+) -> tuple[list[tuple[Path, Dataset]], np.ndarray]:
     """Check and sort slices; return sorted items and the affine."""
     first_path, first = items[0]
     r, c = slice_orientation(first, first_path.name)
@@ -217,8 +221,8 @@ def _stack_geometry(
     normal = np.cross(r, c)
     pos = np.asarray([[float(x) for x in ds.ImagePositionPatient] for _, ds in items])  # type: ignore[attr-defined]
     if not np.all(np.isfinite(pos)):
-        bad = [items[n][0].name for n in np.nonzero(~np.all(np.isfinite(pos), axis=1))[0]]
-        raise InvalidImageError(f"ImagePositionPatient is not finite in {', '.join(bad)} ({folder}).")
+        bad_files = [items[int(n)][0].name for n in np.nonzero(~np.all(np.isfinite(pos), axis=1))[0]]
+        raise InvalidImageError(f"ImagePositionPatient is not finite in {', '.join(bad_files)} ({folder}).")
     along = pos @ normal
     order = np.argsort(along, kind="stable")
     items = [items[n] for n in order]
@@ -278,7 +282,7 @@ def _stack_geometry(
     return items, aff
 
 
-def _pixels_hu(path: Path, ds: object) -> np.ndarray:
+def _pixels_hu(path: Path, ds: Dataset) -> np.ndarray:
     try:
         arr = ds.pixel_array  # type: ignore[attr-defined]
     except Exception as exc:
@@ -292,11 +296,12 @@ def _pixels_hu(path: Path, ds: object) -> np.ndarray:
         )
     slope = float(getattr(ds, "RescaleSlope", None) or 1.0)
     intercept = float(getattr(ds, "RescaleIntercept", None) or 0.0)
-    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    out: np.ndarray = (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    return out
 
 
 def _series_from_items(
-    items: list[tuple[Path, object]], folder: Path, uid: str, skipped: list[str], max_gb: float | None = None
+    items: list[tuple[Path, Dataset]], folder: Path, uid: str, skipped: list[str], max_gb: float | None = None
 ) -> DicomSeries:
     items, aff = _stack_geometry(items, folder)
     ds_first = items[0][1]
@@ -352,7 +357,7 @@ def read_dicom_series(
     return load_dicom_series(folder, series_uid, max_gb).volume
 
 
-def datasets_from_source(source: str | os.PathLike[str] | Sequence[object]) -> DicomSeries:
+def datasets_from_source(source: str | os.PathLike[str] | Sequence[Dataset]) -> DicomSeries:
     if isinstance(source, str | os.PathLike):
         return load_dicom_series(source)
     items = []

@@ -18,7 +18,6 @@ from latplan.errors import (
 )
 
 __all__ = [
-    "CaseTooLargeError",
     "ContoursOutsideImageError",
     "DuplicateSliceError",
     "DuplicateYamlKeyError",
@@ -26,6 +25,8 @@ __all__ = [
     "GantryTiltError",
     "ImageTooLargeError",
     "InvalidSpacingError",
+    "LesionOutsideOrganError",
+    "LesionSizeError",
     "MissingSliceError",
     "MixedSeriesError",
     "NonFiniteVoxelError",
@@ -91,8 +92,12 @@ class ImageTooLargeError(InvalidImageError):
     """Loading the image would need more memory than the configured limit (LATPLAN_MAX_IMAGE_GB)."""
 
 
-class CaseTooLargeError(InvalidInputError):
-    """An inserted lesion (or another requested size) is outside the accepted range."""
+class LesionSizeError(InvalidInputError):
+    """A synthetic lesion's requested size is outside the accepted range (not positive, too large)."""
+
+
+class LesionOutsideOrganError(InvalidInputError):
+    """A synthetic lesion would lie less than 95 % inside its target organ (or segment)."""
 
 
 class EmptyLabelMapError(EmptyStructureError):

@@ -14,7 +14,12 @@ Decisions (docs/imaging.md):
   (:class:`~latplan.errors.EmptyStructureError`): it could not be measured at this resolution.
 - ``diameter_mm`` is the full diameter of a sphere, the largest extent of a blob; an
   ellipsoid takes ``axes_mm`` = its three full diameters along the patient x (L), y (P), z (S)
-  axes.
+  axes. Sizes must be positive and at most ``MAX_LESION_DIAMETER_MM``
+  (:class:`~latplan.imaging.errors.LesionSizeError`).
+- Where it lands: at least ``MIN_INSIDE_FRACTION`` (95 %) of the lesion's voxels must lie in the
+  target organ (``organ``, default the liver; with ``segment`` the Couinaud segment
+  ``liver_segment_<S>``), else :class:`~latplan.imaging.errors.LesionOutsideOrganError` naming the
+  fraction. Without a centre the lesion is placed at the organ's (segment's) deepest point.
 """
 
 from __future__ import annotations
@@ -28,9 +33,18 @@ from latplan.case import Case, LabelTable
 from latplan.case.labels import LabelEntry
 from latplan.case.vocabulary import StructureRole
 from latplan.errors import EmptyStructureError, InvalidInputError, UnknownStructureError
+from latplan.imaging.errors import LesionOutsideOrganError, LesionSizeError
 from latplan.imaging.volume import Volume
 
-__all__ = ["LESION_CONTRAST_HU", "MIN_LESION_VOXELS", "insert_lesion", "lesion_shape_mask"]
+__all__ = [
+    "LESION_CONTRAST_HU",
+    "MAX_LESION_DIAMETER_MM",
+    "MIN_INSIDE_FRACTION",
+    "MIN_LESION_VOXELS",
+    "derivation_description",
+    "insert_lesion",
+    "lesion_shape_mask",
+]
 
 #: hypodense metastasis vs enhanced liver parenchyma (portal-venous CT), HU below liver median
 LESION_CONTRAST_HU = 45.0
@@ -42,6 +56,10 @@ NOISE_HU_DEFAULT, NOISE_HU_MIN, NOISE_HU_MAX = 10.0, 3.0, 30.0
 LESION_HU_NO_LIVER = 40.0
 #: fewer voxels than this cannot be measured (diameter, sphericity) meaningfully
 MIN_LESION_VOXELS = 8
+#: largest synthetic lesion (mm): beyond any liver (craniocaudal span ≈ 15–20 cm); a rendering bound
+MAX_LESION_DIAMETER_MM = 200.0
+#: share of the lesion's voxels that must lie in the target organ (issue [L]: ≥ 95 %)
+MIN_INSIDE_FRACTION = 0.95
 #: blob (lobulated) shape: relative amplitude of the radial modulation
 BLOB_AMPLITUDE = 0.18
 
@@ -116,77 +134,69 @@ def _next_lesion_id(table: LabelTable) -> str:
     return f"lesion_{max(nums, default=0) + 1}"
 
 
-def insert_lesion(
-    case: Case,
-    center_mm: Sequence[float],
-    diameter_mm: float,
-    shape: str = "sphere",
-    axes_mm: Sequence[float] | None = None,
-    lesion_id: str | None = None,
-    seed: int = 0,
-    hu: float | None = None,
-    overwrite: str = "liver",
-) -> Case:
-    """Return a new Case with a synthetic hypodense lesion ``lesion_N`` added (input unchanged).
+def derivation_description(lesion_ids: Sequence[str], diameter_mm: float, shape: str) -> str:
+    """DICOM DerivationDescription of an image with inserted synthetic lesion(s)."""
+    return (f"latplan insert-lesion: synthetic {shape} lesion {', '.join(lesion_ids)} ({diameter_mm:g} mm) inserted "
+            "into the source image; not an acquired image")
 
-    Parameters
-    ----------
-    case:
-        The case (image + labels) to add the lesion to.
-    center_mm:
-        Lesion centre, LPS mm (x, y, z).
-    diameter_mm:
-        Full diameter (sphere) or largest extent (blob), mm. Ignored for ellipsoids.
-    shape:
-        ``"sphere"``, ``"ellipsoid"`` (needs ``axes_mm``) or ``"blob"`` (lobulated, from ``seed``).
-    axes_mm:
-        Ellipsoid full diameters along x, y, z (mm).
-    lesion_id:
-        Name of the new structure; default the next free ``lesion_N``.
-    seed:
-        Seed of the noise and of the blob's lobulation (deterministic output).
-    hu:
-        Mean lesion intensity (HU for CT); default liver median − 45 HU.
-    overwrite:
-        ``"liver"`` (default: claim only background and liver voxels) or ``"all"``.
-    """
-    if overwrite not in ("liver", "all"):
-        raise InvalidInputError(f"overwrite must be 'liver' or 'all'; got {overwrite!r}.")
-    c = np.asarray(center_mm, dtype=float)
-    if c.shape == (3,) and np.all(np.isfinite(c)):
-        kji = case.image.mm_to_index(c)
-        if np.any(kji < -0.5) or np.any(kji > np.asarray(case.image.shape) - 0.5):
-            lo = case.image.index_to_mm(np.zeros(3))
-            hi = case.image.index_to_mm(np.asarray(case.image.shape) - 1.0)
-            raise InvalidInputError(
-                f"lesion centre {np.round(c, 1).tolist()} mm (LPS) lies outside the image, which spans "
-                f"{np.round(np.minimum(lo, hi), 1).tolist()} .. {np.round(np.maximum(lo, hi), 1).tolist()} mm. "
-                "Coordinates are DICOM patient LPS (x to the left, y posterior, z superior)."
-            )
-    name = lesion_id or _next_lesion_id(case.label_table)
-    if not (name == "lesion" or name.startswith("lesion_")):
-        raise UnknownStructureError(f"lesion_id must be 'lesion_<id>' (e.g. lesion_3); got {name!r}.")
-    if name in case.label_table:
-        raise InvalidInputError(f"{name!r} already exists in this case; choose another lesion_id (or omit it).")
-    shape_mask = lesion_shape_mask(case.image, c, diameter_mm, shape, axes_mm, seed)
-    labels = case.labels.array
-    if overwrite == "liver":
-        allowed_values = [0] + [
-            e.value for e in case.label_table.entries if e.role in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT)
-        ]
-        claim = shape_mask & np.isin(labels, allowed_values)
-    else:
-        claim = shape_mask
-    n = int(claim.sum())
-    if n < MIN_LESION_VOXELS:
-        raise EmptyStructureError(
-            f"the lesion would cover {n} voxel(s) (shape has {int(shape_mask.sum())}, the rest belongs to other "
-            f"structures): fewer than {MIN_LESION_VOXELS}, too small to measure on "
-            f"{np.round(case.image.spacing_mm, 2).tolist()} mm voxels. Use a larger diameter, move the centre into "
-            "the liver, or overwrite='all'."
+
+def _check_size(diameter_mm: float, shape: str, axes_mm: Sequence[float] | None) -> None:
+    sizes = [float(x) for x in axes_mm] if shape == "ellipsoid" and axes_mm is not None else [float(diameter_mm)]
+    bad = [x for x in sizes if not np.isfinite(x) or x <= 0 or x > MAX_LESION_DIAMETER_MM]
+    if bad and not (shape == "ellipsoid" and axes_mm is None):
+        raise LesionSizeError(
+            f"lesion size {bad[0]} mm is outside (0, {MAX_LESION_DIAMETER_MM:.0f}] mm; give the full diameter "
+            "(sphere, blob) or the three axes (ellipsoid) in mm."
         )
-    # intensity
+
+
+def _target_mask(case: Case, organ: str, segment: str | None) -> tuple[np.ndarray, str]:
+    """Voxels of the target organ (liver = liver + its segments) or of one Couinaud segment."""
+    if segment is not None:
+        name = f"liver_segment_{str(segment).strip().lower()}"
+        if not case.has(name):
+            present = [n for n in case.structure_names() if n.startswith("liver_segment_")]
+            raise UnknownStructureError(
+                f"segment {segment!r}: this case has no {name} (segments present: {', '.join(present) or 'none'}). "
+                "Segment the liver (e.g. TotalSegmentator --task liver_segments) or omit --segment."
+            )
+        return case.mask_array(name), name
+    if not case.has(organ):
+        raise UnknownStructureError(
+            f"target organ {organ!r} is not segmented in this case (present: {', '.join(case.structure_names())}); "
+            "a synthetic lesion must be placed in a labelled organ."
+        )
+    mask = case.mask_array(organ)
+    if organ == "liver":
+        seg_values = [e.value for e in case.label_table.entries if e.role == StructureRole.LIVER_SEGMENT]
+        mask = mask | np.isin(case.labels.array, seg_values)
+    return mask, organ
+
+
+def _deepest_point_mm(case: Case, mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(mask, sampling=case.image.spacing_kji_mm)
+    return case.image.index_to_mm(np.asarray(np.unravel_index(int(np.argmax(depth)), mask.shape), float))
+
+
+def _check_centre(case: Case, c: np.ndarray) -> None:
+    if c.shape != (3,) or not np.all(np.isfinite(c)):
+        raise InvalidInputError(f"the lesion centre must be three finite numbers X Y Z (mm, LPS); got {c.tolist()}.")
+    kji = case.image.mm_to_index(c)
+    if np.any(kji < -0.5) or np.any(kji > np.asarray(case.image.shape) - 0.5):
+        lo = case.image.index_to_mm(np.zeros(3))
+        hi = case.image.index_to_mm(np.asarray(case.image.shape) - 1.0)
+        raise InvalidInputError(
+            f"lesion centre {np.round(c, 1).tolist()} mm (LPS) lies outside the image, which spans "
+            f"{np.round(np.minimum(lo, hi), 1).tolist()} .. {np.round(np.maximum(lo, hi), 1).tolist()} mm. "
+            "Coordinates are DICOM patient LPS (x to the left, y posterior, z superior)."
+        )
+
+
+def _lesion_intensity(case: Case, claim: np.ndarray, hu: float | None, seed: int) -> np.ndarray:
     img = case.image.array.astype(np.float32, copy=True)
+    labels = case.labels.array
     liver_values = [e.value for e in case.label_table.entries if e.role == StructureRole.LIVER]
     liver_vox = img[np.isin(labels, liver_values)] if liver_values else np.empty(0, np.float32)
     is_ct = str(case.image_modality).upper() == "CT"
@@ -203,7 +213,86 @@ def insert_lesion(
             raise InvalidInputError(f"hu must be a finite number; got {hu!r}.")
         mean = float(hu)
     rng = np.random.default_rng(seed)
-    img[claim] = (mean + noise * rng.standard_normal(n)).astype(np.float32)
+    img[claim] = (mean + noise * rng.standard_normal(int(claim.sum()))).astype(np.float32)
+    return img
+
+
+def insert_lesion(
+    case: Case,
+    center_mm: Sequence[float] | None,
+    diameter_mm: float,
+    shape: str = "sphere",
+    axes_mm: Sequence[float] | None = None,
+    lesion_id: str | None = None,
+    seed: int = 0,
+    hu: float | None = None,
+    overwrite: str = "liver",
+    organ: str = "liver",
+    segment: str | None = None,
+    min_inside_fraction: float = MIN_INSIDE_FRACTION,
+) -> Case:
+    """Return a new Case with a synthetic hypodense lesion ``lesion_N`` added (input unchanged).
+
+    Parameters
+    ----------
+    case:
+        The case (image + labels) to add the lesion to.
+    center_mm:
+        Lesion centre, LPS mm (x, y, z); None = the deepest point of the target organ / segment.
+    diameter_mm:
+        Full diameter (sphere) or largest extent (blob), mm. Ignored for ellipsoids.
+    shape:
+        ``"sphere"``, ``"ellipsoid"`` (needs ``axes_mm``) or ``"blob"`` (lobulated, from ``seed``).
+    axes_mm:
+        Ellipsoid full diameters along x, y, z (mm).
+    lesion_id:
+        Name of the new structure; default the next free ``lesion_N``.
+    seed:
+        Seed of the noise and of the blob's lobulation (deterministic output).
+    hu:
+        Mean lesion intensity (HU for CT); default liver median − 45 HU.
+    overwrite:
+        ``"liver"`` (default: claim only background and liver voxels) or ``"all"``.
+    organ, segment:
+        Target organ (default the liver, with its segments) or Couinaud segment (``"6"`` →
+        ``liver_segment_6``) that must hold ≥ ``min_inside_fraction`` of the lesion's voxels.
+    """
+    if overwrite not in ("liver", "all"):
+        raise InvalidInputError(f"overwrite must be 'liver' or 'all'; got {overwrite!r}.")
+    _check_size(diameter_mm, shape, axes_mm)
+    target, target_name = _target_mask(case, organ, segment)
+    c = _deepest_point_mm(case, target) if center_mm is None else np.asarray(center_mm, dtype=float)
+    _check_centre(case, c)
+    name = lesion_id or _next_lesion_id(case.label_table)
+    if not (name == "lesion" or name.startswith("lesion_")):
+        raise UnknownStructureError(f"lesion_id must be 'lesion_<id>' (e.g. lesion_3); got {name!r}.")
+    if name in case.label_table:
+        raise InvalidInputError(f"{name!r} already exists in this case; choose another lesion_id (or omit it).")
+    shape_mask = lesion_shape_mask(case.image, [float(x) for x in c], diameter_mm, shape, axes_mm, seed)
+    labels = case.labels.array
+    if overwrite == "liver":
+        allowed_values = [0] + [
+            e.value for e in case.label_table.entries if e.role in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT)
+        ]
+        claim = shape_mask & np.isin(labels, allowed_values)
+    else:
+        claim = shape_mask
+    n = int(claim.sum())
+    if n < MIN_LESION_VOXELS:
+        raise EmptyStructureError(
+            f"the lesion would cover {n} voxel(s) (shape has {int(shape_mask.sum())}, the rest belongs to other "
+            f"structures): fewer than {MIN_LESION_VOXELS}, too small to measure on "
+            f"{np.round(case.image.spacing_mm, 2).tolist()} mm voxels. Use a larger diameter, move the centre into "
+            "the liver, or overwrite='all'."
+        )
+    inside = float(np.count_nonzero(claim & target)) / n
+    if inside < min_inside_fraction:
+        raise LesionOutsideOrganError(
+            f"only {inside * 100:.1f} % of the lesion ({n} voxels at {np.round(c, 1).tolist()} mm) would lie in "
+            f"{target_name}; at least {min_inside_fraction * 100:.0f} % must. Move the centre deeper into "
+            f"{target_name}, make the lesion smaller, or omit --at to place it at the deepest point."
+        )
+    img = _lesion_intensity(case, claim, hu, seed)
     new_labels = labels.astype(np.int32, copy=True)
     value = int(max([e.value for e in case.label_table.entries] + [int(labels.max()) if labels.size else 0])) + 1
     new_labels[claim] = value

@@ -312,7 +312,7 @@ def _check_nifti_finite(path: Path) -> None:
     import nibabel as nib
 
     try:
-        data = np.asarray(nib.load(str(path)).dataobj)
+        data = np.asarray(nib.load(str(path)).dataobj)  # type: ignore[attr-defined]  # Nifti1Image has dataobj
     except Exception:  # an unreadable file is reported by the reader itself
         return
     require_finite_voxels(data.transpose(2, 1, 0) if data.ndim == 3 else data, path)  # (i, j, k) → (k, j, i)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from latplan.imaging.volume import Volume
 __all__ = ["read_image", "read_labels", "volume_from_sitk", "volume_to_sitk", "write_nifti"]
 
 
-def volume_from_sitk(image: object, source: str = "image") -> Volume:
+def volume_from_sitk(image: Any, source: str = "image") -> Volume:
     """Convert a SimpleITK image (LPS, ITK index order i, j, k) to a `Volume` (array k, j, i)."""
     import SimpleITK as sitk
 
@@ -57,7 +58,7 @@ def volume_from_sitk(image: object, source: str = "image") -> Volume:
         raise InvalidImageError(f"{source}: {exc}") from None
 
 
-def volume_to_sitk(volume: Volume) -> object:
+def volume_to_sitk(volume: Volume) -> Any:
     """Convert a `Volume` to a SimpleITK image (bool → uint8, int64 → int32 when it fits)."""
     import SimpleITK as sitk
 

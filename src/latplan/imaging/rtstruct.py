@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
-def _contour_data(item: object) -> np.ndarray:
+def _contour_data(item: Any) -> np.ndarray:
     """ContourData as floats; parses the raw DS bytes directly (pydicom's DS conversion is slow)."""
     raw = item.get_item(0x30060050)  # type: ignore[attr-defined]
     value = getattr(raw, "value", None)
@@ -83,7 +84,7 @@ def _fill_even_odd(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np
     return out
 
 
-def _rt_contours(ds: object) -> tuple[dict[int, str], dict[int, list[np.ndarray]]]:
+def _rt_contours(ds: Any) -> tuple[dict[int, str], dict[int, list[np.ndarray]]]:
     names: dict[int, str] = {}
     for roi in getattr(ds, "StructureSetROISequence", []) or []:
         names[int(roi.ROINumber)] = str(getattr(roi, "ROIName", "") or f"roi_{roi.ROINumber}")
@@ -206,7 +207,7 @@ def read_rtstruct(
     grid, masks, empty = rtstruct_masks(path, reference, notes)
     ds = dcmread_checked(Path(path), stop_before_pixels=True)
     names, _ = _rt_contours(ds)
-    number_of = {}
+    number_of: dict[str, int] = {}
     for num, name in names.items():
         number_of.setdefault(name, num)
     out = np.zeros(grid.shape, dtype=np.int32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,13 +16,16 @@ from latplan.imaging.errors import NotDicomSeriesError, TruncatedDicomError
 from latplan.imaging.integrity import require_file
 from latplan.imaging.volume import Volume
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
 __all__ = ["LABEL_TRACKING_PREFIX", "SEG_SOP_CLASSES", "read_seg", "write_seg"]
 
 SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # SEG, Label Map SEG
 LABEL_TRACKING_PREFIX = "latplan-label-"
 
 
-def _seg_frame_attr(ds: object, frame: int, seq: str) -> object | None:
+def _seg_frame_attr(ds: Dataset, frame: int, seq: str) -> Any:
     pf = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if pf is not None and seq in pf[frame]:
         return pf[frame][seq][0]
@@ -151,7 +155,7 @@ def read_seg(
     return reference.with_array(out), names
 
 
-def _segment_codes(name: str) -> tuple[object, object]:
+def _segment_codes(name: str) -> tuple[Any, Any]:
     from pydicom.sr.codedict import codes
 
     if name.startswith("lesion") or name in ("tumour", "tumor"):
@@ -164,7 +168,7 @@ def _segment_codes(name: str) -> tuple[object, object]:
 def write_seg(
     labels: Volume,
     label_names: Mapping[int, str],
-    source_folder_or_datasets: str | os.PathLike[str] | Sequence[object],
+    source_folder_or_datasets: str | os.PathLike[str] | Sequence[Dataset],
     path: str | os.PathLike[str],
 ) -> Path:
     """Write a label map as a BINARY DICOM SEG (highdicom) referencing its source series.
@@ -221,13 +225,20 @@ def write_seg(
     version = __version__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # person-name style warnings about the source header
-        seg = _make_seg(hd, datasets, seg_arr, descriptions, version)
+        try:
+            seg = _make_seg(hd, datasets, seg_arr, descriptions, version)
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
+            raise DicomError(
+                f"cannot write a DICOM SEG for the series {series.files[0].parent}: highdicom refused it "
+                f"({type(exc).__name__}: {exc}). The source headers lack attributes a SEG must reference "
+                "(SOPClassUID, Study/Patient module); re-export the series."
+            ) from None
     out = Path(path)
     seg.save_as(str(out))
     return out
 
 
-def _make_seg(hd: object, datasets: list, seg_arr: np.ndarray, descriptions: list, version: str) -> object:
+def _make_seg(hd: Any, datasets: list[Dataset], seg_arr: np.ndarray, descriptions: list[Any], version: str) -> Any:
     from pydicom.uid import generate_uid
 
     return hd.seg.Segmentation(  # type: ignore[attr-defined]

@@ -74,7 +74,8 @@ class Volume:
     @property
     def spacing_mm(self) -> np.ndarray:
         """Voxel spacing in mm, in (i, j, k) order (columns of the affine)."""
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
+        out: np.ndarray = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return out
 
     @property
     def spacing_kji_mm(self) -> np.ndarray:
@@ -84,7 +85,8 @@ class Volume:
     @property
     def direction(self) -> np.ndarray:
         """3×3 unit direction cosines (columns = i, j, k axes in LPS)."""
-        return self.affine[:3, :3] / self.spacing_mm
+        out: np.ndarray = self.affine[:3, :3] / self.spacing_mm
+        return out
 
     @property
     def origin_mm(self) -> np.ndarray:
@@ -100,7 +102,8 @@ class Volume:
         """Convert array indices (..., 3) in (k, j, i) order to LPS mm (..., 3)."""
         kji = np.asarray(kji, dtype=float)
         ijk = kji[..., ::-1]
-        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+        out: np.ndarray = ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return out
 
     def mm_to_index(self, xyz_mm: np.ndarray) -> np.ndarray:
         """Convert LPS mm points (..., 3) to fractional array indices (..., 3) in (k, j, i) order."""

@@ -79,9 +79,13 @@ PATIENT_DERIVED: dict[str, str] = {
     "main_portal_vein_thrombosis": "thrombosis of the main portal vein (extent 'main'); unknown when PVT extent is not given",
     "systemic_progression": "true when the disease progressed under any systemic line",
     "last_therapy": "kind of the most recent prior therapy (list order or date)",
+    "recent_tace": "TACE among the two most recent prior therapies (e.g. TACE, then IBT of the residual)",
     "prior_liver_rt_dose_gy": "highest recorded prior liver radiotherapy dose, Gy",
     "ras_known": "true when RAS status is recorded",
     "cardiac_device": "pacemaker or ICD (true when either is recorded true)",
+    "prior_liver_local_therapies": "number of prior liver resections and focal ablative liver therapies (RFA, MWA, "
+                                   "cryo, HIFU, ECT, IRE, IBT, SBRT)",
+    "judged_unresectable": "true when the surgeons recorded the disease as unresectable (false when not recorded)",
 }
 #: list fields of the Patient model the language may not index (use derived features)
 _PATIENT_MODEL_FIELDS = set(Patient.model_fields)
@@ -320,6 +324,9 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     out["systemic_lines"] = lines
     out["systemic_progression_line"] = prog
     out["prior_liver_resections"] = resections
+    focal = {"rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt"}
+    out["prior_liver_local_therapies"] = None if therapies is None else (resections or 0) + sum(
+        1 for t in therapies if t.kind in focal and (t.site is None or any(w in t.site.lower() for w in _LIVER_WORDS)))
 
     extra_hep: bool | None = None
     if patient.extrahepatic_sites is not None:
@@ -346,6 +353,7 @@ def patient_features(patient: Patient, patient_measurements: Mapping[str, Any] |
     oligo = pm.get("oligometastatic")
     out["oligometastatic"] = oligo.get("status") if isinstance(oligo, Mapping) else oligo
     out["surgically_resectable"] = _resectable(patient.extra)
+    out["judged_unresectable"] = out["surgically_resectable"] is False
     _liver_function(out, patient, pm, liver_lesions)
     _history(out, patient)
     return out
@@ -391,10 +399,13 @@ def _history(out: dict[str, Any], patient: Patient) -> None:
     therapies = patient.prior_therapies
     if therapies:
         dated = [t for t in therapies if t.date is not None]
-        last = max(dated, key=lambda t: t.date).kind if len(dated) == len(therapies) else therapies[-1].kind  # type: ignore[arg-type,return-value]
-        out["last_therapy"] = last
+        ordered = sorted(dated, key=lambda t: t.date) if len(dated) == len(therapies) else list(therapies)  # type: ignore[arg-type,return-value]
+        out["last_therapy"] = ordered[-1].kind
+        # TACE among the two latest treatments (TACE, then IBT of the residual: seed Figure 2)
+        out["recent_tace"] = any(t.kind == "tace" for t in ordered[-2:])
     else:
         out["last_therapy"] = None if therapies is None else "none"
+        out["recent_tace"] = None if therapies is None else False
     doses = [r.dose_gy for r in (patient.prior_radiotherapy or []) if r.dose_gy is not None
              and any(w in (r.site or "liver").lower() for w in _LIVER_WORDS)]
     out["prior_liver_rt_dose_gy"] = max(doses) if doses else (0.0 if patient.prior_radiotherapy == [] else None)

@@ -26,8 +26,9 @@ __all__ = ["IBT", "SBRT", "SPECS", "TARE", "ibt_verdict", "sbrt_verdict", "tare_
 def _plan_ibt(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
               target_margin_mm: float = 5.0) -> TreatmentPlan:
     p = rk.ibt_parameters()
-    return plan_ibt(case, lesion_id, measurements, margin_mm=float(p["margin_mm"]), oar_limits=p["oar_limits"],
-                    dwell_step_mm=float(p["dwell_step_mm"]), dwell_extension_mm=float(p["dwell_extension_mm"]),
+    # the protocol's cited CTV margin, widened to the rules' ablative target margin when larger ([K] 2)
+    return plan_ibt(case, lesion_id, measurements, ctv_margin_mm=float(p["ctv_margin_mm"]),
+                    target_margin_mm=target_margin_mm, dwell_step_mm=float(p["dwell_step_mm"]), dwell_extension_mm=float(p["dwell_extension_mm"]),
                     max_modulation=float(p["max_modulation"]), sk_u=float(p["sk_u"]))
 
 
@@ -36,7 +37,7 @@ def _plan_sbrt(case: Case, lesion_id: str, measurements: Mapping[str, Any] | Non
     p = rk.sbrt_parameters()
     return plan_sbrt(case, lesion_id, measurements, fractions=int(p["fractions"]),
                      dose_per_fraction_gy=float(p["dose_per_fraction_gy"]), ptv_margin_mm=float(p["ptv_margin_mm"]),
-                     falloff_lambda_mm=float(p["falloff_lambda_mm"]), alpha_beta_gy=float(p["alpha_beta_gy"]))
+                     alpha_beta_gy=float(p["alpha_beta_gy"]))  # fall-off calibrated to RTOG 0915 R50%
 
 
 def _plan_tare(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,

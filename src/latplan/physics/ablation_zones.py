@@ -54,6 +54,7 @@ __all__ = [
     "rfa_devices",
     "rfa_zone_size",
     "zone_ellipsoid",
+    "zone_uncertainty_fraction",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "ablation"
@@ -354,7 +355,8 @@ def load_mwa_chart(device: str = "covidien_emprint") -> DeviceChart:
     for raw in d["rows"]:
         if len(raw) != 8:
             raise SourceDataError(f"MWA chart row {raw} of {device} must have 8 columns.")
-        rows.append(ChartRow(*(float(x) for x in raw[:7]), flag=str(raw[7] or "")))
+        v = [float(x) for x in raw[:7]]
+        rows.append(ChartRow(v[0], v[1], v[2], v[3], v[4], v[5], v[6], flag=str(raw[7] or "")))
     return DeviceChart(
         key=device,
         label=str(d["label"]),
@@ -473,3 +475,20 @@ def cryo_probe_offsets_mm(probe_count: int, spacing_mm: float = 20.0) -> np.ndar
     if probe_count == 4:
         return np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * spacing_mm
     raise OutOfRangeError(f"cryo probe patterns exist for 1–4 probes; got {probe_count}.")
+
+
+@cache
+def _uncertainty_data() -> dict[str, Any]:
+    return _read_yaml("zone_uncertainty.yaml")
+
+
+def zone_uncertainty_fraction(modality: str) -> float:
+    """Zone-size uncertainty of a thermal modality as a fraction of the zone diameter (data file),
+    or of the lethal field threshold for ``ect``/``ire``."""
+    data = _uncertainty_data()
+    if modality in ("ect", "ire"):
+        return float(data["electroporation_threshold_fraction"])
+    fr = data["fraction_of_diameter"]
+    if modality not in fr:
+        raise InvalidInputError(f"no zone uncertainty for modality {modality!r}; known: {', '.join(sorted(fr))}, ect, ire.")
+    return float(fr[modality])

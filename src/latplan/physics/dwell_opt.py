@@ -47,7 +47,9 @@ class OARConstraint:
     ``matrix_gy_per_s``: (n_points, n_dwells) dose per second of dwell time; ``limit_gy``:
     the limit; ``volume_ml``: DVH volume of the limit (D_v ≤ limit; 0 = maximum point
     dose); ``point_volume_ml``: volume each point stands for; ``hard``: hard constraint or
-    penalty (``weight`` per Gy of excess per point).
+    penalty (``weight`` per Gy of excess per point). ``objective_only``: a soft penalty that is an
+    objective, not a limit (e.g. a V150 objective: CTV points above 1.5 × Rx penalised); it never makes
+    the plan infeasible and is never reported as limiting.
     """
 
     name: str
@@ -57,6 +59,7 @@ class OARConstraint:
     point_volume_ml: float = 0.0
     hard: bool = True
     weight: float = 10.0
+    objective_only: bool = False
 
 
 @dataclass
@@ -93,7 +96,8 @@ def _dv(dose: np.ndarray, volume_ml: float, point_volume_ml: float) -> float:
 
 
 def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np.ndarray]], cost: np.ndarray,
-           max_modulation: float | None, time_limit_s: float) -> dict[str, Any]:
+           max_modulation: float | None, time_limit_s: float, groups: np.ndarray | None = None,
+           min_group_share: float = 0.0) -> dict[str, Any]:
     """One LP on the given CTV rows and organ rows (``blocks``: (organ, row indices))."""
     n_dw = a_ctv.shape[1]
     n_ctv = a_ctv.shape[0]
@@ -103,7 +107,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
     n_var = n_dw + n_mean + n_ctv + n_soft
     mats: list[sparse.spmatrix] = []
     rhs: list[np.ndarray] = []
-    groups: list[tuple[str, int, int]] = []
+    bookkeeping: list[tuple[str, int, int]] = []
     row = 0
 
     def pad(a: np.ndarray, slack_col: int | None, n_rows: int) -> sparse.spmatrix:
@@ -133,8 +137,19 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
             soft_off += len(rows)
             weights.append(np.full(len(rows), o.weight))
         rhs.append(np.full(len(rows), o.limit_gy))
-        groups.append((o.name, row, row + len(rows)))
+        bookkeeping.append((o.name, row, row + len(rows)))
         row += len(rows)
+    if groups is not None and min_group_share > 0:
+        # every group (catheter) carries ≥ share × total time: share·Σt − Σ_{i∈g} t_i ≤ 0
+        labels = np.unique(groups)
+        g_rows = np.full((len(labels), n_dw), min_group_share) - (groups[None, :] == labels[:, None])
+        mats.append(pad(g_rows, None, len(labels)))
+        rhs.append(np.zeros(len(labels)))
+        groups_out = ("catheter_time_share", row, row + len(labels))
+        groups_list = [groups_out]
+        row += len(labels)
+    else:
+        groups_list = []
     a_eq = b_eq = None
     if n_mean:
         # t_i − k·m ≤ 0 and n·m − Σ t = 0 (m = mean dwell time): sparse modulation limit
@@ -142,7 +157,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
                              sparse.csr_matrix((n_dw, n_ctv + n_soft))], format="csr")
         mats.append(mod)
         rhs.append(np.zeros(n_dw))
-        groups.append(("modulation_limit", row, row + n_dw))
+        groups_list.append(("modulation_limit", row, row + n_dw))
         row += n_dw
         eq = np.zeros((1, n_var))
         eq[0, :n_dw] = -1.0
@@ -152,7 +167,7 @@ def _solve(a_ctv: np.ndarray, presc: float, blocks: list[tuple[OARConstraint, np
     res = optimize.linprog(c, A_ub=sparse.vstack(mats, format="csr"), b_ub=np.concatenate(rhs), A_eq=a_eq, b_eq=b_eq,
                            bounds=(0, None), method="highs-ds",
                            options={"time_limit": time_limit_s, "presolve": False})
-    return {"res": res, "groups": groups, "n_dw": n_dw}
+    return {"res": res, "groups": bookkeeping + groups_list, "n_dw": n_dw}
 
 
 def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: float, *,
@@ -163,7 +178,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
                          time_limit_s: float = 30.0,
                          coverage_tolerance_gy: float = 1e-3,
                          max_rounds: int = 40,
-                         target_mean_weight: float = 0.0) -> DwellOptResult:
+                         target_mean_weight: float = 0.0,
+                         dwell_groups: np.ndarray | None = None,
+                         min_group_share: float = 0.0) -> DwellOptResult:
     """Optimise dwell times (s) for a minimum target dose with organ limits.
 
     Parameters
@@ -182,6 +199,9 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
     target_mean_weight:
         weight of the mean target dose in the objective (0: normal tissue only); a small weight
         lowers V150/V200 and spreads dwell time over the catheters.
+    dwell_groups, min_group_share:
+        group (catheter) index per dwell and the smallest share of the total dwell time each group
+        must carry (linear constraints; 0: none) — keeps every catheter in use.
 
     Constraint generation: the LP is first solved on a subset of CTV and organ points; points
     that violate their constraint are added and the LP re-solved until none does. The result
@@ -232,7 +252,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
         for _ in range(max_rounds):
             rows = np.flatnonzero(active)
             blocks = [(o, np.flatnonzero(m)) for o, m in zip(oars, oar_active, strict=True)] if with_oars else []
-            sol = _solve(a_ctv[rows], prescription_gy, blocks, cost, max_modulation, time_limit_s)
+            sol = _solve(a_ctv[rows], prescription_gy, blocks, cost, max_modulation, time_limit_s,
+                         None if dwell_groups is None else np.asarray(dwell_groups), min_group_share)
             lp_count += 1
             if sol["res"].status != 0:
                 raise PlanningError(f"the dwell-time LP did not solve (HiGHS status {sol['res'].status}: "
@@ -282,13 +303,14 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
     under = float(np.mean(short > coverage_tolerance_gy) * 100.0)
     oar_dv = {}
     oar_excess = {}
-    for o in oars:
+    limits = [o for o in oars if not o.objective_only]
+    for o in limits:
         d = o.matrix_gy_per_s @ t
         dv = _dv(d, o.volume_ml, o.point_volume_ml)
         oar_dv[o.name] = dv
         oar_excess[o.name] = max(0.0, dv - o.limit_gy)
     coverage_ok = under == 0.0
-    oar_ok = all(v <= 1e-6 + 1e-4 * o.limit_gy for v, o in zip(oar_excess.values(), oars, strict=True))
+    oar_ok = all(v <= 1e-6 + 1e-4 * o.limit_gy for v, o in zip(oar_excess.values(), limits, strict=True))
     feasible = coverage_ok and oar_ok
     limiting: str | None = None
     details: dict[str, Any] = {"duals": {}, "lp_rows_ctv": len(best["ctv_rows"])}
@@ -300,7 +322,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
             marg = np.abs(res.ineqlin.marginals) if getattr(res, "ineqlin", None) is not None else None
             if marg is not None:
                 for name, a, b in best["groups"]:
-                    duals[name] = duals.get(name, 0.0) + float(marg[a:b].sum())
+                    if name not in {o.name for o in oars if o.objective_only}:
+                        duals[name] = duals.get(name, 0.0) + float(marg[a:b].sum())
             details["duals"] = duals
             blocking = {k: v for k, v in duals.items() if v > 1e-9}
             limiting = max(blocking, key=lambda k: blocking[k]) if blocking else "catheter_geometry"
@@ -308,8 +331,8 @@ def optimise_dwell_times(target_matrix_gy_per_s: np.ndarray, prescription_gy: fl
         f"CTV minimum dose {d_ctv.min():.2f} Gy on {a_ctv.shape[0]} points "
         f"({'≥' if coverage_ok else '<'} {prescription_gy:g} Gy prescription)"
     )
-    if oars:
-        msg += "; " + ", ".join(f"{o.name} D{o.volume_ml:g}cc {oar_dv[o.name]:.2f}/{o.limit_gy:g} Gy" for o in oars)
+    if limits:
+        msg += "; " + ", ".join(f"{o.name} D{o.volume_ml:g}cc {oar_dv[o.name]:.2f}/{o.limit_gy:g} Gy" for o in limits)
     if limiting:
         msg += f"; limiting constraint: {limiting}"
     return DwellOptResult(

@@ -46,7 +46,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -70,12 +70,16 @@ __all__ = [
     "default_electro_tissues",
     "electrode_voxels",
     "electroporation_constants",
+    "fit_lethal_threshold_v_per_cm",
     "hexagonal_array",
     "hexagonal_pairs",
+    "lethal_thresholds_v_per_cm",
     "needle_mask",
     "pair_distance_mm",
     "parallel_pair",
+    "protocol_tissues",
     "solve_field",
+    "zone_extents_mm",
 ]
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "ablation" / "electroporation.yaml"
@@ -178,6 +182,18 @@ THIN_NEEDLE_MAX_RATIO = 0.75
 #: r_e / h: a single Dirichlet voxel of the 5-point stencil acts as an electrode of radius r_e
 #: (Peaceman, SPE J 1983: exact lattice value e^(−γ)/(2√2) ≈ 0.1985)
 PEACEMAN_RE_RATIO = 0.1985
+SUBVOXEL_SPLIT = 2.0
+SUBVOXEL_KNEE = 0.25
+SUBVOXEL_TAIL_SLOPE = 0.72
+
+
+def _split(delta: np.ndarray) -> np.ndarray:
+    """Face split s(δ) (faces f·(1 ± s)): 2δ up to |δ| = 0.25 (the far-field dipole at the true
+    position), then flatter towards 0.68 at |δ| = 0.5 (a face with f·0 cuts the needle's main path)."""
+    a = np.abs(delta)
+    s = np.where(a <= SUBVOXEL_KNEE, SUBVOXEL_SPLIT * a,
+                 SUBVOXEL_SPLIT * SUBVOXEL_KNEE + SUBVOXEL_TAIL_SLOPE * (a - SUBVOXEL_KNEE))
+    return np.sign(delta) * s
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,29 @@ class ElectrodeVoxels:
     mask: np.ndarray
     boosted_axes: tuple[int, ...] = ()
     factor: float = 1.0
+    #: (n, 3) voxel indices of the line and (n, 3) offsets of the true axis from each voxel centre
+    #: in voxel units (−0.5…0.5; only the boosted axes are used): the two faces of a voxel along a
+    #: boosted axis get f·(1 ± 2δ), which moves the line's current centroid (its far-field dipole)
+    #: to the true position instead of the voxel centre (no snapping: a 15 mm pair stays 15 mm)
+    index: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+    def face_factors(self, shape: Sequence[int]) -> list[np.ndarray]:
+        """Per-face factors (3 arrays, each with n − 1 faces along its axis) of this electrode."""
+        out = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
+        if not self.boosted_axes:
+            return out
+        idx = self.index if self.index is not None else np.argwhere(self.mask)
+        off = self.offset if self.offset is not None else np.zeros(idx.shape)
+        for ax in self.boosted_axes:
+            f = out[ax]
+            for sgn, shift in ((1.0, 0), (-1.0, -1)):
+                face = idx.copy()
+                face[:, ax] += shift            # upper face of voxel p is face p; lower face is p − 1
+                ok = (face[:, ax] >= 0) & (face[:, ax] < shape[ax] - 1)
+                vals = self.factor * (1.0 + sgn * _split(off[:, ax]))
+                f[tuple(face[ok].T)] = vals[ok]
+        return out
 
 
 def electrode_voxels(shape: Sequence[int], spacing_kji_mm: Sequence[float], needle: Needle) -> ElectrodeVoxels:
@@ -222,7 +261,10 @@ def electrode_voxels(shape: Sequence[int], spacing_kji_mm: Sequence[float], need
     out = np.zeros(tuple(shape), bool)
     out[tuple(idx[ok].T)] = True
     factor = 0.5 * math.pi / math.log(math.exp(0.5 * math.pi) * PEACEMAN_RE_RATIO * h_perp / needle.radius_mm)
-    return ElectrodeVoxels(out, tuple(across), factor)
+    true_pos = (tip[None, :] - t[:, None] * a[None, :]) / sp_
+    offset = np.clip(true_pos - idx, -0.5, 0.5)
+    offset[:, dom] = 0.0
+    return ElectrodeVoxels(out, tuple(across), factor, idx[ok], offset[ok])
 
 
 def parallel_pair(centre_kji_mm: Sequence[float], direction_kji: Sequence[float], distance_mm: float, *,
@@ -272,6 +314,24 @@ class FieldResult:
     currents_a: list[float]
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    #: σ(E) fixed point reached in every pair (relative change < the tolerance)
+    converged: bool = True
+    #: the most solves any pair needed
+    iterations: int = 1
+    #: the largest fixed-point residual ‖σ(E(σ)) − σ‖/‖σ‖ over the pairs
+    residual: float = 0.0
+    #: Σ over pairs of σ|E|² during one pulse of that pair (W/m³), for the Joule-heating estimate
+    joule_w_m3: np.ndarray | None = None
+
+    def adiabatic_temperature_rise_c(self, pulses: int, pulse_width_s: float, rho_c_j_m3_k: float) -> np.ndarray:
+        """Joule heating upper bound (K): every pair delivers ``pulses`` pulses of ``pulse_width_s``,
+        ΔT = Σ_pairs σE² · n · τ / ρc, with no conduction or perfusion between pulses (adiabatic:
+        an upper bound of the rise at the end of the train)."""
+        if self.joule_w_m3 is None:
+            raise InvalidInputError("this field result carries no Joule density (solve_field made it).")
+        if pulses < 1 or not pulse_width_s > 0 or not rho_c_j_m3_k > 0:
+            raise InvalidInputError("pulses ≥ 1, pulse width > 0 s and ρc > 0 J/m³/K are needed.")
+        return self.joule_w_m3 * float(pulses) * float(pulse_width_s) / float(rho_c_j_m3_k)
 
     def zone(self, threshold_v_per_cm: float | np.ndarray) -> np.ndarray:
         """Boolean mask where the field reaches ``threshold_v_per_cm`` (scalar or per-voxel)."""
@@ -279,15 +339,15 @@ class FieldResult:
 
 
 def _stencil_system(sigma: np.ndarray, spacing_m: np.ndarray, fixed: np.ndarray, fixed_val: np.ndarray,
-                    boost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    boost: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """7-point finite-volume operator of the free voxels on a grid padded by one voxel.
 
     Returns (diag, ck, cj, ci, rhs), each (nk+2, nj+2, ni+2): ``ck[k, j, i]`` is the conductance
     (S/m per m²) of the face between padded voxels (k, j, i) and (k+1, j, i) when both are free
     (0 otherwise: the padding, the insulating outer faces and faces to Dirichlet needle voxels);
     ``diag`` sums every face conductance of a free voxel, including those to needles, whose
-    potential moves to ``rhs`` (symmetric elimination); ``boost`` (3, k, j, i) multiplies the faces
-    of electrode voxels (:class:`ElectrodeVoxels`). Needle and padding voxels get diag = 1, rhs = 0:
+    potential moves to ``rhs`` (symmetric elimination); ``boost`` (one array of faces per axis)
+    multiplies the faces of electrode voxels (:meth:`ElectrodeVoxels.face_factors`). Needle and padding voxels get diag = 1, rhs = 0:
     their unknown stays 0 and decouples (the operator stays SPD).
     """
     shape = sigma.shape
@@ -307,7 +367,7 @@ def _stencil_system(sigma: np.ndarray, spacing_m: np.ndarray, fixed: np.ndarray,
         s0[ax] = slice(None, -1)
         s1[ax] = slice(1, None)
         lo, hi = tuple(s0), tuple(s1)
-        g = _face_conductance(sigma, spacing_m, ax) * boost[ax][lo] * boost[ax][hi]
+        g = _face_conductance(sigma, spacing_m, ax) * boost[ax]
         fa, fb = free[lo], free[hi]
         diag[lo] += np.where(fa, g, 0.0)
         diag[hi] += np.where(fb, g, 0.0)
@@ -452,14 +512,57 @@ def _pcg_stencil(diag: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarra
     return it, math.sqrt(rr) / bn
 
 
-def _field_magnitude_v_per_cm(phi: np.ndarray, spacing_m: np.ndarray) -> np.ndarray:
+def _field_magnitude_v_per_cm(phi: np.ndarray, spacing_m: np.ndarray,
+                              boost: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """|E| (V/cm) per voxel: each component is the mean of the field on the voxel's two faces
+    along that axis (one face at the border), the face field being the potential drop / h times
+    the face's electrode factor — the field that carries the face's current (J = σE). With all
+    factors 1 this is the central difference; next to a thin needle it is the field of the current
+    the sub-voxel electrode actually drives (the plain difference to the Dirichlet voxel is not)."""
     e2 = np.zeros(phi.shape)
     for ax in range(3):
-        if phi.shape[ax] < 2:
+        n = phi.shape[ax]
+        if n < 2:
             continue
-        g = np.gradient(phi, spacing_m[ax], axis=ax)
+        d = np.diff(phi, axis=ax) / spacing_m[ax]
+        if boost is not None:
+            d = d * boost[ax]
+        g = np.zeros(phi.shape)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax] = slice(0, n - 1)
+        hi[ax] = slice(1, n)
+        g[tuple(lo)] += d
+        g[tuple(hi)] += d
+        inner = [slice(None)] * 3
+        inner[ax] = slice(1, n - 1)
+        g[tuple(inner)] *= 0.5
         e2 += g * g
     return np.sqrt(e2) / 100.0
+
+
+def _face_joule_w_m3(phi: np.ndarray, sigma: np.ndarray, spacing_m: np.ndarray, boost: Sequence[np.ndarray],
+                     fixed: np.ndarray) -> np.ndarray:
+    """Joule power density (W/m³): each face dissipates g·Δφ² (g its conductance, S), split half to
+    each of its two voxels; faces between two electrode voxels carry no current. The sum over the
+    grid is exactly U·I of the discrete circuit (energy conservation)."""
+    vol = float(np.prod(spacing_m))
+    out = np.zeros(phi.shape)
+    area = (spacing_m[1] * spacing_m[2], spacing_m[0] * spacing_m[2], spacing_m[0] * spacing_m[1])
+    for ax in range(3):
+        n = phi.shape[ax]
+        if n < 2:
+            continue
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax] = slice(0, n - 1)
+        hi[ax] = slice(1, n)
+        g = _face_conductance(sigma, spacing_m, ax) * boost[ax] * spacing_m[ax] * area[ax]
+        p = g * np.diff(phi, axis=ax) ** 2
+        p[fixed[tuple(lo)] & fixed[tuple(hi)]] = 0.0
+        out[tuple(lo)] += 0.5 * p
+        out[tuple(hi)] += 0.5 * p
+    return out / vol
 
 
 def _face_conductance(sigma: np.ndarray, spacing_m: np.ndarray, ax: int) -> np.ndarray:
@@ -474,7 +577,7 @@ def _face_conductance(sigma: np.ndarray, spacing_m: np.ndarray, ax: int) -> np.n
 
 
 def _needle_current(phi: np.ndarray, sigma: np.ndarray, spacing_m: np.ndarray, mask: np.ndarray,
-                    boost: np.ndarray) -> float:
+                    boost: Sequence[np.ndarray]) -> float:
     """Current (A) out of the needle ``mask``: Σ face conductivity × area / h × potential drop."""
     total = 0.0
     area = (spacing_m[1] * spacing_m[2], spacing_m[0] * spacing_m[2], spacing_m[0] * spacing_m[1])
@@ -485,7 +588,7 @@ def _needle_current(phi: np.ndarray, sigma: np.ndarray, spacing_m: np.ndarray, m
         s1 = [slice(None)] * 3
         s0[ax] = slice(None, -1)
         s1[ax] = slice(1, None)
-        g = _face_conductance(sigma, spacing_m, ax) * boost[ax][tuple(s0)] * boost[ax][tuple(s1)]
+        g = _face_conductance(sigma, spacing_m, ax) * boost[ax]
         g = g * spacing_m[ax] * area[ax]  # S
         d = phi[tuple(s0)] - phi[tuple(s1)]
         ma, mb = mask[tuple(s0)], mask[tuple(s1)]
@@ -508,26 +611,36 @@ class _PairResult:
     current_a: float
     cg_iterations: int
     residual: float
+    joule_w_m3: np.ndarray           # σ|E|² during a pulse of this pair (W/m³)
+    solves: int
+    sigma_residual: float            # ‖σ(E(σ)) − σ‖/‖σ‖ of the last solve (fixed-point residual)
+    converged: bool
 
 
 def _solve_pair(params: np.ndarray, spacing_m: np.ndarray, anode: ElectrodeVoxels, cathode: ElectrodeVoxels,
-                volt: float, iterations: int, model: str, rtol: float, mic: bool, maxiter: int) -> _PairResult:
-    """σ(E) iterations of one pulsed pair; each solve starts from the previous potential."""
+                volt: float, iterations: int | None, model: str, rtol: float, mic: bool, maxiter: int,
+                relaxation: float, tolerance: float, max_iterations: int) -> _PairResult:
+    """σ(E) iterations of one pulsed pair, each solve warm-started from the previous potential.
+
+    ``iterations`` None: under-relaxed fixed point σ ← σ + ω (σ(E(σ)) − σ) until the relative
+    change ‖σ(E(σ)) − σ‖/‖σ‖ < ``tolerance`` (or ``max_iterations`` solves); an int: exactly
+    that many solves (plain update unless ``relaxation`` < 1), 1 = constant σ₀."""
     fixed = anode.mask | cathode.mask
     fixed_val = np.where(anode.mask, volt, 0.0)
-    boost = np.ones((3, *fixed.shape))
-    for el in (anode, cathode):
-        for ax in el.boosted_axes:
-            boost[ax][el.mask] = el.factor
+    shape = fixed.shape
+    boost = [a * b for a, b in zip(anode.face_factors(shape), cathode.face_factors(shape), strict=True)]
     sigma = params[0].copy()
-    x = np.zeros(tuple(s + 2 for s in sigma.shape))
+    x = np.zeros(tuple(n + 2 for n in shape))
     inner = (slice(1, -1),) * 3
+    free = ~fixed
     its = 0
-    e = np.zeros(sigma.shape)
-    phi = np.zeros(sigma.shape)
-    solve_sigma = sigma
+    e = np.zeros(shape)
+    phi = np.zeros(shape)
     res = 0.0
-    for _ in range(iterations):
+    change = math.inf
+    n_solves = iterations if iterations is not None else max_iterations
+    done = 0
+    for done in range(1, n_solves + 1):
         diag, ck, cj, ci, rhs = _stencil_system(sigma, spacing_m, fixed, fixed_val, boost)
         n, res = _pcg_stencil(diag, ck, cj, ci, rhs, x, rtol, maxiter, mic)
         its += int(n)
@@ -535,10 +648,29 @@ def _solve_pair(params: np.ndarray, spacing_m: np.ndarray, anode: ElectrodeVoxel
             raise PlanningError(f"field solve did not converge ({n} CG iterations, relative residual {res:.1e} > "
                                 f"{rtol:g}): check the conductivities (all > 0 S/m) or coarsen the grid.")
         phi = np.where(fixed, fixed_val, x[inner])
-        e = _field_magnitude_v_per_cm(phi, spacing_m)
-        solve_sigma = sigma
-        sigma = _voxel_sigma(e, params, model)
-    return _PairResult(e, _needle_current(phi, solve_sigma, spacing_m, anode.mask, boost), its, float(res))
+        e = _field_magnitude_v_per_cm(phi, spacing_m, boost)
+        target = _voxel_sigma(e, params, model)
+        change = float(np.linalg.norm((target - sigma)[free])) / max(float(np.linalg.norm(sigma[free])), 1e-30)
+        if iterations is None and change < tolerance:
+            break
+        if done < n_solves:
+            sigma = sigma + relaxation * (target - sigma)
+    joule = _face_joule_w_m3(phi, sigma, spacing_m, boost, fixed)
+    return _PairResult(e, _needle_current(phi, sigma, spacing_m, anode.mask, boost), its, float(res), joule,
+                       done, change, bool(change < tolerance or iterations == 1))
+
+
+def _check_options(conductivity_model: str, preconditioner: str, rtol: float,
+                   tissues: Sequence[ElectroTissue]) -> None:
+    """Refuse unknown models/preconditioners, a residual tolerance outside (0, 1) and σ ≤ 0."""
+    if conductivity_model not in ("linear", "sigmoid"):
+        raise InvalidInputError(f"conductivity model must be 'linear' or 'sigmoid'; got {conductivity_model!r}.")
+    if preconditioner not in ("mic", "jacobi"):
+        raise InvalidInputError(f"preconditioner must be 'mic' or 'jacobi'; got {preconditioner!r}.")
+    if not 0.0 < rtol < 1.0:
+        raise InvalidInputError(f"rtol must lie in (0, 1); got {rtol}.")
+    if any(t.sigma0_s_m <= 0 or t.sigma1_s_m <= 0 for t in tissues):
+        raise InvalidInputError("tissue conductivities must be > 0 S/m (an insulator has no field to solve).")
 
 
 def solve_field(
@@ -550,11 +682,14 @@ def solve_field(
     voltages_v: float | Sequence[float] | None = None,
     *,
     voltage_to_distance_v_per_cm: float | None = None,
-    iterations: int = 3,
+    iterations: int | None = None,
     conductivity_model: str = "linear",
     rtol: float = 1e-6,
     preconditioner: str = "mic",
     workers: int | None = None,
+    relaxation: float | None = None,
+    tolerance: float = 0.01,
+    max_iterations: int = 30,
 ) -> FieldResult:
     """Max |E| (V/cm) over electrode pairs with field-dependent conductivity.
 
@@ -567,8 +702,13 @@ def solve_field(
         for ≤ 2 needles, :func:`hexagonal_pairs` for 7).
     voltages_v, voltage_to_distance_v_per_cm:
         Pair voltage (V): one value, one per pair, or ``ratio × centre distance`` of each pair.
-    iterations:
-        Number of solves per pair (1 = constant σ₀; 2–5 with σ(E) updates).
+    iterations, relaxation, tolerance, max_iterations:
+        None (default): the σ(E) fixed point, under-relaxed (σ ← σ + ω (σ(E) − σ), ω =
+        ``relaxation``, 0.5 by default) until the relative change ‖σ(E(σ)) − σ‖/‖σ‖ is below
+        ``tolerance`` (1 %) or ``max_iterations`` solves; the plain update (ω = 1) oscillates with
+        period 2 on IRE settings. An int: exactly that many solves per pair (1 = constant σ₀; plain
+        update unless ``relaxation`` is given); ``converged`` then says whether the last one met
+        the tolerance.
     rtol:
         Relative residual ‖b − AΦ‖/‖b‖ at which CG stops (1e-6: the field is within 0.01 % of
         a 1e-10 solve in the benchmark).
@@ -584,16 +724,12 @@ def solve_field(
         raise InvalidInputError(f"labels must be a 3-D array (k, j, i); got shape {lab.shape}.")
     if int(lab.max()) >= len(tissues) or int(lab.min()) < 0:
         raise InvalidInputError(f"label values must index the {len(tissues)} tissues (0-based).")
-    if not 1 <= iterations <= 10:
-        raise InvalidInputError(f"iterations must be 1–10; got {iterations}.")
-    if conductivity_model not in ("linear", "sigmoid"):
-        raise InvalidInputError(f"conductivity model must be 'linear' or 'sigmoid'; got {conductivity_model!r}.")
-    if preconditioner not in ("mic", "jacobi"):
-        raise InvalidInputError(f"preconditioner must be 'mic' or 'jacobi'; got {preconditioner!r}.")
-    if not 0.0 < rtol < 1.0:
-        raise InvalidInputError(f"rtol must lie in (0, 1); got {rtol}.")
-    if any(t.sigma0_s_m <= 0 or t.sigma1_s_m <= 0 for t in tissues):
-        raise InvalidInputError("tissue conductivities must be > 0 S/m (an insulator has no field to solve).")
+    if iterations is not None and not 1 <= iterations <= 10:
+        raise InvalidInputError(f"iterations must be 1–10 (or None: iterate to convergence); got {iterations}.")
+    omega = (1.0 if iterations is not None else 0.5) if relaxation is None else float(relaxation)
+    if not 0.0 < omega <= 1.0 or not 0.0 < tolerance < 1.0 or not 1 <= max_iterations <= 200:
+        raise InvalidInputError("relaxation must lie in (0, 1], tolerance in (0, 1), max_iterations in 1–200.")
+    _check_options(conductivity_model, preconditioner, rtol, tissues)
     if len(needles) < 2:
         raise InvalidInputError("electroporation needs at least two needles.")
     spacing_m = np.asarray(spacing_kji_mm, float) / 1000.0
@@ -620,13 +756,13 @@ def solve_field(
 
     table = np.array([[t.sigma0_s_m, t.sigma1_s_m, t.reversible_v_per_cm, t.irreversible_v_per_cm] for t in tissues])
     params = np.ascontiguousarray(np.moveaxis(table[lab], -1, 0))
-    n_workers = max(1, min(len(pairs), workers if workers is not None else int(nb.config.NUMBA_NUM_THREADS)))
+    n_workers = max(1, min(len(pairs), workers if workers is not None else int(nb.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # set by numba at import (env NUMBA_NUM_THREADS), not in its stubs
     maxiter = 20 * max(lab.shape) + 500
 
     def run(k: int) -> _PairResult:
         a, b = pairs[k]
         return _solve_pair(params, spacing_m, electrodes[a], electrodes[b], volts[k], iterations, conductivity_model,
-                           rtol, preconditioner == "mic", maxiter)
+                           rtol, preconditioner == "mic", maxiter, omega, tolerance, max_iterations)
 
     if n_workers == 1:
         results = [run(k) for k in range(len(pairs))]
@@ -634,20 +770,28 @@ def solve_field(
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             results = list(pool.map(run, range(len(pairs))))
     emax = np.zeros(lab.shape)
+    joule = np.zeros(lab.shape)
     for r in results:
         np.maximum(emax, r.field_v_per_cm, out=emax)
+        joule += r.joule_w_m3
+    solves = sum(r.solves for r in results)
     return FieldResult(
         field_v_per_cm=emax,
-        spacing_kji_mm=tuple(float(s) for s in spacing_kji_mm),
+        spacing_kji_mm=(float(spacing_kji_mm[0]), float(spacing_kji_mm[1]), float(spacing_kji_mm[2])),
         pairs=pairs,
         voltages_v=volts,
         currents_a=[r.current_a for r in results],
         wall_s=time.perf_counter() - t_start,
-        info={"solves": iterations * len(pairs), "cg_iterations": sum(r.cg_iterations for r in results),
-              "iterations_per_pair": iterations, "conductivity_model": conductivity_model,
+        info={"solves": solves, "cg_iterations": sum(r.cg_iterations for r in results),
+              "iterations_per_pair": iterations if iterations is not None else max(r.solves for r in results),
+              "conductivity_model": conductivity_model, "relaxation": omega, "tolerance": tolerance,
               "unknowns": int(lab.size), "preconditioner": preconditioner, "rtol": rtol, "workers": n_workers,
               "max_relative_residual": max(r.residual for r in results),
               "pair_fields_max_v_per_cm": [float(r.field_v_per_cm.max()) for r in results]},
+        converged=all(r.converged for r in results),
+        iterations=max(r.solves for r in results),
+        residual=max(r.sigma_residual for r in results),
+        joule_w_m3=joule,
     )
 
 
@@ -656,6 +800,66 @@ def pair_distance_mm(a: Needle, b: Needle) -> float:
     ca = np.asarray(a.tip_kji_mm) - 0.5 * a.active_length_mm * np.asarray(a.direction_kji)
     cb = np.asarray(b.tip_kji_mm) - 0.5 * b.active_length_mm * np.asarray(b.direction_kji)
     return float(np.linalg.norm(ca - cb))
+
+
+def zone_extents_mm(field_v_per_cm: np.ndarray, threshold_v_per_cm: float,
+                    spacing_kji_mm: Sequence[float]) -> tuple[float, float, float]:
+    """Extent (mm) of the zone |E| ≥ threshold along k, j and i: the span of the maximum-intensity
+    projection of the field onto each axis above the threshold, its two ends interpolated
+    linearly between voxel centres (sub-voxel; a gross-pathology caliper measure)."""
+    out = []
+    for ax in range(3):
+        m = np.asarray(field_v_per_cm).max(axis=tuple(a for a in range(3) if a != ax))
+        above = np.nonzero(m >= threshold_v_per_cm)[0]
+        if above.size == 0:
+            out.append(0.0)
+            continue
+        i0, i1 = int(above[0]), int(above[-1])
+        lo = float(i0) - ((m[i0] - threshold_v_per_cm) / (m[i0] - m[i0 - 1]) if i0 > 0 else 0.0)
+        hi = float(i1) + ((m[i1] - threshold_v_per_cm) / (m[i1] - m[i1 + 1]) if i1 < m.size - 1 else 0.0)
+        out.append((hi - lo) * float(spacing_kji_mm[ax]))
+    return out[0], out[1], out[2]
+
+
+def fit_lethal_threshold_v_per_cm(cases: Sequence[tuple[FieldResult, Mapping[int, float]]], *,
+                                  lo_v_per_cm: float = 200.0, hi_v_per_cm: float = 1500.0) -> float:
+    """The threshold (V/cm, 1 V/cm steps) minimising Σ (extent/measured − 1)² over the measured
+    axes of every case: ``cases`` = (field result, {axis index: measured extent mm})."""
+    if not cases or not all(targets for _, targets in cases):
+        raise InvalidInputError("give at least one field result with at least one measured extent.")
+    best, best_err = lo_v_per_cm, math.inf
+    for th in np.arange(lo_v_per_cm, hi_v_per_cm + 0.5, 1.0):
+        err = 0.0
+        for res, targets in cases:
+            ext = zone_extents_mm(res.field_v_per_cm, float(th), res.spacing_kji_mm)
+            err += sum((ext[ax] / float(mm) - 1.0) ** 2 for ax, mm in targets.items())
+        if err < best_err:
+            best, best_err = float(th), err
+    return best
+
+
+def lethal_thresholds_v_per_cm(protocol: str) -> dict[str, float]:
+    """Per-tissue lethal field (V/cm) of a pulse protocol from the data file ('ire'; 'ect' is
+    reversible permeabilisation: the tissue table's reversible thresholds)."""
+    consts = electroporation_constants()
+    if protocol == "ect":
+        return {n: float(v[2]) for n, v in consts["tissues"].items()}
+    prot = (consts.get("protocols") or {}).get(protocol)
+    if prot is None:
+        raise InvalidInputError(f"no pulse protocol {protocol!r} in {DATA_FILE.name}; known: ect, "
+                                f"{', '.join(sorted(consts.get('protocols') or {}))}.")
+    return {n: float(v) for n, v in prot["lethal_v_per_cm"].items()}
+
+
+def protocol_tissues(protocol: str, tissues: Sequence[ElectroTissue]) -> list[ElectroTissue]:
+    """The tissues with the σ(E) rise of a pulse protocol: the IRE in vivo calibration fixes
+    σ₁/σ₀ (data file); other protocols keep the tissue table."""
+    prot = (electroporation_constants().get("protocols") or {}).get(protocol)
+    if prot is None or "sigma1_over_sigma0" not in prot:
+        return list(tissues)
+    ratio = float(prot["sigma1_over_sigma0"])
+    return [ElectroTissue(t.name, t.sigma0_s_m, t.sigma0_s_m * ratio if t.sigma1_s_m != t.sigma0_s_m else t.sigma1_s_m,
+                          t.reversible_v_per_cm, t.irreversible_v_per_cm) for t in tissues]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ linac plan we estimate the dose outside the PTV from the distance to the PTV sur
     D(x) = Rx                        inside the PTV
     D(x) = Rx · exp(−x / λ)          at distance x (mm) outside the PTV surface
 
-λ (``falloff_lambda_mm``) is a model parameter (knowledge/radiation/sbrt.yaml: 9 mm,
-chosen so that ≈ 50 % of Rx remains at ≈ 6 mm and ≈ 20 % at ≈ 15 mm, consistent with the
-RTOG 0813/0915 conformity criteria D2cm ≤ 50–70 % Rx). Because the estimate is
+λ (``falloff_lambda_mm``) is a model parameter; the SBRT planner calibrates it per PTV volume to the
+R50% limit of the RTOG 0915/0813 conformity table (:func:`lambda_for_r50_mm`; lung protocols used as
+a proxy for liver). Because the estimate is
 proportional to the prescription, the largest dose per fraction meeting every constraint
 follows by scaling, giving the BED reachable. Constraints arrive as parameters (TG-101
 rows from :mod:`latplan.knowledge.radiation`); nothing clinical is hard-coded here.
@@ -30,7 +30,7 @@ from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.imaging.volume import Volume
 from latplan.physics import lq
 
-__all__ = ["SBRTScreenResult", "estimate_dose_gy", "falloff_dose_gy", "screen_sbrt"]
+__all__ = ["SBRTScreenResult", "estimate_dose_gy", "falloff_dose_gy", "lambda_for_r50_mm", "model_conformity", "screen_sbrt"]
 
 CAVEAT = ("ESTIMATE, not a treatment plan: neighbour doses come from an exponential dose fall-off model outside "
           "the PTV (no beam arrangement, no heterogeneity, no motion); a real SBRT plan must confirm feasibility.")
@@ -51,6 +51,25 @@ def estimate_dose_gy(ptv: Volume, prescription_gy: float, lambda_mm: float) -> V
         raise EmptyStructureError("the PTV is empty; no SBRT estimate can be made.")
     dist = ndi.distance_transform_edt(~arr, sampling=ptv.spacing_kji_mm)
     return ptv.with_array(falloff_dose_gy(dist, prescription_gy, lambda_mm).astype(np.float32))
+
+
+def lambda_for_r50_mm(ptv_volume_ml: float, r50: float) -> float:
+    """Fall-off length λ (mm) for which a spherical PTV of ``ptv_volume_ml`` has the conformity ratio ``r50``.
+
+    The 50 % isodose lies at x50 = λ·ln 2 outside the surface of a sphere of radius R, so
+    R50% = ((R + λ ln 2)/R)³ ⇒ λ = R·(R50^(1/3) − 1)/ln 2.
+    """
+    if not (ptv_volume_ml > 0 and r50 > 1):
+        raise InvalidInputError(f"need PTV volume > 0 ml and R50% > 1; got {ptv_volume_ml} ml, {r50}.")
+    radius = (3.0 * ptv_volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    return radius * (r50 ** (1.0 / 3.0) - 1.0) / math.log(2.0)
+
+
+def model_conformity(ptv: Volume, lambda_mm: float) -> tuple[float, float]:
+    """(R50%, D2cm in % of Rx) of the fall-off model on the PTV's grid (R50 voxel-counted; D2cm = Rx·e^(−20/λ))."""
+    est = estimate_dose_gy(ptv, 1.0, lambda_mm).array
+    r50 = float(np.sum(est >= 0.5) / max(int(np.sum(ptv.array.astype(bool))), 1))
+    return r50, 100.0 * math.exp(-20.0 / lambda_mm)
 
 
 @dataclass

@@ -21,8 +21,10 @@ Interpolation and extrapolation (decisions, see docs/radiation-physics.md):
   tabulated radius (nearest neighbour, TG-43U1 App. C). ``null`` entries (no published
   value, inside or too near the source) are filled with the nearest published value of
   the same θ row along r.
-* Near the source: distances are clamped to ``r_min_cm = max(L/2 + 0.05 cm, 0.1 cm)``
-  (along the same direction). Points that close lie inside the catheter/applicator, not
+* Near the source: by default distances are clamped to ``r_min_cm = max(L/2 + 0.05 cm, 0.1 cm)``
+  (along the same direction). :meth:`SourceModel.with_catheter_clamp` limits the clamp to the
+  inside of the catheter (the IBT planner uses it with the catheter's outer radius), so tissue
+  1–2 mm from a source gets its TG-43 dose. Points that close lie inside the catheter/applicator, not
   in tissue; the clamp keeps the line-source geometry factor finite (it diverges on the
   axis at r = L/2) and keeps dose matrices bounded for the optimiser.
 
@@ -56,6 +58,7 @@ __all__ = [
     "AlongAwayLookup",
     "SourceModel",
     "along_away_table",
+    "decayed_air_kerma_strength_u",
     "default_source",
     "dose_gy",
     "dose_matrix_gy_per_s",
@@ -102,11 +105,31 @@ class SourceModel:
     dataset: str = ""
     path: str = ""
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: catheter clamp (see :meth:`with_catheter_clamp`): None → the spherical r_min clamp
+    catheter_radius_cm: float | None = None
 
     @property
     def r_min_cm(self) -> float:
-        """Distance below which r is clamped (cm): inside the catheter, not tissue."""
+        """Distance below which r is clamped (cm): inside the catheter, not tissue (spherical clamp);
+        with a catheter clamp, the catheter's outer radius."""
+        if self.catheter_radius_cm is not None:
+            return self.catheter_radius_cm
         return max(0.5 * self.active_length_cm + 0.05, 0.1)
+
+    def with_catheter_clamp(self, radius_cm: float) -> SourceModel:
+        """The same source with the near-source clamp limited to the inside of the catheter.
+
+        Points closer to the source axis than ``radius_cm`` (the catheter's outer radius) and within
+        L/2 + radius of the active centre along it lie inside the catheter: they are evaluated on the
+        catheter surface (y = radius, same z). Every tissue point (outside the catheter) gets the
+        unclamped TG-43 dose; points along the lumen beyond the source ends keep the on-axis formula.
+        """
+        if not (np.isfinite(radius_cm) and radius_cm > 0):
+            raise InvalidInputError(f"catheter radius must be > 0 cm; got {radius_cm}.")
+        meta = {k: v for k, v in self.meta.items() if k != "_packed"}
+        return SourceModel(self.name, self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g_r_cm,
+                           self.g_l, self.f_r_cm, self.f_theta_deg, self.f_table, self.nuclide, self.kind, self.dataset,
+                           self.path, meta, float(radius_cm))
 
     @property
     def g0(self) -> float:
@@ -142,6 +165,7 @@ class SourceModel:
                 params += [float(grid[0]), 1.0 / delta, float(off), float(n)]
             maps.append(m)
             off += m.size
+        params.append(1.0 if self.catheter_radius_cm is not None else 0.0)  # params[16]: clamp mode
         out = (
             np.array(params, dtype=np.float64),
             np.ascontiguousarray(self.g_r_cm, dtype=np.float64),
@@ -367,7 +391,13 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
     rmin = params[3]
     r2 = z * z + y * y
     r = math.sqrt(r2)
-    if r < rmin:
+    if params[16] > 0.5:
+        # catheter clamp: only points inside the catheter next to the active core move to its surface
+        if y < rmin and abs(z) < 0.5 * length + rmin:
+            y = rmin
+            r2 = z * z + y * y
+            r = math.sqrt(r2)
+    elif r < rmin:
         if r < 1e-12:
             z = 0.0
             y = rmin
@@ -485,7 +515,11 @@ def dose_rate_per_sk_zy(source: SourceModel, z_cm: np.ndarray, y_cm: np.ndarray)
     z, y = np.broadcast_arrays(z, y)
     r = np.hypot(z, y)
     rmin = source.r_min_cm
-    small = r < rmin
+    if source.catheter_radius_cm is not None:
+        inside = (y < rmin) & (np.abs(z) < 0.5 * source.active_length_cm + rmin)
+        y = np.where(inside, rmin, y)
+        r = np.hypot(z, y)
+    small = (r < rmin) if source.catheter_radius_cm is None else np.zeros(r.shape, bool)
     safe_r = np.where(r > 1e-12, r, 1.0)
     scale = np.where(small, rmin / safe_r, 1.0)
     z = np.where(small & (r <= 1e-12), 0.0, z * scale)
@@ -859,6 +893,20 @@ _LOOKUP_CACHE: dict[int, AlongAwayLookup] = {}
 
 
 # ------------------------------------------------------------------------------------------------
+# Source decay
+# ------------------------------------------------------------------------------------------------
+def decayed_air_kerma_strength_u(sk_calibration_u: float, elapsed_days: float, half_life_d: float) -> float:
+    """Air-kerma strength (U) ``elapsed_days`` after calibration: S_K·exp(−ln 2·t/T½) (T½ of Ir-192: 73.83 d)."""
+    if not (np.isfinite(sk_calibration_u) and sk_calibration_u > 0):
+        raise InvalidInputError(f"air-kerma strength must be > 0 U; got {sk_calibration_u}.")
+    if not (np.isfinite(half_life_d) and half_life_d > 0):
+        raise InvalidInputError(f"half-life must be > 0 d; got {half_life_d}.")
+    if elapsed_days < 0:
+        raise InvalidInputError(f"elapsed time since calibration must be ≥ 0 d; got {elapsed_days}.")
+    return float(sk_calibration_u * math.exp(-math.log(2.0) * elapsed_days / half_life_d))
+
+
+# ------------------------------------------------------------------------------------------------
 # QA along-away table
 # ------------------------------------------------------------------------------------------------
 def along_away_table(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM,
@@ -879,7 +927,10 @@ def _fmt(v: float) -> str:
 
 def format_along_away_csv(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM,
                           y_cm: tuple[float, ...] = QA_Y_CM) -> str:
-    """The along-away table as CSV, in the layout of the consensus QA sheets (two comment lines)."""
+    """The along-away table as CSV, in the layout of the consensus QA sheets (two comment lines).
+
+    The cell (z = 0, y = 0), inside the source, is left empty (no made-up value).
+    """
     table = along_away_table(source, z_cm, y_cm)
     lines = [
         f"# QA along-away table: dose rate per unit air-kerma strength, cGy h^-1 U^-1, computed by latplan "
@@ -889,5 +940,7 @@ def format_along_away_csv(source: SourceModel, z_cm: tuple[float, ...] = QA_Z_CM
         "z_cm," + ",".join(f"y_{_fmt(y)}" for y in y_cm),
     ]
     for z, row in zip(z_cm, table, strict=True):
-        lines.append(_fmt(z) + "," + ",".join(_fmt(v) for v in row))
+        # the point (0, 0) lies inside the source: no dose value exists there, the cell stays empty
+        lines.append(_fmt(z) + "," + ",".join("" if (z == 0 and y == 0) else _fmt(v)
+                                              for y, v in zip(y_cm, row, strict=True)))
     return "\n".join(lines) + "\n"

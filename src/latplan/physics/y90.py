@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from latplan.errors import InvalidInputError
 
-__all__ = ["PartitionResult", "mird_activity_gbq", "mird_dose_gy", "partition_activity", "partition_doses_gy"]
+__all__ = ["PartitionResult", "body_surface_area_m2", "bsa_activity_gbq", "mird_activity_gbq", "mird_dose_gy",
+           "partition_activity", "partition_doses_gy"]
 
 GY_KG_PER_GBQ = 50.0
 
@@ -112,3 +113,28 @@ def partition_activity(tumour_mass_kg: float, normal_mass_kg: float, tn_ratio: f
     d_t, d_n, d_l = partition_doses_gy(a, tumour_mass_kg, normal_mass_kg, tn_ratio, lung_shunt_fraction, lung_mass_kg,
                                        gy_kg_per_gbq)
     return PartitionResult(a, d_t, d_n, d_l, limiting)
+
+
+def body_surface_area_m2(height_cm: float, weight_kg: float) -> float:
+    """Body surface area (m²) by DuBois & DuBois (1916): 0.007184 · W[kg]^0.425 · H[cm]^0.725."""
+    _pos("height (cm)", height_cm)
+    _pos("weight (kg)", weight_kg)
+    return 0.007184 * weight_kg**0.425 * height_cm**0.725
+
+
+def bsa_activity_gbq(bsa_m2: float, tumour_volume_ml: float, liver_volume_ml: float,
+                     perfused_volume_ml: float | None = None) -> float:
+    """Resin-sphere BSA activity (GBq): A = (BSA − 0.2) + V_T/V_L, × V_perfused/V_L for lobar/segmental treatment.
+
+    (SIR-Spheres instructions for use; Kennedy et al., IJROBP 68:13, 2007.) ``tumour_volume_ml`` and
+    ``liver_volume_ml`` are whole-liver volumes (liver includes tumour).
+    """
+    _pos("body surface area (m²)", bsa_m2)
+    _pos("liver volume (ml)", liver_volume_ml)
+    if tumour_volume_ml < 0 or tumour_volume_ml > liver_volume_ml:
+        raise InvalidInputError(f"tumour volume must be in [0, liver volume]; got {tumour_volume_ml} ml.")
+    a = (bsa_m2 - 0.2) + tumour_volume_ml / liver_volume_ml
+    if perfused_volume_ml is not None:
+        _pos("perfused volume (ml)", perfused_volume_ml)
+        a *= min(perfused_volume_ml / liver_volume_ml, 1.0)
+    return a

@@ -5,7 +5,8 @@
 runs all call :func:`plan_case` / :func:`plan_case_folder`; nothing else chains the layers.
 
 * load: :func:`latplan.imaging.case_folder.load_case_folder` (case folder → :class:`~latplan.case.Case`)
-* measure: :func:`latplan.anatomy.measure_case` (lesion and patient measurements)
+* measure: :func:`latplan.anatomy.measurements.measure` (typed lesion and patient measurements) and
+  :func:`latplan.anatomy.geometry.case_geometry` (liver, vessel calibre, large vessels, body: once per case)
 * assess, simulate, re-assess, strategies, rank: :func:`latplan.board.proposal.plan_case`
   (rules per modality, planners from :mod:`latplan.modalities`, verdicts, whole-patient strategies)
 * write: :func:`latplan.report.writer.write_reports` (plan.json, report.html/.pdf, patient.html/.pdf)
@@ -17,7 +18,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from latplan.anatomy import measure_case
+from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.measurements import measure
 from latplan.board.proposal import BoardProposal
 from latplan.board.proposal import plan_case as propose
 from latplan.case import Case
@@ -39,7 +41,9 @@ def plan_case(case: Case, options: PlanOptions = PlanOptions(), progress: Progre
     say = progress or silent
     total = len(_STAGES)
     say(_STAGES[1], 1, total)
-    measurements = measure_case(case)
+    measurements = measure(case)
+    geometry = case_geometry(case)
+    _ = geometry.large_vessels  # computed once here; every planner of this case reads it
 
     def board_progress(message: str) -> None:
         say(message, 2, total)
@@ -47,7 +51,7 @@ def plan_case(case: Case, options: PlanOptions = PlanOptions(), progress: Progre
     say(_STAGES[2], 2, total)
     simulate: bool | frozenset[str] = options.simulate
     return propose(case, rule_paths=list(options.rule_paths) or None, simulate=simulate,
-                   measurements=measurements, preferences=options.preferences, workers=options.workers,
+                   measurements=measurements.to_json(), preferences=options.preferences, workers=options.workers,
                    progress=board_progress)
 
 

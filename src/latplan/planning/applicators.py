@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, optimize
 
+from latplan.anatomy.geometry import case_geometry
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
 from latplan.imaging.volume import Volume
 from latplan.physics.ablation_zones import ZoneEllipsoid, ZoneSize, perpendicular_axes, rasterise_zones
-from latplan.physics.margins import MarginResult
+from latplan.physics.margins import MarginResult, ablative_margin_arrays
 
 __all__ = [
     "AVOID_ROLES",
@@ -119,27 +120,6 @@ def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[Structur
     return [n for n in case.structure_names() if structure_role(case, n) in roles]
 
 
-def _large_vessels(case: Case, names: list[str]) -> np.ndarray:
-    """Vessel voxels whose local calibre ≥ 3 mm (2 × inscribed radius ≥ 3 mm)."""
-    h = case.labels.spacing_kji_mm
-    out = np.zeros(case.labels.shape, bool)
-    for n in names:
-        m = case.mask_array(n)
-        if not m.any():
-            continue
-        lo, hi = crop_around(m, 4.0, h)
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        sub = m[sl]
-        inside = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-        # inscribed radius at voxel centres + half a voxel ≈ geometric radius
-        core = inside + 0.5 * float(h.min()) >= 0.5 * LARGE_VESSEL_CALIBRE_MM
-        if not core.any():
-            continue
-        near = ndimage.distance_transform_edt(~core, sampling=h) <= 0.5 * LARGE_VESSEL_CALIBRE_MM + float(h.max())
-        out[sl] |= sub & near
-    return out
-
-
 def _fibonacci_directions(n: int) -> np.ndarray:
     i = np.arange(n) + 0.5
     phi = np.arccos(1 - 2 * i / n)
@@ -155,14 +135,13 @@ def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> T
     centroid_kji = np.argwhere(lesion).mean(axis=0)
     target = labels.index_to_mm(centroid_kji)
     avoid_names = _names_with_roles(case, AVOID_ROLES)
-    vessel_names = _names_with_roles(case, VESSEL_ROLES)
     lab = labels.array
     value_to_name: dict[int, str] = {}
     for n in avoid_names:
         for v in case.label_table.values_for(n):
             value_to_name[int(v)] = n
     forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
-    large = _large_vessels(case, vessel_names)
+    large = case_geometry(case).large_vessels  # computed once per case (latplan.anatomy.geometry)
     forbidden = forbidden | large
     body_names = _names_with_roles(case, {StructureRole.BODY})
     inside_body = np.zeros(lab.shape, bool)
@@ -369,8 +348,6 @@ def fit_units(
 
 def ablative_margin_arrays_safe(lesion: np.ndarray, zone: np.ndarray, h: np.ndarray) -> MarginResult:
     """Margin of ``lesion`` in ``zone``; an empty zone gives −∞-like margin and 0 % coverage."""
-    from latplan.physics.margins import ablative_margin_arrays
-
     if not zone.any():
         surf = lesion & ~ndimage.binary_erosion(lesion)
         return MarginResult(-1e3, {"<0": 100.0, "0-5": 0.0, ">=5": 0.0}, 0.0,
@@ -390,7 +367,9 @@ def collateral_structures(case: Case, zone: Volume, lo: Sequence[int]) -> list[d
     for n in _names_with_roles(case, COLLATERAL_ROLES):
         m = np.isin(lab, case.label_table.values_for(n)) & zone.array
         if m.any():
-            out.append({"name": n, "role": structure_role(case, n).value, "volume_ml": round(float(m.sum()) * vox_ml, 3)})
+            role = structure_role(case, n)
+            out.append({"name": n, "role": role.value if role is not None else "other",
+                        "volume_ml": round(float(m.sum()) * vox_ml, 3)})
     return sorted(out, key=lambda d: -d["volume_ml"])
 
 
@@ -431,3 +410,52 @@ def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
         gap = max(0.0, float(dist[near].min()) - 0.5 * float(h.mean()))
         out.append({"name": n, "calibre_mm": round(calibre, 1), "distance_mm": round(gap, 1)})
     return sorted(out, key=lambda d: d["distance_mm"])
+
+
+#: organs the board checks for thermal/field injury (roles); absent from the label map → "unsegmented"
+ORGAN_CHECK_ROLES: tuple[StructureRole, ...] = (
+    StructureRole.GALLBLADDER, StructureRole.KIDNEY, StructureRole.STOMACH, StructureRole.DUODENUM,
+    StructureRole.SMALL_BOWEL, StructureRole.COLON, StructureRole.HEART, StructureRole.BILE_DUCT,
+    StructureRole.DIAPHRAGM,
+)
+
+
+def organ_volumes_in_zone(case: Case, zone: np.ndarray, lo: Sequence[int]) -> tuple[dict[str, float], list[str]]:
+    """({organ role: ml inside the zone} for every segmented organ of :data:`ORGAN_CHECK_ROLES`
+    and the other collateral roles present, [roles of the check list not segmented]). ``zone`` is
+    a boolean crop at ``lo``; an organ that is segmented but outside the zone reads 0 ml."""
+    sl = tuple(slice(a, a + n) for a, n in zip(lo, zone.shape, strict=True))
+    lab = case.labels.array[sl]
+    vox_ml = case.labels.voxel_volume_ml
+    found: dict[str, float] = {}
+    for n in _names_with_roles(case, set(ORGAN_CHECK_ROLES) | set(COLLATERAL_ROLES)):
+        r = structure_role(case, n)
+        role = r.value if r is not None else "other"
+        ml = float(np.sum(np.isin(lab, case.label_table.values_for(n)) & zone)) * vox_ml
+        found[role] = round(found.get(role, 0.0) + ml, 3)
+    missing = [r.value for r in ORGAN_CHECK_ROLES if r.value not in found]
+    return dict(sorted(found.items())), missing
+
+
+def zone_uncertainty_band(zone: np.ndarray, lesion: np.ndarray, spacing_mm: Sequence[float], rel_diameter: float,
+                          exclude: np.ndarray | None = None) -> tuple[list[float], list[float]]:
+    """([zone ml lo, hi], [min margin mm lo, hi]) when the zone edge moves in or out by
+    ``rel_diameter`` × its equivalent radius (a zone-size uncertainty as a fraction of the
+    diameter); ``exclude`` (e.g. the large-vessel lumen) never joins the zone."""
+    h = np.asarray(spacing_mm, float)
+    vox_ml = float(np.prod(h)) / 1000.0
+    vol_ml = float(zone.sum()) * vox_ml
+    if vol_ml <= 0 or rel_diameter <= 0:
+        return [round(vol_ml, 2)] * 2, [-1e3, -1e3]
+    r_eq = (3.0 * vol_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    # distances between voxel centres: the zone's edge lies on average ≈ ⅓ voxel beyond the centres
+    d = rel_diameter * r_eq
+    c = 0.35 * float(h.mean())
+    inner = ndimage.distance_transform_edt(zone, sampling=h) > d + c
+    outer = ndimage.distance_transform_edt(~zone, sampling=h) <= d + c
+    if exclude is not None:
+        outer &= ~exclude
+    vols = [round(float(z.sum()) * vox_ml, 2) for z in (inner, outer)]
+    margins = [round(float(ablative_margin_arrays(lesion, z, h).min_margin_mm), 2) if z.any() else -1e3
+               for z in (inner, outer)]
+    return vols, margins

@@ -43,7 +43,8 @@ Decisions
   (1 mm; 1.5 mm when voxels × pulsed pairs exceed 3 M) and its numbers (coverage, minimum
   tumour field, currents, margins) come from that solve; if the verification falls short of
   the goal, up to two higher steps are verified. Field: :func:`latplan.physics.electroporation.solve_field`
-  with 3 σ(E) iterations.
+  with the σ(E) fixed point solved to < 1 % change (under-relaxed; ``converged``, ``field_iterations``,
+  ``field_residual`` in the metrics) and an adiabatic Joule-heating bound (``max_temperature_c``).
 * **Currents** are estimates (finite-volume flux out of the anode needle voxels; the needle is
   a voxel line with the sub-voxel radius correction on these grids) and the inactive needles'
   metal is not modelled.
@@ -66,13 +67,14 @@ from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError, SourceDataError
 from latplan.physics import electroporation as ep
-from latplan.physics.ablation_zones import perpendicular_axes
+from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
     collateral_structures,
     crop_around,
     find_trajectory,
     heat_sink_vessels,
+    organ_volumes_in_zone,
     structure_role,
     target_mask,
 )
@@ -242,7 +244,7 @@ def plan_electroporation(
     threshold_v_per_cm: float | None = None,
     coverage_goal_percent: float = 95.0,
     coverage_target: str | None = None,
-    iterations: int = 3,
+    iterations: int | None = None,
     search_grid_mm: float = 2.0,
     verify_grid_mm: float | None = None,
     max_geometries: int = 4,
@@ -308,7 +310,10 @@ def plan_electroporation(
     lesion = lesion_full[sl]
     lab = _labels(case, sl)
     tissues, idx = _tissue_table()
-    thr_table = np.array([t.reversible_v_per_cm if kind == "ect" else t.irreversible_v_per_cm for t in tissues])
+    tissues = ep.protocol_tissues(kind, tissues)
+    lethal = ep.lethal_thresholds_v_per_cm(kind)
+    thr_table = np.array([lethal.get(t.name, t.reversible_v_per_cm if kind == "ect" else t.irreversible_v_per_cm)
+                          for t in tissues])
 
     search = _make_grid(lab, lesion, h, search_grid_mm, thr_table, threshold_v_per_cm, margin_for_target,
                         idx["blood"])
@@ -328,6 +333,8 @@ def plan_electroporation(
             return [u_max] * len(dist)
         return [min(u_max, round(g.ratio_v_per_cm * factors[step] * dd / 10.0 / 10.0) * 10.0) for dd in dist]
 
+    rho_c = float(((consts.get("protocols") or {}).get("ire") or {}).get("thermal", {}).get("rho_c_j_m3_k", 3.82e6))
+
     def solve(g: _Geometry, step: int, grid: _Grid) -> _Solve:
         """All pull-back positions in one call (the needles of the other positions are tissue then,
         as are the unpulsed needles of one position): field = max over positions and pairs."""
@@ -341,8 +348,11 @@ def plan_electroporation(
         currents = np.abs(np.reshape(res.currents_a, (len(segments), len(g.pairs)))).max(axis=0).tolist()
         emax = res.field_v_per_cm
         cov = 100.0 * float(np.mean(emax[grid.target] >= grid.threshold[grid.target]))
+        heat = res.adiabatic_temperature_rise_c(int(pulses["pulses"]), float(pulses["pulse_width_us"]) * 1e-6, rho_c)
         return _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
-                      {"cg_iterations": int(res.info["cg_iterations"])})
+                      {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
+                       "iterations": res.iterations, "residual": res.residual,
+                       "max_temperature_c": 37.0 + float(heat.max())})
 
     n_steps = len(factors) + 1
     tried: list[dict[str, Any]] = []
@@ -481,15 +491,20 @@ def plan_electroporation(
         reasons.append(traj.note or "no safe straight path")
     caveats = [
         "field thresholds and conductivities are literature values (Go-Smart; 460/700 V/cm also quoted): "
-        "coverage depends strongly on them",
+        "coverage depends strongly on them" if kind == "ect" else
+        "IRE lethal field calibrated to in vivo porcine liver (Ben-David 2012, 438 V/cm liver; tumour value "
+        "assumed): coverage depends strongly on it",
         "needles not in the pulsed pair are modelled as tissue; metal clips/stents distort the field",
-        "pair currents are estimates from the voxelised needles; pulse heating is not modelled",
+        "pair currents are estimates from the voxelised needles; pulse heating is an adiabatic upper bound "
+        "(no conduction or perfusion between pulses) at voxel resolution: max_temperature_c",
         f"generator limits ({gen['name']}: {u_max:g} V, {i_max:g} A) are to be verified against the device manual",
     ]
     if kind == "ect":
         caveats.append("ECT spares vessels and collagenous structures (vessels > 5 mm preserved); "
                        "bleomycin dose limits apply")
     zone_vol = ref.with_array(zone_ref)
+    organs, unsegmented = organ_volumes_in_zone(case, zone_ref, lo)
+    vol_range, margin_range = _threshold_band(fin.field_v_per_cm, verify, hv, zone_uncertainty_fraction(kind))
     sinks = heat_sink_vessels(case, lesion_id, measurements=_lesion_meas(measurements, lesion_id))
     mm = margin.min_margin_mm if margin is not None else -1e3
     metrics: dict[str, Any] = {
@@ -512,10 +527,19 @@ def plan_electroporation(
         "max_voltage_v": u_max,
         "max_current_a": i_max,
         "min_field_tumour_v_per_cm": round(float(f_tum.min()), 1),
+        "converged": bool(fin.info["converged"]),
+        "field_iterations": int(fin.info["iterations"]),
+        "field_residual": round(float(fin.info["residual"]), 4),
+        "max_temperature_c": round(float(fin.info["max_temperature_c"]), 1),
         "field_tumour_p05_v_per_cm": round(float(np.percentile(f_tum, 5)), 1),
         "threshold_v_per_cm": "tissue-specific" if threshold_v_per_cm is None else float(threshold_v_per_cm),
         "coverage_curve": {"threshold_v_per_cm": th[::4].tolist(), "coverage_percent": np.round(curve[::4], 2).tolist()},
         "zone_volume_ml": round(float(zone_v.sum()) * verify.h_mm**3 / 1000.0, 2),
+        "zone_volume_range_ml": vol_range,
+        "min_margin_range_mm": margin_range,
+        "threshold_uncertainty_fraction": zone_uncertainty_fraction(kind),
+        "organ_volumes_in_zone_ml": organs,
+        "unsegmented_organs": unsegmented,
         "heat_sink_vessels": sinks,
         "collateral_structures": collateral_structures(case, zone_vol, lo),
         "trajectory_safe": bool(traj.safe),
@@ -545,6 +569,18 @@ def plan_electroporation(
     )
     plan.runtime_s = time.perf_counter() - t_start
     return plan
+
+
+def _threshold_band(field_v_per_cm: np.ndarray, grid: _Grid, hv: np.ndarray,
+                    fraction: float) -> tuple[list[float], list[float]]:
+    """([zone ml, …], [min margin mm, …]) at the lethal threshold × (1 + f) and × (1 − f): the
+    band from the threshold's uncertainty (its in vivo calibration tolerance, data file)."""
+    vols, margins = [], []
+    for scale in (1.0 + fraction, 1.0 - fraction):
+        z = field_v_per_cm >= grid.threshold * scale
+        vols.append(round(float(z.sum()) * grid.h_mm**3 / 1000.0, 2))
+        margins.append(round(float(ablative_margin_arrays(grid.tumour, z, hv).min_margin_mm), 2) if z.any() else -1e3)
+    return vols, margins
 
 
 def _planning_constants(consts: Mapping[str, Any], kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -635,7 +671,7 @@ def _lesion_meas(measurements: Mapping[str, Any] | None, lesion_id: str) -> dict
 def plan_ect(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
              target_margin_mm: float = 5.0, threshold_v_per_cm: float | None = None,
              coverage_goal_percent: float = 95.0, coverage_target: str | None = None,
-             iterations: int = 3) -> TreatmentPlan:
+             iterations: int | None = None) -> TreatmentPlan:
     """Electrochemotherapy plan: ≥ ``coverage_goal_percent`` of the tumour above the reversible threshold."""
     return plan_electroporation("ect", case, lesion_id, measurements, target_margin_mm=target_margin_mm,
                                 threshold_v_per_cm=threshold_v_per_cm, coverage_goal_percent=coverage_goal_percent,
@@ -645,7 +681,7 @@ def plan_ect(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None 
 def plan_ire(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
              target_margin_mm: float = 5.0, threshold_v_per_cm: float | None = None,
              coverage_goal_percent: float = 95.0, coverage_target: str | None = None,
-             iterations: int = 3) -> TreatmentPlan:
+             iterations: int | None = None) -> TreatmentPlan:
     """Irreversible electroporation plan: ≥ ``coverage_goal_percent`` of tumour + margin above the
     irreversible threshold."""
     return plan_electroporation("ire", case, lesion_id, measurements, target_margin_mm=target_margin_mm,

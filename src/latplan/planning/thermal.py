@@ -9,14 +9,20 @@ Engines: ``engine="chart"`` (default, fast: device-chart ellipsoids, PHYSICS.md 
 or ``engine="bioheat"`` (the chart placement, then a Pennes simulation on a crop of the
 case with perfusion, vessels as heat sinks and coagulation; slower, seconds).
 
-Heat sink (both engines, RFA and MWA): when a vessel ≥ 3 mm lies within 10 mm of the lesion
-the planner runs the Pennes engine twice on the crop — vessels as heat sinks and vessels
-replaced by liver — and removes from the predicted zone what the vessels' heat sink removes
-in the simulation (``metrics["heat_sink"]``: cut-back in mm, lost volume, the margin before and
-after; the zone lost is drawn in the report). Why the difference of two runs rather than the
-bioheat zone itself: the model's absolute zone departs from the charts (docs/ablation-physics.md
-table) while the *change* a vessel makes is what the model is built and tested for
-(tests/physics_ablation/test_ablation_bioheat.py heat-sink test).
+Vessels ≥ 3 mm (both engines, all modalities): their lumen is flowing blood and never part of
+a zone. Heat sink (RFA and MWA): when such a vessel lies within 10 mm of the lesion the zone is
+the thermal model's own, on the patient's anatomy: two Pennes runs of the fitted applicators on
+the crop (vessels as heat sinks by calibre, and vessels replaced by liver); the damage level Ω*
+whose zone in the vessel-free run has the chart zone's volume calibrates the model to the
+device chart (a chart is the zone in vessel-free liver), and the plan's zone is Ω ≥ Ω* of the
+run with the vessels within 10 mm of a vessel ≥ 3 mm — it wraps around them (no chart zone with
+islands cut out) — and the chart zone farther away. What the
+vessels remove within 5 mm of a vessel ≥ 3 mm is ``heat_sink_lost`` (drawn in the report);
+``metrics["heat_sink"]`` holds the cut-back, the lost volume and the margin before (chart) and
+after (physics); ``metrics["perivascular"]`` reports, per vessel ≥ 3 mm, the target left
+unablated within 5 mm of its wall and the tumour left viable there. When the model cannot reach
+the chart's volume at any damage level (RFA: it delivers less energy than a clinical generator,
+docs/ablation-physics.md) ``chart_volume_reached`` is false and the zone is the model's largest.
 
 The target margin is a clinical parameter passed by :mod:`latplan.modalities`
 (5 mm default; 10 mm for RAS-mutant colorectal metastases).
@@ -44,8 +50,10 @@ from latplan.planning.applicators import (
     find_trajectory,
     fit_units,
     heat_sink_vessels,
+    organ_volumes_in_zone,
     structure_role,
     target_mask,
+    zone_uncertainty_band,
 )
 from latplan.planning.types import TreatmentPlan
 
@@ -162,20 +170,91 @@ def plan_thermal(
         caveats.append("bioheat engine: parameter uncertainty (perfusion, tissue properties) dominates; "
                        "published in vivo RFA models reach Dice 0.42–0.73 (PHYSICS.md)")
     sinks = heat_sink_vessels(case, lesion_id, measurements=meas)
+    # the lumen of a vessel ≥ 3 mm is blood that flows: never part of an ablation zone
+    lumen = _large_vessel_lumen(case, sl)
+    if np.any(zone.array & lumen):
+        zone = zone.with_array(zone.array & ~lumen)
+        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
     heat_sink: dict[str, Any] | None = None
     heat_sink_lost = None
     if heat_sink_check and sinks and modality in ("rfa", "mwa") and zone.array.any():
-        heat_sink, lost = heat_sink_effect(modality, case, ref, lo, fit, dev, zone.array)
+        heat_sink, phys_zone, lost = heat_sink_effect(modality, case, ref, lo, fit, dev, zone.array)
         heat_sink["vessels"] = sinks
         heat_sink["min_margin_without_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
+        zone = zone.with_array(phys_zone & ~lumen)
         if lost.any():
-            zone = zone.with_array(zone.array & ~lost)
             heat_sink_lost = ref.with_array(lost)
-            margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
+        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
         heat_sink["min_margin_with_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
+    target_eval = target_mask(lesion, target_margin_mm, h)
+    perivascular = perivascular_report(case, sl, zone.array, lesion, target_eval, sinks)
+    board_keys = _board_metrics(modality, case, zone.array, lesion, target_eval, lumen, lo)
     covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
 
-    # reasons
+    reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks)
+    collateral = collateral_structures(case, zone, lo)
+    caveats += _vessel_caveats(modality, sinks, collateral, heat_sink)
+
+    metrics: dict[str, Any] = {
+        "min_margin_mm": round(float(margin.min_margin_mm), 2),
+        "coverage_percent": round(float(margin.coverage_percent), 2),
+        "applicator_count": units if modality != "cryo" else int(sum(int(s.settings["probe_count"]) for s in fit.sizes)),
+        "unit_count": units,
+        "covered": covered,
+        "single_applicator_covers": bool(single.covers),
+        "target_margin_mm": float(target_margin_mm),
+        "zone_volume_ml": round(float(zone.array.sum()) * case.labels.voxel_volume_ml, 2),
+        "heat_sink_vessels": sinks,
+        "collateral_structures": collateral,
+        "trajectory_safe": bool(traj.safe),
+        "trajectory_depth_mm": round(float(traj.depth_mm), 1),
+        "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
+    }
+    metrics.update({"perivascular": perivascular, **board_keys})
+    metrics.update({k: v for k, v in (("bioheat", engine_info), ("heat_sink", heat_sink)) if v})
+    plan = TreatmentPlan(
+        modality=modality,
+        lesion_id=lesion_id,
+        metrics=metrics,
+        applicators=_applicator_dicts(modality, dev, fit, traj),
+        zone=zone,
+        temperature_c=temperature,
+        target=ref.with_array(target_mask(lesion, target_margin_mm, h)),
+        heat_sink_lost=heat_sink_lost,
+        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()},
+        caveats=caveats,
+        parameters={"target_margin_mm": float(target_margin_mm), "device": dev, "engine": engine,
+                    "heat_sink_check": bool(heat_sink_check),
+                    "max_applicators": max_units, "grid_spacing_mm": [float(x) for x in h]},
+        engine=f"latplan.planning.thermal[{engine}]",
+        engine_version=ENGINE_VERSION,
+        verification=VERIFICATION_CHART if engine == "chart" else VERIFICATION_BIOHEAT,
+    )
+    plan.runtime_s = time.perf_counter() - t_start
+    return plan
+
+
+def _vessel_caveats(modality: str, sinks: list[dict[str, Any]], collateral: list[dict[str, Any]],
+                    heat_sink: dict[str, Any] | None) -> list[str]:
+    """Caveats on heat sinks, the RFA model's energy and the structures inside the zone."""
+    out = []
+    if sinks and modality == "rfa":
+        out.append("vessels ≥ 3 mm next to the lesion act as heat sinks: RFA zones are cut back beside them "
+                   "(heat sink in 73 % of veins > 3 mm, PHYSICS.md); consider MWA or the bioheat engine")
+    elif sinks:
+        out.append("vessels ≥ 3 mm next to the lesion may act as heat sinks (less for MWA than RFA)")
+    if heat_sink is not None and not heat_sink.get("chart_volume_reached", True):
+        out.append("the thermal model does not reach the chart zone's volume at any damage level (RFA model "
+                   "energy below a clinical generator's): the zone shown is the model's, smaller than the chart")
+    if collateral:
+        out.append("structures at risk inside the predicted zone: " + ", ".join(c["name"] for c in collateral))
+    return out
+
+
+def _reasons(modality: str, target: np.ndarray, h: np.ndarray, single: PlacementResult, biggest: az.ZoneSize,
+             fit: PlacementResult, units: int, target_margin_mm: float, traj: Trajectory,
+             heat_sink: dict[str, Any] | None, sinks: list[dict[str, Any]]) -> list[str]:
+    """Why the plan covers or not (single unit, several units, trajectory, heat sink)."""
     reasons: list[str] = []
     target_extent = _extent_mm(target, h)
     single_size = max(single.sizes, key=lambda z: z.volume_ml) if single.sizes else biggest
@@ -204,54 +283,7 @@ def plan_thermal(
             f"from the lesion) cuts the zone back by up to {heat_sink['cut_back_mm']:.1f} mm "
             f"({heat_sink['zone_lost_ml']:.2f} ml); minimal margin {heat_sink['min_margin_without_heat_sink_mm']:.1f} → "
             f"{heat_sink['min_margin_with_heat_sink_mm']:.1f} mm (Pennes simulation with and without the vessels)")
-    if sinks and modality == "rfa":
-        caveats.append("vessels ≥ 3 mm next to the lesion act as heat sinks: RFA zones are cut back beside them "
-                       "(heat sink in 73 % of veins > 3 mm, PHYSICS.md); consider MWA or the bioheat engine")
-    elif sinks:
-        caveats.append("vessels ≥ 3 mm next to the lesion may act as heat sinks (less for MWA than RFA)")
-    collateral = collateral_structures(case, zone, lo)
-    if collateral:
-        caveats.append("structures at risk inside the predicted zone: " + ", ".join(c["name"] for c in collateral))
-
-    metrics: dict[str, Any] = {
-        "min_margin_mm": round(float(margin.min_margin_mm), 2),
-        "coverage_percent": round(float(margin.coverage_percent), 2),
-        "applicator_count": units if modality != "cryo" else int(sum(int(s.settings["probe_count"]) for s in fit.sizes)),
-        "unit_count": units,
-        "covered": covered,
-        "single_applicator_covers": bool(single.covers),
-        "target_margin_mm": float(target_margin_mm),
-        "zone_volume_ml": round(float(zone.array.sum()) * case.labels.voxel_volume_ml, 2),
-        "heat_sink_vessels": sinks,
-        "collateral_structures": collateral,
-        "trajectory_safe": bool(traj.safe),
-        "trajectory_depth_mm": round(float(traj.depth_mm), 1),
-        "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
-    }
-    if engine_info:
-        metrics["bioheat"] = engine_info
-    if heat_sink is not None:
-        metrics["heat_sink"] = heat_sink
-    plan = TreatmentPlan(
-        modality=modality,
-        lesion_id=lesion_id,
-        metrics=metrics,
-        applicators=_applicator_dicts(modality, dev, fit, traj),
-        zone=zone,
-        temperature_c=temperature,
-        target=ref.with_array(target_mask(lesion, target_margin_mm, h)),
-        heat_sink_lost=heat_sink_lost,
-        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()},
-        caveats=caveats,
-        parameters={"target_margin_mm": float(target_margin_mm), "device": dev, "engine": engine,
-                    "heat_sink_check": bool(heat_sink_check),
-                    "max_applicators": max_units, "grid_spacing_mm": [float(x) for x in h]},
-        engine=f"latplan.planning.thermal[{engine}]",
-        engine_version=ENGINE_VERSION,
-        verification=VERIFICATION_CHART if engine == "chart" else VERIFICATION_BIOHEAT,
-    )
-    plan.runtime_s = time.perf_counter() - t_start
-    return plan
+    return reasons
 
 
 def _settings_text(size: az.ZoneSize) -> str:
@@ -315,6 +347,11 @@ _CALIBRE_BINS_MM = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
 #: reach of a vessel's heat sink taken into the plan (mm from the vessel wall): the Pennes heat-sink
 #: test cuts a zone back by ≤ 4 mm beside a 5 mm vessel (docs/ablation-physics.md)
 HEAT_SINK_REACH_MM = 5.0
+#: within this distance of a vessel ≥ 3 mm the plan's zone is the calibrated physics zone, the
+#: chart zone beyond (twice the heat-sink reach: the seam lies where the vessels no longer act)
+PHYSICS_ZONE_REACH_MM = 10.0
+#: log10 Ω below which a voxel counts as unheated (the calibration ranks heated voxels only)
+LOG10_DAMAGE_FLOOR = -20.0
 #: RFA protocol duration (s) and generator limit (W) — Cool-tip 12 min, 200 W generator
 RFA_DURATION_S = 720.0
 RFA_MAX_POWER_W = 200.0
@@ -381,56 +418,149 @@ def _to_kji(ref: Any, lo_shift: np.ndarray, p_mm: np.ndarray, h_sim: np.ndarray,
     return (idx / stride * up + 0.5 * (up - 1)) * h_sim
 
 
-def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
-                     device: str, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-    """What the vessels' heat sink removes from ``zone`` (bool, on ``ref``'s grid).
+def _large_vessel_lumen(case: Case, sl: tuple[slice, ...]) -> np.ndarray:
+    """Voxels of the crop inside a vessel whose local calibre is ≥ 3 mm (flowing blood)."""
+    vessel, calibre = _vessel_calibre_mm(case, sl)
+    return vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
 
-    Two Pennes runs of the fitted applicators — vessels as heat sinks, vessels as liver — give
-    ``lost`` = (zone without sink ∖ zone with sink) ∩ ``zone``, vessel lumen excluded. Returns (summary, lost): ``cut_back_mm`` = largest distance of a lost
-    voxel to the zone with sink (how far the edge moves back), ``zone_lost_ml``, run times.
-    """
+
+def _board_metrics(modality: str, case: Case, zone: np.ndarray, lesion: np.ndarray, target: np.ndarray,
+                   lumen: np.ndarray, lo: tuple[int, int, int]) -> dict[str, Any]:
+    """The cross-helper keys: target coverage, organs in the zone, and the uncertainty bands
+    (zone edge ± the modality's zone-size uncertainty, data file; the nominal values stay)."""
+    h = case.labels.spacing_kji_mm
+    organs, unsegmented = organ_volumes_in_zone(case, zone, lo)
+    vol_range, margin_range = zone_uncertainty_band(zone, lesion, tuple(float(x) for x in h),
+                                                   az.zone_uncertainty_fraction(modality), lumen)
+    return {
+        "target_coverage_percent": round(100.0 * float(np.mean(zone[target])), 2) if target.any() else 0.0,
+        "organ_volumes_in_zone_ml": organs,
+        "unsegmented_organs": unsegmented,
+        "zone_volume_range_ml": vol_range,
+        "min_margin_range_mm": margin_range,
+        "zone_uncertainty_fraction_of_diameter": az.zone_uncertainty_fraction(modality),
+    }
+
+
+def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, lesion: np.ndarray,
+                        target: np.ndarray, sinks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Per vessel ≥ 3 mm whose 5 mm shell reaches the target: the target tissue left unablated
+    within ``HEAT_SINK_REACH_MM`` of its wall and the tumour left viable there (ml). The calibre
+    is the anatomy's measurement (``sinks``) when it has one, else the largest on the crop."""
+    from scipy import ndimage
+
+    h = case.labels.spacing_kji_mm
+    vessel, calibre = _vessel_calibre_mm(case, sl)
+    large = vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    if not large.any():
+        return []
+    lab = case.labels.array[sl]
+    ml = case.labels.voxel_volume_ml
+    out = []
+    for name in case.structure_names():
+        if structure_role(case, name) not in VESSEL_ROLES:
+            continue
+        mine = large & np.isin(lab, case.label_table.values_for(name))
+        if not mine.any():
+            continue
+        shell = (ndimage.distance_transform_edt(~mine, sampling=h) <= HEAT_SINK_REACH_MM) & ~vessel
+        if not np.any(shell & target):
+            continue
+        measured = next((v["calibre_mm"] for v in sinks or [] if v.get("name") == name), None)
+        out.append({
+            "vessel": name,
+            "calibre_mm": round(float(measured if measured is not None else calibre[mine].max()), 2),
+            "target_within_reach_ml": round(float(np.sum(shell & target)) * ml, 2),
+            "unablated_target_ml": round(float(np.sum(shell & target & ~zone)) * ml, 2),
+            "viable_tumour_ml": round(float(np.sum(shell & lesion & ~zone)) * ml, 2),
+            "lumen_in_zone_ml": round(float(np.sum(mine & zone)) * ml, 2),
+        })
+    return out
+
+
+def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
+                     device: str, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The zone near the vessels from the thermal model on the patient's anatomy.
+
+    Two Pennes runs of the fitted applicators — vessels as heat sinks, and vessels replaced by
+    liver. The model is calibrated on the vessel-free run: the damage level Ω* whose zone in that
+    run has the chart zone's volume (the chart zone is the device's zone in vessel-free liver).
+    The predicted zone is Ω ≥ Ω* of the run *with* the vessels within ``PHYSICS_ZONE_REACH_MM`` of
+    a vessel ≥ 3 mm — it wraps around them by itself (no chart-minus-islands) — and the chart zone
+    farther away. Returns (summary, zone, lost): ``lost`` = what the vessels remove
+    within ``HEAT_SINK_REACH_MM`` of a vessel ≥ 3 mm (drawn in the report); ``cut_back_mm`` = the
+    largest distance of a lost voxel to the zone."""
     from scipy import ndimage
 
     t0 = time.perf_counter()
-    with_sink, _, info = bioheat_zone(modality, case, ref, lo, fit, device)
+    _, _, info = bioheat_zone(modality, case, ref, lo, fit, device, return_damage=True)
     # RFA: the vessel-free run replays the generator's power history of the run with vessels, so
     # the two differ by the vessels' cooling only (not by a shifted roll-off timing)
-    without, _, _ = bioheat_zone(modality, case, ref, lo, fit, device, vessels_as_sinks=False,
-                                 power_trace=info.pop("power_trace", None))
-    ws, wo = np.asarray(with_sink.array, bool), np.asarray(without.array, bool)
+    _, _, info_wo = bioheat_zone(modality, case, ref, lo, fit, device, vessels_as_sinks=False,
+                                 power_trace=info.pop("power_trace", None), return_damage=True)
+    l_ws, l_wo = info.pop("log10_damage"), info_wo.pop("log10_damage")
     h = case.labels.spacing_kji_mm
-    # vessel voxels are blood, not tissue to ablate: only tissue lost to the sink counts, and only
-    # within HEAT_SINK_REACH_MM of a vessel ≥ 3 mm — farther away a difference between the runs is
-    # the simulated zone's own edge moving with the energy balance, which the chart zone already
-    # carries (and which would punch holes where the chart edge is far away)
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
     vessel, calibre = _vessel_calibre_mm(case, sl)
     large = vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    n_chart = int(zone.sum() + np.sum(zone & large))  # chart zone incl. the lumen (vessel-free liver)
+    ranked = np.sort(l_wo.ravel())[::-1]
+    heated = int(np.sum(ranked > LOG10_DAMAGE_FLOOR))
+    level = float(ranked[min(max(n_chart, 1), max(heated, 1)) - 1])
+    ws = (l_ws >= level) & ~large
+    wo = (l_wo >= level) & ~large
     near_large = (ndimage.distance_transform_edt(~large, sampling=h) <= HEAT_SINK_REACH_MM) if large.any() \
         else np.zeros(vessel.shape, bool)
-    lost_sim = wo & ~ws & ~vessel & near_large
-    cut_back = 0.0
-    if lost_sim.any() and ws.any():
-        cut_back = float(ndimage.distance_transform_edt(~ws, sampling=h)[lost_sim].max())
-    lost = zone & lost_sim  # tumour voxels included: that is incomplete ablation
+    lost = wo & ~ws & ~vessel & near_large
+    # the physics zone where the vessels act (within PHYSICS_ZONE_REACH_MM of a vessel ≥ 3 mm),
+    # the chart zone farther away (where the chart is the better-validated shape)
+    near_phys = (ndimage.distance_transform_edt(~large, sampling=h) <= PHYSICS_ZONE_REACH_MM) if large.any() \
+        else np.zeros(vessel.shape, bool)
+    predicted = (zone & ~near_phys) | (ws & near_phys)
+    cut_back = float(ndimage.distance_transform_edt(~ws, sampling=h)[lost].max()) if lost.any() and ws.any() else 0.0
+    ml = case.labels.voxel_volume_ml
     summary = {
         "cut_back_mm": round(cut_back, 1),
-        "zone_lost_ml": round(float(lost.sum()) * case.labels.voxel_volume_ml, 2),
-        "simulated_zone_ml_with_vessels": round(float(ws.sum()) * case.labels.voxel_volume_ml, 2),
-        "simulated_zone_ml_without_vessels": round(float(wo.sum()) * case.labels.voxel_volume_ml, 2),
-        "engine": f"Pennes bioheat, {info.get('grid_spacing_mm', [0])[0]:g} mm grid, vessels as heat sinks by calibre",
+        "zone_lost_ml": round(float(lost.sum()) * ml, 2),
+        "simulated_zone_ml_with_vessels": round(float(ws.sum()) * ml, 2),
+        "simulated_zone_ml_without_vessels": round(float(wo.sum()) * ml, 2),
+        "calibrated_log10_damage": round(level, 2),
+        "chart_volume_reached": bool(heated >= n_chart),
+        "engine": f"Pennes bioheat, {info.get('grid_spacing_mm', [0])[0]:g} mm grid, vessels as heat sinks by "
+                  "calibre, damage level calibrated to the chart zone's volume in vessel-free liver",
         "wall_s": round(time.perf_counter() - t0, 2),
     }
-    return summary, lost
+    if "energy_kj" in info:
+        summary["energy_kj"] = info["energy_kj"]
+    return summary, predicted, lost
+
+
+def _t3(v: np.ndarray) -> tuple[float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def _to_case_grid(a: np.ndarray, up: int, stride: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A simulation-grid field on the case crop grid: mean over ``up``³ sub-voxels, or each voxel
+    repeated ``stride`` times per axis (edge-padded to ``shape``)."""
+    if up > 1:
+        n0, n1, n2 = (x // up for x in a.shape)
+        a = a.reshape(n0, up, n1, up, n2, up).mean(axis=(1, 3, 5))
+    if stride > 1:
+        a = np.repeat(np.repeat(np.repeat(a, stride, 0), stride, 1), stride, 2)[: shape[0], : shape[1], : shape[2]]
+        pad = [(0, max(0, x - y)) for x, y in zip(shape, a.shape, strict=True)]
+        a = np.pad(a, pad, mode="edge")
+    return a
 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
                  device: str, *, vessels_as_sinks: bool = True,
-                 power_trace: tuple[float, np.ndarray] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+                 power_trace: tuple[float, np.ndarray] | None = None,
+                 return_damage: bool = False) -> tuple[Any, Any, dict[str, Any]]:
     """Simulate the fitted applicators with the Pennes engine on the crop; zone on ``ref``'s grid.
 
     ``vessels_as_sinks=False`` replaces the vessels by liver (the heat-sink comparison run);
-    ``power_trace`` (RFA) replays an earlier run's delivered power (``info["power_trace"]``)."""
+    ``power_trace`` (RFA) replays an earlier run's delivered power (``info["power_trace"]``);
+    ``return_damage`` adds ``info["log10_damage"]`` (log10 Ω on ``ref``'s grid, heating only)."""
     from latplan.physics import bioheat as bh
     from latplan.physics.electroporation import Needle, needle_mask
 
@@ -449,10 +579,11 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         ref = ref.crop(slo, shi)
     else:
         slo = (0, 0, 0)
-    lo = tuple(int(a + b) for a, b in zip(lo, slo, strict=True))
-    sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
+    lo_sim = tuple(int(a + b) for a, b in zip(lo, slo, strict=True))
+    sl = tuple(slice(a, a + n) for a, n in zip(lo_sim, ref.shape, strict=True))
     lab, tissues, info = _bioheat_labels(case, sl, stride, up=up, vessels_as_sinks=vessels_as_sinks)
     h_sim = h * stride / up
+    hs = (float(h_sim[0]), float(h_sim[1]), float(h_sim[2]))
     inv = np.linalg.inv(ref.affine)[:3, :3]
     d = fit.direction
     d_kji = (inv @ d)[::-1] * h
@@ -464,10 +595,10 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         q = np.zeros(shape, np.float32)
         for tip in fit.tips_mm:
             feed = tip + model.feed_offset_from_tip_mm * d
-            q += bh.mwa_source(shape, h_sim, _to_kji(ref, np.zeros(3), feed, h_sim, stride, up), d_kji,
+            q += bh.mwa_source(shape, hs, _t3(_to_kji(ref, np.zeros(3), feed, h_sim, stride, up)), _t3(d_kji),
                                penetration_mm=model.penetration_mm, elongation=model.elongation, core_mm=model.core_mm)
         s = fit.sizes[0].settings
-        res = bh.simulate_heating(lab, tissues, h_sim, float(s["time_s"]), source_w_m3_per_w=q / len(fit.tips_mm),
+        res = bh.simulate_heating(lab, tissues, hs, float(s["time_s"]), source_w_m3_per_w=q / len(fit.tips_mm),
                                   power_w=model.efficiency * float(s["power_w"]) * len(fit.tips_mm),
                                   vaporisation_c=model.vaporisation_c)
         field_c = res.peak_temperature_c
@@ -476,11 +607,11 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         q = np.zeros(shape, np.float32)
         sensor = np.zeros(shape, bool)
         for tip in fit.tips_mm:
-            qi, si = bh.rfa_source(shape, h_sim, _to_kji(ref, np.zeros(3), tip, h_sim, stride, up), d_kji)
+            qi, si = bh.rfa_source(shape, hs, _t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji))
             q += qi
             sensor |= si
         ctrl = bh.RfaController(max_power_w=RFA_MAX_POWER_W * len(fit.tips_mm))
-        res = bh.simulate_heating(lab, tissues, h_sim, RFA_DURATION_S, source_w_m3_per_w=q / len(fit.tips_mm),
+        res = bh.simulate_heating(lab, tissues, hs, RFA_DURATION_S, source_w_m3_per_w=q / len(fit.tips_mm),
                                   rfa=ctrl, sensor=sensor, power_trace=power_trace)
         field_c = res.peak_temperature_c
         info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1),
@@ -492,23 +623,19 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
             u, v = az.perpendicular_axes(d)
             for off in az.cryo_probe_offsets_mm(n, float(size.settings["probe_spacing_mm"])):
                 t = tip + off[0] * u + off[1] * v
-                nd = Needle(tuple(_to_kji(ref, np.zeros(3), t, h_sim, stride, up)), tuple(d_kji), 30.0, 1.0)
-                probes |= needle_mask(shape, h_sim, nd)
-        res = bh.simulate_cryo(lab, tissues, h_sim, probes)
+                nd = Needle(_t3(_to_kji(ref, np.zeros(3), t, h_sim, stride, up)), _t3(d_kji), 30.0, 1.0)
+                probes |= needle_mask(shape, hs, nd)
+        res = bh.simulate_cryo(lab, tissues, hs, probes)
+        assert res.min_temperature_c is not None
         field_c = res.min_temperature_c
-    zone = res.zone
-    if up > 1:
-        n0, n1, n2 = (a // up for a in zone.shape)
-        zone = zone.reshape(n0, up, n1, up, n2, up).mean(axis=(1, 3, 5)) >= 0.5
-        field_c = field_c.reshape(n0, up, n1, up, n2, up).mean(axis=(1, 3, 5))
-    if stride > 1:
-        zone = np.repeat(np.repeat(np.repeat(zone, stride, 0), stride, 1), stride, 2)[: ref.shape[0], : ref.shape[1],
-                                                                                          : ref.shape[2]]
-        field_c = np.repeat(np.repeat(np.repeat(field_c, stride, 0), stride, 1), stride, 2)[
-            : ref.shape[0], : ref.shape[1], : ref.shape[2]]
-        pad = [(0, max(0, a - b)) for a, b in zip(ref.shape, zone.shape, strict=True)]
-        zone = np.pad(zone, pad)
-        field_c = np.pad(field_c, pad, mode="edge")
+    zone = _to_case_grid(res.zone.astype(np.float32), up, stride, ref.shape) >= 0.5
+    field_c = _to_case_grid(field_c, up, stride, ref.shape)
+    if return_damage and res.damage is not None:
+        log_d = np.log10(np.maximum(res.damage.astype(np.float64), 10.0 ** LOG10_DAMAGE_FLOOR))
+        full_d = np.full(full_ref.shape, LOG10_DAMAGE_FLOOR)
+        full_d[tuple(slice(a, a + n) for a, n in zip(slo, ref.shape, strict=True))] = \
+            _to_case_grid(log_d, up, stride, ref.shape)
+        info["log10_damage"] = full_d
     info.update({"grid_spacing_mm": [float(x) for x in h_sim], "steps": res.steps, "dt_s": round(res.dt_s, 3),
                  "wall_s": round(time.perf_counter() - t0, 2), "engine_version": bh.ENGINE_VERSION})
     zone_full = np.zeros(full_ref.shape, bool)

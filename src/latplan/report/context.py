@@ -795,6 +795,8 @@ def _plain_local_control(lc: Any) -> str:
     """'In studies, about 85 in 100 treated tumours did not grow back after 2 years.' — from plan.json
     only, with the wording chosen by the figure's endpoint (local control ≠ response)."""
     if isinstance(lc, Mapping):
+        if lc.get("comparable") is False:  # a figure of another endpoint or population: not put beside the others
+            return "There is no number for this choice that can be compared with the others. Ask your team."
         val = next((lc[k] for k in ("value_percent", "percent", "rate_percent") if lc.get(k) is not None), None)
         if isinstance(val, (int, float)):
             tp = lc.get("time_point") or lc.get("timepoint")

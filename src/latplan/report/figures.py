@@ -714,8 +714,9 @@ def _constraint_bars(ax: Any, rows: list[tuple[str, float, float]], limiting: st
 
 
 def dvh_figure(curves: Sequence[Any], *, prescription_gy: float | None = None, title: str | None = None,
-               target: str | None = None) -> Figure:
-    """Cumulative DVH, one curve per structure (colour table), prescription marked."""
+               target: str | None = None, d90_gy: float | None = None) -> Figure:
+    """Cumulative DVH, one curve per structure (colour table), prescription marked; ``d90_gy`` (the
+    plan's D90, from its metrics) is marked at 90 % volume so the board reads it off the curve."""
     fig = _new_figure(6.4, 3.9)
     ax = fig.add_subplot(1, 1, 1)
     for c in curves:
@@ -727,13 +728,21 @@ def dvh_figure(curves: Sequence[Any], *, prescription_gy: float | None = None, t
     if prescription_gy:
         ax.axvline(prescription_gy, color="black", ls="--", lw=1)
         ax.text(prescription_gy, 102, f" prescription {prescription_gy:.1f} Gy", fontsize=8, va="bottom")
+    if d90_gy is not None and math.isfinite(d90_gy):
+        ax.plot([d90_gy], [90.0], marker="o", color="black", ms=6, zorder=5)
+        ax.axhline(90.0, color="grey", ls=":", lw=0.8)
+        ax.annotate(f"D90 {d90_gy:.1f} Gy", (d90_gy, 90.0), xytext=(6, -14), textcoords="offset points", fontsize=9,
+                    fontweight="bold")
     ax.set_xlabel("dose (Gy)")
     ax.set_ylabel("volume receiving ≥ dose (%)")
     ax.set_ylim(0, 110)
     ax.set_xlim(left=0)
+    if prescription_gy:  # brachytherapy hot spots beside the dwells reach 10–40× the prescription: show 0–4×
+        ax.set_xlim(0, 4.0 * prescription_gy)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title or "cumulative dose–volume histogram", fontsize=10)
+    ax.set_title(title or "cumulative dose–volume histogram" + (" (0–4× prescription)" if prescription_gy else ""),
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -828,8 +837,11 @@ def plan_figures(case: Any, plan: Any, *, segments: Sequence[str] = (), dpi: int
         out.append(PlanFigure("isodose", f"Isodose lines at % of the prescription ({plan.prescription_gy:.1f} Gy).",
                               figure_png(fig, dpi=dpi)))
     if plan.dvh:
-        fig = dvh_figure(plan.dvh, prescription_gy=plan.prescription_gy, target=plan.lesion_id)
-        out.append(PlanFigure("dvh", "Cumulative dose–volume histogram.", figure_png(fig, dpi=dpi)))
+        d90 = (plan.metrics or {}).get("d90_gy")
+        d90 = float(d90) if isinstance(d90, (int, float)) and not isinstance(d90, bool) else None
+        fig = dvh_figure(plan.dvh, prescription_gy=plan.prescription_gy, target=plan.lesion_id, d90_gy=d90)
+        caption = "Cumulative dose–volume histogram." + (f" The dot marks the plan's D90 ({d90:.1f} Gy)." if d90 else "")
+        out.append(PlanFigure("dvh", caption, figure_png(fig, dpi=dpi)))
     if modality in ("tace", "tare", "hai"):
         fig, _ = territory_figure(case, plan.lesion_id, segments, plan=plan, modality=modality)
         out.append(PlanFigure("territory", "Territory treated through the artery (segments holding the lesion).",

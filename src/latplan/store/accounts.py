@@ -167,14 +167,15 @@ def reserve_attempt(factory: sessionmaker[Session], username: str, ip: str, poli
     for attempt in range(20):
         try:
             with factory() as s, s.begin():
-                now = utcnow()
                 rows = _lock_throttle(s, throttle_keys(username, ip))
+                now = utcnow()  # after the lock: a concurrent attempt's time is never in our future
                 waits = []
                 for row in rows.values():
                     if row.last_failure_at and (now - row.last_failure_at).total_seconds() > policy.window_s:
                         row.failures = 0
-                    if row.failures and row.last_failure_at:
-                        ready = row.last_failure_at + dt.timedelta(seconds=policy.delay_s(row.failures))
+                    delay_s = policy.delay_s(row.failures)
+                    if delay_s > 0 and row.last_failure_at:
+                        ready = row.last_failure_at + dt.timedelta(seconds=delay_s)
                         if ready > now:
                             waits.append((ready - now).total_seconds())
                 if waits:

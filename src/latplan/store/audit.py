@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from latplan.store.models import AuditEvent, AuditHead, User, utcnow
@@ -49,7 +49,8 @@ def chain_hash(prev_hash: str, ev: AuditEvent) -> str:
 
 
 def _lock_head(session: Session) -> AuditHead:
-    res = session.execute(update(AuditHead).where(AuditHead.id == 1).values(count=AuditHead.count))
+    res = cast(CursorResult[Any], session.execute(update(AuditHead).where(AuditHead.id == 1)
+                                                  .values(count=AuditHead.count)))
     if not res.rowcount:
         session.add(AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0))
         session.flush()

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,10 @@ def add_case(session: Session, board_id: int, meeting: Meeting | None, order: in
     session.add(case)
     session.flush()
     return case
+
+
+def mark_decided(session: Session, case_id: int) -> None:
+    session.execute(update(CaseRecord).where(CaseRecord.id == case_id).values(status="decided"))
 
 
 def job_by_key(session: Session, key: str | None) -> Job | None:

@@ -81,7 +81,7 @@ def fake_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
     }
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1))
     (out_dir / "report").mkdir()
-    rows = "".join(f"<li>{html.escape(le['id'])}: {len(le['options'])} options</li>" for le in lesions)
+    rows = "".join(f"<li>{html.escape(str(le['id']))}: {len(le['options'])} options</li>" for le in lesions)
     (out_dir / "report" / "report.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>Report</title></head><body>"
         f"<h1>Stand-in report for {html.escape(str(case.patient.id))}</h1><ul>{rows}</ul></body></html>"

@@ -38,9 +38,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, Update, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -172,6 +172,11 @@ class Lease:
     parameters: dict[str, Any]
 
 
+def _dml(s: Session, statement: Update) -> CursorResult[Any]:
+    """Execute an UPDATE and return its result (with ``rowcount``)."""
+    return cast(CursorResult[Any], s.execute(statement))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -198,7 +203,7 @@ def reclaim(factory: sessionmaker[Session], store: BlobStore) -> int:
             dead = job.worker_host == host and job.worker_pid is not None and not _pid_alive(job.worker_pid)
             if not (lapsed or dead):
                 continue
-            res = s.execute(update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token,
+            res = _dml(s, update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token,
                                               Job.status == "running").values(
                 status="queued", progress=0.0, worker_pid=None, lease_token=None, lease_expires_at=None,
                 message="re-queued after an interrupted run"))
@@ -231,7 +236,7 @@ def _claim(factory: sessionmaker[Session], lease_s: float) -> Lease | None:
             if job is None:
                 return None
             now = utcnow()
-            res = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
+            res = _dml(s, update(Job).where(Job.id == job.id, Job.status == "queued").values(
                 status="running", attempts=Job.attempts + 1, started_at=now, worker_pid=os.getpid(),
                 worker_host=socket.gethostname()[:255], lease_token=token,
                 lease_expires_at=now + dt.timedelta(seconds=lease_s), progress=0.0, message="started"))
@@ -251,7 +256,7 @@ class Heartbeat:
 
     def renew(self) -> bool:
         with transaction(self.factory) as s:
-            res = s.execute(update(Job).where(Job.id == self.lease.job_id, Job.lease_token == self.lease.token,
+            res = _dml(s, update(Job).where(Job.id == self.lease.job_id, Job.lease_token == self.lease.token,
                                               Job.status == "running").values(
                 lease_expires_at=utcnow() + dt.timedelta(seconds=self.lease_s)))
             return bool(res.rowcount)
@@ -285,7 +290,7 @@ def _options_from_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _held(s: Session, lease: Lease, **values: Any) -> bool:
     """Update the job row only while ``lease`` holds it (the row is then locked until commit)."""
-    res = s.execute(update(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token,
+    res = _dml(s, update(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token,
                                       Job.status == "running").values(**values))
     return bool(res.rowcount)
 

@@ -6,22 +6,22 @@ with the message of the :class:`~latplan.errors.LatplanError` that explains the 
 
 Before handing the folder to :func:`latplan.imaging.case_folder.load_case_folder` ([A1]) it
 checks every DICOM file for truncation (pixel data shorter than rows × columns × frames ×
-bytes per sample) and every NIfTI file (file size, or decompressed size of a .nii.gz, shorter
-than the header's offset + voxels × bytes per voxel), so a truncated upload is named precisely.
+bytes per sample) and every NIfTI/NRRD/MHA file with the reader's integrity check (file size, or
+decompressed size of a .nii.gz, shorter than the header's voxels × bytes per voxel), so a
+truncated upload is named precisely.
 Error messages name files by their path in the zip, never by the server's folder.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
-from latplan.errors import CaseFolderError, DicomError, InvalidImageError, LatplanError
+from latplan.errors import CaseFolderError, DicomError, LatplanError
 from latplan.imaging.case_folder import load_case_folder
+from latplan.imaging.integrity import check_header_before_reading
 from latplan.web.uploads import check_case_paths
 
 
@@ -68,58 +68,21 @@ def check_dicom_files(folder: Path) -> int:
     return n
 
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha")
 
 
-def _nifti_expected_bytes(path: Path) -> tuple[int, str]:
-    """Bytes a NIfTI file must hold (header offset + voxels × bytes per voxel), and the shape in words."""
-    import nibabel as nib
+def check_image_files(folder: Path) -> int:
+    """Check every NIfTI/NRRD/MHA file's header against its size before any voxel is read.
 
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for a damaged header
-        raise InvalidImageError(f"NIfTI file {path.name} cannot be read ({type(exc).__name__}); "
-                                "it may be truncated or not a NIfTI file.") from None
-    header = img.header
-    shape = tuple(int(x) for x in header.get_data_shape())
-    n_vox = 1
-    for x in shape:
-        n_vox *= max(x, 0)
-    bits = int(header["bitpix"])
-    offset = int(header.get_data_offset())
-    return offset + n_vox * bits // 8, "×".join(map(str, shape)) + f" at {bits} bits"
-
-
-def _payload_bytes(path: Path) -> int:
-    """Size of the NIfTI payload: the file size, or the decompressed size of a .nii.gz (streamed)."""
-    if not path.name.lower().endswith(".gz"):
-        return path.stat().st_size
-    total = 0
-    try:
-        with gzip.open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                total += len(chunk)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise InvalidImageError(f"NIfTI file {path.name} is truncated: its gzip stream ends early "
-                                f"({type(exc).__name__}); send the complete file.") from None
-    return total
-
-
-def check_nifti_files(folder: Path) -> int:
-    """Compare every NIfTI file's size (decompressed for .nii.gz) with what its header declares.
-
-    nibabel reads a header lazily and only fails when the voxels are read (or pads silently with
-    a memory map), so a truncated upload would otherwise be accepted and planned.
+    Uses the reader's own check (:func:`latplan.imaging.integrity.check_header_before_reading`:
+    file size, or streamed gunzip size, against the header's voxels × type size; spacing; memory)
+    on *every* image file of the upload, not only those the case names, so a truncated upload is
+    refused at once with the file named.
     """
     n = 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES)):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
         n += 1
-        expected, what = _nifti_expected_bytes(path)
-        found = _payload_bytes(path)
-        if found < expected:
-            rel = path.relative_to(folder).as_posix()
-            raise InvalidImageError(f"NIfTI file {rel} is truncated: it holds {found} bytes, its header declares "
-                                    f"{expected} ({what}); send the complete file.")
+        check_header_before_reading(path)
     return n
 
 
@@ -132,7 +95,7 @@ def summarise(folder: Path) -> dict[str, Any]:
         )
     check_case_paths(folder)
     check_dicom_files(folder)
-    check_nifti_files(folder)
+    check_image_files(folder)
     case = load_case_folder(folder)
     image = case.image
     return {

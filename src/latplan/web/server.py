@@ -9,12 +9,13 @@ the proxies (``latplan serve --forwarded-allow-ips 10.0.0.5``).
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from latplan.store.config import StoreSettings
 from latplan.web.app import create_app
 
 
-def server_config(app: object, host: str, port: int, forwarded_allow_ips: str = "") -> uvicorn.Config:
+def server_config(app: FastAPI, host: str, port: int, forwarded_allow_ips: str = "") -> uvicorn.Config:
     trusted = ",".join(p.strip() for p in forwarded_allow_ips.split(",") if p.strip())
     return uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                           proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)

@@ -20,6 +20,7 @@ from latplan.errors import InvalidInputError, KnowledgeError
 
 __all__ = [
     "LocalControlEstimate",
+    "ibt_biliary_limits",
     "ibt_config",
     "ibt_local_control",
     "ibt_oar_limits",
@@ -28,6 +29,8 @@ __all__ = [
     "load",
     "parameters_for",
     "sbrt_config",
+    "sbrt_conformity_limits",
+    "sbrt_extra_constraints",
     "sbrt_local_control",
     "sbrt_parameters",
     "tare_parameters",
@@ -94,8 +97,17 @@ def ibt_prescription_gy(primary: str | None) -> tuple[float, str]:
 
 def ibt_oar_limits() -> dict[str, dict[str, Any]]:
     """{organ: {structures, metric, limit_gy, volume_ml, hard, citation}} for IBT (D1cc ≤ 14 Gy...)."""
+    return _limits(ibt_config()["oar_limits"])
+
+
+def ibt_biliary_limits() -> dict[str, dict[str, Any]]:
+    """Central bile duct / hilum planning limit for IBT (soft; marked verify in the data)."""
+    return _limits(ibt_config().get("central_bile_duct", []))
+
+
+def _limits(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
-    for o in ibt_config()["oar_limits"]:
+    for o in rows:
         metric = str(o["metric"])
         if not metric.startswith("d") or not metric.endswith("cc"):
             raise KnowledgeError(f"IBT organ limit {o['id']}: metric {metric!r} must be D<v>cc (e.g. d1cc).")
@@ -113,6 +125,37 @@ def ibt_local_control() -> list[dict[str, Any]]:
 
 def sbrt_config() -> dict[str, Any]:
     return load("sbrt")
+
+
+def sbrt_conformity_limits(ptv_volume_ml: float) -> tuple[float, float]:
+    """(R50%, D2cm %) limits of the RTOG 0915 conformity table for a PTV volume ('no deviation' column;
+    interpolated in log volume, clamped at the table ends)."""
+    t = sbrt_config()["conformity_table"]
+    lv = np.log(np.clip(ptv_volume_ml, t["ptv_ml"][0], t["ptv_ml"][-1]))
+    return (float(np.interp(lv, np.log(t["ptv_ml"]), t["r50"])),
+            float(np.interp(lv, np.log(t["ptv_ml"]), t["d2cm_percent"])))
+
+
+def sbrt_extra_constraints(fractions: int) -> list[dict[str, Any]]:
+    """Chest-wall/rib and central bile-duct constraints (rows like :func:`tg101_constraints`) for ``fractions``.
+
+    Rows published as BED10 (Osmundson 2015) carry ``bed10_gy`` and ``threshold_gy`` None: the planner
+    converts them to the total physical dose of its fractionation.
+    """
+    out = []
+    for c in sbrt_config()["extra_constraints"]:
+        if "bed10_gy" in c:
+            thr, mp = None, None
+        else:
+            per = c["by_fractions"].get(fractions)
+            if per is None:
+                continue
+            thr = float(per["threshold_gy"])
+            mp = float(per["max_point_gy"]) if per.get("max_point_gy") is not None else None
+        out.append({"organ": c["organ"], "structures": list(c["structures"]), "kind": c["kind"],
+                    "volume_ml": c.get("volume_ml"), "spared_ml": None, "threshold_gy": thr, "max_point_gy": mp,
+                    "bed10_gy": c.get("bed10_gy"), "citation": c["citation"], "verify": bool(c.get("verify", False))})
+    return out
 
 
 def y90_config() -> dict[str, Any]:
@@ -182,7 +225,8 @@ def ibt_parameters() -> dict[str, Any]:
     """
     cfg = ibt_config()
     return {
-        "margin_mm": float(cfg["ctv_margin_mm"]["value"]),
+        "ctv_margin_mm": float(cfg["ctv_margin_mm"]["value"]),
+        "margin_mm": float(cfg["ctv_margin_mm"]["value"]),  # old name of ctv_margin_mm (kept for callers)
         "oar_limits": ibt_oar_limits(),
         "dwell_step_mm": float(cfg["dwell"]["step_mm"]["value"]),
         "dwell_extension_mm": float(cfg["dwell"]["extension_mm"]["value"]),
@@ -203,6 +247,7 @@ def sbrt_parameters() -> dict[str, Any]:
         "fractions": int(first["fractions"]),
         "dose_per_fraction_gy": float(first["dose_per_fraction_gy"]),
         "ptv_margin_mm": float(cfg["ptv_margin_mm"]["value"]),
+        # the fixed λ is used only with plan_sbrt(calibrate_falloff=False); by default λ is calibrated per PTV
         "falloff_lambda_mm": float(cfg["dose_falloff"]["lambda_mm"]),
         "alpha_beta_gy": float(cfg["alpha_beta_gy"]["default"]),
     }

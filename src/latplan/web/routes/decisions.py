@@ -11,7 +11,7 @@ from latplan.store import audit
 from latplan.store import cases as case_store
 from latplan.store import decisions as decision_store
 from latplan.store.decisions import decision_dict
-from latplan.store.models import CaseRecord, Decision
+from latplan.store.models import Decision
 from latplan.web.deps import (
     CAN_DECIDE,
     Ctx,
@@ -71,7 +71,7 @@ def decide(request: Request, case_id: IdParam, ctx: Ctx = Depends(ctx_dep), scop
             raise _TwinError  # a concurrent request with the same key was stored first: roll this one back
         audit.record(s, "decide", user, "case", case_id,
                      detail={"decision_id": row.id, "scope": row.scope, "version": row.version}, ip=ip)
-        s.execute(CaseRecord.__table__.update().where(CaseRecord.id == case_id).values(status="decided"))
+        case_store.mark_decided(s, case_id)
         case_store.remember_answer(s, user.id, f"decision:{case_id}", key, str(row.id), 201,
                                    decision_dict(row, user.username))
 

@@ -94,7 +94,10 @@ def _zone_masks(rd: Path | None) -> dict[str, Any]:
     if rd is not None and (rd / "viewer" / "index.json").is_file():
         for layer in json.loads((rd / "viewer" / "index.json").read_text())["layers"]:
             if layer["kind"] == "zone":
-                arr = np.asarray(nib.load(str(rd / "viewer" / layer["url"])).dataobj)
+                img = nib.load(str(rd / "viewer" / layer["url"]))
+                if not isinstance(img, nib.Nifti1Image):
+                    continue
+                arr = np.asarray(img.dataobj)
                 extra[f"zone {layer['lesion_id']} {layer['modality']}"] = np.transpose(arr, (2, 1, 0)) > 0
     return extra
 

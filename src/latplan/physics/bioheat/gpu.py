@@ -6,7 +6,7 @@ It is optional: CI and most hospital machines have no GPU, so :func:`simulate_he
 keeps the CPU kernel as the default and the reference; the GPU step is checked against the
 same analytic tests and against the CPU result (tests/physics_ablation/test_ablation_bioheat.py).
 
-Scheme (identical to ``bioheat._step_heat``): explicit conduction and source, implicit
+Scheme (identical to ``bioheat.kernels._step_heat``): explicit conduction and source, implicit
 perfusion/vessel term, per-voxel coefficients dt/ρc and ρ_b c_b ω, uniform conductivity or
 face conductivities / h², temperature cap, peak above min(40 °C, gate), Arrhenius (double
 precision exponent) or CEM43 damage, coagulation flag in label bit 7 that stops perfusion.

@@ -1,0 +1,227 @@
+"""``CaseGeometry``: the anatomy every planner needs, computed once per case.
+
+Liver mask, vessel masks with their local calibre, the large-vessel map (calibre ≥ 3 mm), the
+body mask, distance maps and lesion crops. Planners and measurements read them from here
+instead of rebuilding them per lesion × modality (issue [H] part 4).
+
+Every array is on the case's label grid (``geometry.affine``, LPS mm; index order k, j, i).
+Maps are computed on first use and kept for as long as the :class:`~latplan.case.Case` object
+lives (a cache keyed weakly by the case): every :class:`CaseGeometry` of one case shares them.
+
+Definitions (one implementation each):
+
+* liver: :func:`latplan.anatomy.measure.liver_mask` (``liver`` ∪ Couinaud segments ∪ lesions
+  lying in them).
+* vessel calibre at a vessel voxel: 2 × (the largest inscribed radius within a 5-voxel
+  neighbourhood + the lattice bias), i.e. the local tube diameter. The inscribed radius is the
+  Euclidean distance transform inside the vessel (mm); on voxel centres it underestimates a
+  digitised tube's radius by :data:`~latplan.anatomy.measure.LATTICE_RADIUS_BIAS_VOXELS` voxel on
+  average (docs/measurements.md), the same correction :func:`latplan.anatomy.measure_case` applies.
+* large vessels: the voxels of a vessel within half the calibre limit + one voxel of its voxels
+  whose calibre ≥ :data:`LARGE_VESSEL_CALIBRE_MM` (the core and its wall).
+  Vessels ≥ 3 mm are those whose perfusion cools an ablation zone measurably (Lu DSK et al.,
+  J Vasc Interv Radiol 2003;14:1267–1274: incomplete RFA beside vessels ≥ 3 mm), the limit
+  latplan's planners use.
+* body: the ``body`` label ∪ every labelled voxel; without one, CT voxels > −400 HU with holes
+  filled; otherwise the whole volume.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from latplan.anatomy.measure import LATTICE_RADIUS_BIAS_VOXELS, liver_mask
+from latplan.case import Case
+from latplan.case.vocabulary import VESSEL_ROLES, StructureRole, role_of
+from latplan.errors import EmptyStructureError, UnknownStructureError
+
+__all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box"]
+
+#: vessels at least this wide (mm) count as large (heat sink, catheter/needle obstacles)
+LARGE_VESSEL_CALIBRE_MM = 3.0
+#: body threshold on CT (HU): air is −1000, lung ≈ −850…−500, fat ≈ −100
+BODY_HU_THRESHOLD = -400.0
+
+BoolArray = NDArray[np.bool_]
+FloatArray = NDArray[np.float64]
+
+
+def crop_box(mask: BoolArray, pad_mm: float, spacing_kji_mm: FloatArray) -> tuple[slice, slice, slice]:
+    """Index box of ``mask`` padded by ``pad_mm`` on each side and clipped to the array."""
+    idx = np.nonzero(mask)
+    if not idx[0].size:
+        raise EmptyStructureError("cannot crop around an empty mask.")
+    pad = np.ceil(pad_mm / np.asarray(spacing_kji_mm, float)).astype(int)
+    lo = [int(max(a.min() - p, 0)) for a, p in zip(idx, pad, strict=True)]
+    hi = [int(min(a.max() + 1 + p, n)) for a, p, n in zip(idx, pad, mask.shape, strict=True)]
+    return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])
+
+
+def _role(case: Case, name: str) -> StructureRole | None:
+    try:
+        return case.role(name)
+    except UnknownStructureError:
+        try:
+            return role_of(name)
+        except UnknownStructureError:
+            return None
+
+
+def _inscribed_radius_mm(mask: BoolArray, spacing: FloatArray) -> FloatArray:
+    """Distance (mm) of each mask voxel centre to the nearest non-mask voxel (mask padded by one)."""
+    return np.asarray(ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1], float)
+
+
+_MAPS: weakref.WeakKeyDictionary[Case, dict[str, Any]] = weakref.WeakKeyDictionary()
+_T = TypeVar("_T")
+
+
+def _cached(fn: Callable[[CaseGeometry], _T]) -> property:
+    """A geometry map computed once per case (shared by every CaseGeometry of that case)."""
+    name = fn.__name__
+
+    def get(self: CaseGeometry) -> _T:
+        maps = _MAPS.setdefault(self.case, {})
+        if name not in maps:
+            maps[name] = fn(self)
+        value: _T = maps[name]
+        return value
+
+    get.__doc__ = fn.__doc__
+    return property(get)
+
+
+@dataclass(frozen=True, eq=False)
+class CaseGeometry:
+    """Anatomy maps of one case, computed once (see the module doc for each definition)."""
+
+    case: Case
+
+    @property
+    def affine(self) -> FloatArray:
+        return np.asarray(self.case.labels.affine, float)
+
+    @property
+    def spacing_kji_mm(self) -> FloatArray:
+        return np.asarray(self.case.labels.spacing_kji_mm, float)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        s = self.case.labels.shape
+        return int(s[0]), int(s[1]), int(s[2])
+
+    @_cached
+    def fov_limited(self) -> dict[str, bool]:
+        """Liver, segment and lesion names → does the mask touch the volume's edge (the field of view
+        may cut it)."""
+        return {n: _touches_edge(np.asarray(self.case.mask_array(n), bool)) for n in self.structure_names
+                if _role(self.case, n) in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.LESION)}
+
+    def names_with_roles(self, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
+        return [n for n in self.structure_names if _role(self.case, n) in roles]
+
+    @_cached
+    def structure_names(self) -> list[str]:
+        return list(self.case.structure_names())
+
+    @_cached
+    def liver(self) -> BoolArray | None:
+        """Liver mask (None when the case has no liver segmentation)."""
+        try:
+            return np.asarray(liver_mask(self.case).array, bool)
+        except EmptyStructureError:
+            return None
+
+    @_cached
+    def vessel_names(self) -> list[str]:
+        return self.names_with_roles(VESSEL_ROLES)
+
+    @_cached
+    def vessels(self) -> BoolArray:
+        """Every vessel voxel (all vessel roles)."""
+        out = np.zeros(self.shape, bool)
+        for n in self.vessel_names:
+            out |= self.case.mask_array(n)
+        return out
+
+    @_cached
+    def vessel_calibre_mm(self) -> FloatArray:
+        """Local calibre (mm) at each vessel voxel, 0 elsewhere (per vessel, on its padded box)."""
+        h = self.spacing_kji_mm
+        bias_mm = LATTICE_RADIUS_BIAS_VOXELS * float(np.exp(np.log(h).mean()))
+        out = np.zeros(self.shape, float)
+        for n in self.vessel_names:
+            m = self.case.mask_array(n)
+            if not m.any():
+                continue
+            box = crop_box(m, 3.0 * float(h.max()), h)
+            sub = m[box]
+            local = 2.0 * (ndimage.maximum_filter(_inscribed_radius_mm(sub, h), size=5) + bias_mm) * sub
+            out[box] = np.maximum(out[box], local)
+        return out
+
+    @_cached
+    def large_vessels(self) -> BoolArray:
+        """Vessel voxels of vessels ≥ :data:`LARGE_VESSEL_CALIBRE_MM` (core and its wall)."""
+        h = self.spacing_kji_mm
+        core = self.vessel_calibre_mm >= LARGE_VESSEL_CALIBRE_MM
+        if not core.any():
+            return np.zeros(self.shape, bool)
+        out = np.zeros(self.shape, bool)
+        for n in self.vessel_names:
+            m = self.case.mask_array(n) & ~out
+            if not (m & core).any():
+                continue
+            box = crop_box(m, 4.0, h)
+            near = ndimage.distance_transform_edt(~(m[box] & core[box]), sampling=h) \
+                <= 0.5 * LARGE_VESSEL_CALIBRE_MM + float(h.max())
+            out[box] |= m[box] & near
+        return out
+
+    @_cached
+    def distance_to_large_vessel_mm(self) -> FloatArray:
+        """Distance (mm) of each voxel centre to the nearest large-vessel voxel (inf without one)."""
+        if not self.large_vessels.any():
+            return np.full(self.shape, np.inf)
+        return np.asarray(ndimage.distance_transform_edt(~self.large_vessels, sampling=self.spacing_kji_mm), float)
+
+    @_cached
+    def body(self) -> BoolArray:
+        """Body mask (see the module doc)."""
+        case = self.case
+        labels = np.asarray(case.labels.array)
+        if "body" in self.structure_names:
+            # the label map holds one label per voxel: organs inside the body are not "body" voxels
+            return np.asarray(case.mask_array("body") | (labels > 0), bool)
+        if str(case.image_modality).upper() == "CT":
+            body = np.asarray(case.image.array) > BODY_HU_THRESHOLD
+            if body.any() and body.mean() < 0.999:
+                return np.asarray(ndimage.binary_fill_holes(body), bool)
+        return np.ones(self.shape, bool)
+
+    def lesion_crop(self, lesion_id: str, pad_mm: float) -> tuple[slice, slice, slice]:
+        """Index box of the lesion padded by ``pad_mm``."""
+        return crop_box(np.asarray(self.case.lesion_mask(lesion_id).array, bool), pad_mm, self.spacing_kji_mm)
+
+    def distance_to_lesion_mm(self, lesion_id: str, box: tuple[slice, slice, slice] | None = None) -> FloatArray:
+        """Distance (mm) to the lesion, on ``box`` (default: the whole grid)."""
+        les = np.asarray(self.case.lesion_mask(lesion_id).array, bool)
+        sub = les if box is None else les[box]
+        return np.asarray(ndimage.distance_transform_edt(~sub, sampling=self.spacing_kji_mm), float)
+
+
+def _touches_edge(mask: BoolArray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+                or mask[:, :, 0].any() or mask[:, :, -1].any())
+
+
+def case_geometry(case: Case) -> CaseGeometry:
+    """The geometry of ``case`` (its maps are computed once per case object)."""
+    return CaseGeometry(case)

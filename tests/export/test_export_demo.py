@@ -1,0 +1,100 @@
+"""Round trip on a demo case (issue [M] "Done when"): the seg6 phantom (18 mm lesion, latplan.phantom)
+on a 3 mm grid, planned by the pipeline with the MWA and IBT planners; its reports and result files
+read back by others' readers.
+
+References and tolerances as in test_export.py: pypdf counts the pages (≤ 8 for one lesion) and
+reads page 1 (the top strategy's title from plan.json); dicompyler-core's CTV DVH from RTDOSE +
+RTSTRUCT against the plan's D90 (2 % or 0.3 Gy) and V100 (2 %-points) — the IBT dose grid is the
+case grid here (3 mm ≥ the planner's 2.5 mm grid: no subsampling), so both use the same voxels;
+the RTPLAN channel times against the plan's total dwell time; dciodvfy reports no error.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from latplan.export import write_result_files
+
+pytestmark = pytest.mark.slow
+
+DEMO = "seg6-peripheral-18mm"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from latplan.phantom import build_demo_case
+    from latplan.pipeline import PlanOptions, plan_case
+    from latplan.report.writer import write_reports
+
+    case = build_demo_case(DEMO, voxel_mm=3.0)
+    proposal = plan_case(case, PlanOptions(simulate=frozenset({"mwa", "ibt"})))
+    out = tmp_path_factory.mktemp("demo")
+    files = write_reports(proposal, out, dpi=80)
+    files.update(write_result_files(proposal, out))
+    return proposal, out, files
+
+
+def test_demo_main_report_page_limit_and_page_one(demo):
+    from pypdf import PdfReader
+
+    proposal, _, files = demo
+    pages = [re.sub(r"\s+", " ", re.sub("\u2010\\s*", "", p.extract_text() or ""))
+             for p in PdfReader(files["report_pdf"]).pages]
+    assert len(pages) <= 8
+    top = min(proposal.plan_json["strategies"], key=lambda s: s["rank"])
+    assert top["title"] in pages[0]
+    assert "Disease status" in pages[0] and "Unknown, and what it would change" in pages[0]
+    for o in proposal.plan_json["lesions"][0]["options"]:  # plan.json keeps the level with the outcome figure
+        level = o.get("evidence_level") or (o.get("local_control") or {}).get("evidence_level") \
+            or (o.get("profile_source") or {}).get("evidence_level")
+        assert level and level in " ".join(pages), o["modality"]
+    assert files["appendix_pdf"].is_file()
+
+
+def test_demo_dicompyler_dvh_and_rtplan_times(demo):
+    import pydicom
+    import pydicom.dicomio
+
+    if not hasattr(pydicom.dicomio, "read_file"):  # dicompyler-core 0.5.6 imports a name pydicom 3 removed
+        pydicom.dicomio.read_file = pydicom.dcmread  # type: ignore[attr-defined]
+    pytest.importorskip("dicompylercore", reason="dicompyler-core is in the test extras")
+    from dicompylercore import dicomparser, dvhcalc
+
+    proposal, _, files = demo
+    ibt = proposal.plans[("lesion_1", "ibt")]
+    ss = dicomparser.DicomParser(str(files["dicom_rtstruct"]))
+    roi = next(n for n, s in ss.GetStructures().items() if s["name"] == "lesion_1 IBT CTV")
+    dvh = dvhcalc.get_dvh(str(files["dicom_rtstruct"]), str(files["dicom_rtdose/lesion_1/ibt"]), roi)
+    d90 = float(dvh.relative_volume.statistic("D90").value)
+    assert abs(d90 - ibt.metrics["d90_gy"]) <= max(0.02 * ibt.metrics["d90_gy"], 0.3)
+    v100 = float(dvh.relative_volume.statistic(f"V{ibt.prescription_gy:g}Gy").value)
+    assert abs(v100 - ibt.metrics["v100_percent"]) <= 2.0
+    plan = pydicom.dcmread(files["dicom_rtplan/lesion_1/ibt"])
+    total = sum(float(ch.ChannelTotalTime) for ch in plan.ApplicationSetupSequence[0].ChannelSequence)
+    assert total == pytest.approx(ibt.metrics["total_dwell_time_s"], abs=0.01)
+
+
+def test_demo_seg_and_nifti_read_back(demo):
+    import highdicom as hd
+    import nibabel as nib
+    import numpy as np
+
+    proposal, out, files = demo
+    seg = hd.seg.segread(files["dicom_seg"])
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["lesion_1 MWA zone"]
+    zone = nib.load(out / "volumes" / "lesion_1" / "mwa-zone.nii.gz")
+    assert int(np.asarray(zone.dataobj).sum()) == int(np.asarray(proposal.plans[("lesion_1", "mwa")].zone.array).sum())
+    assert (out / "volumes" / "meshes" / "lesion_1-mwa-zone.stl").is_file()
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools")
+def test_demo_dciodvfy_reports_no_errors(demo):
+    _, out, _ = demo
+    for p in [*sorted((out / "dicom").glob("*.dcm")), sorted((out / "dicom" / "image").glob("*.dcm"))[0]]:
+        res = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, timeout=60)
+        errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error") or "Assertion" in ln]
+        assert errors == [], p.name

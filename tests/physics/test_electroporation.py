@@ -1,0 +1,110 @@
+"""Electroporation field: converged σ(E), sub-voxel needles, in vivo IRE calibration, Joule heating."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from latplan.physics import electroporation as ep
+
+CONST = ep.ElectroTissue("const", 0.2, 0.2, 1e9, 1e9)
+
+
+def _ben_david_pair(voltage_v: float, tissue: ep.ElectroTissue, n: int = 61) -> ep.FieldResult:
+    """Two 18 G electrodes (radius 0.6 mm) 15 mm apart, 20 mm exposure, in homogeneous liver, 1 mm grid."""
+    c = (n // 2) * 1.0
+    lab = np.zeros((n, n, n), np.int64)
+    needles = ep.parallel_pair((c, c, c), (1.0, 0.0, 0.0), 15.0, active_length_mm=20.0, radius_mm=0.6)
+    return ep.solve_field(lab, [tissue], (1.0, 1.0, 1.0), needles, [(0, 1)], voltage_v)
+
+
+def test_sigma_fixed_point_converges_where_the_plain_update_oscillates() -> None:
+    """Reference: the σ(E) fixed point itself, solved to 0.1 % (tolerance 10× tighter). The default
+    (under-relaxed, stop at < 1 % change) agrees with it within 1 % in the midpoint field and 2 % in
+    the volume above 500 V/cm, and reports converged/iterations/residual. The plain update (the
+    former 3 fixed iterations) oscillates with period 2 on this IRE setting (Go-Smart liver σ 0.08 →
+    0.32 S/m, 2250 V): successive iterates differ by > 10 % in that volume and it reports not converged."""
+    liver = ep.default_electro_tissues()["liver"]
+    n = 45
+    c = (n // 2) * 1.0
+    lab = np.zeros((n, n, n), np.int64)
+    needles = ep.parallel_pair((c, c, c), (1.0, 0.0, 0.0), 15.0, active_length_mm=20.0, radius_mm=0.6)
+    solve = lambda **kw: ep.solve_field(lab, [liver], (1.0,) * 3, needles, [(0, 1)], 2250.0, **kw)  # noqa: E731
+    res = solve()
+    ref = solve(tolerance=0.001, max_iterations=80)
+    assert res.converged and res.residual < 0.01 and 2 <= res.iterations <= 30
+    assert ref.converged and ref.residual < 0.001
+    mid = (n // 2,) * 3
+    assert res.field_v_per_cm[mid] == pytest.approx(ref.field_v_per_cm[mid], rel=0.01)
+    assert res.zone(500.0).sum() == pytest.approx(ref.zone(500.0).sum(), rel=0.02)
+    odd, even = solve(iterations=9), solve(iterations=10)
+    assert not odd.converged and not even.converged and even.residual > 0.05
+    assert abs(int(odd.zone(500.0).sum()) - int(even.zone(500.0).sum())) > 0.10 * ref.zone(500.0).sum()
+
+
+@pytest.mark.parametrize("h_mm", [2.0, 1.0])
+def test_needles_keep_their_true_sub_voxel_positions(h_mm: float) -> None:
+    """Reference: two parallel cylinders (a = 0.6 mm, centres d = 15 mm apart, U = 2250 V), 2-D:
+    E(midpoint) = U / (b · arccosh(d / 2a)), b = √((d/2)² − a²). The pair is slid across the grid
+    in eighths of a voxel, so each needle takes every sub-voxel offset (0 … ½ voxel). Snapped to
+    voxel centres a 15 mm pair became 14 or 16 mm (midpoint error −6.6 … +24 %). Tolerance: 7 %
+    everywhere (measured +4.2 % at 2 mm; at 1 mm within 2.5 % except −6.2 % when both needles sit
+    exactly on a voxel face), 3 % on average (the aligned 2 mm needle alone is +2.5 %)."""
+    d, a, u = 15.0, 0.6, 2250.0
+    n = round(150.0 / h_mm) + 1
+    errs = []
+    for shift in np.arange(0.0, h_mm, h_mm / 8):
+        c = (n // 2) * h_mm + shift
+        lab = np.zeros((1, n, n), np.int64)
+        needles = [ep.Needle((5.0, c + s * d / 2, (n // 2) * h_mm), (1.0, 0.0, 0.0), 10.0, a) for s in (1, -1)]
+        res = ep.solve_field(lab, [CONST], (1.0, h_mm, h_mm), needles, [(0, 1)], u, iterations=1)
+        f = res.field_v_per_cm[0, :, n // 2]
+        i0 = math.floor(c / h_mm)
+        w = c / h_mm - i0
+        b = math.sqrt((d / 2) ** 2 - a * a)
+        exact = u / (b / 10.0 * math.acosh(d / (2 * a)))
+        errs.append(((1 - w) * f[i0] + w * f[i0 + 1]) / exact - 1.0)
+    assert max(abs(e) for e in errs) < 0.07
+    assert float(np.mean(np.abs(errs))) < 0.03
+
+
+def test_joule_power_matches_two_cylinder_conductance() -> None:
+    """Reference: the conductance per length of two parallel cylinders, G' = πσ / arccosh(d / 2a)
+    (2-D, image line charges), so the Joule power of a pulse is U² G' L. Needles 15 mm apart,
+    a = 0.6 mm, σ = 0.2 S/m, 1 mm layer, 1 mm grid. Tolerance 4 % (the field tolerance above).
+    The adiabatic rise is that power density × n τ / ρc."""
+    d, a, u, h = 15.0, 0.6, 1000.0, 1.0
+    n = 151
+    c = (n // 2) * h
+    lab = np.zeros((1, n, n), np.int64)
+    needles = [ep.Needle((5.0, c + s * d / 2, c), (1.0, 0.0, 0.0), 10.0, a) for s in (1, -1)]
+    res = ep.solve_field(lab, [CONST], (1.0, h, h), needles, [(0, 1)], u, iterations=1)
+    assert res.joule_w_m3 is not None
+    power_w = float(res.joule_w_m3.sum()) * 1e-9                # 1 mm³ voxels
+    exact_w = u**2 * math.pi * 0.2 / math.acosh(d / (2 * a)) * 1e-3  # L = 1 mm layer
+    assert power_w == pytest.approx(exact_w, rel=0.04)
+    rise = res.adiabatic_temperature_rise_c(90, 70e-6, 3.82e6)
+    assert float(rise.max()) == pytest.approx(float(res.joule_w_m3.max()) * 90 * 70e-6 / 3.82e6, rel=1e-9)
+
+
+def test_ire_lethal_field_calibrated_in_vivo_and_checked_on_held_out_arm() -> None:
+    """Reference: Ben-David et al., AJR 2012;198:W62 (in vivo porcine liver, two 18 G electrodes
+    15 mm apart, 20 mm exposure). The lethal field is fitted (σ₁/σ₀ from the data file) to the
+    3000 V arm (width 31, depth 20 mm) — it reproduces the stored 438 V/cm within 2 % — and checked
+    on the 2250 V arm the fit did not see: 30 × 17 × 30 mm (width × depth × height), ±15 % per axis."""
+    consts = ep.electroporation_constants()["protocols"]["ire"]
+    cal, val = consts["calibration"], consts["validation"]
+    liver = ep.protocol_tissues("ire", [ep.default_electro_tissues()["liver"]])[0]
+    stored = ep.lethal_thresholds_v_per_cm("ire")["liver"]
+    r_cal = _ben_david_pair(float(cal["voltage_v"]), liver)
+    fitted = ep.fit_lethal_threshold_v_per_cm([(r_cal, {2: float(cal["width_mm"]), 1: float(cal["depth_mm"])})])
+    assert fitted == pytest.approx(stored, rel=0.02)
+    r_val = _ben_david_pair(float(val["voltage_v"]), liver)
+    assert r_val.converged
+    height, depth, width = ep.zone_extents_mm(r_val.field_v_per_cm, stored, r_val.spacing_kji_mm)
+    tol = float(val["tolerance_percent"]) / 100.0
+    assert width == pytest.approx(float(val["width_mm"]), rel=tol)
+    assert depth == pytest.approx(float(val["depth_mm"]), rel=tol)
+    assert height == pytest.approx(float(val["height_mm"]), rel=tol)
