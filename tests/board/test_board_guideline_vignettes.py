@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_board_vignettes import check_invariants
+from tests.board.test_board_vignettes import check_invariants
 
 from latplan.board import plan_case
 from latplan.modalities import simulate
