@@ -14,6 +14,7 @@ are not comparable with the goals — say so when you report them.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -39,26 +40,27 @@ def main() -> int:
     names = [a for a in sys.argv[sys.argv.index("--cases") + 1:] if not a.startswith("--")] \
         if "--cases" in sys.argv else list(SINGLE)
     summary = Table(title="speed figures (issue [H] part 7)")
-    for col in ("figure", "goal", "before", "after"):
+    for col in ("figure", "goal", "before", "after", "CPU s (this process)"):
         summary.add_column(col)
     ok = True
     for name in names:
         case = build_demo_case(name)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         plan_case(case, PlanOptions(workers=workers))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         ok &= wall <= SINGLE_GOAL_S
         summary.add_row(f"{name} fully planned (workers={workers})", f"≤ {SINGLE_GOAL_S:.0f} s", SINGLE_BEFORE,
-                        f"{wall:.1f} s")
+                        f"{wall:.1f} s", f"{cpu:.1f}")
     if "--full" in sys.argv:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             run_demo(Path(tmp) / "demo", workers=workers)
             wall = time.perf_counter() - t0
         ok &= wall <= DEMO_GOAL_S
-        summary.add_row(f"latplan demo (workers={workers})", "≤ 3 min", DEMO_BEFORE, f"{wall / 60:.1f} min")
+        summary.add_row(f"latplan demo (workers={workers})", "≤ 3 min", DEMO_BEFORE, f"{wall / 60:.1f} min", "—")
     Console().print(summary)
-    print("goals: " + ("met" if ok else "NOT met"))
+    print("goals: " + ("met" if ok else "NOT met") + f" (load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores: goals are for 2 idle cores)")
     return 0
 
 

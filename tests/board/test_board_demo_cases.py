@@ -101,3 +101,13 @@ def test_demo_four_lesions_no_regional_first_and_all_local_built() -> None:
     kinds = [s["kind"] for s in prop.plan_json["strategies"]]
     assert "ablate_all" in kinds and "ablate_and_resect" in kinds
     assert "regional" not in kinds[:3]
+
+
+@pytest.mark.slow
+def test_demo_large_60mm_resection_first() -> None:
+    """Solitary 60 mm colorectal metastasis, ECOG 1, remnant 57 %: resection is the standard (ESMO 2023) — first
+    option and first strategy (issue [I]: resection was never ranked first across 34 lesions)."""
+    prop = plan_case(_demo("large-60mm"), simulate=False)
+    first = min((o for o in prop.plan_json["lesions"][0]["options"] if o["rank"]), key=lambda o: o["rank"])
+    assert first["modality"] == "resection" and first["tier"] == "indicated"
+    assert prop.plan_json["strategies"][0]["kind"] == "resection"

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_board_vignettes import check_invariants
 
 from latplan.board import plan_case
 from latplan.modalities import simulate
 from latplan.planning.types import TreatmentPlan
+from tests.board.test_board_vignettes import check_invariants
 
 REGIONAL = {"tace", "tare", "hai"}
 
@@ -267,6 +267,10 @@ def test_v14_child_pugh_b8_stops_tace(vignette) -> None:
     rec = child_pugh(hcc(vignette, child_pugh="A", ascites_grade="mild",
                          labs={"bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 1.5}))
     assert rec.effective_class == "A" and "components give B" in (rec.disagreement or "")
+    flagged = run(vignette, *les, patient=hcc(vignette, child_pugh="A", ascites_grade="mild", ascites=True,
+                                              labs={"bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 1.5}))
+    assert any("recorded Child-Pugh A but components give B" in c
+               for c in lesions_of(flagged)["lesion_1"]["mwa"]["conditions"])
     unknown = child_pugh(hcc(vignette, encephalopathy=None))
     assert (unknown.score_low, unknown.score_high) == (5, 7) and unknown.effective_class is None
 
@@ -344,6 +348,8 @@ def test_v21_lung_metastases_handed_to_thoracic_board(vignette) -> None:
     prop = run(vignette, vignette.lesion(d=20), *lung, patient=pt)
     check_invariants(prop)
     assert all(o["tier"] == "refer" for o in lesions_of(prop)["lesion_2"].values())
+    grid = next(g for g in prop.plan_json["option_grid"] if g["lesion_id"] == "lesion_2")
+    assert all("thoracic board" in r["fit"] for r in grid["rows"])
     assert top(prop)["modality"] not in REGIONAL
     local = [s for s in prop.plan_json["strategies"] if s["kind"] in ("ablate_all", "local", "resection")]
     assert local and all(any(st["modality"] == "refer" and "thoracic" in st["note"] for st in s["steps"])

@@ -665,3 +665,124 @@ def test_bad_input_through_the_console_script(bad_id: str, base_folder: Path, tm
     assert lines and lines[-1].startswith("error: ")
     assert sum(ln.startswith("error:") for ln in lines) == 1
     assert bad.names in lines[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# bad requests to the commands that write: insert-lesion (sizes, placement, --out) and
+# case import-totalsegmentator (task, outputs, clinical file, --out)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BadCommand:
+    id: str
+    args: Callable[[Path, Path], list[str]]  # (case folder, tmp) → argv
+    error: type[LatplanError]
+    names: str  # text the message must contain (a file name, an option, the fraction)
+
+
+def _ts_args(tmp: Path, case: Path, seg: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["case", "import-totalsegmentator", str(case / "image.nii.gz"), seg or str(case / "labels.nii.gz"),
+            "--out", str(tmp / "out"), *extra]
+
+
+def _write_seg_other_grid(tmp: Path) -> str:
+    p = tmp / "seg_other.nii.gz"
+    write_nifti(Volume(np.ones((4, 4, 4), np.uint8), np.eye(4)), p)
+    return str(p)
+
+
+def _write_empty_seg(tmp: Path) -> str:
+    p = tmp / "seg_empty.nii.gz"
+    write_nifti(Volume(np.zeros(SHAPE, np.uint8), _affine()), p)
+    return str(p)
+
+
+def _clinical(tmp: Path, data: bytes) -> str:
+    p = tmp / "clinical.yaml"
+    p.write_bytes(data)
+    return str(p)
+
+
+def _blocker(tmp: Path) -> Path:
+    p = tmp / "blocker.txt"
+    p.write_text("x")
+    return p
+
+
+def _existing(tmp: Path) -> Path:
+    p = tmp / "out"
+    p.mkdir()
+    (p / "someone-elses.txt").write_text("x")
+    return p
+
+
+def _insert(case: Path, tmp: Path, *extra: str, out: Path | None = None) -> list[str]:
+    return ["insert-lesion", str(case), "--out", str(out or tmp / "out"), *extra]
+
+
+COMMANDS: list[BadCommand] = [
+    BadCommand("insert-diameter-1e6", lambda c, t: _insert(c, t, "--diameter-mm", "1e6"), ie.LesionSizeError, "200"),
+    BadCommand("insert-diameter-zero", lambda c, t: _insert(c, t, "--diameter-mm", "0"), ie.LesionSizeError, "0.0 mm"),
+    BadCommand("insert-diameter-negative", lambda c, t: _insert(c, t, "--diameter-mm", "-5"), ie.LesionSizeError,
+               "-5.0 mm"),
+    BadCommand("insert-ellipsoid-axis-huge", lambda c, t: _insert(c, t, "--diameter-mm", "5", "--shape", "ellipsoid",
+                                                                  "--axes-mm", "5", "5", "900"),
+               ie.LesionSizeError, "900.0 mm"),
+    BadCommand("insert-half-outside-liver", lambda c, t: _insert(c, t, "--diameter-mm", "9", "--at", "-7", "0", "0"),
+               ie.LesionOutsideOrganError, "would lie in liver"),
+    BadCommand("insert-outside-liver-entirely", lambda c, t: _insert(c, t, "--diameter-mm", "6", "--at", "9", "7", "9"),
+               ie.LesionOutsideOrganError, "0.0 %"),
+    BadCommand("insert-segment-missing", lambda c, t: _insert(c, t, "--diameter-mm", "6", "--segment", "7"),
+               UnknownStructureError, "liver_segment_7"),
+    BadCommand("insert-centre-outside-image", lambda c, t: _insert(c, t, "--diameter-mm", "6", "--at", "500", "0", "0"),
+               InvalidInputError, "outside the image"),
+    BadCommand("insert-out-unwritable", lambda c, t: _insert(c, t, "--diameter-mm", "9", "--at", "-2", "2", "4.5",
+                                                            out=_blocker(t) / "new"),
+               ie.OutputNotWritableError, "blocker.txt"),
+    BadCommand("insert-out-exists", lambda c, t: _insert(c, t, "--diameter-mm", "9", "--at", "-2", "2", "4.5",
+                                                        out=_existing(t)),
+               CaseFolderError, "already exists"),
+    BadCommand("ts-unknown-task", lambda c, t: _ts_args(t, c, extra=("--task", "totl")), UnknownStructureError, "totl"),
+    BadCommand("ts-output-missing", lambda c, t: _ts_args(t, c, seg=str(t / "nope")), InvalidInputError, "nope"),
+    BadCommand("ts-folder-without-nifti", lambda c, t: _ts_args(t, c, seg=str(t)), CaseFolderError, "per-class"),
+    BadCommand("ts-seg-other-grid", lambda c, t: _ts_args(t, c, seg=_write_seg_other_grid(t)), GeometryMismatchError,
+               "seg_other.nii.gz"),
+    BadCommand("ts-seg-empty", lambda c, t: _ts_args(t, c, seg=_write_empty_seg(t)), ie.EmptyLabelMapError,
+               "seg_empty.nii.gz"),
+    BadCommand("ts-clinical-no-patient", lambda c, t: _ts_args(t, c, extra=("--clinical", _clinical(t, b"x: 1\n"))),
+               CaseFolderError, "clinical.yaml"),
+    BadCommand("ts-clinical-latin1", lambda c, t: _ts_args(t, c, extra=(
+        "--clinical", _clinical(t, "patient: {id: Müller, primary: hcc}\n".encode("latin-1")))),
+               ie.YamlEncodingError, "clinical.yaml"),
+    BadCommand("ts-clinical-duplicate", lambda c, t: _ts_args(t, c, extra=(
+        "--clinical", _clinical(t, b"patient: {id: A, primary: hcc}\npatient: {id: B, primary: hcc}\n"))),
+               ie.DuplicateYamlKeyError, "clinical.yaml"),
+    BadCommand("ts-out-exists", lambda c, t: ["case", "import-totalsegmentator", str(c / "image.nii.gz"),
+                                              str(c / "labels.nii.gz"), "--out", str(_existing(t))],
+               CaseFolderError, "already exists"),
+    BadCommand("ts-image-truncated", lambda c, t: (_cut(c / "image.nii.gz", 0.5), _ts_args(t, c))[1],
+               ie.TruncatedImageError, "image.nii.gz"),
+]
+
+
+def test_corpus_with_commands_is_large_enough() -> None:
+    """Together with the case-folder corpus well above the ≥ 80 inputs of issue [L]; ids unique."""
+    assert len(CORPUS) + len(COMMANDS) >= 120
+    assert len({b.id for b in COMMANDS}) == len(COMMANDS)
+
+
+@pytest.mark.parametrize("bad", COMMANDS, ids=[b.id for b in COMMANDS])
+def test_bad_command_is_refused_by_name(bad: BadCommand, base_folder: Path, tmp_path: Path) -> None:
+    """Exit ≠ 0, the documented error, the message names what is wrong, no traceback, no output written."""
+    case = tmp_path / "case"
+    shutil.copytree(base_folder, case)
+    work = tmp_path / "work"
+    work.mkdir()
+    args = bad.args(case, work)
+    before = _snapshot(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    exc = result.exception
+    assert isinstance(exc, bad.error), f"{type(exc).__name__}: {exc}"
+    assert bad.names in str(exc), str(exc)
+    assert "Traceback" not in str(exc)
+    assert _snapshot(tmp_path) == before  # nothing written, no staging folder left

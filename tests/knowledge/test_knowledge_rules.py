@@ -89,3 +89,28 @@ def test_outcomes_and_profiles_carry_endpoint_time_population_evidence() -> None
     profiles = load_profiles()
     assert set(profiles) >= {"resection", "rfa", "mwa", "cryo", "hifu", "ect", "ire", "ibt", "sbrt", "tace", "tare", "hai"}
     assert all(p.main_risks and p.repeatability_text for p in profiles.values())
+
+
+def test_issue_i_citation_fixes() -> None:
+    """Issue [I] item 6, against the sources: heat-sink numbers are Lu 2002 (AJR 178:47, pig study), not Lu 2003;
+    Wang 2013 reports 2-year LTPFS 26/46/74/80 % by margin (no 'relative risk 3.6'); EASL 2018 makes ablation
+    first line only <= 2 cm (BCLC 0); the TACE bilirubin limit is not cited to EASL; RES-SOLITARY-SUPERIOR-LC
+    fires for one lesion only."""
+    from latplan.knowledge.rules import load_rule_set
+
+    rs = load_rule_set()
+    for rid in ("RFA-HEATSINK-3MM", "RFA-HEATSINK-5MM"):
+        assert "AJR Am J Roentgenol 2002;178:47" in rs[rid].citation_text and "2003" not in rs[rid].citation_text
+    assert "3.6" not in rs["MARGIN-5MM"].statement and "26, 46, 74 and 80 %" in rs["MARGIN-5MM"].statement
+    assert "<= 20" in rs["HCC-ABLATION-VERY-EARLY"].condition.text
+    assert "EASL" not in rs["TACE-BILIRUBIN"].citation_text
+    assert rs["RES-SOLITARY-SUPERIOR-LC"].condition.text == "patient.liver_lesion_count == 1"
+
+
+def test_dome_only_segments_7_8() -> None:
+    """THERMAL-DOME: the dome is segments 7/8 (CIRSE 2020); a measurement flag on a segment 2/3 lesion is overruled."""
+    from latplan.knowledge.features import lesion_features
+
+    assert lesion_features({"id": "l", "segments": ["liver_segment_2"], "dome": True,
+                            "distances_mm": {"diaphragm": 3.0}})["dome"] is False
+    assert lesion_features({"id": "l", "segments": ["liver_segment_8"], "distances_mm": {"diaphragm": 3.0}})["dome"] is True

@@ -44,7 +44,14 @@ def test_plan_case_folder_writes_valid_plan_json_and_reports(case_dir: Path, tmp
     input hash covers every file read, progress counts the four stages in order."""
     lines = io.StringIO()
     result = plan_case_folder(case_dir, tmp_path / "out", PlanOptions(simulate=False, pdf=False), PlainProgress(lines))
-    assert set(result.files) == {"plan_json", "report_html", "patient_html"}
+    assert {"plan_json", "report_html", "patient_html"} <= set(result.files)  # + the report's own extras
+    assert not {"report_pdf", "patient_pdf"} & set(result.files)  # pdf=False
+    # the reports lie in OUT; the result files of [M] (volumes/, dicom/) in its sub-folders
+    assert all(result.files[k].is_file() and result.files[k].parent == tmp_path / "out"
+               for k in ("plan_json", "report_html", "patient_html"))
+    # (dicom_image is the written image series: a folder)
+    assert all(p.exists() and tmp_path / "out" in p.parents for p in result.files.values()), \
+        [(k, p) for k, p in result.files.items() if not (p.exists() and tmp_path / "out" in p.parents)]
     doc = json.loads(result.files["plan_json"].read_text(encoding="utf-8"))
     jsonschema.validate(doc, plan_schema())
     assert doc["plan_json_version"] == "2.0"

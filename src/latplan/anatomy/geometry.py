@@ -22,8 +22,12 @@ Definitions (one implementation each):
   Vessels ≥ 3 mm are those whose perfusion cools an ablation zone measurably (Lu DSK et al.,
   J Vasc Interv Radiol 2003;14:1267–1274: incomplete RFA beside vessels ≥ 3 mm), the limit
   latplan's planners use.
-* body: the ``body`` label ∪ every labelled voxel; without one, CT voxels > −400 HU with holes
-  filled; otherwise the whole volume.
+* body: the ``body`` label ∪ every labelled voxel; without one, the body from the image
+  (:func:`latplan.imaging.fov.body_mask_from_image`: CT > −400 HU, MR > Otsu threshold, axial holes
+  filled, largest component) ∪ every labelled voxel; the whole volume when that finds nothing.
+* field of view ([L]): :meth:`CaseGeometry.capsule_in_fov` (capsule from liver surface inside the
+  image, ``limited_by_fov``), :meth:`CaseGeometry.path_check` (verifiable only through a body wall
+  shown in the image) and ``fov_limited`` (structures touching the edge).
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ from latplan.anatomy.measure import LATTICE_RADIUS_BIAS_VOXELS, liver_mask
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES, StructureRole, role_of
 from latplan.errors import EmptyStructureError, UnknownStructureError
+from latplan.imaging.fov import (
+    FovDistance,
+    PathCheck,
+    body_mask_from_image,
+    capsule_distance_in_fov,
+    path_inside_image_and_through_body,
+)
 
 __all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box"]
 
@@ -200,11 +211,22 @@ class CaseGeometry:
         if "body" in self.structure_names:
             # the label map holds one label per voxel: organs inside the body are not "body" voxels
             return np.asarray(case.mask_array("body") | (labels > 0), bool)
-        if str(case.image_modality).upper() == "CT":
-            body = np.asarray(case.image.array) > BODY_HU_THRESHOLD
-            if body.any() and body.mean() < 0.999:
-                return np.asarray(ndimage.binary_fill_holes(body), bool)
+        # [L] field of view (imaging helper): body from the image — CT HU / MR intensity, axial holes
+        # (lungs, bowel gas) filled per slice, largest component — see latplan.imaging.fov
+        body = body_mask_from_image(case.image, str(case.image_modality)) | (labels > 0)
+        if body.any() and body.mean() < 0.999:
+            return np.asarray(body, bool)
         return np.ones(self.shape, bool)
+
+    def capsule_in_fov(self, lesion_id: str) -> FovDistance:
+        """[L] lesion → capsule from liver surface inside the image, with ``limited_by_fov`` (imaging.fov)."""
+        lesion = np.asarray(self.case.lesion_mask(lesion_id).array, bool)
+        envelope = lesion if self.liver is None else (self.liver | lesion)
+        return capsule_distance_in_fov(self.case.labels, lesion, envelope)
+
+    def path_check(self, target_mm: FloatArray, entry_mm: FloatArray) -> PathCheck:
+        """[L] can a straight path be verified on this image (leaves the body inside it)? (imaging.fov)"""
+        return path_inside_image_and_through_body(self.case.image, self.body, target_mm, entry_mm)
 
     def lesion_crop(self, lesion_id: str, pad_mm: float) -> tuple[slice, slice, slice]:
         """Index box of the lesion padded by ``pad_mm``."""

@@ -111,7 +111,8 @@ def discover_cases(cohort_dir: Path) -> dict[str, Path]:
 
 
 def _prepare_out(out: Path) -> None:
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    earlier_run = (out / MARKER).is_file() or (out / CASES_DIR).is_dir()
+    if out.is_dir() and any(out.iterdir()) and not earlier_run:
         raise NotLatplanOutputError(f"{out} is not empty and is not the output of `latplan cohort plan` (no {MARKER}); "
                                     "choose a new or empty --out folder, or the folder of an earlier cohort run.")
     (out / CASES_DIR).mkdir(parents=True, exist_ok=True)

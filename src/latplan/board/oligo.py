@@ -26,6 +26,10 @@ __all__ = ["ALIASES", "OligoDefinition", "definitions", "oligometastatic_status"
 ALIASES = {"seed": "kovacs2021", "esmo-crc": "crc_5_in_2_organs"}
 
 
+#: missing inputs that are fields of case.yaml's patient
+_PATIENT_FIELDS = ("primary_status", "metastatic_sites")
+
+
 @dataclass(frozen=True)
 class OligoDefinition:
     """One definition of the definitions file (``key`` as there, ``name`` its display name)."""
@@ -78,4 +82,7 @@ def oligometastatic_status(patient: Patient, liver_lesions: Sequence[Mapping[str
     """{status, definition, missing, reason} for the patient with ``liver_lesions`` on the images
     (status: oligometastatic | not_oligometastatic | not_applicable | unknown)."""
     counts = measure.count_lesions_by_organ(patient, ["liver"] * len(liver_lesions))
-    return measure.oligometastatic_status(patient, counts, definition.to_json())
+    out = measure.oligometastatic_status(patient, counts, definition.to_json())
+    # the board names missing inputs by their rule path (patient.<field>), as cannot_assess does
+    out["missing"] = [f"patient.{m}" if m in _PATIENT_FIELDS else m for m in out["missing"]]
+    return out

@@ -56,7 +56,9 @@ def option_grid(lesions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows = []
         for o in sorted(le["options"], key=lambda o: (o["rank"] is None, o["rank"] or 0)):
             rows.append({
-                "modality": o["modality"], "rank": o["rank"], "fit": FIT_WORDS[o["eligibility"]],
+                "modality": o["modality"], "rank": o["rank"],
+                "fit": (f"Another team decides this spot: the {o['handoff'].split(':')[0]}." if o.get("handoff")
+                        else FIT_WORDS[o["eligibility"]]),
                 "stay": _days(float(o["hospital_stay_days"])), "sessions": _sessions(int(o["sessions"])),
                 "repeat": _repeat(int(o["repeatability"]["level"])), "works": _works(o.get("local_control")),
                 "source": (o.get("local_control") or {}).get("citation")

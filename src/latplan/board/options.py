@@ -329,6 +329,10 @@ def assess_options(site: Site, patient: Patient, rules: RuleSet,
         if ctx["lesion"].get("in_liver") is False:
             o.handoff = HANDOFF.get(organ, f"the {organ.replace('_', ' ')} team (outside the liver)")
         _conditions_from_unknowns(o)
+        pf = ctx["patient"]
+        for flag in ((pf.get("child_pugh_detail") or {}).get("disagreement"), pf.get("bclc_disagreement")):
+            if flag:
+                o.conditions.append(f"check: {flag} (the recorded value is used)")
         options.append(o)
     return ctx, options
 

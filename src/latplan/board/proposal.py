@@ -26,6 +26,7 @@ import numba
 from latplan._version import __version__
 from latplan.anatomy import measure_case
 from latplan.case import Case
+from latplan.errors import LatplanError
 from latplan.knowledge.features import patient_features
 from latplan.knowledge.profiles import load_outcomes, load_profiles
 from latplan.knowledge.rules import RuleSet, load_rule_set
@@ -33,8 +34,10 @@ from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Site
 from latplan.modalities.simulate import PLANNERS
 from latplan.planning import electroporation, ibt, thermal
+from latplan.planning.composite import composite_dose
 from latplan.planning.types import TreatmentPlan
 
+from .context import lesion_conditions, patient_context
 from .oligo import ALIASES as OLIGO_ALIASES
 from .oligo import oligometastatic_status, resolve_definition
 from .option_grid import option_grid
@@ -81,6 +84,36 @@ def _versions() -> dict[str, Any]:
             "python": platform.python_version(), "engines": engines}
 
 
+#: modalities whose plans carry a dose grid that a strategy's composite sums ([K] part 1)
+_RADIATION_STEPS = ("ibt", "sbrt", "tare")
+
+
+def _with_composite_dose(strategies: list[dict[str, Any]], plans: Mapping[tuple[str, str], TreatmentPlan],
+                         case: Any) -> list[dict[str, Any]]:
+    """Add ``composite_dose`` to every strategy that holds two or more radiation plans.
+
+    The sum (per session against single-fraction limits, EQD2 across sessions against cumulative
+    limits) is :func:`latplan.planning.composite.composite_dose`; strategies with the same set of plans
+    share one computation.
+    """
+    if case is None:
+        return strategies
+    cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for strategy in strategies:
+        keys = tuple(sorted({(str(lid), str(step["modality"])) for step in strategy.get("steps", [])
+                             if step.get("modality") in _RADIATION_STEPS
+                             for lid in step.get("lesion_ids") or [] if (str(lid), str(step["modality"])) in plans}))
+        if len(keys) < 2:
+            continue
+        if keys not in cache:
+            try:
+                cache[keys] = composite_dose(case, [plans[k] for k in keys]).as_dict()
+            except LatplanError as exc:  # shown, never dropped: the strategy's summed dose is then unknown
+                cache[keys] = {"error": str(exc), "summed_plans": [f"{m}:{lid}" for lid, m in keys]}
+        strategy["composite_dose"] = cache[keys]
+    return strategies
+
+
 def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, float]) -> None:
     for opts in options.values():
         rank_options(opts, weights)
@@ -91,7 +124,7 @@ def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, flo
 _WORKER: dict[str, Any] = {}
 
 
-def _init_simulation_worker(case: Case, rules: RuleSet) -> None:
+def _init_simulation_worker(case: Case | None, rules: RuleSet) -> None:
     """One numba thread per process when several run: a 2-thread bioheat kernel was measured 2.3×
     slower than 1 thread on a busy machine (issue [H]); parallelism comes from the processes."""
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -172,7 +205,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     weights = weights_from_patient(patient, preferences)
     options: dict[str, list[Option]] = {}
     contexts: dict[str, dict[str, Any]] = {}
-    jobs = []
+    jobs: list[tuple[Option, Site, Mapping[str, Any] | None]] = []
     for les in lesions:
         site = Site(les, pmeas_for_rules, tuple(lesions))
         say(f"{site.lesion_id}: assessing {len(LESION_MODALITIES)} modalities")
@@ -243,13 +276,15 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
                         "note": "liver metastases dominate survival and are prioritised even with extrahepatic "
                                 "disease (seed)"},
                     "oligometastatic": {"status": oligo["status"], "definition": definition_name,
-                                        "details": oligo}},
+                                        "details": oligo},
+                    "board_context": patient_context(pctx)},
         "lesions": [
             {"id": lid, "measurements": next(les for les in lesions if str(les.get("id")) == lid),
-             "options": [option_json(o) for o in sorted(options[lid], key=lambda o: (o.rank is None, o.rank or 0))]}
+             "options": [option_json(o) for o in sorted(options[lid], key=lambda o: (o.rank is None, o.rank or 0))],
+             "conditions": lesion_conditions(options[lid])}
             for lid in options
         ],
-        "strategies": [s.to_json() for s in strategies],
+        "strategies": _with_composite_dose([s.to_json() for s in strategies], plans, case),
         "preferences": weights.to_json(),
         "sensitivity": sens,
         "patient_measurements": pmeas,

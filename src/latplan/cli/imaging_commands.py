@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         """Insert a synthetic lesion into a real case and write it as a new case folder."""
         from latplan.errors import CaseFolderError
         from latplan.imaging.case_folder import load_case_folder, save_case_folder
-        from latplan.imaging.insert import insert_lesion
+        from latplan.imaging.derived_dicom import dicom_image_folder, save_case_as_derived_dicom
+        from latplan.imaging.insert import derivation_description, insert_lesion
 
         patient = None
         if patient_id is not None or primary is not None:
@@ -55,7 +56,11 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite, segment=segment,
         )
         added = [n for n in new.lesion_ids if n not in before]
-        save_case_folder(new, out)
+        dicom_src = dicom_image_folder(case_dir)
+        if dicom_src is None:
+            save_case_folder(new, out)
+        else:  # DICOM in → DICOM out: derived series + SEG
+            save_case_as_derived_dicom(new, dicom_src, out, derivation_description(added, diameter_mm, shape))
         vol_ml = float(new.mask_array(added[0]).sum() * new.image.voxel_volume_ml) if added else 0.0
         result = {"out": str(out), "lesion_id": added[0] if added else None, "volume_ml": round(vol_ml, 3),
                   "center_mm": list(at) if at is not None else "deepest point of the organ/segment",

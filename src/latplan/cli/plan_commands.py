@@ -34,12 +34,14 @@ def register(app: typer.Typer) -> None:
         no_pdf: Annotated[bool, typer.Option("--no-pdf", help="Write HTML only (faster).")] = False,
         workers: Annotated[int, typer.Option("--workers", min=1,
                                              help="Processes for the lesion × modality simulations.")] = 1,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output folder that latplan "
+                                                "did not write (a folder latplan wrote is always replaced whole).")] = False,
     ) -> None:
         """Plan one case: plan.json, report.html/.pdf (board) and patient.html/.pdf (option grid)."""
         from latplan.pipeline import PlanOptions, plan_case_folder, terminal_progress
 
         options = PlanOptions(rule_paths=tuple(rules or ()), simulate=not no_simulate, pdf=not no_pdf,
-                              workers=workers, overwrite=True)
+                              workers=workers, overwrite=overwrite)
         with terminal_progress() as progress:
             result = plan_case_folder(case_dir, out, options, progress)
         table = Table(title=f"latplan plan · {result.proposal.plan_json['patient']['id']}")

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_LESION_DIAMETER_MM",
     "MIN_INSIDE_FRACTION",
     "MIN_LESION_VOXELS",
+    "derivation_description",
     "insert_lesion",
     "lesion_shape_mask",
 ]
@@ -131,6 +132,12 @@ def lesion_shape_mask(
 def _next_lesion_id(table: LabelTable) -> str:
     nums = [int(m.group(1)) for n in table.names() if (m := re.fullmatch(r"lesion_(\d+)", n))]
     return f"lesion_{max(nums, default=0) + 1}"
+
+
+def derivation_description(lesion_ids: Sequence[str], diameter_mm: float, shape: str) -> str:
+    """DICOM DerivationDescription of an image with inserted synthetic lesion(s)."""
+    return (f"latplan insert-lesion: synthetic {shape} lesion {', '.join(lesion_ids)} ({diameter_mm:g} mm) inserted "
+            "into the source image; not an acquired image")
 
 
 def _check_size(diameter_mm: float, shape: str, axes_mm: Sequence[float] | None) -> None:

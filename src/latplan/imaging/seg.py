@@ -225,7 +225,14 @@ def write_seg(
     version = __version__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # person-name style warnings about the source header
-        seg = _make_seg(hd, datasets, seg_arr, descriptions, version)
+        try:
+            seg = _make_seg(hd, datasets, seg_arr, descriptions, version)
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
+            raise DicomError(
+                f"cannot write a DICOM SEG for the series {series.files[0].parent}: highdicom refused it "
+                f"({type(exc).__name__}: {exc}). The source headers lack attributes a SEG must reference "
+                "(SOPClassUID, Study/Patient module); re-export the series."
+            ) from None
     out = Path(path)
     seg.save_as(str(out))
     return out

@@ -103,10 +103,10 @@ def child_pugh(patient: Patient) -> ChildPugh:
     bili = labs.bilirubin_mg_dl if labs else None
     alb = labs.albumin_g_dl if labs else None
     inr = labs.inr if labs else None
-    for name, val, pts in (
-        ("labs.bilirubin_mg_dl", bili, None if bili is None else _band(bili, True, 2.0, 3.0)),
-        ("labs.albumin_g_dl", alb, None if alb is None else _band(alb, False, 2.8, 3.5)),
-        ("labs.inr", inr, None if inr is None else _band(inr, True, 1.7, 2.3)),
+    for name, pts in (
+        ("labs.bilirubin_mg_dl", None if bili is None else _band(bili, True, 2.0, 3.0)),
+        ("labs.albumin_g_dl", None if alb is None else _band(alb, False, 2.8, 3.5)),
+        ("labs.inr", None if inr is None else _band(inr, True, 1.7, 2.3)),
     ):
         if pts is None:
             missing.append(name)

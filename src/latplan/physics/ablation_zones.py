@@ -185,7 +185,8 @@ class ZoneEllipsoid:
         q = (p @ a / (0.5 * self.length_mm)) ** 2
         q += (p @ u / (0.5 * self.width_mm)) ** 2
         q += (p @ v / (0.5 * self.depth_mm)) ** 2
-        return q <= 1.0
+        inside: np.ndarray = q <= 1.0
+        return inside
 
 
 def zone_ellipsoid(applicator: Applicator, size: ZoneSize) -> ZoneEllipsoid:

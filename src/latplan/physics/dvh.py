@@ -27,9 +27,9 @@ from scipy import ndimage as ndi
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError, InvalidInputError
 from latplan.imaging.volume import Volume
-from latplan.planning.types import DVHCurve
 
 __all__ = [
+    "DVHCurve",
     "StructureDose",
     "brachy_metrics",
     "dvh_curve",
@@ -40,6 +40,16 @@ __all__ = [
     "occupancy_from_shape",
     "sample_structure_dose",
 ]
+
+
+@dataclass
+class DVHCurve:
+    """Cumulative DVH: ``volume_percent[i]`` of the structure receives ≥ ``dose_gy[i]``."""
+
+    structure: str
+    dose_gy: np.ndarray
+    volume_percent: np.ndarray
+    volume_ml: float
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,16 @@ Numerics (decisions)
   diagonal where the pivot would fall below ¼ of it), written as serial numba kernels that
   release the GIL; the pulsed pairs are solved concurrently in a thread pool (``workers``).
   The relative residual tolerance is 1e-6 (the benchmark field differs ≤ 0.005 % from a 1e-10
-  solve). σ(E) is updated from the field and the system re-solved (``iterations``, 3 by
-  default) from the previous potential (warm start).
+  solve). σ(E) is updated from the field and the system re-solved from the previous potential
+  (warm start): by default to the fixed point, under-relaxed (ω = 0.5) until the relative
+  change ‖σ(E(σ)) − σ‖/‖σ‖ < 1 % (the plain update oscillates with period 2 on IRE settings);
+  ``converged``, ``iterations`` and ``residual`` are in the result.
+* Thin needles sit at their true sub-voxel position: the voxel line's faces along each cross
+  axis get f·(1 ± s(δ)) for the axis offset δ of the needle from the voxel centre (far-field
+  dipole at the true position; :func:`_split`), so a 15 mm pair stays 15 mm.
+* |E| per voxel is the mean of its face fields (potential drop / h × the face factor): the field
+  that carries the face current; Joule power per face g·Δφ², split to its two voxels (sums to
+  U·I); the adiabatic rise over a pulse train is :meth:`FieldResult.adiabatic_temperature_rise_c`.
   Measured (benchmarks/bench_field.py, 7-needle array, 12 pairs × 3 iterations, 61³ voxels at
   1 mm, shared 2-core machine, best of 3): Jacobi-PCG with scipy sparse products 59 s (before);
   pyamg set-up 0.8–3.8 s per matrix and 90–160 ms per V-cycle here (≈ 1–2 s per solve, slower
@@ -96,7 +104,8 @@ def electroporation_constants() -> dict[str, Any]:
     for key in ("citation", "tissues", "pulses", "needle"):
         if key not in data:
             raise SourceDataError(f"{DATA_FILE} lacks '{key}'.")
-    return data
+    out: dict[str, Any] = data
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,8 @@ def _split(delta: np.ndarray) -> np.ndarray:
     a = np.abs(delta)
     s = np.where(a <= SUBVOXEL_KNEE, SUBVOXEL_SPLIT * a,
                  SUBVOXEL_SPLIT * SUBVOXEL_KNEE + SUBVOXEL_TAIL_SLOPE * (a - SUBVOXEL_KNEE))
-    return np.sign(delta) * s
+    out: np.ndarray = np.sign(delta) * s
+    return out
 
 
 @dataclass(frozen=True)
@@ -300,7 +310,8 @@ def _perp(a: np.ndarray) -> np.ndarray:
     e = np.zeros(3)
     e[int(np.argmin(np.abs(a)))] = 1.0
     u = np.cross(a, e)
-    return u / np.linalg.norm(u)
+    out: np.ndarray = u / np.linalg.norm(u)
+    return out
 
 
 @dataclass
@@ -573,7 +584,8 @@ def _face_conductance(sigma: np.ndarray, spacing_m: np.ndarray, ax: int) -> np.n
     s1[ax] = slice(1, None)
     a, b = sigma[tuple(s0)], sigma[tuple(s1)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(a + b > 0.0, 2.0 * a * b / (a + b), 0.0) / spacing_m[ax] ** 2
+        g: np.ndarray = np.where(a + b > 0.0, 2.0 * a * b / (a + b), 0.0) / spacing_m[ax] ** 2
+        return g
 
 
 def _needle_current(phi: np.ndarray, sigma: np.ndarray, spacing_m: np.ndarray, mask: np.ndarray,
@@ -602,7 +614,8 @@ def _voxel_sigma(e_v_per_cm: np.ndarray, params: np.ndarray, model: str) -> np.n
     else:
         width = np.maximum(hi - lo, 1e-9) / 8.0
         f = 1.0 / (1.0 + np.exp(np.clip(-(e_v_per_cm - 0.5 * (lo + hi)) / width, -700.0, 700.0)))
-    return s0 + (s1 - s0) * f
+    out: np.ndarray = s0 + (s1 - s0) * f
+    return out
 
 
 @dataclass

@@ -88,7 +88,8 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` with a 6-neighbour outside it (array edges count as outside)."""
     padded = np.pad(mask, 1, constant_values=False)
     eroded = ndimage.binary_erosion(padded, structure=ndimage.generate_binary_structure(3, 1))
-    return (padded & ~eroded)[1:-1, 1:-1, 1:-1]
+    out: np.ndarray = (padded & ~eroded)[1:-1, 1:-1, 1:-1]
+    return out
 
 
 def ablative_margin_arrays(

@@ -29,12 +29,12 @@ from latplan.followup.demo import write_fig2_followup_demo
 from latplan.followup.representation import case_for_timepoint
 from latplan.imaging.case_folder import load_case_folder, save_case_folder
 from latplan.phantom import build_demo_case, demo_cases
-from latplan.pipeline.plan import plan_case
+from latplan.pipeline.plan import plan_case, write_outputs
 from latplan.pipeline.progress import Progress, silent
 from latplan.pipeline.types import PlanOptions
 from latplan.pipeline.workers import init_worker
 from latplan.report.demo import DemoRow, summary_cells, write_demo_index
-from latplan.report.writer import ReportError, write_reports
+from latplan.report.writer import ReportError
 
 __all__ = ["DemoResult", "run_demo", "run_fig2_followup_demo"]
 
@@ -62,7 +62,7 @@ def run_fig2_followup_demo(out_dir: str | Path, voxel_mm: float | None = None, *
     files = write_fig2_followup_demo(out, voxel_mm=voxel_mm, overwrite=overwrite)
     if plan:
         proposal = plan_case(case_for_timepoint(files["case"], "3m"), PlanOptions(simulate=True, pdf=pdf))
-        for key, path in write_reports(proposal, out / "plan-3m", pdf=pdf).items():
+        for key, path in write_outputs(proposal, out / "plan-3m", PlanOptions(pdf=pdf, overwrite=True)).items():
             files[f"plan_3m_{key}"] = path
     return files
 
@@ -102,7 +102,7 @@ def _demo_case(name: str, out: Path, builder: Callable[[str], Case], simulate: b
         proposal = plan_case(case, PlanOptions(simulate=simulate, pdf=pdf),
                              lambda msg, done=None, total=None: say(f"{name}: {msg}"))
         say(f"{name}: writing reports")
-        files = write_reports(proposal, out / "reports" / name, pdf=pdf)
+        files = write_outputs(proposal, out / "reports" / name, PlanOptions(pdf=pdf, overwrite=True))
         row.links = {k: os.path.relpath(v, out) for k, v in files.items()}
         row.lesions, row.top = summary_cells(proposal.plan_json)
         return row, files

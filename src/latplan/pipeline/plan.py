@@ -9,7 +9,9 @@ runs all call :func:`plan_case` / :func:`plan_case_folder`; nothing else chains 
   :func:`latplan.anatomy.geometry.case_geometry` (liver, vessel calibre, large vessels, body: once per case)
 * assess, simulate, re-assess, strategies, rank: :func:`latplan.board.proposal.plan_case`
   (rules per modality, planners from :mod:`latplan.modalities`, verdicts, whole-patient strategies)
-* write: :func:`latplan.report.writer.write_reports` (plan.json, report.html/.pdf, patient.html/.pdf)
+* write: :func:`latplan.report.writer.write_reports` (plan.json, report.html/.pdf, appendix, patient.html/.pdf)
+  and :func:`latplan.export.write_result_files` (volumes/, meshes, dicom/), all into a staging folder
+  that :func:`latplan.imaging.output.output_dir` renames into place when complete
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from latplan.board.proposal import BoardProposal
 from latplan.board.proposal import plan_case as propose
 from latplan.case import Case
 from latplan.errors import CaseFolderError
+from latplan.export import write_result_files
 from latplan.imaging.case_folder import load_case_folder
+from latplan.imaging.output import is_latplan_output, output_dir
 from latplan.knowledge.rules import default_rule_files
 from latplan.pipeline.progress import Progress, silent
 from latplan.pipeline.types import PlanOptions, PlanResult
 from latplan.report.writer import write_reports
 
-__all__ = ["input_sha256", "plan_case", "plan_case_folder"]
+__all__ = ["input_sha256", "plan_case", "plan_case_folder", "write_outputs"]
 
 #: pipeline stages, for ``progress(message, done, total)``
 _STAGES = ("loading the case folder", "measuring", "assessing and simulating", "writing reports")
@@ -67,21 +71,33 @@ def input_sha256(case: Case, rule_paths: tuple[Path, ...] = ()) -> str:
 
 def plan_case_folder(case_dir: Path, out_dir: Path | None, options: PlanOptions = PlanOptions(),
                      progress: Progress | None = None) -> PlanResult:
-    """Load ``case_dir``, plan it and (when ``out_dir`` is given) write plan.json and the reports there.
+    """Load ``case_dir``, plan it and (when ``out_dir`` is given) write every result there.
 
-    An existing ``out_dir/plan.json`` is replaced only with ``options.overwrite``.
+    The output folder is written atomically (:func:`latplan.imaging.output.output_dir`): a folder that
+    latplan wrote before (it holds latplan's manifest) is replaced as a whole, so two plans never mix;
+    a foreign non-empty folder (e.g. one holding another tool's plan.json) is refused unless
+    ``options.overwrite``; a failure leaves the old folder as it was.
     """
     say = progress or silent
     total = len(_STAGES)
-    if out_dir is not None and (Path(out_dir) / "plan.json").exists() and not options.overwrite:
-        raise CaseFolderError(f"{Path(out_dir) / 'plan.json'} exists already: choose another output folder or "
-                              "plan with overwrite (PlanOptions(overwrite=True)).")
+    if out_dir is not None and (Path(out_dir) / "plan.json").exists() and not options.overwrite \
+            and not is_latplan_output(Path(out_dir)):
+        raise CaseFolderError(f"{Path(out_dir) / 'plan.json'} exists already and was not written by latplan: choose "
+                              "another output folder or plan with overwrite (--overwrite, PlanOptions(overwrite=True)).")
     say(_STAGES[0], 0, total)
     case = load_case_folder(Path(case_dir))
     proposal = plan_case(case, options, progress)
     files: dict[str, Path] = {}
     if out_dir is not None:
         say(_STAGES[3], 3, total)
-        files = write_reports(proposal, Path(out_dir), pdf=options.pdf)
+        files = write_outputs(proposal, Path(out_dir), options)
     say("done", total, total)
     return PlanResult(proposal=proposal, files=files, input_sha256=input_sha256(case, options.rule_paths))
+
+
+def write_outputs(proposal: BoardProposal, out_dir: Path, options: PlanOptions = PlanOptions()) -> dict[str, Path]:
+    """plan.json, the reports and the result files (volumes, meshes, DICOM) of ``proposal``, atomically."""
+    with output_dir(out_dir, overwrite=options.overwrite, kind="plan") as staging:
+        staged = write_reports(proposal, staging, pdf=options.pdf)
+        staged.update(write_result_files(proposal, staging))
+    return {key: out_dir / path.relative_to(staging) for key, path in staged.items()}

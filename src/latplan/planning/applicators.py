@@ -138,8 +138,8 @@ def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> T
     lab = labels.array
     value_to_name: dict[int, str] = {}
     for n in avoid_names:
-        for v in case.label_table.values_for(n):
-            value_to_name[int(v)] = n
+        for value in case.label_table.values_for(n):
+            value_to_name[int(value)] = n
     forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
     large = case_geometry(case).large_vessels  # computed once per case (latplan.anatomy.geometry)
     forbidden = forbidden | large

@@ -373,9 +373,9 @@ def plan_electroporation(
 
         # highest allowed step (currents rise with voltage): bisection when the top is not allowed
         top = n_steps - 1
-        limit = "voltage"
+        top_limit = "voltage"
         if not allowed(at(top)):
-            limit = "current"
+            top_limit = "current"
             lo_s, hi_s = -1, top  # invariant: hi_s not allowed; lo_s allowed (or -1)
             while hi_s - lo_s > 1:
                 mid = (lo_s + hi_s) // 2
@@ -404,11 +404,11 @@ def plan_electroporation(
             break
         entry.update({"coverage_percent": round(s_top.target_coverage_percent, 1),
                       "max_pair_voltage_v": max(s_top.voltages_v),
-                      "outcome": f"below the goal at the {limit} limit", "solves": len(cache),
+                      "outcome": f"below the goal at the {top_limit} limit", "solves": len(cache),
                       "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
         tried.append(entry)
         if best is None or s_top.target_coverage_percent > best[1].target_coverage_percent:
-            best = (g, s_top, limit)
+            best = (g, s_top, top_limit)
 
     # verification on the fine grid (the plan's numbers)
     best = best or over_current
@@ -448,7 +448,8 @@ def plan_electroporation(
             limit = "voltage" if min(fin.voltages_v) >= u_max else "search"
     else:
         assert best is not None
-        g, s, limit = best
+        g, s, best_limit = best
+        limit = best_limit
         fin = check(g, s.step)
     covered = bool(fin.target_coverage_percent >= coverage_goal_percent and max(fin.currents_a) <= i_max)
     if covered:

@@ -23,7 +23,19 @@ from latplan.physics import lq, sbrt_screen
 from latplan.planning.ibt import liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
-__all__ = ["plan_sbrt", "prior_rt_adjusted"]
+__all__ = ["extra_constraints", "plan_sbrt", "prior_rt_adjusted"]
+
+
+def extra_constraints(fractions: int) -> list[dict[str, Any]]:
+    """Chest-wall/rib and central bile-duct rows for ``fractions``; BED10 rows (Osmundson 2015) converted to the
+    total dose of ``fractions`` equal fractions with that BED10 (LQ)."""
+    out = []
+    for c in rk.sbrt_extra_constraints(fractions):
+        row = dict(c)
+        if row.get("bed10_gy") is not None:
+            row["threshold_gy"] = fractions * lq.dose_per_fraction_for_bed(float(row["bed10_gy"]), fractions, 10.0)
+        out.append(row)
+    return out
 
 
 def _itv(ctv: np.ndarray, spacing_kji_mm: np.ndarray, motion_mm: float) -> np.ndarray:
@@ -109,7 +121,7 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     if margin < 0:
         raise InvalidInputError(f"PTV margin must be ≥ 0 mm; got {margin}.")
     if constraints is None:
-        constraints = rk.tg101_constraints(fractions) + rk.sbrt_extra_constraints(fractions)
+        constraints = rk.tg101_constraints(fractions) + extra_constraints(fractions)
     prior = list(prior_radiotherapy if prior_radiotherapy is not None else
                  (getattr(getattr(case, "patient", None), "prior_radiotherapy", None) or []))
     constraints, prior_notes = prior_rt_adjusted(constraints, prior, fractions)
@@ -119,7 +131,8 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     itv = _itv(g, sp, float(breathing_motion_mm or 0.0))
     ptv = ndi.distance_transform_edt(~itv, sampling=sp) <= margin if margin > 0 else itv.copy()
     ptv_ml = float(ptv.sum() * gtv.voxel_volume_ml)
-    lam_cal, r50_table, d2cm_table = rk.sbrt_falloff_lambda_mm(ptv_ml)
+    r50_table, d2cm_table = rk.sbrt_conformity_limits(ptv_ml)
+    lam_cal = sbrt_screen.lambda_for_r50_mm(ptv_ml, r50_table)
     calibrated = calibrate_falloff or falloff_lambda_mm is None
     lam = lam_cal if calibrated else float(falloff_lambda_mm or lam_cal)
     r50_model, d2cm_model = sbrt_screen.model_conformity(gtv.with_array(ptv), lam)

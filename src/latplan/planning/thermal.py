@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from latplan.anatomy.geometry import case_geometry
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
 from latplan.physics import ablation_zones as az
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
-    LARGE_VESSEL_CALIBRE_MM,
     PlacementResult,
     Trajectory,
     collateral_structures,
@@ -358,18 +358,10 @@ RFA_MAX_POWER_W = 200.0
 
 
 def _vessel_calibre_mm(case: Case, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Vessel voxels of the crop and their local calibre (mm): twice the largest inscribed
-    radius within two voxels (distance transform inside the vessel)."""
-    from scipy import ndimage
-
-    vals = [v for n in case.structure_names() if structure_role(case, n) in VESSEL_ROLES
-            for v in case.label_table.values_for(n)]
-    vessel = np.isin(case.labels.array[sl], vals)
-    if not vessel.any():
-        return vessel, np.zeros(vessel.shape)
-    h = case.labels.spacing_kji_mm
-    inside = ndimage.distance_transform_edt(np.pad(vessel, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-    return vessel, 2.0 * ndimage.maximum_filter(inside, size=5) * vessel
+    """Vessel voxels of the crop and their local calibre (mm): the case's one calibre map
+    (:func:`latplan.anatomy.geometry.case_geometry`, computed once per case)."""
+    geo = case_geometry(case)
+    return geo.vessels[sl], geo.vessel_calibre_mm[sl]
 
 
 def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int = 1,
@@ -419,9 +411,8 @@ def _to_kji(ref: Any, lo_shift: np.ndarray, p_mm: np.ndarray, h_sim: np.ndarray,
 
 
 def _large_vessel_lumen(case: Case, sl: tuple[slice, ...]) -> np.ndarray:
-    """Voxels of the crop inside a vessel whose local calibre is ≥ 3 mm (flowing blood)."""
-    vessel, calibre = _vessel_calibre_mm(case, sl)
-    return vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    """Voxels of the crop inside a vessel ≥ 3 mm (flowing blood): the case's large-vessel map."""
+    return np.asarray(case_geometry(case).large_vessels[sl], bool)
 
 
 def _board_metrics(modality: str, case: Case, zone: np.ndarray, lesion: np.ndarray, target: np.ndarray,
@@ -451,7 +442,7 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
 
     h = case.labels.spacing_kji_mm
     vessel, calibre = _vessel_calibre_mm(case, sl)
-    large = vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    large = _large_vessel_lumen(case, sl)
     if not large.any():
         return []
     lab = case.labels.array[sl]
@@ -501,8 +492,8 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     l_ws, l_wo = info.pop("log10_damage"), info_wo.pop("log10_damage")
     h = case.labels.spacing_kji_mm
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
-    vessel, calibre = _vessel_calibre_mm(case, sl)
-    large = vessel & (calibre >= LARGE_VESSEL_CALIBRE_MM)
+    vessel, _ = _vessel_calibre_mm(case, sl)
+    large = _large_vessel_lumen(case, sl)
     n_chart = int(zone.sum() + np.sum(zone & large))  # chart zone incl. the lumen (vessel-free liver)
     ranked = np.sort(l_wo.ravel())[::-1]
     heated = int(np.sum(ranked > LOG10_DAMAGE_FLOOR))

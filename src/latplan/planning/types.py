@@ -15,19 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from latplan.imaging.volume import Volume
+from latplan.physics.dvh import DVHCurve
 
-
-@dataclass
-class DVHCurve:
-    """Cumulative DVH: ``volume_percent[i]`` of the structure receives ≥ ``dose_gy[i]``."""
-
-    structure: str
-    dose_gy: np.ndarray
-    volume_percent: np.ndarray
-    volume_ml: float
+__all__ = ["DVHCurve", "TreatmentPlan"]
 
 
 @dataclass

@@ -38,7 +38,7 @@ SUMMARY_OPTIONS = 3
 #: strategies shown on page 1
 SUMMARY_STRATEGIES = 3
 #: unknowns listed on page 1 (the full list is in the appendix)
-SUMMARY_UNKNOWNS = 5
+SUMMARY_UNKNOWNS = 4
 RADIATION = frozenset({"ibt", "sbrt", "tare"})
 _ABLATIVE = frozenset({"rfa", "mwa", "cryo", "hifu", "ect", "ire", "laser", "lita"})
 

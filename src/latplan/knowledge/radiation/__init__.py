@@ -29,8 +29,8 @@ __all__ = [
     "load",
     "parameters_for",
     "sbrt_config",
+    "sbrt_conformity_limits",
     "sbrt_extra_constraints",
-    "sbrt_falloff_lambda_mm",
     "sbrt_local_control",
     "sbrt_parameters",
     "tare_parameters",
@@ -127,31 +127,25 @@ def sbrt_config() -> dict[str, Any]:
     return load("sbrt")
 
 
-def sbrt_falloff_lambda_mm(ptv_volume_ml: float) -> tuple[float, float, float]:
-    """(λ in mm, table R50%, table D2cm %) for a PTV volume: R50% interpolated in the RTOG 0915 table
-    (log volume, clamped at the table ends), λ from :func:`latplan.physics.sbrt_screen.lambda_for_r50_mm`."""
-    from latplan.physics.sbrt_screen import lambda_for_r50_mm
-
+def sbrt_conformity_limits(ptv_volume_ml: float) -> tuple[float, float]:
+    """(R50%, D2cm %) limits of the RTOG 0915 conformity table for a PTV volume ('no deviation' column;
+    interpolated in log volume, clamped at the table ends)."""
     t = sbrt_config()["conformity_table"]
     lv = np.log(np.clip(ptv_volume_ml, t["ptv_ml"][0], t["ptv_ml"][-1]))
-    r50 = float(np.interp(lv, np.log(t["ptv_ml"]), t["r50"]))
-    d2 = float(np.interp(lv, np.log(t["ptv_ml"]), t["d2cm_percent"]))
-    return lambda_for_r50_mm(ptv_volume_ml, r50), r50, d2
+    return (float(np.interp(lv, np.log(t["ptv_ml"]), t["r50"])),
+            float(np.interp(lv, np.log(t["ptv_ml"]), t["d2cm_percent"])))
 
 
 def sbrt_extra_constraints(fractions: int) -> list[dict[str, Any]]:
     """Chest-wall/rib and central bile-duct constraints (rows like :func:`tg101_constraints`) for ``fractions``.
 
-    Rows given as BED10 (Osmundson 2015) are converted to the total physical dose of ``fractions`` equal
-    fractions with that BED10.
+    Rows published as BED10 (Osmundson 2015) carry ``bed10_gy`` and ``threshold_gy`` None: the planner
+    converts them to the total physical dose of its fractionation.
     """
-    from latplan.physics import lq
-
     out = []
     for c in sbrt_config()["extra_constraints"]:
         if "bed10_gy" in c:
-            thr = fractions * lq.dose_per_fraction_for_bed(float(c["bed10_gy"]), fractions, 10.0)
-            mp = None
+            thr, mp = None, None
         else:
             per = c["by_fractions"].get(fractions)
             if per is None:
@@ -160,7 +154,7 @@ def sbrt_extra_constraints(fractions: int) -> list[dict[str, Any]]:
             mp = float(per["max_point_gy"]) if per.get("max_point_gy") is not None else None
         out.append({"organ": c["organ"], "structures": list(c["structures"]), "kind": c["kind"],
                     "volume_ml": c.get("volume_ml"), "spared_ml": None, "threshold_gy": thr, "max_point_gy": mp,
-                    "citation": c["citation"], "verify": bool(c.get("verify", False))})
+                    "bed10_gy": c.get("bed10_gy"), "citation": c["citation"], "verify": bool(c.get("verify", False))})
     return out
 
 

@@ -28,7 +28,8 @@ def thermal_constants() -> dict[str, Any]:
     for key in ("citation", "blood", "arrhenius", "cryo", "tissues", "vessels"):
         if key not in data:
             raise SourceDataError(f"{DATA_FILE} lacks the '{key}' section.")
-    return data
+    out: dict[str, Any] = data
+    return out
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 # kernels
 # --------------------------------------------------------------------------------------------
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj, kfi, av, wv, stop,
+def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj, kfi, av, wv, stop,  # type: ignore[no-untyped-def]  # numba kernel
                t_blood, dt, ln_a, ea_r, hot_c, gate_c, cem43, t_cap, box):  # pragma: no cover
     """One explicit step on ``box``, row by row (k, j): a branch-free, SIMD-vectorised update
     of every voxel, then — only on rows where some voxel exceeds ``hot_c`` — the peak
@@ -81,7 +81,7 @@ def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj,
 
 
 @nb.njit(parallel=True, cache=True)
-def _active_box(t, t0, eps, margin, lo, hi):  # pragma: no cover
+def _active_box(t, t0, eps, margin, lo, hi):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
     """Bounding box (k0,k1,j0,j1,i0,i1) of voxels with |T − t0| > eps, grown by ``margin``."""
     nk, nj, ni = t.shape
     kmin = np.full(nk, nk, np.int64)
@@ -115,7 +115,7 @@ def _active_box(t, t0, eps, margin, lo, hi):  # pragma: no cover
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _conductivity_cryo(t, lab, kt, kf, t_sol, t_liq, kout):  # pragma: no cover
+def _conductivity_cryo(t, lab, kt, kf, t_sol, t_liq, kout):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
     nk, nj, ni = t.shape
     for k in nb.prange(nk):
         for j in range(nj):
@@ -125,7 +125,7 @@ def _conductivity_cryo(t, lab, kt, kf, t_sol, t_liq, kout):  # pragma: no cover
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt,
+def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt,  # type: ignore[no-untyped-def]  # numba kernel
                ihk2, ihj2, ihi2, t_sol, t_liq, latent):  # pragma: no cover
     """One explicit step with apparent heat capacity; ``kv`` = per-voxel conductivity of t_old."""
     nk, nj, ni = t_old.shape
@@ -161,12 +161,12 @@ def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt
 
 
 @nb.njit(inline="always")
-def _hm(a, b):  # pragma: no cover
+def _hm(a, b):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
     return 2.0 * a * b / (a + b)
 
 
 @nb.njit(inline="always")
-def _k_of(k_u, k_f, t, t_sol, t_liq):  # pragma: no cover
+def _k_of(k_u, k_f, t, t_sol, t_liq):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
     if t >= t_liq:
         return k_u
     if t <= t_sol:

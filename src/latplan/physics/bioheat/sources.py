@@ -34,7 +34,8 @@ def mwa_source(shape: Sequence[int], spacing_kji_mm: Sequence[float], feed_kji_m
     s = np.exp(-2.0 * reff / penetration_mm) / np.maximum(reff, core_mm) ** 2
     vox_m3 = float(np.prod(spacing_kji_mm)) * 1e-9
     s /= s.sum() * vox_m3
-    return s.astype(np.float32)
+    out: np.ndarray = s.astype(np.float32)
+    return out
 
 
 def rfa_source(shape: Sequence[int], spacing_kji_mm: Sequence[float], tip_kji_mm: Sequence[float],

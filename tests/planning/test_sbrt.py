@@ -13,14 +13,15 @@ from rad_case_helpers import make_case
 from latplan.imaging.volume import Volume
 from latplan.knowledge import radiation as rk
 from latplan.physics import sbrt_screen
-from latplan.planning.sbrt import plan_sbrt, prior_rt_adjusted
+from latplan.planning.sbrt import extra_constraints, plan_sbrt, prior_rt_adjusted
 
 
 def test_calibrated_falloff_reproduces_rtog0915_r50() -> None:
     """A 34 ml spherical PTV on a 1 mm grid: the model's 50 % isodose volume / PTV volume equals the RTOG 0915
     table value 4.3 for 34 ml within 3 % (voxelisation); D2cm of the model stays below the table's 58 % maximum."""
-    lam, r50_table, d2_table = rk.sbrt_falloff_lambda_mm(34.0)
+    r50_table, d2_table = rk.sbrt_conformity_limits(34.0)
     assert r50_table == pytest.approx(4.3) and d2_table == pytest.approx(58.0)
+    lam = sbrt_screen.lambda_for_r50_mm(34.0, r50_table)
     r = (3 * 34000 / (4 * math.pi)) ** (1 / 3)
     n = int(2 * (r + lam * math.log(2) + 6))
     idx = (np.indices((n, n, n)) - n / 2 + 0.5)
@@ -66,7 +67,7 @@ def test_prior_radiotherapy_uses_up_tolerance_in_eqd2() -> None:
 def test_chest_wall_and_bile_duct_rows() -> None:
     """Rib < 1 cc 28.8 Gy / max 36.9 Gy in 3 fx (TG-101); central bile duct V(BED10 40 Gy) ≤ 37 cc (Osmundson 2015)
     in 3 fx: 3d(1 + d/10) = 40 → d = 7.583 Gy, 22.75 Gy total (hand computation)."""
-    rows = {r["organ"]: r for r in rk.sbrt_extra_constraints(3)}
+    rows = {r["organ"]: r for r in extra_constraints(3)}
     assert rows["chest_wall"]["threshold_gy"] == 28.8 and rows["chest_wall"]["max_point_gy"] == 36.9
     d = (-10 + math.sqrt(100 + 4 * 400 / 3)) / 2
     assert rows["central_bile_duct"]["threshold_gy"] == pytest.approx(3 * d, abs=0.01)
