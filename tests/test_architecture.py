@@ -323,7 +323,6 @@ ALLOWED_LONG: dict[str, str] = {
     "followup/analysis.py::analyse_followup": "cleanup, r2/cleanup",
     "physics/dwell_opt.py::optimise_dwell_times": "cleanup, r2/cleanup",
     "anatomy/measure.py::_measure_lesion": "cleanup, r2/cleanup",
-    "board/proposal.py::plan_case": "cleanup, r2/cleanup",
 }
 
 
