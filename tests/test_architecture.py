@@ -322,7 +322,6 @@ ALLOWED_LONG: dict[str, str] = {
     "planning/electroporation.py::plan_electroporation": "cleanup, r2/cleanup",
     "followup/analysis.py::analyse_followup": "cleanup, r2/cleanup",
     "physics/dwell_opt.py::optimise_dwell_times": "cleanup, r2/cleanup",
-    "anatomy/measure.py::_measure_lesion": "cleanup, r2/cleanup",
 }
 
 
