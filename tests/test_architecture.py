@@ -320,7 +320,6 @@ ALLOWED_LONG: dict[str, str] = {
     "report/figures.py::draw_slice": "report helper ([M])",
     # split in this branch (r2/cleanup), one commit each; removed as each split lands
     "planning/electroporation.py::plan_electroporation": "cleanup, r2/cleanup",
-    "physics/dwell_opt.py::optimise_dwell_times": "cleanup, r2/cleanup",
 }
 
 
