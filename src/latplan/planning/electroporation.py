@@ -66,6 +66,7 @@ import numpy as np
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError, SourceDataError
+from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import electroporation as ep
 from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
 from latplan.physics.margins import ablative_margin_arrays
@@ -680,7 +681,8 @@ def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None,
         zone=zone_vol,
         field_v_per_cm=ref.with_array(field_ref.astype(np.float32)),
         target=ref.with_array(target_mask(lesion, margin_for_target, h) if margin_for_target > 0 else lesion.copy()),
-        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()} if margin else None,
+        margin_histogram=({k: round(v, 2) for k, v in margin_histogram_percent(margin.surface_margins_mm).items()}
+                          if margin else None),
         caveats=caveats,
         parameters={"target_margin_mm": float(target_margin_mm), "coverage_goal_percent": float(coverage_goal_percent),
                     "coverage_target": coverage_target, "iterations": setup.iterations,
