@@ -543,7 +543,9 @@ def plan_electroporation(
         "unsegmented_organs": unsegmented,
         "heat_sink_vessels": sinks,
         "collateral_structures": collateral_structures(case, zone_vol, lo),
-        "trajectory_safe": bool(traj.safe),
+        # [L] None (unknown) when the image does not show the abdominal wall along the path
+        "trajectory_safe": bool(traj.safe) if traj.verified is not False else None,
+        "trajectory_verified": traj.verified,
         "search": tried,
         "verification": verified,
         "reason": "; ".join(reasons),
