@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 
 FAST_MARKERS ?= not slow and not browser and not postgres
 
-.PHONY: venv test-venv demo test test-fast lint bench clean
+.PHONY: venv test-venv demo test test-fast lint typecheck bench clean
 
 $(BIN)/latplan: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ test-fast: test-venv
 
 lint: test-venv
 	$(BIN)/ruff check src tests benchmarks
+
+typecheck: test-venv
+	$(BIN)/mypy
 
 bench: test-venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,4 +1,5 @@
-"""Benchmark of the report ([E]): time per figure kind, HTML and PDF, on a demo case.
+"""Benchmark of the report ([E], [M]): time per figure kind, HTML and PDF (pages against the limit),
+and the result files (latplan.export), on a demo case.
 
 Run: .venv/bin/python benchmarks/bench_report.py [DEMO_CASE] [--voxel-mm 3]
 Prints a table (seconds, and sizes). Uses the real phantom, board and planners; falls back to
@@ -39,9 +40,10 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="use the in-memory test proposal")
     args = ap.parse_args()
 
+    from latplan.export import write_result_files
     from latplan.report import figures as F
     from latplan.report.context import build_context
-    from latplan.report.writer import html_to_pdf, render_context_html, render_patient_html
+    from latplan.report.writer import html_to_pdf, render_appendix_html, render_main_html, render_patient_html
 
     prop, label, plan_s = _proposal(None if args.synthetic else args.case, args.voxel_mm)
     rows: list[tuple[str, float, str]] = []
@@ -65,16 +67,29 @@ def main() -> None:
     ctx = build_context(prop)
     rows.append(("build_context (all figures)", time.perf_counter() - t, ""))
     t = time.perf_counter()
-    html = render_context_html(ctx)
-    rows.append(("render report.html", time.perf_counter() - t, f"{len(html) / 1024:.0f} KiB"))
+    html = render_main_html(prop, ctx)
+    rows.append(("render report.html (summary first)", time.perf_counter() - t, f"{len(html) / 1024:.0f} KiB"))
+    t = time.perf_counter()
+    appendix = render_appendix_html(ctx)
+    rows.append(("render report-appendix.html", time.perf_counter() - t, f"{len(appendix) / 1024:.0f} KiB"))
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        html_to_pdf(html, Path(tmp) / "report.pdf")
-        rows.append(("report.pdf (WeasyPrint)", time.perf_counter() - t,
-                     f"{(Path(tmp) / 'report.pdf').stat().st_size / 1024:.0f} KiB"))
+        from pypdf import PdfReader
+
+        for name, text in (("report.pdf", html), ("report-appendix.pdf", appendix)):
+            t = time.perf_counter()
+            html_to_pdf(text, Path(tmp) / name)
+            pages = len(PdfReader(Path(tmp) / name).pages)
+            limit = f" (limit {8 if len(case.lesion_ids) <= 1 else 16})" if name == "report.pdf" else ""
+            rows.append((f"{name} (WeasyPrint)", time.perf_counter() - t,
+                         f"{(Path(tmp) / name).stat().st_size / 1024:.0f} KiB, {pages} pages{limit}"))
         t = time.perf_counter()
         html_to_pdf(render_patient_html(prop), Path(tmp) / "patient.pdf")
         rows.append(("patient.html + .pdf", time.perf_counter() - t, ""))
+        t = time.perf_counter()
+        files = write_result_files(prop, Path(tmp) / "results")
+        size = sum(p.stat().st_size for p in (Path(tmp) / "results").rglob("*") if p.is_file())
+        rows.append(("write_result_files (NIfTI, STL, DICOM RT)", time.perf_counter() - t,
+                     f"{len(files)} entries, {size / 2**20:.1f} MiB"))
 
     table = Table(title=f"latplan report benchmark — {label}")
     table.add_column("step")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from distributed import Client
-from tests.batch.conftest import copy_cases
 
 from latplan.batch import read_manifest
+from tests.batch.conftest import copy_cases
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 DASK = Path(sys.executable).with_name("dask")

@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tests.batch.conftest import VOXEL_MM, copy_cases
 
 from latplan._version import __version__
 from latplan.batch import ClusterSettings, plan_cohort, read_manifest
 from latplan.imaging.errors import NotLatplanOutputError
 from latplan.pipeline import PlanOptions
+from tests.batch.conftest import VOXEL_MM, copy_cases
 
 OPTIONS = PlanOptions(simulate=False, pdf=False)
 CLUSTER = ClusterSettings(workers=2, threads_per_worker=1)

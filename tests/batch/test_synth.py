@@ -14,11 +14,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import yaml
-from tests.batch.conftest import VOXEL_MM
 
 from latplan.batch.synth import draw_patient, synth_cohort
 from latplan.followup.models import Outcomes, TreatmentsFile
 from latplan.phantom import parse_spec
+from tests.batch.conftest import VOXEL_MM
 
 
 def _sha(path: Path) -> str:

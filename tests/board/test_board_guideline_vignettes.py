@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_board_vignettes import check_invariants
 
 from latplan.board import plan_case
 from latplan.modalities import simulate
 from latplan.planning.types import TreatmentPlan
+from tests.board.test_board_vignettes import check_invariants
 
 REGIONAL = {"tace", "tare", "hai"}
 

@@ -4,8 +4,9 @@ read back by others' readers.
 
 References and tolerances as in test_export.py: pypdf counts the pages (≤ 8 for one lesion) and
 reads page 1 (the top strategy's title from plan.json); dicompyler-core's CTV DVH from RTDOSE +
-RTSTRUCT against the plan's D90 (2 % or 0.3 Gy) and V100 (2 %-points) — the IBT dose grid is the
-case grid here (3 mm ≥ the planner's 2.5 mm grid: no subsampling), so both use the same voxels;
+RTSTRUCT against the DVH of the plan's dose grid on its CTV at the same voxels (the IBT dose grid is
+the case grid here: 3 mm ≥ the planner's 2.5 mm grid, no subsampling): D90 2 % or 0.3 Gy, V100
+2 %-points, volume 1 %;
 the RTPLAN channel times against the plan's total dwell time; dciodvfy reports no error.
 """
 
@@ -70,9 +71,20 @@ def test_demo_dicompyler_dvh_and_rtplan_times(demo):
     roi = next(n for n, s in ss.GetStructures().items() if s["name"] == "lesion_1 IBT CTV")
     dvh = dvhcalc.get_dvh(str(files["dicom_rtstruct"]), str(files["dicom_rtdose/lesion_1/ibt"]), roi)
     d90 = float(dvh.relative_volume.statistic("D90").value)
-    assert abs(d90 - ibt.metrics["d90_gy"]) <= max(0.02 * ibt.metrics["d90_gy"], 0.3)
     v100 = float(dvh.relative_volume.statistic(f"V{ibt.prescription_gy:g}Gy").value)
-    assert abs(v100 - ibt.metrics["v100_percent"]) <= 2.0
+    # the same voxel sampling: the plan's own dose grid (the case grid here) on its CTV (plan.target),
+    # through latplan's DVH. (plan.json's D90 of this demo is evaluated on other CTV points — its D100
+    # 20.0 Gy vs 24.2 Gy on plan.target — so it is not the same sampling; see docs/report.md.)
+    import numpy as np
+
+    from latplan.physics.dvh import StructureDose
+
+    inside = np.asarray(ibt.target.array) > 0
+    doses = np.sort(np.asarray(ibt.dose.array, float)[inside])[::-1]
+    ref = StructureDose("CTV", doses, np.full(len(doses), ibt.dose.voxel_volume_ml))
+    assert dvh.volume == pytest.approx(ref.total_ml, rel=0.01)
+    assert abs(d90 - ref.d_percent(90)) <= max(0.02 * ref.d_percent(90), 0.3)
+    assert abs(v100 - ref.v_percent(ibt.prescription_gy)) <= 2.0
     plan = pydicom.dcmread(files["dicom_rtplan/lesion_1/ibt"])
     total = sum(float(ch.ChannelTotalTime) for ch in plan.ApplicationSetupSequence[0].ChannelSequence)
     assert total == pytest.approx(ibt.metrics["total_dwell_time_s"], abs=0.01)

@@ -77,11 +77,11 @@ def test_unwritable_output_is_named(tmp_path: Path) -> None:
 
 def test_cli_insert_lesion_unwritable_out(tmp_path: Path) -> None:
     """Through the CLI: exit ≠ 0, the named error, nothing written."""
-    from test_imaging_bad_inputs import _base_case  # same-folder helper (pytest rootdir-relative import)
     from typer.testing import CliRunner
 
     from latplan.cli import app
     from latplan.imaging.case_folder import save_case_folder
+    from tests.imaging.test_imaging_bad_inputs import _base_case
 
     case = save_case_folder(_base_case(), tmp_path / "case")
     blocker = tmp_path / "file.txt"

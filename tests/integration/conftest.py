@@ -1,18 +1,14 @@
 """End-to-end fixtures: demo phantoms on a coarse grid, built once per session and per case.
 
 The report tests' HTML checker (tests/report/test_report_html.py) is reused for the reports the
-pipeline writes; its folder goes on sys.path here (the report tests import it by module name).
+pipeline writes.
 """
 
 from __future__ import annotations
 
-import sys
 from functools import cache
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 
 from latplan.case import Case
 from latplan.phantom import build_demo_case, demo_cases

@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 
 import pytest
-from test_report_html import SECTION_HEADINGS, check_html
 from typer.testing import CliRunner
 
 from latplan.cli import app
 from latplan.phantom import demo_cases
 from latplan.pipeline import run_demo
+from tests.report.test_report_html import SECTION_HEADINGS, check_html
 
 from .conftest import coarse_demo_case
 

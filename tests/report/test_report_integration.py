@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
-from test_report_html import SECTION_HEADINGS, check_html
 from typer.testing import CliRunner
 
 from latplan.cli import app
+from tests.report.test_report_html import SECTION_HEADINGS, check_html
 
 
 def _pdf_text(path: Path) -> str:

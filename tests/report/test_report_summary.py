@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from report_builders import make_case, make_measurements, make_plan_json, make_plans
-from test_report_html import SECTION_HEADINGS, check_html
 
 from latplan.case import Case, LabelTable
 from latplan.report.summary import build_summary, key_figure, top_tier_options
 from latplan.report.writer import html_to_pdf, render_reports
+from tests.report.test_report_html import SECTION_HEADINGS, check_html
 
 ALL_MODALITIES = ("mwa", "ibt", "sbrt", "tare", "tace", "resection", "rfa", "cryo", "ect", "ire", "hifu", "hai")
 _MISSING = [f"patient.history.item_{i}" for i in range(11)]  # the 11-item list that repeated per option

@@ -112,7 +112,7 @@ def _ellipsoid_fn(centre, semi, grow=0.0):
     return lambda X, Y, Z: g.ellipsoid_q(X, Y, Z, centre, semi, grow) <= 1.0
 
 
-def _ellipsoid_box(centre, semi, grow=0.0):
+def _ellipsoid_box(centre, semi, grow=0.0) -> tuple[np.ndarray, np.ndarray]:
     c, s = np.asarray(centre, float), np.asarray(semi, float) + grow
     return c - s, c + s
 
@@ -293,7 +293,7 @@ class _Shape:
         for (cx, cy, cz), r in self.balls:
             mm = (dX - cx) ** 2 + (dY - cy) ** 2 + (dZ - cz) ** 2 <= r * r
             m = mm if m is None else (m | mm)
-        return m
+        return m if m is not None else np.zeros(np.broadcast(dX, dY, dZ).shape, bool)  # no balls: empty
 
 
 def _lesion_shape(les: LesionSpec, seed: int, n: int) -> _Shape:
@@ -394,11 +394,11 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
         ok = fit & (np.abs(err) <= 0.5 * float(h.max()))
         if not ok.any():
             reachable = in_seg & (d_forb > extent)
-            best = float(np.min(gap_here[reachable])) if reachable.any() else float("nan")
+            closest_gap = float(np.min(gap_here[reachable])) if reachable.any() else float("nan")
             raise PhantomSpecError(
                 f"{les.id}: cannot place a {les.diameter_mm:g} mm lesion in segment {les.segment} at "
                 f"{gap:g} mm from {les.abut}: {les.abut} is not next to segment {les.segment} for a lesion this "
-                f"size (closest achievable gap while staying inside the liver: {best:.1f} mm). Choose another "
+                f"size (closest achievable gap while staying inside the liver: {closest_gap:.1f} mm). Choose another "
                 "segment, gap or diameter."
             )
         if les.abut_min_calibre_mm is not None:  # thinner parts of the same structure keep at least the gap
@@ -430,12 +430,12 @@ def _place_lesion(cv: _Canvas, les: LesionSpec, shape: _Shape, lesion_values: li
             score = np.where(ok, np.minimum(d_ves, 30.0) + np.minimum(d_seg, extent) - 0.1 * d_cap, -np.inf)
         else:
             score = np.where(ok, d_seg + 0.01 * d_forb, -np.inf)
-    best = np.unravel_index(int(np.argmax(score)), score.shape)
-    centre_kji = np.asarray(best) + lo
+    best_kji = np.unravel_index(int(np.argmax(score)), score.shape)
+    centre_kji = np.asarray(best_kji) + lo
     centre = cv.origin + centre_kji[::-1] * cv.spacing
     if les.abut is not None:
-        u = u_xyz[best]
-        centre = centre + float(err[best]) * u
+        u = u_xyz[best_kji]
+        centre = centre + float(err[best_kji]) * u
     return centre
 
 

@@ -14,7 +14,7 @@ import importlib.metadata
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +217,8 @@ def metric_rows(metrics: Mapping[str, Any], modality: str = "") -> list[MetricRo
                 continue
             seen.add((name, text))
             rows.append(MetricRow(name, text, unit, meaning))
-    oar = metrics.get("oar") if isinstance(metrics.get("oar"), Mapping) else {}
+    oar_raw = metrics.get("oar")
+    oar: Mapping[str, Any] = oar_raw if isinstance(oar_raw, Mapping) else {}
     for key, (pattern, meaning) in ORGAN_DOSE_KEYS.items():
         organs = metrics.get(key)
         if isinstance(organs, Mapping):
@@ -318,7 +319,8 @@ def _sorted_options(options: Sequence[Mapping[str, Any]], refs: References | Non
     for o in sorted(options, key=key):
         code = str(o.get("modality", ""))
         lc = o.get("local_control")
-        profile = o.get("profile_source") if isinstance(o.get("profile_source"), Mapping) else {}
+        ps = o.get("profile_source")
+        profile: Mapping[str, Any] = ps if isinstance(ps, Mapping) else {}
         evidence = o.get("evidence_level") or (lc.get("evidence_level") if isinstance(lc, Mapping) else None) \
             or profile.get("evidence_level")
         if o.get("stay") is not None:
@@ -357,7 +359,8 @@ def _sorted_options(options: Sequence[Mapping[str, Any]], refs: References | Non
                                "missing": missing, "ref": refs.cite(c.get("citation"))})
             else:
                 cannot.append({"text": str(c), "rule_id": None, "missing": "", "ref": None})
-        ranking = o.get("ranking") if isinstance(o.get("ranking"), Mapping) else {}
+        rk = o.get("ranking")
+        ranking: Mapping[str, Any] = rk if isinstance(rk, Mapping) else {}
         lc_ref = refs.cite(lc.get("citation")) if isinstance(lc, Mapping) and lc.get("value_percent") is not None else None
         out.append({
             "modality": code,
@@ -460,6 +463,18 @@ def _vessel_text(v: Any) -> str:
     return ", ".join(bits)
 
 
+def _thumbnail_png(case: Any, lesion_id: str, dpi: int) -> bytes:
+    return F.figure_png(F.thumbnail_figure(case, lesion_id)[0], dpi=dpi)
+
+
+def _views_png(case: Any, lesion_id: str, dpi: int) -> bytes:
+    return F.figure_png(F.lesion_views_figure(case, lesion_id)[0], dpi=dpi)
+
+
+def _territory_png(case: Any, lesion_id: str, segments: Sequence[str], dpi: int) -> bytes:
+    return F.figure_png(F.territory_figure(case, lesion_id, segments, modality="regional")[0], dpi=dpi)
+
+
 def _safe_figure(errors: list[str], what: str, fn: Callable[[], Any]) -> Any:
     """Draw a figure; a drawing failure is listed in the report instead of aborting it."""
     try:
@@ -516,7 +531,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
         meas = m_by_id.get(lid) or (pj_by_id.get(lid, {}).get("measurements") or {})
         thumb = None
         if case.has(lid):
-            png = _safe_figure(errors, f"{lid} thumbnail", lambda lid=lid: F.figure_png(F.thumbnail_figure(case, lid)[0], dpi=dpi))
+            png = _safe_figure(errors, f"{lid} thumbnail", partial(_thumbnail_png, case, lid, dpi))
             thumb = png_uri(png) if png else None
         lesion_rows.append({
             "id": lid,
@@ -532,7 +547,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
         sec_errors: list[str] = []
         views = None
         if case.has(lid):
-            png = _safe_figure(sec_errors, f"{lid} slices", lambda lid=lid: F.figure_png(F.lesion_views_figure(case, lid)[0], dpi=dpi))
+            png = _safe_figure(sec_errors, f"{lid} slices", partial(_views_png, case, lid, dpi))
             views = Image(png_uri(png), f"Axial, coronal and sagittal slices through the centre of {lid.replace('_', ' ')}; "
                           "patient's right on the image left.") if png else None
         refs = References()
@@ -543,7 +558,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
             if plid != lid:
                 continue
             figs = _safe_figure(sec_errors, f"{lid} {modality} pictures",
-                                lambda plan=plan, segs=segments: F.plan_figures(case, plan, segments=segs, dpi=dpi)) or []
+                                partial(F.plan_figures, case, plan, segments=segments, dpi=dpi)) or []
             simulated.append(SimulatedOption(
                 modality=str(modality),
                 modality_name=modality_name(str(modality)),
@@ -570,8 +585,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
                 territory_note = "Territory not drawn: the segment labels are not in this case's label map."
             else:
                 png = _safe_figure(sec_errors, f"{lid} territory",
-                                   lambda lid=lid, segs=segments: F.figure_png(
-                                       F.territory_figure(case, lid, segs, modality="regional")[0], dpi=dpi))
+                                   partial(_territory_png, case, lid, segments, dpi))
                 if png:
                     territory = Image(png_uri(png), f"Target territory of the regional options ({', '.join(regional)}): "
                                       "the liver segment(s) holding the lesion.", "territory")
@@ -668,7 +682,8 @@ def _oligo_text(oligo: Any) -> str:
     """'unknown — definition: seed (Kovács 2021: 1–3 organs, < 5 lesions) — missing: ...'."""
     if not isinstance(oligo, Mapping):
         return format_value(oligo)
-    details = oligo.get("details") if isinstance(oligo.get("details"), Mapping) else {}
+    det = oligo.get("details")
+    details: Mapping[str, Any] = det if isinstance(det, Mapping) else {}
     status = format_value(oligo.get("status"))
     definition = oligo.get("definition")
     ddef = details.get("definition") if isinstance(details.get("definition"), Mapping) else None

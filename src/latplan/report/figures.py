@@ -115,7 +115,7 @@ class SliceDrawing:
     legend: list[LegendEntry] = field(default_factory=list)
     isodose_gy: dict[float, float] = field(default_factory=dict)  # percent → Gy actually drawn
 
-    def mm_to_pixel(self, point_mm: Sequence[float]) -> tuple[float, float]:
+    def mm_to_pixel(self, point_mm: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """(column, row) in image pixels of an LPS point projected on this plane."""
         spec = PLANES[self.plane]
         d = np.asarray(point_mm, float) - self.centre_mm
@@ -198,7 +198,7 @@ def draw_slice(
     ax: Any,
     case: Any,
     plane: str,
-    centre_mm: Sequence[float],
+    centre_mm: Sequence[float] | np.ndarray,
     *,
     fov_mm: float = 120.0,
     pixel_mm: float | None = None,
@@ -274,6 +274,7 @@ def draw_slice(
             role = None
         if structures is None and role in _SKIP_ROLES and name not in fill and name != highlight:
             continue
+        assert label_plane is not None  # names is non-empty here, so the plane was sampled
         m = np.isin(label_plane, _structure_values(case, name)).astype(np.float32)
         if not m.any():
             continue
@@ -434,7 +435,7 @@ def _add_legend(fig: Figure, entries: Iterable[LegendEntry], *, ncol: int = 4, f
     seen: dict[str, LegendEntry] = {}
     for e in entries:
         seen.setdefault(e.label, e)
-    handles = []
+    handles: list[Any] = []  # Patch and Line2D legend handles
     for e in seen.values():
         if e.kind == "fill":
             handles.append(Patch(facecolor=e.colour, edgecolor=e.colour, alpha=0.8, label=e.label))
@@ -532,8 +533,8 @@ def minimal_margin_point(lesion: Volume, zone: Volume) -> tuple[float, np.ndarra
     flat = int(np.argmin(vals))
     kji = np.unravel_index(flat, vals.shape)
     margin = float(vals[kji])
-    kji = tuple(int(k) + int(o) for k, o in zip(kji, lo, strict=True))
-    return margin, zone.index_to_mm(np.asarray(kji, float))
+    kji_full = [int(k) + int(o) for k, o in zip(kji, lo, strict=True)]
+    return margin, zone.index_to_mm(np.asarray(kji_full, float))
 
 
 def _sample_on_grid(src: Volume, grid: Volume) -> np.ndarray:
@@ -656,7 +657,7 @@ def sbrt_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tuple[F
     fov = fov_mm or max(_default_fov_mm(case, plan.lesion_id), 140.0)
     shown = limiting or nearest
     fill = {shown: 0.35} if shown and case.has(shown) else {}
-    verdict = {True: "feasible", False: "NOT feasible"}.get(feasible, "feasibility unknown")
+    verdict = "feasible" if feasible is True else ("NOT feasible" if feasible is False else "feasibility unknown")
     if limiting:
         verdict += f", limiting organ {limiting.replace('_', ' ')}"
     elif nearest:
@@ -767,7 +768,7 @@ def margin_histogram_figure(histogram: Mapping[str, float], *, title: str | None
     ax.bar(x, values, color=[MARGIN_BIN_COLOURS[k] for k, _ in _MARGIN_BINS])
     ax.set_xticks(x, [lbl for _, lbl in _MARGIN_BINS], fontsize=8)
     for xi, v in zip(x, values, strict=True):
-        ax.text(xi, v + 2, f"{v:.0f} %", ha="center", fontsize=9, fontweight="bold")
+        ax.text(float(xi), v + 2, f"{v:.0f} %", ha="center", fontsize=9, fontweight="bold")
     ax.set_ylim(0, 115)
     ax.set_ylabel("tumour surface (%)")
     ax.set_title(title or "margin of the predicted zone around the tumour", fontsize=9)

@@ -124,7 +124,7 @@ def test_planner_ire_demo_lesion_with_margin(seg6_case) -> None:  # type: ignore
 def test_planner_ire_too_large_lesion_reported_with_reason() -> None:
     """A 40 mm lesion + 5 mm margin cannot be covered at 3000 V: the plan says so, names the
     voltage limit and the best coverage, and never exceeds the limit."""
-    from test_ablation_planners import _synthetic_case
+    from tests.planning.test_thermal_planners import _synthetic_case
 
     p = plan_ire(_synthetic_case(lesion_radius_mm=20.0), "lesion_1")
     m = p.metrics
