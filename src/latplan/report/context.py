@@ -55,7 +55,9 @@ ORGAN_DOSE_KEYS: dict[str, tuple[str, str]] = {
     "oar_dmax_gy": ("Dmax {organ}", "maximum dose to the organ"),
 }
 _SKIP_KEYS = frozenset({"applicators", "caveats", "parameters", "engine", "runtime_s", "margin_histogram_percent",
-                        "constraints", "why", "dvh"})
+                        "constraints", "why", "dvh", "trajectory_verified"})
+#: [L] a trajectory whose abdominal-wall crossing lies outside the image
+TRAJECTORY_UNVERIFIED = "cannot be verified (the image does not show the abdominal wall along this path)"
 
 _UNIT_SUFFIXES = (("_gy", "Gy"), ("_percent", "%"), ("_mm", "mm"), ("_ml", "ml"), ("_s", "s"), ("_gbq", "GBq"),
                   ("_c", "°C"), ("_v_per_cm", "V/cm"), ("_w", "W"))
@@ -244,7 +246,10 @@ def metric_rows(metrics: Mapping[str, Any], modality: str = "") -> list[MetricRo
             if key.endswith(s):
                 name = key[: -len(s)]
                 break
-        rows.append(MetricRow(name.replace("_", " "), format_value(v), unit, ""))
+        text = format_value(v)
+        if key == "trajectory_safe" and metrics.get("trajectory_verified") is False:
+            text = TRAJECTORY_UNVERIFIED  # [L] never "safe" (nor "unknown") when the wall is not shown
+        rows.append(MetricRow(name.replace("_", " "), text, unit, ""))
     return rows
 
 
