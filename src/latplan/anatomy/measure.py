@@ -489,6 +489,72 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
                     lesion_values: set[int], envelope_values: set[int]) -> dict[str, Any]:
     h = ctx.h
     vols = ctx.values[lid]
+    sl, clo, lm, nvox = _lesion_crop(ctx, lid, vols)
+    vox = np.argwhere(lm) + clo
+    volume_ml = nvox * ctx.case.labels.voxel_volume_ml
+    centroid_kji = vox.mean(0)
+    centroid_mm = ctx.case.labels.index_to_mm(centroid_kji)
+    surf = np.concatenate([ctx.bpts[v] for v in vols if v in ctx.bpts])
+    surf_mm = surf * h
+    lsurf = _LesionSurface(surf_mm)
+    feret = _max_pairwise(_face_points(surf_mm, h))
+    axial = _axial_diameter(ctx, surf)
+    eq_d = (6.0 * volume_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
+    area = _surface_area_mm2(lm, h)
+    sphericity = (math.pi ** (1 / 3)) * (6.0 * volume_ml * 1000.0) ** (2 / 3) / area if area > 0 else None
+    organ = _lesion_organ(ctx, lm, sl, lesion_values)
+    segments, fractions = _segments(ctx, lm, sl, centroid_kji, clo, params["segment_min_fraction"])
+    if organ != "liver" and segments is not None:
+        segments, fractions = [], {}
+
+    others, liver_vals, distances, nearest_pt, lesion_distances, not_segmented = _structure_distances(
+        ctx, lid, lsurf, organ, required)
+
+    # capsule: gap to the nearest voxel outside the liver envelope
+    capsule = None
+    if liver_vals and organ == "liver":
+        capsule = _capsule_distance(ctx, lsurf, envelope_values | lesion_values)
+
+    nearest_vessels, vessel_names, by_role = _nearest_vessels(ctx, others, distances, nearest_pt, params)
+    heat_sink = _heat_sink_vessels(ctx, lsurf, vessel_names, params)
+
+    subcapsular, perivascular, near_hollow, dome = _lesion_flags(
+        ctx, others, distances, not_segmented, capsule, heat_sink, by_role, params)
+    entry: dict[str, Any] = {
+        "id": lid,
+        "organ": organ,
+        "planned_in_this_release": organ == "liver",
+        "volume_ml": _round(volume_ml, 3),
+        "max_diameter_mm": _round(feret),
+        "axial_diameter_mm": _round(axial),
+        "equivalent_sphere_diameter_mm": _round(eq_d),
+        "sphericity": _round(sphericity, 3),
+        "centroid_mm": [round(float(x), 2) for x in centroid_mm],
+        "segments": segments,
+        "segment_fractions": fractions,
+        "capsule_distance_mm": _round(capsule),
+        "distances_mm": distances,
+        "lesion_distances_mm": lesion_distances,
+        "nearest_vessels": nearest_vessels,
+        "heat_sink_vessels": heat_sink,
+        "not_segmented": not_segmented,
+        "subcapsular": subcapsular,
+        "perivascular": perivascular,
+        "near_hollow_organ": near_hollow,
+        "dome": dome,
+        "voxel_count": nvox,
+    }
+    if organ != "liver":
+        entry["note"] = (f"lesion lies in the {organ}, not the liver: it is measured and counted for its organ; "
+                         "this release plans liver lesions only.")
+    return entry
+
+
+def _lesion_crop(ctx: _Ctx, lid: str, vols: list[int]
+                 ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray, int]:
+    """Bounding box of the lesion (+3 mm and 2 voxels), its lower corner, the mask inside it and its
+    voxel count; a missing or single-voxel lesion is refused."""
+    h = ctx.h
     lab = ctx.labels
     bps = [ctx.bpts[v] for v in vols if v in ctx.bpts]
     if not bps:
@@ -509,24 +575,14 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
             f"lesion {lid!r} is a single voxel: too small to measure (diameter, sphericity) at this "
             "resolution. Check the segmentation or resample to a finer grid."
         )
-    vox = np.argwhere(lm) + clo
-    volume_ml = nvox * ctx.case.labels.voxel_volume_ml
-    centroid_kji = vox.mean(0)
-    centroid_mm = ctx.case.labels.index_to_mm(centroid_kji)
-    surf = np.concatenate([ctx.bpts[v] for v in vols if v in ctx.bpts])
-    surf_mm = surf * h
-    lsurf = _LesionSurface(surf_mm)
-    feret = _max_pairwise(_face_points(surf_mm, h))
-    axial = _axial_diameter(ctx, surf)
-    eq_d = (6.0 * volume_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
-    area = _surface_area_mm2(lm, h)
-    sphericity = (math.pi ** (1 / 3)) * (6.0 * volume_ml * 1000.0) ** (2 / 3) / area if area > 0 else None
-    organ = _lesion_organ(ctx, lm, sl, lesion_values)
-    segments, fractions = _segments(ctx, lm, sl, centroid_kji, clo, params["segment_min_fraction"])
-    if organ != "liver" and segments is not None:
-        segments, fractions = [], {}
+    return sl, clo, lm, nvox
 
-    # distances to every structure present (and null for required ones absent)
+
+def _structure_distances(ctx: _Ctx, lid: str, lsurf: _LesionSurface, organ: str, required: list[str]
+                         ) -> tuple[list[str], list[int], dict[str, float | None], dict[str, np.ndarray],
+                                    dict[str, float | None], list[str]]:
+    """Gaps from the lesion surface to every structure present (null for required ones absent) and to
+    the other lesions; also the non-lesion structures, the liver's label values and what is missing."""
     distances: dict[str, float | None] = {}
     nearest_pt: dict[str, np.ndarray] = {}
     others = [n for n in ctx.names if ctx.roles[n] not in (StructureRole.LESION, StructureRole.BODY,
@@ -557,13 +613,14 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     for n in not_segmented:
         distances.setdefault(n, None)
     distances = {k: _round(v) for k, v in sorted(distances.items())}
+    return others, liver_vals, distances, nearest_pt, lesion_distances, not_segmented
 
-    # capsule: gap to the nearest voxel outside the liver envelope
-    capsule = None
-    if liver_vals and organ == "liver":
-        capsule = _capsule_distance(ctx, lsurf, envelope_values | lesion_values)
 
-    # nearest vessel of each kind, with calibre
+def _nearest_vessels(ctx: _Ctx, others: list[str], distances: dict[str, float | None],
+                     nearest_pt: dict[str, np.ndarray], params: dict[str, Any]
+                     ) -> tuple[list[dict[str, Any]], list[str], dict[StructureRole, list[str]]]:
+    """The nearest vessel of each kind with its calibre there, the vessel structures and them by role."""
+    h = ctx.h
     nearest_vessels: list[dict[str, Any]] = []
     vessel_names = [n for n in others if ctx.roles[n] in VESSEL_ROLES]
     by_role: dict[StructureRole, list[str]] = {}
@@ -579,9 +636,15 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         nearest_vessels.append({"name": name, "role": role.value, "distance_mm": _round(dmin),
                                 "calibre_mm": _round(cal)})
     nearest_vessels.sort(key=lambda v: v["distance_mm"])
-    heat_sink = _heat_sink_vessels(ctx, lsurf, vessel_names, params)
+    return nearest_vessels, vessel_names, by_role
 
-    # flags (None = cannot tell: a structure it needs is not segmented)
+
+def _lesion_flags(ctx: _Ctx, others: list[str], distances: dict[str, float | None], not_segmented: list[str],
+                  capsule: float | None, heat_sink: list[dict[str, Any]],
+                  by_role: dict[StructureRole, list[str]], params: dict[str, Any]
+                  ) -> tuple[bool | None, bool | None, bool | None, bool | None]:
+    """Subcapsular, perivascular, near a hollow organ, dome (None = cannot tell: a structure it needs
+    is not segmented)."""
     subcapsular = None if capsule is None else capsule <= params["subcapsular_mm"]
     vessel_kinds_needed = {"portal_vein", "hepatic_vein"}
     present_kinds = {r.value for r in by_role}
@@ -599,34 +662,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
     else:
         near = [distances.get(n) for n in ("lung_right", "lung_left", "heart") if distances.get(n) is not None]
         dome = (min(near) <= params["dome_mm"] + params["diaphragm_thickness_mm"]) if near else None  # type: ignore[type-var]
-    entry: dict[str, Any] = {
-        "id": lid,
-        "organ": organ,
-        "planned_in_this_release": organ == "liver",
-        "volume_ml": _round(volume_ml, 3),
-        "max_diameter_mm": _round(feret),
-        "axial_diameter_mm": _round(axial),
-        "equivalent_sphere_diameter_mm": _round(eq_d),
-        "sphericity": _round(sphericity, 3),
-        "centroid_mm": [round(float(x), 2) for x in centroid_mm],
-        "segments": segments,
-        "segment_fractions": fractions,
-        "capsule_distance_mm": _round(capsule),
-        "distances_mm": distances,
-        "lesion_distances_mm": lesion_distances,
-        "nearest_vessels": nearest_vessels,
-        "heat_sink_vessels": heat_sink,
-        "not_segmented": not_segmented,
-        "subcapsular": subcapsular,
-        "perivascular": perivascular,
-        "near_hollow_organ": near_hollow,
-        "dome": dome,
-        "voxel_count": nvox,
-    }
-    if organ != "liver":
-        entry["note"] = (f"lesion lies in the {organ}, not the liver: it is measured and counted for its organ; "
-                         "this release plans liver lesions only.")
-    return entry
+    return subcapsular, perivascular, near_hollow, dome
 
 
 def _not_segmented(ctx: _Ctx, required: list[str]) -> list[str]:

@@ -188,17 +188,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     lesions = [dict(les) for les in meas.get("lesions") or []]
     pmeas = dict(meas.get("patient") or {})
     liver_lesions = [les for les in lesions if str(les.get("organ", "liver")) == "liver"]
-    measured = pmeas.get("oligometastatic")
-    if isinstance(measured, Mapping) and measured.get("status"):
-        # [A]'s measurement is the source of truth; it names the definition it used
-        oligo = dict(measured)
-        definition_name = str(oligo.get("definition_name") or oligo.get("definition") or "measure_case")
-        if isinstance(oligo.get("definition"), Mapping):
-            definition_name = str(oligo["definition"].get("name") or oligo["definition"].get("key") or "measure_case")
-    else:
-        definition = resolve_definition(oligo_definition)
-        oligo = oligometastatic_status(patient, liver_lesions, definition)
-        definition_name = definition.name
+    oligo, definition_name = _oligo_status(pmeas, patient, liver_lesions, oligo_definition)
     pmeas_for_rules = dict(pmeas)
     pmeas_for_rules["oligometastatic"] = {"status": oligo["status"]}
 
@@ -227,34 +217,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     say("building whole-patient strategies")
     strategies = build_strategies(options, rules, pctx, profiles)
 
-    # sensitivity: which weight change flips the top option of each lesion / the top strategy
-    def lesion_order(lid: str) -> Callable[[Mapping[str, float]], list[str]]:
-        def f(w: Mapping[str, float]) -> list[str]:
-            return [o.modality for o in rank_options(options[lid], w)]
-        return f
-
-    def strategy_order(w: Mapping[str, float]) -> list[str]:
-        _rank_all(options, w)
-        return [s.title for s in build_strategies(options, rules, pctx, profiles)]
-
-    sens: dict[str, Any] = {"method": "one weight at a time over 0-5 in steps of 0.25; smallest change that changes "
-                                      "the top option", "lesions": {}, "strategies": []}
-    sens["ties"] = {}
-    sens["notes"] = []
-    for lid in options:
-        sens["lesions"][lid] = [f.to_json() for f in sensitivity(lesion_order(lid), weights.values)]
-        ranked = rank_options(options[lid], weights.values)
-        if len(ranked) >= 2:
-            tied = [o.modality for o in ranked if o.tier == ranked[0].tier
-                    and abs((o.total or 0.0) - (ranked[0].total or 0.0)) < 1e-9]
-            if len(tied) > 1:
-                sens["ties"][lid] = tied
-                sens["notes"].append(f"{lid}: {', '.join(tied)} are tied at the top (same score; their order is the "
-                                     "modality list order, not a preference)")
-        if not sens["lesions"][lid]:
-            sens["notes"].append(f"{lid}: no single weight change within 0-5 changes the top option")
-    if strategies:
-        sens["strategies"] = [f.to_json() for f in sensitivity(strategy_order, weights.values)]
+    sens = _sensitivity(options, rules, pctx, profiles, weights.values, bool(strategies))
     _rank_all(options, weights.values)  # restore the patient's ranking
     strategies = build_strategies(options, rules, pctx, profiles)
     timings["total"] = time.perf_counter() - t_start
@@ -263,21 +226,7 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
         "plan_json_version": PLAN_JSON_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rule_set": {"name": rules.name, "version": rules.version, "files": rules.sources},
-        "patient": {"id": patient.id, "primary": patient.primary.value,
-                    "context": {
-                        "liver_only": None if pctx.get("extrahepatic_disease") is None
-                        else not pctx["extrahepatic_disease"],
-                        "extrahepatic_sites": patient.extrahepatic_sites,
-                        "liver_lesion_count": pctx.get("liver_lesion_count"),
-                        "lesions_one_lobe": pctx.get("lesions_one_lobe"),
-                        "systemic_lines": pctx.get("systemic_lines"),
-                        "progression_under_line": pctx.get("systemic_progression_line"),
-                        "future_liver_remnant_percent": pctx.get("flr_percent"),
-                        "note": "liver metastases dominate survival and are prioritised even with extrahepatic "
-                                "disease (seed)"},
-                    "oligometastatic": {"status": oligo["status"], "definition": definition_name,
-                                        "details": oligo},
-                    "board_context": patient_context(pctx)},
+        "patient": _patient_json(patient, pctx, oligo, definition_name),
         "lesions": [
             {"id": lid, "measurements": next(les for les in lesions if str(les.get("id")) == lid),
              "options": [option_json(o) for o in sorted(options[lid], key=lambda o: (o.rank is None, o.rank or 0))],
@@ -298,6 +247,75 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     doc["option_grid"] = option_grid(doc["lesions"])
     say("done")
     return BoardProposal(case=case, measurements=meas, plan_json=doc, plans=plans, timings_s=timings)
+
+
+def _oligo_status(pmeas: Mapping[str, Any], patient: Any, liver_lesions: list[dict[str, Any]],
+                  oligo_definition: Any) -> tuple[dict[str, Any], str]:
+    """Oligometastatic status and the name of the definition it was judged by."""
+    measured = pmeas.get("oligometastatic")
+    if isinstance(measured, Mapping) and measured.get("status"):
+        # [A]'s measurement is the source of truth; it names the definition it used
+        oligo = dict(measured)
+        definition_name = str(oligo.get("definition_name") or oligo.get("definition") or "measure_case")
+        if isinstance(oligo.get("definition"), Mapping):
+            definition_name = str(oligo["definition"].get("name") or oligo["definition"].get("key") or "measure_case")
+        return oligo, definition_name
+    definition = resolve_definition(oligo_definition)
+    return oligometastatic_status(patient, liver_lesions, definition), definition.name
+
+
+def _sensitivity(options: dict[str, list[Option]], rules: RuleSet, pctx: Mapping[str, Any], profiles: Any,
+                 weights: Mapping[str, float], have_strategies: bool) -> dict[str, Any]:
+    """Which weight change flips the top option of each lesion / the top strategy (re-ranks ``options``;
+    the caller restores the patient's ranking)."""
+    def lesion_order(lid: str) -> Callable[[Mapping[str, float]], list[str]]:
+        def f(w: Mapping[str, float]) -> list[str]:
+            return [o.modality for o in rank_options(options[lid], w)]
+        return f
+
+    def strategy_order(w: Mapping[str, float]) -> list[str]:
+        _rank_all(options, w)
+        return [s.title for s in build_strategies(options, rules, pctx, profiles)]
+
+    sens: dict[str, Any] = {"method": "one weight at a time over 0-5 in steps of 0.25; smallest change that changes "
+                                      "the top option", "lesions": {}, "strategies": []}
+    sens["ties"] = {}
+    sens["notes"] = []
+    for lid in options:
+        sens["lesions"][lid] = [f.to_json() for f in sensitivity(lesion_order(lid), weights)]
+        ranked = rank_options(options[lid], weights)
+        if len(ranked) >= 2:
+            tied = [o.modality for o in ranked if o.tier == ranked[0].tier
+                    and abs((o.total or 0.0) - (ranked[0].total or 0.0)) < 1e-9]
+            if len(tied) > 1:
+                sens["ties"][lid] = tied
+                sens["notes"].append(f"{lid}: {', '.join(tied)} are tied at the top (same score; their order is the "
+                                     "modality list order, not a preference)")
+        if not sens["lesions"][lid]:
+            sens["notes"].append(f"{lid}: no single weight change within 0-5 changes the top option")
+    if have_strategies:
+        sens["strategies"] = [f.to_json() for f in sensitivity(strategy_order, weights)]
+    return sens
+
+
+def _patient_json(patient: Any, pctx: Mapping[str, Any], oligo: Mapping[str, Any],
+                  definition_name: str) -> dict[str, Any]:
+    """plan.json ``patient``: identity, board context and oligometastatic status."""
+    return {"id": patient.id, "primary": patient.primary.value,
+            "context": {
+                "liver_only": None if pctx.get("extrahepatic_disease") is None
+                else not pctx["extrahepatic_disease"],
+                "extrahepatic_sites": patient.extrahepatic_sites,
+                "liver_lesion_count": pctx.get("liver_lesion_count"),
+                "lesions_one_lobe": pctx.get("lesions_one_lobe"),
+                "systemic_lines": pctx.get("systemic_lines"),
+                "progression_under_line": pctx.get("systemic_progression_line"),
+                "future_liver_remnant_percent": pctx.get("flr_percent"),
+                "note": "liver metastases dominate survival and are prioritised even with extrahepatic "
+                        "disease (seed)"},
+            "oligometastatic": {"status": oligo["status"], "definition": definition_name,
+                                "details": oligo},
+            "board_context": patient_context(pctx)}
 
 
 def _default(o: Any) -> Any:
