@@ -99,3 +99,24 @@ def test_real_ct_lesion_near_the_cut_face_is_not_subcapsular(shared_data):
     assert capsule_text(les, " mm") == "≥ 3 mm (limited by the field of view)"
     typed = CaseMeasurements.from_json(m)
     assert typed.lesions[0].capsule_distance_limited_by_fov is True
+
+
+def test_other_distances_limited_by_the_cut_face():
+    """A stomach block reaching the top face (k 36..39, j 36..39) 15.3 mm from the lesion (box gap
+    √(15² + 3²)), while the lesion's gap to the top face is 6 mm: that distance may be smaller beyond the
+    image and is listed; a spleen block ending inside the image (k 20..24, j 36..38) is not."""
+    lab = np.zeros((40, 40, 40), np.int16)
+    lab[5:40, 5:35, 5:35] = 1
+    lab[LESION] = 2
+    lab[36:40, 36:40, 18:22] = 3
+    lab[20:25, 36:39, 18:22] = 4
+    aff = np.eye(4)
+    table = LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "stomach", 4: "spleen"})
+    case = Case(Patient(id="FOV-D", primary="colorectal"), Volume(np.zeros(lab.shape, np.float32), aff),
+                Volume(lab, aff), table)
+    m = measure_case(case)
+    validate_measurements(m)
+    les = m["lesions"][0]
+    assert les["distances_mm"]["stomach"] == pytest.approx(np.hypot(15.0, 3.0), abs=0.01)
+    assert les["distances_limited_by_fov"] == ["stomach"]
+    assert CaseMeasurements.from_json(m).to_json() == m

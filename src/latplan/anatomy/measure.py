@@ -194,6 +194,7 @@ class _Ctx:
     trees: dict[str, cKDTree | None] = field(default_factory=dict)
     capsule_tree: cKDTree | None = None
     edge_values: frozenset[int] = frozenset()   # [L] label values on the array's faces (truncated)
+    face_values: tuple[frozenset[int], ...] = ()  # [L] per face (k0, k1, j0, j1, i0, i1)
 
     def tree(self, key: str, values: list[int]) -> cKDTree | None:
         if key not in self.trees:
@@ -240,14 +241,29 @@ def _context(case: Case) -> _Ctx:
     ctx = _Ctx(case=case, labels=lab, h=case.labels.spacing_kji_mm, names=names, roles=roles, values=values,
                counts=counts)
     ctx.bpts = _boundary_points(lab)
-    ctx.edge_values = _edge_values(lab)
+    ctx.face_values = _face_values(lab)
+    ctx.edge_values = frozenset().union(*ctx.face_values)
     return ctx
 
 
-def _edge_values(labels: np.ndarray) -> frozenset[int]:
-    """[L] label values on the faces of the array: structures the field of view may cut."""
+def _face_values(labels: np.ndarray) -> tuple[frozenset[int], ...]:
+    """[L] label values on each face of the array (k0, k1, j0, j1, i0, i1): structures the field of view may cut."""
     faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
-    return frozenset(int(v) for f in faces for v in np.unique(f) if v != 0)
+    return tuple(frozenset(int(v) for v in np.unique(f) if v != 0) for f in faces)
+
+
+def _distances_limited_by_fov(ctx: _Ctx, surf_kji: np.ndarray, distances: dict[str, float | None]) -> list[str]:
+    """[L] structures whose gap may be smaller beyond the image: the structure reaches a face of the image
+    and the lesion's gap to that face (to its voxel layer, as the capsule's edge) is below the measured gap."""
+    shape = np.asarray(ctx.labels.shape)
+    out = []
+    for face, values in enumerate(ctx.face_values):
+        ax = face // 2
+        to_face = surf_kji[:, ax] if face % 2 == 0 else shape[ax] - 1 - surf_kji[:, ax]
+        gap = float(np.maximum(to_face - 1, 0).min()) * float(ctx.h[ax])
+        out += [n for n, d in distances.items()
+                if d is not None and n in ctx.values and set(ctx.values[n]) & values and gap < d]
+    return sorted(set(out))
 
 
 def _box_gap(p: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -530,6 +546,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         ctx, others, distances, not_segmented, capsule, heat_sink, by_role, params)
     fov = _capsule_fov(ctx, lsurf, envelope_values | lesion_values, capsule, vols, params["subcapsular_mm"])
     subcapsular = fov.pop("subcapsular", subcapsular)
+    fov["distances_limited_by_fov"] = _distances_limited_by_fov(ctx, surf, distances)
     entry: dict[str, Any] = {
         "id": lid,
         "organ": organ,

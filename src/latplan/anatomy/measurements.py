@@ -73,6 +73,7 @@ class LesionMeasurement:
     capsule_distance_limited_by_fov: bool | None = None
     capsule_distance_in_image_mm: float | None = None
     truncated_by_fov: bool | None = None
+    distances_limited_by_fov: tuple[str, ...] | None = None
     note: str | None = None
 
     @classmethod
@@ -99,6 +100,8 @@ class LesionMeasurement:
             capsule_distance_limited_by_fov=d.get("capsule_distance_limited_by_fov"),
             capsule_distance_in_image_mm=_num(d.get("capsule_distance_in_image_mm")),
             truncated_by_fov=d.get("truncated_by_fov"),
+            distances_limited_by_fov=None if d.get("distances_limited_by_fov") is None else
+            tuple(str(n) for n in d["distances_limited_by_fov"]),
             note=None if d.get("note") is None else str(d["note"]))
 
     def to_json(self) -> JsonObject:
@@ -124,6 +127,8 @@ class LesionMeasurement:
             out["capsule_distance_in_image_mm"] = self.capsule_distance_in_image_mm
         if self.truncated_by_fov is not None:
             out["truncated_by_fov"] = self.truncated_by_fov
+        if self.distances_limited_by_fov is not None:
+            out["distances_limited_by_fov"] = list(self.distances_limited_by_fov)
         if self.note is not None:
             out["note"] = self.note
         return out
