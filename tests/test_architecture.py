@@ -318,10 +318,6 @@ ALLOWED_LONG: dict[str, str] = {
     "report/context.py::build_context": "report helper ([M])",
     # integrator removes after the report branch lands
     "report/figures.py::draw_slice": "report helper ([M])",
-    # split in this branch (r2/cleanup), one commit each; removed as each split lands
-    "planning/electroporation.py::plan_electroporation": "cleanup, r2/cleanup",
-    "followup/analysis.py::analyse_followup": "cleanup, r2/cleanup",
-    "physics/dwell_opt.py::optimise_dwell_times": "cleanup, r2/cleanup",
 }
 
 

@@ -35,7 +35,7 @@ def test_followup_margin_known_concentric(margin_mm: float) -> None:
     assert abs(res.margin.min_margin_mm - margin_mm) <= 2.0
     assert res.target_reached == (res.margin.min_margin_mm >= 5.0)
     if margin_mm >= 8.0:
-        assert res.margin.histogram_percent[">=5"] > 95.0
+        assert res.histogram_percent[">=5"] > 95.0
 
 
 def test_followup_margin_eccentric_zone_negative() -> None:
@@ -47,7 +47,7 @@ def test_followup_margin_eccentric_zone_negative() -> None:
     zone = Volume(_sphere(xyz, (6.0, 0, 0), 10.0), aff)
     res = margin_check("lesion_1", tumour, zone)
     assert abs(res.margin.min_margin_mm - (-4.0)) <= 2.0
-    assert res.margin.histogram_percent["<0"] > 0.0
+    assert res.histogram_percent["<0"] > 0.0
     assert res.margin.coverage_percent < 100.0
 
 

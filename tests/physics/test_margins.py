@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError
 from latplan.imaging.volume import Volume
+from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics.margins import ablative_margin, ablative_margin_arrays
 
 
@@ -37,7 +38,7 @@ def test_margins_concentric_spheres_property(r_mm: float, m_mm: float, h_mm: flo
     tumour, zone = _spheres(r_mm, r_mm + m_mm, (h_mm, h_mm, h_mm))
     res = ablative_margin(tumour, zone)
     assert abs(res.min_margin_mm - m_mm) <= h_mm + 1e-9
-    assert abs(sum(res.histogram_percent.values()) - 100.0) < 1e-9
+    assert abs(sum(margin_histogram_percent(res.surface_margins_mm).values()) - 100.0) < 1e-9
 
 
 @pytest.mark.parametrize("spacing", [(2.0, 0.8, 0.8), (0.8, 1.5, 0.8), (1.0, 1.0, 2.5)])
@@ -48,8 +49,8 @@ def test_margins_anisotropic_voxels_mm_true(spacing: tuple[float, float, float])
     res = ablative_margin(tumour, zone)
     assert abs(res.min_margin_mm - 6.0) <= max(spacing)
     assert res.coverage_percent == pytest.approx(100.0)
-    assert res.histogram_percent["<0"] == 0.0
-    assert res.histogram_percent[">=5"] > 50.0
+    assert margin_histogram_percent(res.surface_margins_mm)["<0"] == 0.0
+    assert margin_histogram_percent(res.surface_margins_mm)[">=5"] > 50.0
 
 
 def test_margins_offset_zone_histogram_and_min() -> None:
@@ -60,7 +61,7 @@ def test_margins_offset_zone_histogram_and_min() -> None:
     res = ablative_margin(tumour, zone)
     assert abs(res.min_margin_mm - (-2.0)) <= 1.0
     assert res.surface_margins_mm.max() == pytest.approx(10.0, abs=1.0)
-    assert all(v > 0 for v in res.histogram_percent.values())
+    assert all(v > 0 for v in margin_histogram_percent(res.surface_margins_mm).values())
     assert 80.0 < res.coverage_percent < 100.0
     assert not res.covered and not res.reaches(5.0)
 
@@ -73,7 +74,7 @@ def test_margins_translation_invariant() -> None:
     z2 = np.roll(np.pad(zone.array, 5), (3, -2, 4), axis=(0, 1, 2))
     b = ablative_margin_arrays(t2, z2, (1.0, 1.0, 1.0))
     assert a.min_margin_mm == b.min_margin_mm
-    assert a.histogram_percent == b.histogram_percent
+    assert margin_histogram_percent(a.surface_margins_mm) == margin_histogram_percent(b.surface_margins_mm)
     assert a.coverage_percent == b.coverage_percent
 
 

@@ -22,6 +22,7 @@ from scipy import ndimage
 from latplan.errors import EmptyStructureError
 from latplan.followup.registration import dice
 from latplan.imaging.volume import Volume
+from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics.margins import MarginResult, ablative_margin
 
 __all__ = ["MarginCheck", "ZoneComparison", "compare_zones", "margin_check", "surface_distances_mm"]
@@ -97,8 +98,19 @@ class MarginCheck:
             return None
         return bool(self.margin.min_margin_mm >= self.target_margin_mm)
 
+    @property
+    def histogram_percent(self) -> dict[str, float]:
+        """Percent of the tumour surface in each clinical margin bin (knowledge/margin_bins.yaml)."""
+        return margin_histogram_percent(self.margin.surface_margins_mm)
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"lesion_id": self.lesion_id, **self.margin.to_dict()}
+        geometry = self.margin.to_dict()
+        out: dict[str, Any] = {
+            "lesion_id": self.lesion_id,
+            "min_margin_mm": geometry.pop("min_margin_mm"),
+            "margin_histogram_percent": {k: round(v, 2) for k, v in self.histogram_percent.items()},
+            **geometry,
+        }
         out["target_margin_mm"] = self.target_margin_mm
         out["target_reached"] = self.target_reached
         out["predicted_vs_observed"] = None if self.zone_comparison is None else self.zone_comparison.to_dict()

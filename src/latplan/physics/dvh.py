@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError, InvalidInputError
@@ -111,7 +112,8 @@ def _weights(structure: Volume) -> np.ndarray:
     w = np.asarray(arr, dtype=float)
     if np.any(w < -1e-9) or np.any(w > 1 + 1e-9):
         raise InvalidInputError("a structure occupancy map must hold values in [0, 1] (fraction of each voxel inside).")
-    return np.clip(w, 0.0, 1.0)
+    w_clipped: npt.NDArray[np.float64] = np.clip(w, 0.0, 1.0)
+    return w_clipped
 
 
 def sample_structure_dose(dose: Volume, structure: Volume, name: str = "structure", *,

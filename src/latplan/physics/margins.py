@@ -1,10 +1,9 @@
 """Ablative margin of a tumour inside an (ablation or field) zone, in true millimetres.
 
-Why this module: the minimal ablative margin is the strongest predictor of local
-progression after thermal ablation of colorectal metastases (2-year LTP-free 26/46/74/80 %
-for minimal margins 0 / 1–5 / 6–10 / 11–15 mm, PMC4122121). The planners ([C]) report the
-margin of a *predicted* zone; follow-up ([G]) uses the same function on the *observed*
-post-ablation zone, so both answer the same question the same way.
+Why this module: the planners report the margin of a *predicted* zone; follow-up uses the same
+function on the *observed* post-ablation zone, so both answer the same question the same way.
+This module is geometry only: how the surface margins are grouped and what a group means
+clinically (the margin histogram bins) is knowledge, :mod:`latplan.knowledge.margins`.
 
 Definition (surface-to-surface, mm-true on anisotropic grids):
 
@@ -31,14 +30,7 @@ from scipy import ndimage
 from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.imaging.volume import Volume
 
-__all__ = ["HISTOGRAM_BINS", "MarginResult", "ablative_margin", "ablative_margin_arrays"]
-
-#: margin histogram bins (mm): label → [low, high)
-HISTOGRAM_BINS: dict[str, tuple[float, float]] = {
-    "<0": (-np.inf, 0.0),
-    "0-5": (0.0, 5.0),
-    ">=5": (5.0, np.inf),
-}
+__all__ = ["MarginResult", "ablative_margin", "ablative_margin_arrays"]
 
 
 @dataclass
@@ -49,8 +41,6 @@ class MarginResult:
     ----------
     min_margin_mm:
         Minimal margin (mm); negative when the tumour is not fully inside the zone.
-    histogram_percent:
-        Percent of tumour surface voxels with margin < 0, in [0, 5) and ≥ 5 mm.
     coverage_percent:
         Percent of the tumour volume (voxels) inside the zone.
     surface_margins_mm:
@@ -60,7 +50,6 @@ class MarginResult:
     """
 
     min_margin_mm: float
-    histogram_percent: dict[str, float]
     coverage_percent: float
     surface_margins_mm: np.ndarray = field(repr=False)
     surface_index_kji: np.ndarray = field(repr=False)
@@ -78,7 +67,6 @@ class MarginResult:
         """JSON-serialisable summary (arrays left out)."""
         return {
             "min_margin_mm": round(float(self.min_margin_mm), 2),
-            "margin_histogram_percent": {k: round(v, 2) for k, v in self.histogram_percent.items()},
             "coverage_percent": round(float(self.coverage_percent), 2),
             "surface_voxels": int(self.surface_margins_mm.size),
         }
@@ -134,15 +122,10 @@ def ablative_margin_arrays(
     else:
         min_margin = float(surface_margins.min())
 
-    n_surf = surface_margins.size
-    hist = {}
-    for label, (a, b) in HISTOGRAM_BINS.items():
-        hist[label] = 100.0 * float(np.count_nonzero((surface_margins >= a) & (surface_margins < b))) / n_surf
     coverage = 100.0 * float(np.count_nonzero(tc & zc)) / float(np.count_nonzero(tc))
     surf_idx = np.argwhere(surf) + np.asarray(lo)
     return MarginResult(
         min_margin_mm=min_margin,
-        histogram_percent=hist,
         coverage_percent=coverage,
         surface_margins_mm=surface_margins,
         surface_index_kji=surf_idx,
@@ -150,7 +133,7 @@ def ablative_margin_arrays(
 
 
 def ablative_margin(tumour: Volume, zone: Volume) -> MarginResult:
-    """Minimal ablative margin, surface-margin histogram and coverage of ``tumour`` in ``zone``.
+    """Minimal ablative margin, signed surface margins and coverage of ``tumour`` in ``zone``.
 
     Parameters
     ----------

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from latplan.errors import EmptyStructureError, InvalidInputError
@@ -41,7 +42,8 @@ def falloff_dose_gy(distance_mm: np.ndarray, prescription_gy: float, lambda_mm: 
     if lambda_mm <= 0:
         raise InvalidInputError(f"fall-off length λ must be > 0 mm; got {lambda_mm}.")
     d = np.maximum(np.asarray(distance_mm, float), 0.0)
-    return prescription_gy * np.exp(-d / lambda_mm)
+    dose: npt.NDArray[np.float64] = prescription_gy * np.exp(-d / lambda_mm)
+    return dose
 
 
 def estimate_dose_gy(ptv: Volume, prescription_gy: float, lambda_mm: float) -> Volume:
@@ -62,7 +64,8 @@ def lambda_for_r50_mm(ptv_volume_ml: float, r50: float) -> float:
     if not (ptv_volume_ml > 0 and r50 > 1):
         raise InvalidInputError(f"need PTV volume > 0 ml and R50% > 1; got {ptv_volume_ml} ml, {r50}.")
     radius = (3.0 * ptv_volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
-    return radius * (r50 ** (1.0 / 3.0) - 1.0) / math.log(2.0)
+    lam: float = radius * (r50 ** (1.0 / 3.0) - 1.0) / math.log(2.0)
+    return lam
 
 
 def model_conformity(ptv: Volume, lambda_mm: float) -> tuple[float, float]:

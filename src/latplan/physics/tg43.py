@@ -49,6 +49,7 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from latplan.errors import InvalidInputError, SourceDataError
@@ -148,7 +149,8 @@ class SourceModel:
         """
         cached = self.meta.get("_packed")
         if cached is not None:
-            return cached
+            packed: tuple[np.ndarray, ...] = cached
+            return packed
         params = [self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g0, self.r_min_cm]
         maps = []
         off = 0
@@ -324,7 +326,8 @@ def _search(grid: np.ndarray, x: float, params: np.ndarray, base: int, imap: np.
     if n < 2 or x <= grid[0]:
         return 0
     if x >= grid[n - 1]:
-        return n - 2
+        j: int = n - 2
+        return j
     k = int((x - params[base]) * params[base + 1])
     length = int(params[base + 3])
     if k >= length:
@@ -332,23 +335,27 @@ def _search(grid: np.ndarray, x: float, params: np.ndarray, base: int, imap: np.
     i = imap[int(params[base + 2]) + k]
     while i < n - 2 and grid[i + 1] <= x:
         i += 1
-    return i
+    j = i
+    return j
 
 
 @nb.njit(cache=True, fastmath=True)
 def _g_interp(g_r: np.ndarray, g_l: np.ndarray, r: float, params: np.ndarray, imap: np.ndarray) -> float:
     n = g_r.shape[0]
     if n == 1 or r <= g_r[0]:
-        return g_l[0]
+        g: float = g_l[0]
+        return g
     if r >= g_r[n - 1]:
         # log-linear extrapolation from the last two points (TG-43U1 App. C)
         r1 = g_r[n - 2]
         r2 = g_r[n - 1]
         s = (math.log(g_l[n - 1]) - math.log(g_l[n - 2])) / (r2 - r1)
-        return g_l[n - 1] * math.exp(s * (r - r2))
+        g = g_l[n - 1] * math.exp(s * (r - r2))
+        return g
     i = _search(g_r, r, params, 4, imap)
     t = (r - g_r[i]) / (g_r[i + 1] - g_r[i])
-    return g_l[i] * (1.0 - t) + g_l[i + 1] * t
+    g = g_l[i] * (1.0 - t) + g_l[i + 1] * t
+    return g
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -372,13 +379,15 @@ def _f_interp(f_r: np.ndarray, f_th: np.ndarray, tab: np.ndarray, r: float, th: 
         i = _search(f_r, r, params, 8, imap)
         tr = (r - f_r[i]) / (f_r[i + 1] - f_r[i])
     if nt == 1:
-        return tab[0, i] * (1.0 - tr) + tab[0, min(i + 1, nr - 1)] * tr
+        f: float = tab[0, i] * (1.0 - tr) + tab[0, min(i + 1, nr - 1)] * tr
+        return f
     k = _search(f_th, th, params, 12, imap)
     tt = (th - f_th[k]) / (f_th[k + 1] - f_th[k])
     i1 = min(i + 1, nr - 1)
     a = tab[k, i] * (1.0 - tr) + tab[k, i1] * tr
     b = tab[k + 1, i] * (1.0 - tr) + tab[k + 1, i1] * tr
-    return a * (1.0 - tt) + b * tt
+    f = a * (1.0 - tt) + b * tt
+    return f
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -417,7 +426,8 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
         else:
             beta = math.atan2(length * y, den)
             geo = beta / (length * y)
-    return lam * (geo / g0) * _g_interp(g_r, g_l, r, params, imap) * _f_interp(f_r, f_th, tab, r, th, params, imap)
+    rate: float = lam * (geo / g0) * _g_interp(g_r, g_l, r, params, imap) * _f_interp(f_r, f_th, tab, r, th, params, imap)
+    return rate
 
 
 @nb.njit(cache=True, parallel=True)
@@ -480,7 +490,8 @@ def _g_numpy(src: SourceModel, r_cm: np.ndarray) -> np.ndarray:
         s = (np.log(src.g_l[-1]) - np.log(src.g_l[-2])) / (r2 - r1)
         far = r > r2
         g = np.where(far, src.g_l[-1] * np.exp(s * (r - r2)), g)
-    return g
+    out: npt.NDArray[np.float64] = g
+    return out
 
 
 def _f_numpy(src: SourceModel, r_cm: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
@@ -496,12 +507,14 @@ def _f_numpy(src: SourceModel, r_cm: np.ndarray, theta_deg: np.ndarray) -> np.nd
         tr = (r - fr[i]) / (fr[i + 1] - fr[i])
         i1 = i + 1
     if ft.size == 1:
-        return src.f_table[0, i] * (1 - tr) + src.f_table[0, i1] * tr
+        out: npt.NDArray[np.float64] = src.f_table[0, i] * (1 - tr) + src.f_table[0, i1] * tr
+        return out
     k = np.clip(np.searchsorted(ft, th, side="right") - 1, 0, ft.size - 2)
     tt = (th - ft[k]) / (ft[k + 1] - ft[k])
     a = src.f_table[k, i] * (1 - tr) + src.f_table[k, i1] * tr
     b = src.f_table[k + 1, i] * (1 - tr) + src.f_table[k + 1, i1] * tr
-    return a * (1 - tt) + b * tt
+    out = a * (1 - tt) + b * tt
+    return out
 
 
 def dose_rate_per_sk_zy(source: SourceModel, z_cm: np.ndarray, y_cm: np.ndarray) -> np.ndarray:
@@ -534,7 +547,8 @@ def dose_rate_per_sk_zy(source: SourceModel, z_cm: np.ndarray, y_cm: np.ndarray)
         on_axis = y < 1e-9 * length
         safe_y = np.where(on_axis, 1.0, y)
         geo = np.where(on_axis, 1.0 / den, np.arctan2(length * y, den) / (length * safe_y))
-    return source.dose_rate_constant_cgy_per_h_per_u * geo / source.g0 * _g_numpy(source, r) * _f_numpy(source, r, theta)
+    rate: npt.NDArray[np.float64] = source.dose_rate_constant_cgy_per_h_per_u * geo / source.g0 * _g_numpy(source, r) * _f_numpy(source, r, theta)
+    return rate
 
 
 def dose_rate_per_sk_rtheta(source: SourceModel, r_cm: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
@@ -673,7 +687,8 @@ def _lookup_one(z: float, y: float, r2: float, tab: np.ndarray, z0: float, inv_h
     ty = fy - b
     v0 = tab[a, b] * (1.0 - ty) + tab[a, b + 1] * ty
     v1 = tab[a + 1, b] * (1.0 - ty) + tab[a + 1, b + 1] * ty
-    return (v0 * (1.0 - tz) + v1 * tz) / r2
+    val: float = (v0 * (1.0 - tz) + v1 * tz) / r2
+    return val
 
 
 @nb.njit(cache=True, fastmath=True, inline="always")
@@ -719,7 +734,8 @@ def _pair_lookup(z: float, y: float, r2: float, t1: np.ndarray, t2: np.ndarray, 
         tt = ft - b
         v0 = pol[a, b] * (1.0 - tt) + pol[a, b + 1] * tt
         v1 = pol[a + 1, b] * (1.0 - tt) + pol[a + 1, b + 1] * tt
-        return (v0 * (1.0 - tr) + v1 * tr) / r2
+        val: float = (v0 * (1.0 - tr) + v1 * tr) / r2
+        return val
     if r2 < geo[1]:
         return _lookup_one(z, y, r2, t1, geo[2], geo[3], t1.shape[0], t1.shape[1])
     if r2 < geo[4]:
@@ -839,7 +855,9 @@ class AlongAwayLookup:
         for radius, step in levels:
             n_half = math.ceil(radius / step) + 1
             with _KERNEL_LOCK:
-                t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)
+                # packed() is (params, g_r, g_l, f_r, f_th, f_table, index maps): the kernel's first seven
+                # arguments; mypy cannot match a variable-length unpack to them
+                t = _build_table(*packed, -n_half * step, step, 2 * n_half + 1, n_half + 2)  # type: ignore[call-arg, arg-type]
             tabs.append(np.ascontiguousarray(t, dtype=np.float32))
         dr1, r_split, dr2, dth = 0.01, 2.0, 0.05, 0.25
         if abs(axis_cone_deg / dth - round(axis_cone_deg / dth)) > 1e-9:
@@ -849,7 +867,9 @@ class AlongAwayLookup:
         nc = round(axis_cone_deg / dth) + 1
         th_list = np.concatenate([dth * np.arange(nc), 180.0 - axis_cone_deg + dth * np.arange(nc)])
         with _KERNEL_LOCK:
-            pol = np.ascontiguousarray(_build_polar(*packed, np.maximum(r_list, 1e-6), th_list), dtype=np.float32)
+            # the same seven packed() arrays, then the radii and angles (see _build_table above)
+            pol = np.ascontiguousarray(_build_polar(*packed, np.maximum(r_list, 1e-6), th_list),  # type: ignore[call-arg]
+                                       dtype=np.float32)
         return cls(source, (tabs[0], tabs[1], tabs[2]), tuple(levels), near_direct_cm, axis_cone_deg, pol,
                    (dr1, r_split, dr2, dth))
 

@@ -119,7 +119,8 @@ def body_surface_area_m2(height_cm: float, weight_kg: float) -> float:
     """Body surface area (m²) by DuBois & DuBois (1916): 0.007184 · W[kg]^0.425 · H[cm]^0.725."""
     _pos("height (cm)", height_cm)
     _pos("weight (kg)", weight_kg)
-    return 0.007184 * weight_kg**0.425 * height_cm**0.725
+    bsa: float = 0.007184 * weight_kg**0.425 * height_cm**0.725
+    return bsa
 
 
 def bsa_activity_gbq(bsa_m2: float, tumour_volume_ml: float, liver_volume_ml: float,

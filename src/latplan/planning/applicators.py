@@ -387,8 +387,7 @@ def ablative_margin_arrays_safe(lesion: np.ndarray, zone: np.ndarray, h: np.ndar
     """Margin of ``lesion`` in ``zone``; an empty zone gives −∞-like margin and 0 % coverage."""
     if not zone.any():
         surf = lesion & ~ndimage.binary_erosion(lesion)
-        return MarginResult(-1e3, {"<0": 100.0, "0-5": 0.0, ">=5": 0.0}, 0.0,
-                            np.full(int(surf.sum()), -1e3), np.argwhere(surf))
+        return MarginResult(-1e3, 0.0, np.full(int(surf.sum()), -1e3), np.argwhere(surf))
     return ablative_margin_arrays(lesion, zone, h)
 
 

@@ -66,6 +66,7 @@ import numpy as np
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError, SourceDataError
+from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import electroporation as ep
 from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
 from latplan.physics.margins import ablative_margin_arrays
@@ -234,6 +235,90 @@ def _make_grid(lab: np.ndarray, lesion: np.ndarray, h_case: np.ndarray, h_mm: fl
     return _Grid(h_mm, lab_g, thr, tgt, tum_g)
 
 
+@dataclass
+class _Setup:
+    """One lesion's electroporation problem: the needle frame, the crop, the tissues and the limits."""
+
+    kind: str
+    case: Case
+    lesion_id: str
+    traj: Any
+    h: np.ndarray                 # case voxel size (k, j, i) mm
+    lo: Any                       # lower corner of the simulation crop (case voxels)
+    ref: Any                      # the crop's Volume (display grid)
+    lab: np.ndarray               # tissue-class labels of the crop
+    lesion: np.ndarray            # tumour mask of the crop
+    margin_for_target_mm: float
+    centre: np.ndarray            # target centre in the crop (k, j, i mm)
+    d_kji: np.ndarray             # needle direction and two perpendicular axes
+    u_kji: np.ndarray
+    v_kji: np.ndarray
+    a0: float                     # start of the exposure span along the needles (mm from the centre)
+    segments: list[float]         # pull-back offsets (mm)
+    exposure_mm: float
+    radius_mm: float
+    geoms: list[_Geometry]
+    span_note: str | None
+    tissues: list[ep.ElectroTissue]
+    blood: int
+    thr_table: np.ndarray
+    factors: list[float]
+    u_max: float
+    i_max: float
+    pulses: Mapping[str, Any]
+    gen: Mapping[str, Any]
+    plan_cfg: Mapping[str, Any]
+    consts: Mapping[str, Any]
+    rho_c: float
+    iterations: int | None
+    threshold_v_per_cm: float | None
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.factors) + 1
+
+    def grid(self, h_mm: float) -> _Grid:
+        return _make_grid(self.lab, self.lesion, self.h, h_mm, self.thr_table, self.threshold_v_per_cm,
+                          self.margin_for_target_mm, self.blood)
+
+    def needles_for(self, g: _Geometry) -> list[list[ep.Needle]]:
+        out = []
+        for s0 in self.segments:
+            tip_along = self.a0 + s0 + self.exposure_mm
+            out.append([ep.Needle(tuple((self.centre + tip_along * self.d_kji + o[0] * self.u_kji
+                                         + o[1] * self.v_kji).tolist()),
+                                  tuple(self.d_kji.tolist()), self.exposure_mm, self.radius_mm)
+                        for o in g.offsets_mm])
+        return out
+
+    def volts_for(self, g: _Geometry, step: int) -> list[float]:
+        dist = g.pair_distances_mm()
+        if step >= len(self.factors):  # last step: every pair at the generator maximum
+            return [self.u_max] * len(dist)
+        return [min(self.u_max, round(g.ratio_v_per_cm * self.factors[step] * dd / 10.0 / 10.0) * 10.0)
+                for dd in dist]
+
+    def solve(self, g: _Geometry, step: int, grid: _Grid) -> _Solve:
+        """All pull-back positions in one call (the needles of the other positions are tissue then,
+        as are the unpulsed needles of one position): field = max over positions and pairs."""
+        t0 = time.perf_counter()
+        volts = self.volts_for(g, step)
+        n = len(g.offsets_mm)
+        needles = [nd for pos in self.needles_for(g) for nd in pos]
+        pairs = [(a + m * n, b + m * n) for m in range(len(self.segments)) for a, b in g.pairs]
+        res = ep.solve_field(grid.labels, self.tissues, (grid.h_mm,) * 3, needles, pairs, volts * len(self.segments),
+                             iterations=self.iterations)
+        currents = np.abs(np.reshape(res.currents_a, (len(self.segments), len(g.pairs)))).max(axis=0).tolist()
+        emax = res.field_v_per_cm
+        cov = 100.0 * float(np.mean(emax[grid.target] >= grid.threshold[grid.target]))
+        heat = res.adiabatic_temperature_rise_c(int(self.pulses["pulses"]),
+                                                float(self.pulses["pulse_width_us"]) * 1e-6, self.rho_c)
+        return _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
+                      {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
+                       "iterations": res.iterations, "residual": res.residual,
+                       "max_temperature_c": 37.0 + float(heat.max())})
+
+
 def plan_electroporation(
     kind: str,
     case: Case,
@@ -258,6 +343,31 @@ def plan_electroporation(
     ``max_voltage_v`` / ``max_current_a`` override the generator limits of the data file.
     """
     t_start = time.perf_counter()
+    coverage_target = _check_arguments(kind, coverage_target, coverage_goal_percent, target_margin_mm,
+                                       search_grid_mm, verify_grid_mm)
+    setup = _set_up(kind, case, lesion_id, target_margin_mm if coverage_target == "tumour+margin" else 0.0,
+                    threshold_v_per_cm, iterations, max_geometries, max_voltage_v, max_current_a)
+    tried, best, chosen = _search(setup, setup.grid(search_grid_mm), coverage_goal_percent)
+    # verification on the fine grid (the plan's numbers)
+    assert best is not None or chosen is not None
+    g_v = chosen[0] if chosen is not None else best[0]  # type: ignore[index]
+    if verify_grid_mm is None:  # 1 mm unless the verification would exceed the size budget
+        n_1mm = float(np.prod((np.asarray(setup.lab.shape) - 1) * setup.h + 1.0))
+        verify_grid_mm = (1.0 if n_1mm * len(g_v.pairs) * len(setup.segments) <= VERIFY_BUDGET_VOXEL_PAIRS
+                          else 1.5)
+    verify = setup.grid(verify_grid_mm)
+    verified: list[dict[str, Any]] = []
+    g, fin, limit, covered = _verify(setup, verify, chosen, best, coverage_goal_percent, verified)
+    plan = _electroporation_plan(setup, measurements, g, fin, verify, limit, covered, tried, verified,
+                                 target_margin_mm, coverage_goal_percent, coverage_target, search_grid_mm,
+                                 verify_grid_mm)
+    plan.runtime_s = time.perf_counter() - t_start
+    return plan
+
+
+def _check_arguments(kind: str, coverage_target: str | None, coverage_goal_percent: float, target_margin_mm: float,
+                     search_grid_mm: float, verify_grid_mm: float | None) -> str:
+    """Refuse bad arguments; returns the coverage target (the kind's default when not given)."""
     if kind not in ("ect", "ire"):
         raise InvalidInputError(f"electroporation kind must be 'ect' or 'ire'; got {kind!r}.")
     coverage_target = coverage_target or ("tumour" if kind == "ect" else "tumour+margin")
@@ -270,6 +380,14 @@ def plan_electroporation(
     if not (0.25 <= (verify_grid_mm or 1.0) <= search_grid_mm <= 5.0):
         raise InvalidInputError("grids must satisfy 0.25 ≤ verify_grid_mm ≤ search_grid_mm ≤ 5 mm; got "
                                 f"{verify_grid_mm} and {search_grid_mm}.")
+    return coverage_target
+
+
+def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, threshold_v_per_cm: float | None,
+            iterations: int | None, max_geometries: int, max_voltage_v: float | None,
+            max_current_a: float | None) -> _Setup:
+    """Constants, limits, the needle frame along the safe trajectory, the candidate geometries and the
+    simulation crop (the needles of every candidate + CROP_PAD_MM of tissue; insulating box beyond)."""
     consts = ep.electroporation_constants()
     pulses = consts["pulses"][kind]
     gen, plan_cfg = _planning_constants(consts, kind)
@@ -278,7 +396,6 @@ def plan_electroporation(
     if u_max <= 0 or i_max <= 0:
         raise InvalidInputError(f"generator limits must be > 0; got {u_max} V, {i_max} A.")
     radius = float(consts["needle"]["radius_mm"])
-    margin_for_target = target_margin_mm if coverage_target == "tumour+margin" else 0.0
 
     lesion_full = case.lesion_mask(lesion_id).array
     h = np.asarray(case.labels.spacing_kji_mm, float)
@@ -314,115 +431,101 @@ def plan_electroporation(
     lethal = ep.lethal_thresholds_v_per_cm(kind)
     thr_table = np.array([lethal.get(t.name, t.reversible_v_per_cm if kind == "ect" else t.irreversible_v_per_cm)
                           for t in tissues])
-
-    search = _make_grid(lab, lesion, h, search_grid_mm, thr_table, threshold_v_per_cm, margin_for_target,
-                        idx["blood"])
     factors = [float(f) for f in plan_cfg["escalation_factors"]]
-
-    def needles_for(g: _Geometry) -> list[list[ep.Needle]]:
-        out = []
-        for s0 in segments:
-            tip_along = a0 + s0 + exposure
-            out.append([ep.Needle(tuple((centre + tip_along * d_kji + o[0] * u_kji + o[1] * v_kji).tolist()),
-                                  tuple(d_kji.tolist()), exposure, radius) for o in g.offsets_mm])
-        return out
-
-    def volts_for(g: _Geometry, step: int) -> list[float]:
-        dist = g.pair_distances_mm()
-        if step >= len(factors):  # last step: every pair at the generator maximum
-            return [u_max] * len(dist)
-        return [min(u_max, round(g.ratio_v_per_cm * factors[step] * dd / 10.0 / 10.0) * 10.0) for dd in dist]
-
     rho_c = float(((consts.get("protocols") or {}).get("ire") or {}).get("thermal", {}).get("rho_c_j_m3_k", 3.82e6))
+    return _Setup(kind=kind, case=case, lesion_id=lesion_id, traj=traj, h=h, lo=lo, ref=ref, lab=lab, lesion=lesion,
+                  margin_for_target_mm=margin_for_target, centre=centre, d_kji=d_kji, u_kji=u_kji, v_kji=v_kji,
+                  a0=a0, segments=segments, exposure_mm=exposure, radius_mm=radius, geoms=geoms,
+                  span_note=span_note, tissues=tissues, blood=idx["blood"], thr_table=thr_table, factors=factors,
+                  u_max=u_max, i_max=i_max, pulses=pulses, gen=gen, plan_cfg=plan_cfg, consts=consts, rho_c=rho_c,
+                  iterations=iterations, threshold_v_per_cm=threshold_v_per_cm)
 
-    def solve(g: _Geometry, step: int, grid: _Grid) -> _Solve:
-        """All pull-back positions in one call (the needles of the other positions are tissue then,
-        as are the unpulsed needles of one position): field = max over positions and pairs."""
-        t0 = time.perf_counter()
-        volts = volts_for(g, step)
-        n = len(g.offsets_mm)
-        needles = [nd for pos in needles_for(g) for nd in pos]
-        pairs = [(a + m * n, b + m * n) for m in range(len(segments)) for a, b in g.pairs]
-        res = ep.solve_field(grid.labels, tissues, (grid.h_mm,) * 3, needles, pairs, volts * len(segments),
-                             iterations=iterations)
-        currents = np.abs(np.reshape(res.currents_a, (len(segments), len(g.pairs)))).max(axis=0).tolist()
-        emax = res.field_v_per_cm
-        cov = 100.0 * float(np.mean(emax[grid.target] >= grid.threshold[grid.target]))
-        heat = res.adiabatic_temperature_rise_c(int(pulses["pulses"]), float(pulses["pulse_width_us"]) * 1e-6, rho_c)
-        return _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
-                      {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
-                       "iterations": res.iterations, "residual": res.residual,
-                       "max_temperature_c": 37.0 + float(heat.max())})
 
-    n_steps = len(factors) + 1
+_Candidate = tuple[_Geometry, _Solve, str]
+
+
+def _search(setup: _Setup, search: _Grid, goal_percent: float
+            ) -> tuple[list[dict[str, Any]], _Candidate | None, tuple[_Geometry, _Solve] | None]:
+    """Search on the coarse grid, geometry by geometry in order of invasiveness; the first that reaches
+    the goal wins. Returns what was tried, the best allowed candidate (or, when no step is allowed, the
+    lowest over-current one) and the winner (None when no geometry reaches the goal)."""
     tried: list[dict[str, Any]] = []
-    best: tuple[_Geometry, _Solve, str] | None = None  # best allowed (within the current limit)
-    over_current: tuple[_Geometry, _Solve, str] | None = None  # used only if no step is allowed
+    best: _Candidate | None = None  # best allowed (within the current limit)
+    over_current: _Candidate | None = None  # used only if no step is allowed
     chosen: tuple[_Geometry, _Solve] | None = None
-    for g in geoms:
-        cache: dict[tuple[float, ...], _Solve] = {}  # by pair voltages: capped steps can coincide
-
-        def at(step: int, g: _Geometry = g, cache: dict[tuple[float, ...], _Solve] = cache) -> _Solve:
-            key = tuple(volts_for(g, step))
-            if key not in cache:
-                cache[key] = solve(g, step, search)
-            return cache[key]
-
-        def allowed(s: _Solve) -> bool:
-            return max(s.currents_a) <= i_max
-
-        # highest allowed step (currents rise with voltage): bisection when the top is not allowed
-        top = n_steps - 1
-        top_limit = "voltage"
-        if not allowed(at(top)):
-            top_limit = "current"
-            lo_s, hi_s = -1, top  # invariant: hi_s not allowed; lo_s allowed (or -1)
-            while hi_s - lo_s > 1:
-                mid = (lo_s + hi_s) // 2
-                lo_s, hi_s = (mid, hi_s) if allowed(at(mid)) else (lo_s, mid)
-            top = lo_s
-        entry: dict[str, Any] = {"geometry": g.label, "needles": len(g.offsets_mm), "pairs": len(g.pairs)}
-        if top < 0:
-            entry.update({"coverage_percent": None, "max_pair_voltage_v": max(at(0).voltages_v),
-                          "outcome": f"the lowest step already exceeds {i_max:g} A", "solves": len(cache),
-                          "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
-            tried.append(entry)
-            if over_current is None:
-                over_current = (g, at(0), "current")
-            continue
-        s_top = at(top)
-        if s_top.target_coverage_percent >= coverage_goal_percent:
-            lo_s, hi_s = -1, top  # smallest step reaching the goal
-            while hi_s - lo_s > 1:
-                mid = (lo_s + hi_s) // 2
-                lo_s, hi_s = (lo_s, mid) if at(mid).target_coverage_percent >= coverage_goal_percent else (mid, hi_s)
-            chosen = (g, at(hi_s))
-            entry.update({"coverage_percent": round(at(hi_s).target_coverage_percent, 1),
-                          "max_pair_voltage_v": max(at(hi_s).voltages_v), "outcome": "reaches the goal",
-                          "solves": len(cache), "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
-            tried.append(entry)
-            break
-        entry.update({"coverage_percent": round(s_top.target_coverage_percent, 1),
-                      "max_pair_voltage_v": max(s_top.voltages_v),
-                      "outcome": f"below the goal at the {top_limit} limit", "solves": len(cache),
-                      "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
+    for g in setup.geoms:
+        entry, top_limit, s_top, reached = _search_geometry(setup, search, g, goal_percent)
         tried.append(entry)
+        if reached is not None:
+            chosen = (g, reached)
+            break
+        if s_top is None:
+            continue
+        if top_limit == "current-first":
+            if over_current is None:
+                over_current = (g, s_top, "current")
+            continue
         if best is None or s_top.target_coverage_percent > best[1].target_coverage_percent:
             best = (g, s_top, top_limit)
+    return tried, best or over_current, chosen
 
-    # verification on the fine grid (the plan's numbers)
-    best = best or over_current
-    assert best is not None or chosen is not None
-    g_v = chosen[0] if chosen is not None else best[0]  # type: ignore[index]
-    if verify_grid_mm is None:  # 1 mm unless the verification would exceed the size budget
-        n_1mm = float(np.prod((np.asarray(lab.shape) - 1) * h + 1.0))
-        verify_grid_mm = 1.0 if n_1mm * len(g_v.pairs) * len(segments) <= VERIFY_BUDGET_VOXEL_PAIRS else 1.5
-    verify = _make_grid(lab, lesion, h, verify_grid_mm, thr_table, threshold_v_per_cm, margin_for_target,
-                        idx["blood"])
-    verified: list[dict[str, Any]] = []
 
+def _search_geometry(setup: _Setup, search: _Grid, g: _Geometry, goal_percent: float
+                     ) -> tuple[dict[str, Any], str, _Solve | None, _Solve | None]:
+    """Voltage escalation of one geometry: the highest step within the current limit (bisection when the
+    top is not allowed), then, if it reaches the goal, the lowest step that does. Returns the tried-entry,
+    the limit at the top ("voltage", "current", or "current-first" when even the lowest step is over the
+    current limit), the top (or lowest over-current) solve and the winning solve (None: goal not reached)."""
+    cache: dict[tuple[float, ...], _Solve] = {}  # by pair voltages: capped steps can coincide
+
+    def at(step: int) -> _Solve:
+        key = tuple(setup.volts_for(g, step))
+        if key not in cache:
+            cache[key] = setup.solve(g, step, search)
+        return cache[key]
+
+    def allowed(s: _Solve) -> bool:
+        return max(s.currents_a) <= setup.i_max
+
+    # highest allowed step (currents rise with voltage): bisection when the top is not allowed
+    top = setup.n_steps - 1
+    top_limit = "voltage"
+    if not allowed(at(top)):
+        top_limit = "current"
+        lo_s, hi_s = -1, top  # invariant: hi_s not allowed; lo_s allowed (or -1)
+        while hi_s - lo_s > 1:
+            mid = (lo_s + hi_s) // 2
+            lo_s, hi_s = (mid, hi_s) if allowed(at(mid)) else (lo_s, mid)
+        top = lo_s
+    entry: dict[str, Any] = {"geometry": g.label, "needles": len(g.offsets_mm), "pairs": len(g.pairs)}
+    if top < 0:
+        entry.update({"coverage_percent": None, "max_pair_voltage_v": max(at(0).voltages_v),
+                      "outcome": f"the lowest step already exceeds {setup.i_max:g} A", "solves": len(cache),
+                      "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
+        return entry, "current-first", at(0), None
+    s_top = at(top)
+    if s_top.target_coverage_percent >= goal_percent:
+        lo_s, hi_s = -1, top  # smallest step reaching the goal
+        while hi_s - lo_s > 1:
+            mid = (lo_s + hi_s) // 2
+            lo_s, hi_s = (lo_s, mid) if at(mid).target_coverage_percent >= goal_percent else (mid, hi_s)
+        entry.update({"coverage_percent": round(at(hi_s).target_coverage_percent, 1),
+                      "max_pair_voltage_v": max(at(hi_s).voltages_v), "outcome": "reaches the goal",
+                      "solves": len(cache), "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
+        return entry, top_limit, s_top, at(hi_s)
+    entry.update({"coverage_percent": round(s_top.target_coverage_percent, 1),
+                  "max_pair_voltage_v": max(s_top.voltages_v),
+                  "outcome": f"below the goal at the {top_limit} limit", "solves": len(cache),
+                  "wall_s": round(sum(c.wall_s for c in cache.values()), 2)})
+    return entry, top_limit, s_top, None
+
+
+def _verify(setup: _Setup, verify: _Grid, chosen: tuple[_Geometry, _Solve] | None, best: _Candidate | None,
+            goal_percent: float, verified: list[dict[str, Any]]) -> tuple[_Geometry, _Solve, str | None, bool]:
+    """Re-solve the winner (or the best candidate) on the fine grid, up to two steps higher when it falls
+    short there; returns the geometry, its final solve, what limits it (None: covered) and covered."""
     def check(g: _Geometry, step: int) -> _Solve:
-        out = solve(g, step, verify)
+        out = setup.solve(g, step, verify)
         verified.append({"geometry": g.label, "max_pair_voltage_v": max(out.voltages_v),
                          "coverage_percent": round(out.target_coverage_percent, 1), "wall_s": round(out.wall_s, 2)})
         return out
@@ -434,30 +537,79 @@ def plan_electroporation(
         step = s.step
         limit = None
         tries = 0
-        while fin.target_coverage_percent < coverage_goal_percent and step + 1 < n_steps and tries < 2:
+        while fin.target_coverage_percent < goal_percent and step + 1 < setup.n_steps and tries < 2:
             step += 1
-            if volts_for(g, step) == fin.voltages_v:
+            if setup.volts_for(g, step) == fin.voltages_v:
                 continue
             nxt = check(g, step)
             tries += 1
-            if max(nxt.currents_a) > i_max:
+            if max(nxt.currents_a) > setup.i_max:
                 limit = "current"
                 break
             fin = nxt
         if limit is None:
-            limit = "voltage" if min(fin.voltages_v) >= u_max else "search"
+            limit = "voltage" if min(fin.voltages_v) >= setup.u_max else "search"
     else:
         assert best is not None
         g, s, best_limit = best
         limit = best_limit
         fin = check(g, s.step)
-    covered = bool(fin.target_coverage_percent >= coverage_goal_percent and max(fin.currents_a) <= i_max)
+    covered = bool(fin.target_coverage_percent >= goal_percent and max(fin.currents_a) <= setup.i_max)
     if covered:
         limit = None
-    elif max(fin.currents_a) > i_max:
+    elif max(fin.currents_a) > setup.i_max:
         limit = "current"
+    return g, fin, limit, covered
 
-    # plan outputs: verification-grid metrics, zone/field on the case crop for display
+
+def _reason(setup: _Setup, g: _Geometry, fin: _Solve, limit: str | None, covered: bool, target_words: str,
+            goal_percent: float) -> list[str]:
+    """Why the plan reaches the goal (geometry, exposure, voltage) or what stops it."""
+    if covered:
+        reason = (f"{g.label} array ({len(g.offsets_mm)} needles, exposure {setup.exposure_mm:g} mm × "
+                  f"{len(setup.segments)} position(s)), {max(fin.voltages_v):g} V max per pair: "
+                  f"{fin.target_coverage_percent:.1f} % of the {target_words} reaches the threshold "
+                  f"(goal {goal_percent:g} %)")
+    else:
+        why = {"voltage": f"the generator's {setup.u_max:g} V maximum is reached",
+               "current": f"the estimated pair current would exceed the generator's {setup.i_max:g} A maximum",
+               "search": "the fine-grid check falls short of the 2 mm search and the search stops two "
+                         "voltage steps above it"}[limit or "voltage"]
+        reason = (f"cannot reach {goal_percent:g} % coverage of the {target_words}: best "
+                  f"{fin.target_coverage_percent:.1f} % with {g.label} at {max(fin.voltages_v):g} V max per pair — "
+                  f"{why}")
+        if setup.span_note:
+            reason += f"; {setup.span_note}"
+    reasons = [reason]
+    if not setup.traj.safe:
+        reasons.append(setup.traj.note or "no safe straight path")
+    return reasons
+
+
+def _caveats(setup: _Setup) -> list[str]:
+    caveats = [
+        "field thresholds and conductivities are literature values (Go-Smart; 460/700 V/cm also quoted): "
+        "coverage depends strongly on them" if setup.kind == "ect" else
+        "IRE lethal field calibrated to in vivo porcine liver (Ben-David 2012, 438 V/cm liver; tumour value "
+        "assumed): coverage depends strongly on it",
+        "needles not in the pulsed pair are modelled as tissue; metal clips/stents distort the field",
+        "pair currents are estimates from the voxelised needles; pulse heating is an adiabatic upper bound "
+        "(no conduction or perfusion between pulses) at voxel resolution: max_temperature_c",
+        f"generator limits ({setup.gen['name']}: {setup.u_max:g} V, {setup.i_max:g} A) are to be verified "
+        "against the device manual",
+    ]
+    if setup.kind == "ect":
+        caveats.append("ECT spares vessels and collagenous structures (vessels > 5 mm preserved); "
+                       "bleomycin dose limits apply")
+    return caveats
+
+
+def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None, g: _Geometry, fin: _Solve,
+                          verify: _Grid, limit: str | None, covered: bool, tried: list[dict[str, Any]],
+                          verified: list[dict[str, Any]], target_margin_mm: float, coverage_goal_percent: float,
+                          coverage_target: str, search_grid_mm: float, verify_grid_mm: float) -> TreatmentPlan:
+    """Plan outputs: verification-grid metrics, zone/field on the case crop for display."""
+    case, lesion_id, kind, ref, h, lo = setup.case, setup.lesion_id, setup.kind, setup.ref, setup.h, setup.lo
     hv = np.full(3, verify.h_mm)
     zone_v = fin.field_v_per_cm >= verify.threshold
     margin = ablative_margin_arrays(verify.tumour, zone_v, hv) if zone_v.any() else None
@@ -466,43 +618,15 @@ def plan_electroporation(
     field_ref = _sample_on(fin.field_v_per_cm, verify.h_mm, ref.shape, h)
     zone_ref = _sample_on(zone_v, verify.h_mm, ref.shape, h)
     th, curve = ep.coverage_curve(fin.field_v_per_cm, verify.tumour)
-    needles = needles_for(g)
-    apps = _applicators(kind, needles, g, ref, traj, exposure, segments, pulses, gen, radius)
+    apps = _applicators(kind, setup.needles_for(g), g, ref, setup.traj, setup.exposure_mm, setup.segments,
+                        setup.pulses, setup.gen, setup.radius_mm)
     pair_rows = [{"anode": a, "cathode": b, "distance_mm": round(dd, 1), "voltage_v": round(v, 0),
                   "voltage_to_distance_v_per_cm": round(v / (dd / 10.0), 0), "current_a": round(c, 1)}
                  for (a, b), dd, v, c in zip(g.pairs, g.pair_distances_mm(), fin.voltages_v, fin.currents_a,
                                              strict=True)]
     target_words = "tumour" if coverage_target == "tumour" else f"tumour + {target_margin_mm:g} mm"
-    if covered:
-        reason = (f"{g.label} array ({len(g.offsets_mm)} needles, exposure {exposure:g} mm × {len(segments)} "
-                  f"position(s)), {max(fin.voltages_v):g} V max per pair: {fin.target_coverage_percent:.1f} % of the "
-                  f"{target_words} reaches the threshold (goal {coverage_goal_percent:g} %)")
-    else:
-        why = {"voltage": f"the generator's {u_max:g} V maximum is reached",
-               "current": f"the estimated pair current would exceed the generator's {i_max:g} A maximum",
-               "search": "the fine-grid check falls short of the 2 mm search and the search stops two "
-                         "voltage steps above it"}[limit or "voltage"]
-        reason = (f"cannot reach {coverage_goal_percent:g} % coverage of the {target_words}: best "
-                  f"{fin.target_coverage_percent:.1f} % with {g.label} at {max(fin.voltages_v):g} V max per pair — "
-                  f"{why}")
-        if span_note:
-            reason += f"; {span_note}"
-    reasons = [reason]
-    if not traj.safe:
-        reasons.append(traj.note or "no safe straight path")
-    caveats = [
-        "field thresholds and conductivities are literature values (Go-Smart; 460/700 V/cm also quoted): "
-        "coverage depends strongly on them" if kind == "ect" else
-        "IRE lethal field calibrated to in vivo porcine liver (Ben-David 2012, 438 V/cm liver; tumour value "
-        "assumed): coverage depends strongly on it",
-        "needles not in the pulsed pair are modelled as tissue; metal clips/stents distort the field",
-        "pair currents are estimates from the voxelised needles; pulse heating is an adiabatic upper bound "
-        "(no conduction or perfusion between pulses) at voxel resolution: max_temperature_c",
-        f"generator limits ({gen['name']}: {u_max:g} V, {i_max:g} A) are to be verified against the device manual",
-    ]
-    if kind == "ect":
-        caveats.append("ECT spares vessels and collagenous structures (vessels > 5 mm preserved); "
-                       "bleomycin dose limits apply")
+    reasons = _reason(setup, g, fin, limit, covered, target_words, coverage_goal_percent)
+    caveats = _caveats(setup)
     zone_vol = ref.with_array(zone_ref)
     organs, unsegmented = organ_volumes_in_zone(case, zone_ref, lo)
     vol_range, margin_range = _threshold_band(fin.field_v_per_cm, verify, hv, zone_uncertainty_fraction(kind))
@@ -520,20 +644,20 @@ def plan_electroporation(
         "target_margin_mm": float(target_margin_mm),
         "layout": g.layout,
         "spacing_mm": g.spacing_mm,
-        "exposure_mm": exposure,
-        "pullbacks": len(segments),
+        "exposure_mm": setup.exposure_mm,
+        "pullbacks": len(setup.segments),
         "pairs": pair_rows,
         "voltages_v": [r["voltage_v"] for r in pair_rows],
         "currents_a": [r["current_a"] for r in pair_rows],
-        "max_voltage_v": u_max,
-        "max_current_a": i_max,
+        "max_voltage_v": setup.u_max,
+        "max_current_a": setup.i_max,
         "min_field_tumour_v_per_cm": round(float(f_tum.min()), 1),
         "converged": bool(fin.info["converged"]),
         "field_iterations": int(fin.info["iterations"]),
         "field_residual": round(float(fin.info["residual"]), 4),
         "max_temperature_c": round(float(fin.info["max_temperature_c"]), 1),
         "field_tumour_p05_v_per_cm": round(float(np.percentile(f_tum, 5)), 1),
-        "threshold_v_per_cm": "tissue-specific" if threshold_v_per_cm is None else float(threshold_v_per_cm),
+        "threshold_v_per_cm": "tissue-specific" if setup.threshold_v_per_cm is None else float(setup.threshold_v_per_cm),
         "coverage_curve": {"threshold_v_per_cm": th[::4].tolist(), "coverage_percent": np.round(curve[::4], 2).tolist()},
         "zone_volume_ml": round(float(zone_v.sum()) * verify.h_mm**3 / 1000.0, 2),
         "zone_volume_range_ml": vol_range,
@@ -544,13 +668,14 @@ def plan_electroporation(
         "heat_sink_vessels": sinks,
         "collateral_structures": collateral_structures(case, zone_vol, lo),
         # [L] None (unknown) when the image does not show the abdominal wall along the path
-        "trajectory_safe": bool(traj.safe) if traj.verified is not False else None,
-        "trajectory_verified": traj.verified,
+        "trajectory_safe": bool(setup.traj.safe) if setup.traj.verified is not False else None,
+        "trajectory_verified": setup.traj.verified,
         "search": tried,
         "verification": verified,
         "reason": "; ".join(reasons),
     }
-    plan = TreatmentPlan(
+    lesion, margin_for_target = setup.lesion, setup.margin_for_target_mm
+    return TreatmentPlan(
         modality=kind,
         lesion_id=lesion_id,
         metrics=metrics,
@@ -558,20 +683,19 @@ def plan_electroporation(
         zone=zone_vol,
         field_v_per_cm=ref.with_array(field_ref.astype(np.float32)),
         target=ref.with_array(target_mask(lesion, margin_for_target, h) if margin_for_target > 0 else lesion.copy()),
-        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()} if margin else None,
+        margin_histogram=({k: round(v, 2) for k, v in margin_histogram_percent(margin.surface_margins_mm).items()}
+                          if margin else None),
         caveats=caveats,
         parameters={"target_margin_mm": float(target_margin_mm), "coverage_goal_percent": float(coverage_goal_percent),
-                    "coverage_target": coverage_target, "iterations": iterations,
+                    "coverage_target": coverage_target, "iterations": setup.iterations,
                     "search_grid_mm": float(search_grid_mm), "verify_grid_mm": float(verify_grid_mm),
-                    "escalation_factors": factors, "generator": gen["name"],
-                    "citations": [str(consts["citation"]).strip(), str(gen["citation"]).strip(),
-                                  str(plan_cfg["citation"]).strip()]},
+                    "escalation_factors": setup.factors, "generator": setup.gen["name"],
+                    "citations": [str(setup.consts["citation"]).strip(), str(setup.gen["citation"]).strip(),
+                                  str(setup.plan_cfg["citation"]).strip()]},
         engine="latplan.physics.electroporation",
         engine_version=ENGINE_VERSION,
         verification=VERIFICATION,
     )
-    plan.runtime_s = time.perf_counter() - t_start
-    return plan
 
 
 def _threshold_band(field_v_per_cm: np.ndarray, grid: _Grid, hv: np.ndarray,

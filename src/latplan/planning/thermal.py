@@ -40,6 +40,7 @@ from latplan.anatomy.geometry import case_geometry
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
+from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import ablation_zones as az
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
@@ -223,7 +224,7 @@ def plan_thermal(
         temperature_c=temperature,
         target=ref.with_array(target_mask(lesion, target_margin_mm, h)),
         heat_sink_lost=heat_sink_lost,
-        margin_histogram={k: round(v, 2) for k, v in margin.histogram_percent.items()},
+        margin_histogram={k: round(v, 2) for k, v in margin_histogram_percent(margin.surface_margins_mm).items()},
         caveats=caveats,
         parameters={"target_margin_mm": float(target_margin_mm), "device": dev, "engine": engine,
                     "heat_sink_check": bool(heat_sink_check),
