@@ -193,6 +193,8 @@ class _Ctx:
     bpts: dict[int, np.ndarray] = field(default_factory=dict)   # label value → boundary voxel indices (n, 3)
     trees: dict[str, cKDTree | None] = field(default_factory=dict)
     capsule_tree: cKDTree | None = None
+    edge_values: frozenset[int] = frozenset()   # [L] label values on the array's faces (truncated)
+    face_values: tuple[frozenset[int], ...] = ()  # [L] per face (k0, k1, j0, j1, i0, i1)
 
     def tree(self, key: str, values: list[int]) -> cKDTree | None:
         if key not in self.trees:
@@ -239,7 +241,29 @@ def _context(case: Case) -> _Ctx:
     ctx = _Ctx(case=case, labels=lab, h=case.labels.spacing_kji_mm, names=names, roles=roles, values=values,
                counts=counts)
     ctx.bpts = _boundary_points(lab)
+    ctx.face_values = _face_values(lab)
+    ctx.edge_values = frozenset().union(*ctx.face_values)
     return ctx
+
+
+def _face_values(labels: np.ndarray) -> tuple[frozenset[int], ...]:
+    """[L] label values on each face of the array (k0, k1, j0, j1, i0, i1): structures the field of view may cut."""
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
+    return tuple(frozenset(int(v) for v in np.unique(f) if v != 0) for f in faces)
+
+
+def _distances_limited_by_fov(ctx: _Ctx, surf_kji: np.ndarray, distances: dict[str, float | None]) -> list[str]:
+    """[L] structures whose gap may be smaller beyond the image: the structure reaches a face of the image
+    and the lesion's gap to that face (to its voxel layer, as the capsule's edge) is below the measured gap."""
+    shape = np.asarray(ctx.labels.shape)
+    out = []
+    for face, values in enumerate(ctx.face_values):
+        ax = face // 2
+        to_face = surf_kji[:, ax] if face % 2 == 0 else shape[ax] - 1 - surf_kji[:, ax]
+        gap = float(np.maximum(to_face - 1, 0).min()) * float(ctx.h[ax])
+        out += [n for n, d in distances.items()
+                if d is not None and n in ctx.values and set(ctx.values[n]) & values and gap < d]
+    return sorted(set(out))
 
 
 def _box_gap(p: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -520,6 +544,9 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
 
     subcapsular, perivascular, near_hollow, dome = _lesion_flags(
         ctx, others, distances, not_segmented, capsule, heat_sink, by_role, params)
+    fov = _capsule_fov(ctx, lsurf, envelope_values | lesion_values, capsule, vols, params["subcapsular_mm"])
+    subcapsular = fov.pop("subcapsular", subcapsular)
+    fov["distances_limited_by_fov"] = _distances_limited_by_fov(ctx, surf, distances)
     entry: dict[str, Any] = {
         "id": lid,
         "organ": organ,
@@ -543,6 +570,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         "near_hollow_organ": near_hollow,
         "dome": dome,
         "voxel_count": nvox,
+        **fov,
     }
     if organ != "liver":
         entry["note"] = (f"lesion lies in the {organ}, not the liver: it is measured and counted for its organ; "
@@ -687,32 +715,72 @@ def _not_segmented(ctx: _Ctx, required: list[str]) -> list[str]:
     return out
 
 
+def _capsule_points(ctx: _Ctx, envelope_values: set[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Voxels (k, j, i) just outside the liver envelope inside the image (6-adjacent to it: the capsule
+    the image shows) and envelope voxels on the array edge (where the field of view cuts the liver)."""
+    env_list = sorted(envelope_values)
+    pts = [ctx.bpts[v] for v in env_list if v in ctx.bpts]
+    if not pts:
+        return None
+    allp = np.concatenate(pts)
+    lo = np.maximum(allp.min(0) - 1, 0)
+    hi = np.minimum(allp.max(0) + 2, ctx.labels.shape)
+    sub = ctx.labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    env = np.isin(sub, env_list)
+    shell = ndimage.binary_dilation(env) & ~env
+    edge = np.zeros_like(env)
+    for ax in range(3):
+        for end, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == ctx.labels.shape[ax])):
+            if at_edge:
+                idx: list[slice | int] = [slice(None)] * 3
+                idx[ax] = end
+                edge[tuple(idx)] |= env[tuple(idx)]
+    return np.argwhere(shell) + lo, np.argwhere(edge) + lo
+
+
 def _capsule_tree(ctx: _Ctx, envelope_values: set[int]) -> cKDTree | None:
-    """KD-tree of the voxels just outside the liver envelope (6-adjacent to it), built once."""
+    """KD-tree of the voxels just outside the liver envelope (6-adjacent to it), built once; the array
+    edge counts as outside (the capsule may be cut by the field of view: :func:`_capsule_fov`)."""
     if ctx.capsule_tree is None:
-        env_list = sorted(envelope_values)
-        pts = [ctx.bpts[v] for v in env_list if v in ctx.bpts]
-        if not pts:
+        found = _capsule_points(ctx, envelope_values)
+        if found is None:
             return None
-        allp = np.concatenate(pts)
-        lo = np.maximum(allp.min(0) - 1, 0)
-        hi = np.minimum(allp.max(0) + 2, ctx.labels.shape)
-        sub = ctx.labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-        env = np.isin(sub, env_list)
-        shell = ndimage.binary_dilation(env) & ~env
-        # the array edge counts as outside (the capsule may be cut by the field of view)
-        edge = np.zeros_like(env)
-        for ax in range(3):
-            for end, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == ctx.labels.shape[ax])):
-                if at_edge:
-                    idx: list[slice | int] = [slice(None)] * 3
-                    idx[ax] = end
-                    edge[tuple(idx)] |= env[tuple(idx)]
-        spts = np.argwhere(shell | edge) + lo
+        spts = np.concatenate(found)
         if not len(spts):
             return None
         ctx.capsule_tree = cKDTree(spts * ctx.h)
     return ctx.capsule_tree
+
+
+def _capsule_fov(ctx: _Ctx, lesion: _LesionSurface, envelope_values: set[int], capsule: float | None,
+                 lesion_values: list[int], subcapsular_mm: float) -> dict[str, Any]:
+    """[L] field of view: the capsule distance from liver surface *inside* the image vs the image edge.
+
+    The rule of :func:`latplan.imaging.fov.capsule_distance_in_fov`: when the image edge (liver voxels on
+    the array's faces) is nearer than the liver surface the image shows, the true distance may lie
+    anywhere between the two — ``capsule_distance_mm`` (the gap to the nearer of them, a lower bound)
+    is then ``capsule_distance_limited_by_fov`` and ``subcapsular`` is decided only when that lower
+    bound already exceeds the subcapsular limit. Keys: ``capsule_distance_limited_by_fov``,
+    ``capsule_distance_in_image_mm`` (gap to the liver surface shown, when there is one),
+    ``truncated_by_fov`` (the lesion touches the image edge) and ``subcapsular`` when limited."""
+    out: dict[str, Any] = {"truncated_by_fov": any(v in ctx.edge_values for v in lesion_values)}
+    if capsule is None:
+        return out
+    if "__capsule_shell__" not in ctx.trees:
+        found = _capsule_points(ctx, envelope_values)
+        shell, edge = found if found is not None else (np.zeros((0, 3), int), np.zeros((0, 3), int))
+        ctx.trees["__capsule_shell__"] = cKDTree(shell * ctx.h) if len(shell) else None
+        ctx.trees["__capsule_edge__"] = cKDTree(edge * ctx.h) if len(edge) else None
+    shell_tree, edge_tree = ctx.trees["__capsule_shell__"], ctx.trees["__capsule_edge__"]
+    in_image = _closest_pair(shell_tree, lesion, ctx.h)[0] if shell_tree is not None else None
+    at_edge = _closest_pair(edge_tree, lesion, ctx.h)[0] if edge_tree is not None else None
+    limited = at_edge is not None and (in_image is None or at_edge < in_image)
+    out["capsule_distance_limited_by_fov"] = bool(limited)
+    if in_image is not None:
+        out["capsule_distance_in_image_mm"] = _round(in_image)
+    if limited:
+        out["subcapsular"] = False if capsule > subcapsular_mm else None
+    return out
 
 
 def _capsule_distance(ctx: _Ctx, lesion: _LesionSurface, envelope_values: set[int]) -> float | None:
@@ -921,6 +989,8 @@ def measure_case(case: Case, oligo_definition: str | Mapping[str, Any] | None = 
             "tumour_burden_percent": _round(100.0 * burden / liver_volume, 2) if liver_volume else None,
             "future_liver_remnant": flr,
             "oligometastatic": oligo,
+            # [L] structures touching the image edge: the field of view may cut them
+            "structures_truncated_by_fov": sorted(n for n in ctx.names if set(ctx.values[n]) & ctx.edge_values),
         },
         "note": "liver lesions are what this release plans; lesions in other organs are measured and counted.",
     }

@@ -68,6 +68,12 @@ class LesionMeasurement:
     lesion_distances_mm: Mapping[str, float] = field(default_factory=dict)
     heat_sink_vessels: tuple[VesselMeasurement, ...] = ()
     voxel_count: int | None = None
+    #: [L] field of view: the image edge limits the capsule distance (then ``capsule_distance_mm`` is a
+    #: lower bound), the gap to the liver surface shown in the image, the lesion touches the image edge
+    capsule_distance_limited_by_fov: bool | None = None
+    capsule_distance_in_image_mm: float | None = None
+    truncated_by_fov: bool | None = None
+    distances_limited_by_fov: tuple[str, ...] | None = None
     note: str | None = None
 
     @classmethod
@@ -91,6 +97,11 @@ class LesionMeasurement:
             lesion_distances_mm={str(k): float(v) for k, v in (d.get("lesion_distances_mm") or {}).items()},
             heat_sink_vessels=tuple(VesselMeasurement.from_json(v) for v in d.get("heat_sink_vessels") or ()),
             voxel_count=None if d.get("voxel_count") is None else int(d["voxel_count"]),
+            capsule_distance_limited_by_fov=d.get("capsule_distance_limited_by_fov"),
+            capsule_distance_in_image_mm=_num(d.get("capsule_distance_in_image_mm")),
+            truncated_by_fov=d.get("truncated_by_fov"),
+            distances_limited_by_fov=None if d.get("distances_limited_by_fov") is None else
+            tuple(str(n) for n in d["distances_limited_by_fov"]),
             note=None if d.get("note") is None else str(d["note"]))
 
     def to_json(self) -> JsonObject:
@@ -110,6 +121,14 @@ class LesionMeasurement:
         }
         if self.voxel_count is not None:
             out["voxel_count"] = self.voxel_count
+        if self.capsule_distance_limited_by_fov is not None:
+            out["capsule_distance_limited_by_fov"] = self.capsule_distance_limited_by_fov
+        if self.capsule_distance_in_image_mm is not None:
+            out["capsule_distance_in_image_mm"] = self.capsule_distance_in_image_mm
+        if self.truncated_by_fov is not None:
+            out["truncated_by_fov"] = self.truncated_by_fov
+        if self.distances_limited_by_fov is not None:
+            out["distances_limited_by_fov"] = list(self.distances_limited_by_fov)
         if self.note is not None:
             out["note"] = self.note
         return out
@@ -167,6 +186,8 @@ class PatientMeasurements:
     lesions_by_organ: Mapping[str, int | None] | None = None
     tumour_burden_ml: float | None = None
     tumour_burden_percent: float | None = None
+    #: [L] structures touching the edge of the image (the field of view may cut them)
+    structures_truncated_by_fov: tuple[str, ...] | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PatientMeasurements:
@@ -180,7 +201,9 @@ class PatientMeasurements:
             lesion_count_complete=d.get("lesion_count_complete"), liver_lesion_count=d.get("liver_lesion_count"),
             lesions_by_organ=None if by_organ is None else
             {str(k): None if v is None else int(v) for k, v in by_organ.items()},
-            tumour_burden_ml=_num(d.get("tumour_burden_ml")), tumour_burden_percent=_num(d.get("tumour_burden_percent")))
+            tumour_burden_ml=_num(d.get("tumour_burden_ml")), tumour_burden_percent=_num(d.get("tumour_burden_percent")),
+            structures_truncated_by_fov=None if d.get("structures_truncated_by_fov") is None else
+            tuple(str(n) for n in d["structures_truncated_by_fov"]))
 
     def to_json(self) -> JsonObject:
         out: JsonObject = {"lesion_count": self.lesion_count}
@@ -195,6 +218,8 @@ class PatientMeasurements:
             "tumour_burden_ml": self.tumour_burden_ml, "tumour_burden_percent": self.tumour_burden_percent,
             "future_liver_remnant": None if self.future_liver_remnant is None else self.future_liver_remnant.to_json(),
             "oligometastatic": self.oligometastatic.to_json()})
+        if self.structures_truncated_by_fov is not None:
+            out["structures_truncated_by_fov"] = list(self.structures_truncated_by_fov)
         return out
 
 

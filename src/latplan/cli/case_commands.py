@@ -33,7 +33,9 @@ def _print_measurements(m: dict[str, Any]) -> None:
         nv = les["nearest_vessels"][0] if les["nearest_vessels"] else None
         vessel = f"{nv['name']} {nv['distance_mm']:.1f} ({_fmt(nv['calibre_mm'])})" if nv else "unknown"
         t.add_row(les["id"], les["organ"], _fmt(les["segments"]), _fmt(les["volume_ml"], 2),
-                  _fmt(les["max_diameter_mm"]), _fmt(les["axial_diameter_mm"]), _fmt(les["capsule_distance_mm"]),
+                  _fmt(les["max_diameter_mm"]), _fmt(les["axial_diameter_mm"]),
+                  # [L] a capsule distance the image edge limits is a lower bound
+                  ("≥ " if les.get("capsule_distance_limited_by_fov") else "") + _fmt(les["capsule_distance_mm"]),
                   vessel, _fmt(les["subcapsular"]), _fmt(les["perivascular"]), _fmt(les["near_hollow_organ"]),
                   _fmt(les["dome"]))
     console.print(t)

@@ -6,10 +6,13 @@ in :mod:`latplan.planning.thermal` / :mod:`latplan.planning.electroporation` sim
 
 Decisions
 ---------
-* **Trajectory**: straight line from the skin (``body`` surface, or the grid edge when no
-  body is segmented) to the lesion centroid. 600 candidate directions (Fibonacci sphere);
-  a path is *safe* when it and four parallel rays 2.5 mm off its axis (applicator radius +
-  safety) cross none of: bone (ribs, spine), lung, heart, hollow organs (stomach, duodenum,
+* **Trajectory**: straight line from the skin to the lesion centroid. The skin is where the path
+  leaves the body *inside the image* (``body`` label ∪ labelled voxels, or without a body label the
+  body from the image: CT > −400 HU, MR > Otsu; :attr:`latplan.anatomy.geometry.CaseGeometry.body`);
+  a path that reaches the edge of the image still inside the body *cannot be verified* (the image
+    does not show the abdominal wall along it): never safe, chosen only when no verified path is
+  clear. 600 candidate directions (Fibonacci sphere); a path is *safe* when it and four parallel rays 2.5 mm off its axis (applicator radius +
+  safety) are verified and cross none of: bone (ribs, spine), lung, heart, hollow organs (stomach, duodenum,
   small bowel, colon, oesophagus), gallbladder, kidney, spleen, spinal cord, and vessels of
   calibre ≥ 3 mm (local calibre from the vessel's distance transform). Among safe paths the
   score is depth (mm) + 1 mm per degree of cranio-caudal tilt beyond 20° (CT-guided
@@ -71,9 +74,20 @@ MAX_DEPTH_MM = 250.0
 RAY_OFFSET_MM = 2.5
 
 
+#: what the report and the plan say when the image does not show the abdominal wall along a path
+UNVERIFIED_NOTE = "cannot be verified (the image does not show the abdominal wall along this path)"
+
+
 @dataclass
 class Trajectory:
-    """A straight path: ``direction`` entry → target (unit, LPS), depth in mm."""
+    """A straight path: ``direction`` entry → target (unit, LPS), depth in mm.
+
+    ``verified``: True when the path leaves the body *inside* the image (the abdominal wall along it is
+    shown) — then ``entry_mm`` is ``skin_point_mm``, the skin point inside the image; False when the path
+    reaches the edge of the image still inside the body — then ``entry_mm`` is where the image ends (not
+    a skin entry), ``skin_point_mm`` is None and ``safe`` is False ("cannot be verified", never "safe");
+    None when no path was found at all.
+    """
 
     target_mm: np.ndarray
     direction: np.ndarray
@@ -83,6 +97,8 @@ class Trajectory:
     crossed: list[str] = field(default_factory=list)
     liver_path_mm: float = 0.0
     note: str = ""
+    verified: bool | None = None
+    skin_point_mm: np.ndarray | None = None
 
 
 def crop_around(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -128,87 +144,108 @@ def _fibonacci_directions(n: int) -> np.ndarray:
 
 
 def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> Trajectory:
-    """Best safe straight path from the skin to the centroid of ``lesion_id`` (see module doc)."""
+    """Best safe straight path from the skin to the centroid of ``lesion_id`` (see module doc).
+
+    The skin is where the path leaves the body (:attr:`CaseGeometry.body`: the body label, or the body
+    from the image) *inside* the image. A path that reaches the edge of the image still inside the
+    body cannot be verified (the image does not show the abdominal wall along it): it is chosen only
+    when no verified path avoids every structure at risk, and then it is not safe (``verified`` False).
+    """
     labels = case.labels
     lesion = case.lesion_mask(lesion_id).array
     h = labels.spacing_kji_mm
-    centroid_kji = np.argwhere(lesion).mean(axis=0)
-    target = labels.index_to_mm(centroid_kji)
-    avoid_names = _names_with_roles(case, AVOID_ROLES)
+    target = labels.index_to_mm(np.argwhere(lesion).mean(axis=0))
     lab = labels.array
     value_to_name: dict[int, str] = {}
-    for n in avoid_names:
+    for n in _names_with_roles(case, AVOID_ROLES):
         for value in case.label_table.values_for(n):
             value_to_name[int(value)] = n
     forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
-    large = case_geometry(case).large_vessels  # computed once per case (latplan.anatomy.geometry)
-    forbidden = forbidden | large
-    body_names = _names_with_roles(case, {StructureRole.BODY})
-    inside_body = np.zeros(lab.shape, bool)
-    if body_names:
-        inside_body = lab > 0  # everything labelled lies in the body
+    geometry = case_geometry(case)  # computed once per case (latplan.anatomy.geometry)
+    forbidden = forbidden | geometry.large_vessels
+    body = geometry.body  # body label ∪ labelled voxels, or the body from the image ([L] field of view)
     liver_names = _names_with_roles(case, {StructureRole.LIVER, StructureRole.LIVER_SEGMENT})
     liver = np.isin(lab, [v for n in liver_names for v in case.label_table.values_for(n)])
     lesion_dil = target_mask(lesion, 2.0, h)
 
-    dirs = _fibonacci_directions(n_directions)  # unit vectors pointing from the target back to the skin
     step = 0.5 * float(h.min())
     s = np.arange(0.0, MAX_DEPTH_MM + step, step)
-    best: tuple[float, Trajectory] | None = None
-    fallback: tuple[int, Trajectory] | None = None
-    inv = np.linalg.inv(labels.affine)
-    shape = np.asarray(lab.shape)
-    for d in dirs:
-        u, v = perpendicular_axes(d)
-        rays = [np.zeros(3), RAY_OFFSET_MM * u, -RAY_OFFSET_MM * u, RAY_OFFSET_MM * v, -RAY_OFFSET_MM * v]
-        pts = target[None, :] + s[:, None] * d[None, :]
-        ijk = pts @ inv[:3, :3].T + inv[:3, 3]
-        kji = np.round(ijk[:, ::-1]).astype(int)
-        inb = np.all((kji >= 0) & (kji < shape), axis=1)
-        if body_names:
-            ins = np.zeros(len(s), bool)
-            ins[inb] = inside_body[tuple(kji[inb].T)]
-            # skin = first sample (walking out) that leaves the body for good
-            out_idx = np.nonzero(~ins)[0]
-            exit_i = int(out_idx[0]) if out_idx.size else len(s)
-        else:
-            exit_i = int(np.nonzero(~inb)[0][0]) if np.any(~inb) else len(s)
-        if exit_i >= len(s):
+    # best per kind: verified and clear / not verified but clear / crossing something (fewest voxels)
+    best: dict[str, tuple[float, Trajectory]] = {}
+    for d in _fibonacci_directions(n_directions):  # unit vectors pointing from the target back to the skin
+        traj, bad, score = _evaluate_direction(case, target, d, s, step, body, forbidden, liver, lesion_dil,
+                                               value_to_name)
+        if traj is None:
             continue
-        depth = float(s[exit_i])
-        crossed: set[str] = set()
-        bad = 0
-        for off in rays:
-            p = target[None, :] + off[None, :] + s[:exit_i, None] * d[None, :]
-            ijk = p @ inv[:3, :3].T + inv[:3, 3]
-            kk = np.round(ijk[:, ::-1]).astype(int)
-            ok = np.all((kk >= 0) & (kk < shape), axis=1)
-            kk = kk[ok]
-            fb = forbidden[tuple(kk.T)] & ~lesion_dil[tuple(kk.T)]
-            if fb.any():
-                bad += int(fb.sum())
-                for vv in np.unique(lab[tuple(kk[fb].T)]):
-                    crossed.add(value_to_name.get(int(vv), "large vessel"))
-        kk0 = kji[:exit_i][inb[:exit_i]]
-        liver_path = float(np.count_nonzero(liver[tuple(kk0.T)] & ~lesion_dil[tuple(kk0.T)])) * step
-        # cranio-caudal tilt: angle between the path and the axial plane (LPS z = superior)
-        tilt = math.degrees(math.asin(min(1.0, abs(float(d[2])))))
-        score = depth + max(0.0, tilt - 20.0) + (30.0 if liver_path < 10.0 else 0.0)
-        traj = Trajectory(target, -d, target + depth * d, depth, bad == 0, sorted(crossed), liver_path)
-        if bad == 0:
-            if best is None or score < best[0]:
-                best = (score, traj)
-        elif fallback is None or bad < fallback[0]:
-            fallback = (bad, traj)
-    if best is not None:
-        return best[1]
-    if fallback is not None:
-        t = fallback[1]
+        kind = "crossing" if bad else ("verified" if traj.verified else "unverified")
+        key = float(bad) if bad else score
+        if kind not in best or key < best[kind][0]:
+            best[kind] = (key, traj)
+    if "verified" in best:
+        return best["verified"][1]
+    if "unverified" in best:
+        t = best["unverified"][1]
+        t.note = f"trajectory {UNVERIFIED_NOTE}"
+        return t
+    if "crossing" in best:
+        t = best["crossing"][1]
         t.note = ("no straight percutaneous path avoids every structure at risk; the least-crossing path "
                   f"crosses {', '.join(t.crossed)}")
+        if not t.verified:
+            t.note += f"; the trajectory {UNVERIFIED_NOTE}"
         return t
     return Trajectory(target, np.array([0.0, 0.0, -1.0]), target, 0.0, False, [],
                       note="no path leaves the body within 250 mm")
+
+
+def _evaluate_direction(case: Case, target: np.ndarray, d: np.ndarray, s: np.ndarray, step: float,
+                        body: np.ndarray, forbidden: np.ndarray, liver: np.ndarray, lesion_dil: np.ndarray,
+                        value_to_name: dict[int, str]) -> tuple[Trajectory | None, int, float]:
+    """(trajectory, forbidden voxels crossed, score) of the path from ``target`` along ``d`` (None: it
+    does not leave the body within :data:`MAX_DEPTH_MM`)."""
+    labels = case.labels
+    lab = labels.array
+    inv = np.linalg.inv(labels.affine)
+    shape = np.asarray(lab.shape)
+    pts = target[None, :] + s[:, None] * d[None, :]
+    ijk = pts @ inv[:3, :3].T + inv[:3, 3]
+    kji = np.round(ijk[:, ::-1]).astype(int)
+    inb = np.all((kji >= 0) & (kji < shape), axis=1)
+    ins = np.zeros(len(s), bool)
+    ins[inb] = body[tuple(kji[inb].T)]
+    out_idx = np.nonzero(~ins)[0]  # the first sample (walking out) that is not body inside the image
+    if not out_idx.size:
+        return None, 0, 0.0
+    exit_i = int(out_idx[0])
+    # leaving through the edge of the image while inside the body: the abdominal wall is not shown
+    verified = bool(inb[exit_i])
+    if verified:
+        skin: np.ndarray | None = pts[max(exit_i - 1, 0)]
+        end = skin
+    else:
+        skin = None
+        end = pts[max(exit_i - 1, 0)]  # the last sample inside the image: where the image ends
+    depth = float(np.linalg.norm(end - target))
+    crossed: set[str] = set()
+    bad = 0
+    u, v = perpendicular_axes(d)
+    for off in (np.zeros(3), RAY_OFFSET_MM * u, -RAY_OFFSET_MM * u, RAY_OFFSET_MM * v, -RAY_OFFSET_MM * v):
+        p = target[None, :] + off[None, :] + s[:exit_i, None] * d[None, :]
+        kk = np.round((p @ inv[:3, :3].T + inv[:3, 3])[:, ::-1]).astype(int)
+        kk = kk[np.all((kk >= 0) & (kk < shape), axis=1)]
+        fb = forbidden[tuple(kk.T)] & ~lesion_dil[tuple(kk.T)]
+        if fb.any():
+            bad += int(fb.sum())
+            for vv in np.unique(lab[tuple(kk[fb].T)]):
+                crossed.add(value_to_name.get(int(vv), "large vessel"))
+    kk0 = kji[:exit_i][inb[:exit_i]]
+    liver_path = float(np.count_nonzero(liver[tuple(kk0.T)] & ~lesion_dil[tuple(kk0.T)])) * step
+    # cranio-caudal tilt: angle between the path and the axial plane (LPS z = superior)
+    tilt = math.degrees(math.asin(min(1.0, abs(float(d[2])))))
+    score = depth + max(0.0, tilt - 20.0) + (30.0 if liver_path < 10.0 else 0.0)
+    traj = Trajectory(target, -d, target + depth * d, depth, bad == 0 and verified, sorted(crossed), liver_path,
+                      verified=verified, skin_point_mm=skin)
+    return traj, bad, score
 
 
 # --------------------------------------------------------------------------------------------

@@ -207,7 +207,9 @@ def plan_thermal(
         "zone_volume_ml": round(float(zone.array.sum()) * case.labels.voxel_volume_ml, 2),
         "heat_sink_vessels": sinks,
         "collateral_structures": collateral,
-        "trajectory_safe": bool(traj.safe),
+        # [L] None (unknown) when the image does not show the abdominal wall along the path
+        "trajectory_safe": bool(traj.safe) if traj.verified is not False else None,
+        "trajectory_verified": traj.verified,
         "trajectory_depth_mm": round(float(traj.depth_mm), 1),
         "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
     }

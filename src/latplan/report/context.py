@@ -55,7 +55,9 @@ ORGAN_DOSE_KEYS: dict[str, tuple[str, str]] = {
     "oar_dmax_gy": ("Dmax {organ}", "maximum dose to the organ"),
 }
 _SKIP_KEYS = frozenset({"applicators", "caveats", "parameters", "engine", "runtime_s", "margin_histogram_percent",
-                        "constraints", "why", "dvh"})
+                        "constraints", "why", "dvh", "trajectory_verified"})
+#: [L] a trajectory whose abdominal-wall crossing lies outside the image
+TRAJECTORY_UNVERIFIED = "cannot be verified (the image does not show the abdominal wall along this path)"
 
 _UNIT_SUFFIXES = (("_gy", "Gy"), ("_percent", "%"), ("_mm", "mm"), ("_ml", "ml"), ("_s", "s"), ("_gbq", "GBq"),
                   ("_c", "°C"), ("_v_per_cm", "V/cm"), ("_w", "W"))
@@ -244,7 +246,10 @@ def metric_rows(metrics: Mapping[str, Any], modality: str = "") -> list[MetricRo
             if key.endswith(s):
                 name = key[: -len(s)]
                 break
-        rows.append(MetricRow(name.replace("_", " "), format_value(v), unit, ""))
+        text = format_value(v)
+        if key == "trajectory_safe" and metrics.get("trajectory_verified") is False:
+            text = TRAJECTORY_UNVERIFIED  # [L] never "safe" (nor "unknown") when the wall is not shown
+        rows.append(MetricRow(name.replace("_", " "), text, unit, ""))
     return rows
 
 
@@ -430,7 +435,8 @@ def _measurement_pairs(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     if "segments" in m:
         pairs.append(("Couinaud segment(s)", ", ".join(str(s).replace("liver_segment_", "") for s in m["segments"] or [])
                       or "unknown"))
-    add("distance to liver capsule", "capsule_distance_mm", "mm")
+    if "capsule_distance_mm" in m:
+        pairs.append(("distance to liver capsule", capsule_text(m, " mm")))
     vessels = m.get("nearest_vessels") or []
     if vessels:
         pairs.append(("nearest vessels", "; ".join(_vessel_text(v) for v in vessels[:3])))
@@ -448,6 +454,16 @@ def _measurement_pairs(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     if m.get("not_segmented"):
         pairs.append(("not segmented (cannot be assessed)", ", ".join(str(s).replace("_", " ") for s in m["not_segmented"])))
     return pairs
+
+
+def capsule_text(m: Mapping[str, Any], unit: str = "") -> str:
+    """[L] the capsule distance; limited by the image edge: "≥ d mm (limited by the field of view)"."""
+    d = m.get("capsule_distance_mm")
+    if d is None:
+        return format_value(d)
+    if m.get("capsule_distance_limited_by_fov"):
+        return f"≥ {format_value(d)}{unit} (limited by the field of view)"
+    return format_value(d) + unit
 
 
 def _vessel_text(v: Any) -> str:
@@ -540,7 +556,7 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
             "max_diameter": format_value(meas.get("max_diameter_mm")),
             "axial_diameter": format_value(meas.get("axial_diameter_mm")),
             "segments": ", ".join(str(s).replace("liver_segment_", "") for s in meas.get("segments") or []) or "unknown",
-            "capsule": format_value(meas.get("capsule_distance_mm")),
+            "capsule": capsule_text(meas),
             "vessel": _vessel_text((meas.get("nearest_vessels") or [None])[0]) if meas.get("nearest_vessels") else "none found",
             "thumbnail": thumb,
         })
