@@ -61,7 +61,23 @@ def postgres_url() -> str:
         if os.environ.get("CI") == "true":
             pytest.fail(msg + " CI=true, so this is a failure, not a skip.")
         pytest.skip(msg)
-    return url
+    return _worker_database(url)
+
+
+def _worker_database(url: str) -> str:
+    """One database per pytest-xdist worker: each PostgreSQL test drops and re-creates the ``public``
+    schema, so two workers sharing a database would delete each other's tables mid-test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base, _, name = url.rpartition("/")
+    db = f"{name}_{worker}"
+    eng = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    eng.dispose()
+    return f"{base}/{db}"
 
 
 def reset_postgres(url: str) -> None:
