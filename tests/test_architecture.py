@@ -273,6 +273,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "board": ("report", "followup", "imaging.case_folder", *_TOP),
     "report": ("followup", "planning", "modalities", *_TOP),
     "followup": ("board", "report", *_TOP),
+    "export": ("board", "modalities", "followup", *_TOP),
+    "interop": ("pipeline", "web", "store", "cli", "batch"),
     "pipeline": ("web", "store", "cli", "batch"),
     "store": ("web", "cli", "pipeline", "batch"),
     "web": ("cli",),
