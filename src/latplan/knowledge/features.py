@@ -198,6 +198,15 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
         else:
             distances[name] = None
 
+    # a distance the image edge limits is a lower bound, never the true value ([L] field of view)
+    for name in lesion.get("distances_limited_by_fov") or []:
+        d = distances.get(str(name))
+        if isinstance(d, (int, float)):
+            distances[str(name)] = AtLeast(float(d), (f"lesion.distance_mm.{name} (limited by the field of view)",))  # type: ignore[assignment]
+    capsule_feature: Any = capsule
+    if capsule is not None and lesion.get("capsule_distance_limited_by_fov"):
+        capsule_feature = AtLeast(float(capsule), ("lesion.capsule_distance_mm (limited by the field of view)",))
+
     vessels: list[dict[str, Any]] = []
     for v in lesion.get("nearest_vessels") or []:
         name = str(v.get("name"))
@@ -250,7 +259,7 @@ def lesion_features(lesion: Mapping[str, Any]) -> dict[str, Any]:
         "volume_ml": lesion.get("volume_ml"),
         "max_diameter_mm": lesion.get("max_diameter_mm"),
         "axial_diameter_mm": lesion.get("axial_diameter_mm"),
-        "capsule_distance_mm": capsule,
+        "capsule_distance_mm": capsule_feature,
         "subcapsular": subcapsular,
         "dome": dome,
         "segments": seg_codes,
