@@ -315,12 +315,7 @@ MAX_FUNCTION_LINES = 120
 _KERNEL_DECORATORS = {"njit", "jit", "stencil", "vectorize", "guvectorize"}
 #: Known long functions still waiting for their owner's branch: "file relative to src/latplan::name"
 #: → owner. This list only shrinks.
-ALLOWED_LONG: dict[str, str] = {
-    # integrator removes after the report branch lands
-    "report/context.py::build_context": "report helper ([M])",
-    # integrator removes after the report branch lands
-    "report/figures.py::draw_slice": "report helper ([M])",
-}
+ALLOWED_LONG: dict[str, str] = {}
 
 
 def _decorator_name(dec: ast.expr) -> str:

@@ -510,32 +510,8 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
     errors: list[str] = []
 
     patient = case.patient
-    patient_rows = [
-        ("pseudonymous id", patient.id),
-        ("primary tumour", str(patient.primary.value if hasattr(patient.primary, "value") else patient.primary)),
-        ("age", format_value(patient.age) + (" years" if patient.age is not None else "")),
-        ("sex", format_value(patient.sex)),
-        ("ECOG performance status", format_value(patient.ecog)),
-        ("Child–Pugh class", format_value(patient.child_pugh)),
-        ("BCLC stage", format_value(patient.bclc_stage)),
-        ("histology", format_value(patient.histology)),
-        ("extrahepatic sites", format_value(patient.extrahepatic_sites)),
-        ("prior therapies", format_value([f"{t.kind}{' (' + t.regimen + ')' if t.regimen else ''}"
-                                          for t in patient.prior_therapies] if patient.prior_therapies else None)),
-    ]
-    mpat = measurements.get("patient", {}) or {}
-    oligo = (plan_json.get("patient") or {}).get("oligometastatic") or mpat.get("oligometastatic") or {}
-    disease_rows = [
-        ("number of lesions", format_value(mpat.get("lesion_count", len(case.lesion_ids)))),
-        ("organs involved", format_value(mpat.get("organs_involved"))),
-        ("liver volume", format_value(mpat.get("liver_volume_ml")) + (" ml" if mpat.get("liver_volume_ml") else "")),
-        ("future liver remnant", format_value(mpat.get("future_liver_remnant"))),
-    ]
-    if patient.is_metastatic:
-        text = _oligo_text(oligo)
-        disease_rows.insert(0, ("oligometastatic", text))
-    else:
-        disease_rows.insert(0, ("oligometastatic", "not applicable (primary liver tumour)"))
+    patient_rows = _patient_rows(patient)
+    disease_rows = _disease_rows(case, patient, plan_json, measurements)
 
     m_by_id = {str(m.get("id")): m for m in measurements.get("lesions", []) or []}
     pj_by_id = {str(le.get("id")): le for le in plan_json.get("lesions", []) or []}
@@ -545,124 +521,21 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
     sections: list[LesionSection] = []
     for lid in lesion_ids:
         meas = m_by_id.get(lid) or (pj_by_id.get(lid, {}).get("measurements") or {})
-        thumb = None
-        if case.has(lid):
-            png = _safe_figure(errors, f"{lid} thumbnail", partial(_thumbnail_png, case, lid, dpi))
-            thumb = png_uri(png) if png else None
-        lesion_rows.append({
-            "id": lid,
-            "title": lid.replace("_", " "),
-            "volume": format_value(meas.get("volume_ml")),
-            "max_diameter": format_value(meas.get("max_diameter_mm")),
-            "axial_diameter": format_value(meas.get("axial_diameter_mm")),
-            "segments": ", ".join(str(s).replace("liver_segment_", "") for s in meas.get("segments") or []) or "unknown",
-            "capsule": capsule_text(meas),
-            "vessel": _vessel_text((meas.get("nearest_vessels") or [None])[0]) if meas.get("nearest_vessels") else "none found",
-            "thumbnail": thumb,
-        })
-        sec_errors: list[str] = []
-        views = None
-        if case.has(lid):
-            png = _safe_figure(sec_errors, f"{lid} slices", partial(_views_png, case, lid, dpi))
-            views = Image(png_uri(png), f"Axial, coronal and sagittal slices through the centre of {lid.replace('_', ' ')}; "
-                          "patient's right on the image left.") if png else None
-        refs = References()
-        options = _sorted_options(pj_by_id.get(lid, {}).get("options", []) or [], refs)
-        simulated = []
-        segments = meas.get("segments") or []
-        for (plid, modality), plan in plans.items():
-            if plid != lid:
-                continue
-            figs = _safe_figure(sec_errors, f"{lid} {modality} pictures",
-                                partial(F.plan_figures, case, plan, segments=segments, dpi=dpi)) or []
-            simulated.append(SimulatedOption(
-                modality=str(modality),
-                modality_name=modality_name(str(modality)),
-                metrics=metric_rows(plan.metrics or {}, str(modality)),
-                margin_rows=margin_rows(plan.margin_histogram),
-                images=[Image(png_uri(f.png), f.caption, f.key) for f in figs],
-                caveats=list(plan.caveats or []),
-                engine=plan.engine, engine_version=plan.engine_version, verification=plan.verification,
-                parameters=[(_key_name(k), format_value(v)) for k, v in (plan.parameters or {}).items()
-                            if not isinstance(v, (Mapping, list)) or (isinstance(v, list) and len(v) <= 6
-                                                                     and not any(isinstance(x, Mapping) for x in v))],
-                constraints=constraint_rows(plan.metrics or {}),
-            ))
-        # regional options without a simulation of their own (TACE, HAI): draw the target territory once
-        regional = [o["modality_name"] for o in options
-                    if o["modality"] in _REGIONAL and o["eligibility"] != "contraindicated"
-                    and (lid, o["modality"]) not in plans]
-        territory, territory_note = None, None
-        if regional and case.has(lid):
-            seg_names = [F._segment_name(x) for x in segments]
-            if not seg_names:
-                territory_note = "Territory not drawn: the lesion's Couinaud segment is not known (segments not labelled)."
-            elif not any(case.has(n) for n in seg_names):
-                territory_note = "Territory not drawn: the segment labels are not in this case's label map."
-            else:
-                png = _safe_figure(sec_errors, f"{lid} territory",
-                                   partial(_territory_png, case, lid, segments, dpi))
-                if png:
-                    territory = Image(png_uri(png), f"Target territory of the regional options ({', '.join(regional)}): "
-                                      "the liver segment(s) holding the lesion.", "territory")
-        order = {str(o.get("modality")): i for i, o in enumerate(options)}
-        simulated.sort(key=lambda s: order.get(s.modality, 99))
-        sections.append(LesionSection(lid, lid.replace("_", " "), _measurement_pairs(meas), views, options, simulated,
-                                      sec_errors, refs.items, territory, territory_note))
-        errors.extend(sec_errors)
+        lesion_rows.append(_lesion_row(case, lid, meas, dpi, errors))
+        section = _lesion_section(case, lid, meas, pj_by_id.get(lid, {}), plans, dpi)
+        sections.append(section)
+        errors.extend(section.figure_errors)
 
-    strategies = []
-    for s in sorted(plan_json.get("strategies", []) or [], key=lambda s: (s.get("rank") is None, s.get("rank") or 0)):
-        steps = sorted(s.get("steps", []) or [], key=lambda st: st.get("order") or 0)
-        strategies.append({
-            "rank": s.get("rank"),
-            "steps": [{"order": st.get("order"), "modality": modality_name(str(st.get("modality"))),
-                       "lesions": ", ".join(str(x).replace("_", " ") for x in st.get("lesion_ids", []) or []) or "all"}
-                      for st in steps],
-            "rationale": format_value(s.get("rationale")),
-            "evidence_level": format_value(s.get("evidence_level")),
-        })
+    strategies = _strategy_rows(plan_json)
 
     # --- basis -----------------------------------------------------------------------------
-    hashes: dict[str, str] = {}
-    for src in (getattr(case, "input_hashes", None) or {}, plan_json.get("input_hashes") or {},
-                plan_json.get("inputs") or {}):
-        if isinstance(src, Mapping):
-            hashes.update({str(k): format_value(v) for k, v in src.items()})
-    engines: dict[tuple[str, str], dict[str, Any]] = {}
-    limitations: list[str] = []
-    for plan in plans.values():
-        key = (plan.engine or plan.modality, plan.engine_version)
-        e = engines.setdefault(key, {"name": plan.engine or plan.modality, "version": plan.engine_version or "unknown",
-                                     "verification": plan.verification or "not stated", "used_for": set()})
-        e["used_for"].add(modality_name(plan.modality))
-        for c in plan.caveats or []:
-            line = f"{modality_name(plan.modality)}: {c}"
-            if line not in limitations:
-                limitations.append(line)
-    for std in plain_language()["report_limitations"]:
-        if std not in limitations:
-            limitations.append(std)
+    hashes = _input_hashes(case, plan_json)
+    engines, limitations = _engines_and_limitations(plans)
     versions = plan_json.get("versions") or {}
     rule_set = plan_json.get("rule_set") or {}
-    try:
-        latplan_version = importlib.metadata.version("latplan")
-    except importlib.metadata.PackageNotFoundError:
-        latplan_version = "unknown"
+    latplan_version = _latplan_version()
 
-    review = []
-    for lid, le in pj_by_id.items():
-        flagged = [o for o in le.get("options", []) or [] if o.get("needs_review")]
-        if not flagged:
-            continue
-        missing: dict[str, None] = {}
-        for o in flagged:
-            for c in o.get("cannot_assess") or []:
-                for m in (c.get("missing") or [] if isinstance(c, Mapping) else [c]):
-                    missing.setdefault(str(m), None)
-        review.append({"lesion": lid.replace("_", " "), "options": ", ".join(modality_name(str(o.get("modality")))
-                                                                            for o in flagged),
-                       "missing": ", ".join(missing) or "see the options"})
+    review = _review_rows(pj_by_id)
 
     return {
         "title": f"Tumor board case report — {patient.id}",
@@ -686,6 +559,212 @@ def build_context(proposal: Any, *, dpi: int = 110, now: dt.datetime | None = No
         "figure_errors": errors,
         "image_modality": getattr(case, "image_modality", "CT"),
     }
+
+
+def _patient_rows(patient: Any) -> list[tuple[str, str]]:
+    """(label, value) rows of the patient table."""
+    return [
+        ("pseudonymous id", patient.id),
+        ("primary tumour", str(patient.primary.value if hasattr(patient.primary, "value") else patient.primary)),
+        ("age", format_value(patient.age) + (" years" if patient.age is not None else "")),
+        ("sex", format_value(patient.sex)),
+        ("ECOG performance status", format_value(patient.ecog)),
+        ("Child–Pugh class", format_value(patient.child_pugh)),
+        ("BCLC stage", format_value(patient.bclc_stage)),
+        ("histology", format_value(patient.histology)),
+        ("extrahepatic sites", format_value(patient.extrahepatic_sites)),
+        ("prior therapies", format_value([f"{t.kind}{' (' + t.regimen + ')' if t.regimen else ''}"
+                                          for t in patient.prior_therapies] if patient.prior_therapies else None)),
+    ]
+
+
+def _disease_rows(case: Any, patient: Any, plan_json: Mapping[str, Any],
+                  measurements: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of the disease table, the oligometastatic status first."""
+    mpat = measurements.get("patient", {}) or {}
+    oligo = (plan_json.get("patient") or {}).get("oligometastatic") or mpat.get("oligometastatic") or {}
+    disease_rows = [
+        ("number of lesions", format_value(mpat.get("lesion_count", len(case.lesion_ids)))),
+        ("organs involved", format_value(mpat.get("organs_involved"))),
+        ("liver volume", format_value(mpat.get("liver_volume_ml")) + (" ml" if mpat.get("liver_volume_ml") else "")),
+        ("future liver remnant", format_value(mpat.get("future_liver_remnant"))),
+    ]
+    if patient.is_metastatic:
+        text = _oligo_text(oligo)
+        disease_rows.insert(0, ("oligometastatic", text))
+    else:
+        disease_rows.insert(0, ("oligometastatic", "not applicable (primary liver tumour)"))
+    return disease_rows
+
+
+def _lesion_row(case: Any, lid: str, meas: Mapping[str, Any], dpi: int, errors: list[str]) -> dict[str, Any]:
+    """One row of the lesion overview table, with its thumbnail (a drawing failure goes to ``errors``)."""
+    thumb = None
+    if case.has(lid):
+        png = _safe_figure(errors, f"{lid} thumbnail", partial(_thumbnail_png, case, lid, dpi))
+        thumb = png_uri(png) if png else None
+    return {
+        "id": lid,
+        "title": lid.replace("_", " "),
+        "volume": format_value(meas.get("volume_ml")),
+        "max_diameter": format_value(meas.get("max_diameter_mm")),
+        "axial_diameter": format_value(meas.get("axial_diameter_mm")),
+        "segments": ", ".join(str(s).replace("liver_segment_", "") for s in meas.get("segments") or []) or "unknown",
+        "capsule": capsule_text(meas),
+        "vessel": _vessel_text((meas.get("nearest_vessels") or [None])[0]) if meas.get("nearest_vessels") else "none found",
+        "thumbnail": thumb,
+    }
+
+
+def _lesion_section(case: Any, lid: str, meas: Mapping[str, Any], pj_lesion: Mapping[str, Any],
+                    plans: Mapping[tuple[str, str], Any], dpi: int) -> LesionSection:
+    """The report section of one lesion: slices, ranked options, simulations and the regional territory."""
+    sec_errors: list[str] = []
+    views = _lesion_views(case, lid, dpi, sec_errors)
+    refs = References()
+    options = _sorted_options(pj_lesion.get("options", []) or [], refs)
+    segments = meas.get("segments") or []
+    simulated = []
+    for (plid, modality), plan in plans.items():
+        if plid != lid:
+            continue
+        figs = _safe_figure(sec_errors, f"{lid} {modality} pictures",
+                            partial(F.plan_figures, case, plan, segments=segments, dpi=dpi)) or []
+        simulated.append(_simulated_option(str(modality), plan, figs))
+    territory, territory_note = _territory_image(case, lid, options, segments, plans, dpi, sec_errors)
+    order = {str(o.get("modality")): i for i, o in enumerate(options)}
+    simulated.sort(key=lambda s: order.get(s.modality, 99))
+    return LesionSection(lid, lid.replace("_", " "), _measurement_pairs(meas), views, options, simulated,
+                         sec_errors, refs.items, territory, territory_note)
+
+
+def _lesion_views(case: Any, lid: str, dpi: int, errors: list[str]) -> Image | None:
+    """Axial, coronal and sagittal slices through the lesion, or None (not in the case, or not drawn)."""
+    if not case.has(lid):
+        return None
+    png = _safe_figure(errors, f"{lid} slices", partial(_views_png, case, lid, dpi))
+    return Image(png_uri(png), f"Axial, coronal and sagittal slices through the centre of {lid.replace('_', ' ')}; "
+                 "patient's right on the image left.") if png else None
+
+
+def _simulated_option(modality: str, plan: Any, figs: Sequence[Any]) -> SimulatedOption:
+    """What the report shows of one simulated plan, its drawn figures included."""
+    return SimulatedOption(
+        modality=modality,
+        modality_name=modality_name(modality),
+        metrics=metric_rows(plan.metrics or {}, modality),
+        margin_rows=margin_rows(plan.margin_histogram),
+        images=[Image(png_uri(f.png), f.caption, f.key) for f in figs],
+        caveats=list(plan.caveats or []),
+        engine=plan.engine, engine_version=plan.engine_version, verification=plan.verification,
+        parameters=_plan_parameters(plan),
+        constraints=constraint_rows(plan.metrics or {}),
+    )
+
+
+def _plan_parameters(plan: Any) -> list[tuple[str, str]]:
+    """(name, value) of the plan's scalar parameters and short lists of scalars."""
+    return [(_key_name(k), format_value(v)) for k, v in (plan.parameters or {}).items()
+            if not isinstance(v, (Mapping, list)) or (isinstance(v, list) and len(v) <= 6
+                                                     and not any(isinstance(x, Mapping) for x in v))]
+
+
+def _territory_image(case: Any, lid: str, options: Sequence[Mapping[str, Any]], segments: Sequence[str],
+                     plans: Mapping[tuple[str, str], Any], dpi: int,
+                     errors: list[str]) -> tuple[Image | None, str | None]:
+    """(territory image, note why it is not drawn) for regional options without a simulation of their own.
+
+    Regional options (TACE, HAI) have no simulation: the target territory is drawn once instead.
+    """
+    regional = [o["modality_name"] for o in options
+                if o["modality"] in _REGIONAL and o["eligibility"] != "contraindicated"
+                and (lid, o["modality"]) not in plans]
+    territory, territory_note = None, None
+    if regional and case.has(lid):
+        seg_names = [F._segment_name(x) for x in segments]
+        if not seg_names:
+            territory_note = "Territory not drawn: the lesion's Couinaud segment is not known (segments not labelled)."
+        elif not any(case.has(n) for n in seg_names):
+            territory_note = "Territory not drawn: the segment labels are not in this case's label map."
+        else:
+            png = _safe_figure(errors, f"{lid} territory",
+                               partial(_territory_png, case, lid, segments, dpi))
+            if png:
+                territory = Image(png_uri(png), f"Target territory of the regional options ({', '.join(regional)}): "
+                                  "the liver segment(s) holding the lesion.", "territory")
+    return territory, territory_note
+
+
+def _strategy_rows(plan_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ranked treatment strategies with their ordered steps."""
+    strategies = []
+    for s in sorted(plan_json.get("strategies", []) or [], key=lambda s: (s.get("rank") is None, s.get("rank") or 0)):
+        steps = sorted(s.get("steps", []) or [], key=lambda st: st.get("order") or 0)
+        strategies.append({
+            "rank": s.get("rank"),
+            "steps": [{"order": st.get("order"), "modality": modality_name(str(st.get("modality"))),
+                       "lesions": ", ".join(str(x).replace("_", " ") for x in st.get("lesion_ids", []) or []) or "all"}
+                      for st in steps],
+            "rationale": format_value(s.get("rationale")),
+            "evidence_level": format_value(s.get("evidence_level")),
+        })
+    return strategies
+
+
+def _input_hashes(case: Any, plan_json: Mapping[str, Any]) -> dict[str, str]:
+    """Input hashes of the case and of the plan, later sources overriding earlier ones."""
+    hashes: dict[str, str] = {}
+    for src in (getattr(case, "input_hashes", None) or {}, plan_json.get("input_hashes") or {},
+                plan_json.get("inputs") or {}):
+        if isinstance(src, Mapping):
+            hashes.update({str(k): format_value(v) for k, v in src.items()})
+    return hashes
+
+
+def _engines_and_limitations(
+    plans: Mapping[tuple[str, str], Any],
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """The engines the plans used (and what for), and the limitations: plan caveats, then the standard ones."""
+    engines: dict[tuple[str, str], dict[str, Any]] = {}
+    limitations: list[str] = []
+    for plan in plans.values():
+        key = (plan.engine or plan.modality, plan.engine_version)
+        e = engines.setdefault(key, {"name": plan.engine or plan.modality, "version": plan.engine_version or "unknown",
+                                     "verification": plan.verification or "not stated", "used_for": set()})
+        e["used_for"].add(modality_name(plan.modality))
+        for c in plan.caveats or []:
+            line = f"{modality_name(plan.modality)}: {c}"
+            if line not in limitations:
+                limitations.append(line)
+    for std in plain_language()["report_limitations"]:
+        if std not in limitations:
+            limitations.append(std)
+    return engines, limitations
+
+
+def _latplan_version() -> str:
+    try:
+        return importlib.metadata.version("latplan")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _review_rows(pj_by_id: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Lesions with options that need review, and the data missing to assess them."""
+    review = []
+    for lid, le in pj_by_id.items():
+        flagged = [o for o in le.get("options", []) or [] if o.get("needs_review")]
+        if not flagged:
+            continue
+        missing: dict[str, None] = {}
+        for o in flagged:
+            for c in o.get("cannot_assess") or []:
+                for m in (c.get("missing") or [] if isinstance(c, Mapping) else [c]):
+                    missing.setdefault(str(m), None)
+        review.append({"lesion": lid.replace("_", " "), "options": ", ".join(modality_name(str(o.get("modality")))
+                                                                            for o in flagged),
+                       "missing": ", ".join(missing) or "see the options"})
+    return review
 
 
 def _flip_text(f: Any) -> str:

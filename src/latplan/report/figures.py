@@ -242,7 +242,31 @@ def draw_slice(
     n = pts.shape[0]
     drawing = SliceDrawing(plane, centre, fov_mm, pixel_mm)
 
-    # --- image -------------------------------------------------------------------------------
+    _draw_image(ax, case, pts, window_hu)
+    lw = 1.0 if small else 1.4
+    _draw_structures(ax, case, drawing, pts, structures, highlight=highlight, fill=dict(fill or {}),
+                     fill_colour=fill_colour, lw=lw)
+    _draw_mask_overlays(ax, drawing, pts, lw, zone=zone, zone_label=zone_label, heat_sink_lost=heat_sink_lost,
+                        target=target, target_label=target_label, field_v_per_cm=field_v_per_cm,
+                        field_threshold_v_per_cm=field_threshold_v_per_cm)
+    if dose is not None:
+        _draw_isodoses(ax, drawing, pts, lw, dose, prescription_gy, isodose_percents)
+    _draw_applicators(ax, drawing, applicators, lw)
+    _draw_markers(ax, drawing, markers, small)
+
+    fs = 8 if small else 11
+    _draw_orientation_letters(ax, spec, fs)
+    if scale_bar:
+        _draw_scale_bar(ax, n, fov_mm, pixel_mm, fs, small)
+    if title is None:
+        title = _default_title(plane, centre)
+    ax.set_title(title, fontsize=fs - 1)
+    return drawing
+
+
+def _draw_image(ax: Any, case: Any, pts: np.ndarray, window_hu: tuple[float, float] | None) -> None:
+    """The grey image of the plane: CT in a (width, level) window, other modalities in their 1–99 % range."""
+    n = pts.shape[0]
     img = _sample(case.image, pts, order=1, cval=np.nan)
     modality = str(getattr(case, "image_modality", "CT") or "CT").upper()
     if modality == "CT":
@@ -259,14 +283,26 @@ def draw_slice(
     ax.set_yticks([])
     ax.set_facecolor("black")
 
-    lw = 1.0 if small else 1.4
 
-    # --- structures --------------------------------------------------------------------------
-    # one nearest-neighbour sample of the label map; each outline is the 0.5 contour of a
-    # structure's 2-D mask on the display grid (pixel ≤ voxel, so outlines follow voxel edges)
+def _draw_structures(
+    ax: Any,
+    case: Any,
+    drawing: SliceDrawing,
+    pts: np.ndarray,
+    structures: Iterable[str] | None,
+    *,
+    highlight: str | None,
+    fill: dict[str, float],
+    fill_colour: str | None,
+    lw: float,
+) -> None:
+    """Outline (and optionally fill) the structures on the plane, recording them and their legend entries.
+
+    One nearest-neighbour sample of the label map; each outline is the 0.5 contour of a
+    structure's 2-D mask on the display grid (pixel ≤ voxel, so outlines follow voxel edges).
+    """
     names = _structures_on_plane(case, case.labels.mm_to_index(pts), structures)
     label_plane = _sample(case.labels, pts, order=0, cval=0.0) if names else None
-    fill = dict(fill or {})
     for name in names:
         try:
             role = case.role(name)
@@ -284,14 +320,34 @@ def draw_slice(
             ax.contourf(m, levels=[0.5, 1.5], colors=[fill_colour or colour], alpha=fill[name])
         ax.contour(m, levels=[0.5], colors=[colour], linewidths=width)
         drawing.structures.append(name)
-        if name in fill and fill_colour:
-            drawing.legend.append(LegendEntry(f"{name.replace('_', ' ')} (treated territory)", fill_colour, "fill"))
-        elif role == StructureRole.LIVER_SEGMENT and name not in fill:
-            drawing.legend.append(LegendEntry("other liver segments (boundaries)", colour, "line"))
-        else:
-            drawing.legend.append(LegendEntry(name.replace("_", " "), colour, "fill" if name in fill else "line"))
+        drawing.legend.append(_structure_legend(name, role, colour, fill, fill_colour))
 
-    # --- overlays ----------------------------------------------------------------------------
+
+def _structure_legend(name: str, role: Any, colour: str, fill: Mapping[str, float],
+                      fill_colour: str | None) -> LegendEntry:
+    """The legend entry of one drawn structure."""
+    if name in fill and fill_colour:
+        return LegendEntry(f"{name.replace('_', ' ')} (treated territory)", fill_colour, "fill")
+    if role == StructureRole.LIVER_SEGMENT and name not in fill:
+        return LegendEntry("other liver segments (boundaries)", colour, "line")
+    return LegendEntry(name.replace("_", " "), colour, "fill" if name in fill else "line")
+
+
+def _draw_mask_overlays(
+    ax: Any,
+    drawing: SliceDrawing,
+    pts: np.ndarray,
+    lw: float,
+    *,
+    zone: Volume | None,
+    zone_label: str,
+    heat_sink_lost: Volume | None,
+    target: Volume | None,
+    target_label: str,
+    field_v_per_cm: Volume | None,
+    field_threshold_v_per_cm: float | None,
+) -> None:
+    """Ablation zone, heat-sink loss, target and electric-field overlays, in that order."""
     if zone is not None:
         z = _sample(zone, pts, order=1, cval=0.0)
         if z.max() >= 0.5:
@@ -317,17 +373,25 @@ def draw_slice(
         drawing.legend.append(
             LegendEntry(f"|E| ≥ {field_threshold_v_per_cm:.0f} V/cm", OVERLAY_COLOURS["zone"], "dashed")
         )
-    if dose is not None:
-        if prescription_gy is None or not prescription_gy > 0:
-            raise InvalidInputError("isodose lines need the prescription dose (Gy > 0) of the plan.")
-        d = _sample(dose, pts, order=1, cval=0.0)
-        for pct in sorted(isodose_percents):
-            level_gy = prescription_gy * pct / 100.0
-            colour = isodose_colour(pct)
-            if d.max() >= level_gy:
-                ax.contour(d, levels=[level_gy], colors=[colour], linewidths=lw * 1.2)
-            drawing.isodose_gy[float(pct)] = level_gy
-            drawing.legend.append(LegendEntry(f"{pct:g} % = {level_gy:.1f} Gy", colour, "line"))
+
+
+def _draw_isodoses(ax: Any, drawing: SliceDrawing, pts: np.ndarray, lw: float, dose: Volume,
+                   prescription_gy: float | None, isodose_percents: Sequence[float]) -> None:
+    """Isodose lines at percentages of the prescription dose, recording the Gy actually drawn."""
+    if prescription_gy is None or not prescription_gy > 0:
+        raise InvalidInputError("isodose lines need the prescription dose (Gy > 0) of the plan.")
+    d = _sample(dose, pts, order=1, cval=0.0)
+    for pct in sorted(isodose_percents):
+        level_gy = prescription_gy * pct / 100.0
+        colour = isodose_colour(pct)
+        if d.max() >= level_gy:
+            ax.contour(d, levels=[level_gy], colors=[colour], linewidths=lw * 1.2)
+        drawing.isodose_gy[float(pct)] = level_gy
+        drawing.legend.append(LegendEntry(f"{pct:g} % = {level_gy:.1f} Gy", colour, "line"))
+
+
+def _draw_applicators(ax: Any, drawing: SliceDrawing, applicators: Sequence[Mapping[str, Any]], lw: float) -> None:
+    """Applicators projected on the plane; one legend entry for all of them."""
     for app in applicators:
         seg = _applicator_segment(app)
         if seg is None:
@@ -336,35 +400,45 @@ def draw_slice(
         ax.plot([c0, c1], [r0, r1], color=OVERLAY_COLOURS["applicator"], lw=lw, ls=(0, (4, 2)), alpha=0.9)
         if not any(e.label.startswith("applicator") for e in drawing.legend):
             drawing.legend.append(LegendEntry("applicator (projected)", OVERLAY_COLOURS["applicator"], "dashed"))
+
+
+def _draw_markers(ax: Any, drawing: SliceDrawing, markers: Sequence[tuple[Sequence[float], str]],
+                  small: bool) -> None:
+    """Labelled point markers (for instance the minimal-margin point)."""
     for point, label in markers:
         c, r = drawing.mm_to_pixel(point)
         ax.plot([c], [r], marker="x", ms=11 if not small else 7, mew=2.5, color=OVERLAY_COLOURS["min_margin"],
                 path_effects=_TEXT_STROKE)
         drawing.legend.append(LegendEntry(label, OVERLAY_COLOURS["min_margin"], "marker"))
 
-    # --- orientation letters, scale bar, title -----------------------------------------------
-    fs = 8 if small else 11
+
+def _draw_orientation_letters(ax: Any, spec: PlaneSpec, fs: float) -> None:
+    """Patient-direction letters at the four edges of the image."""
     left, right, top, bottom = spec.edges
     kw = dict(color="white", fontsize=fs, fontweight="bold", path_effects=_TEXT_STROKE, transform=ax.transAxes)
     ax.text(0.015, 0.5, left, ha="left", va="center", **kw)
     ax.text(0.985, 0.5, right, ha="right", va="center", **kw)
     ax.text(0.5, 0.985, top, ha="center", va="top", **kw)
     ax.text(0.5, 0.015, bottom, ha="center", va="bottom", **kw)
-    if scale_bar:
-        bar_mm = _nice_length(fov_mm / 5.0)
-        bar_px = bar_mm / pixel_mm
-        x1 = n - 0.05 * n
-        y = n - 0.06 * n
-        ax.plot([x1 - bar_px, x1], [y, y], color="white", lw=2.5 if not small else 1.6, solid_capstyle="butt",
-                path_effects=[patheffects.withStroke(linewidth=4, foreground="black")])
-        ax.text(x1 - bar_px / 2, y - 0.015 * n, f"{bar_mm:g} mm", color="white", ha="center", va="bottom",
-                fontsize=fs - 2, path_effects=_TEXT_STROKE)
-    if title is None:
-        axis = {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
-        letter = "xyz"[axis]
-        title = f"{plane} · {letter} = {centre[axis]:.1f} mm"
-    ax.set_title(title, fontsize=fs - 1)
-    return drawing
+
+
+def _draw_scale_bar(ax: Any, n: int, fov_mm: float, pixel_mm: float, fs: float, small: bool) -> None:
+    """A scale bar of a round length (about a fifth of the field of view) at the lower right."""
+    bar_mm = _nice_length(fov_mm / 5.0)
+    bar_px = bar_mm / pixel_mm
+    x1 = n - 0.05 * n
+    y = n - 0.06 * n
+    ax.plot([x1 - bar_px, x1], [y, y], color="white", lw=2.5 if not small else 1.6, solid_capstyle="butt",
+            path_effects=[patheffects.withStroke(linewidth=4, foreground="black")])
+    ax.text(x1 - bar_px / 2, y - 0.015 * n, f"{bar_mm:g} mm", color="white", ha="center", va="bottom",
+            fontsize=fs - 2, path_effects=_TEXT_STROKE)
+
+
+def _default_title(plane: str, centre: np.ndarray) -> str:
+    """``"<plane> · <axis> = <coordinate> mm"`` of the plane through ``centre``."""
+    axis = {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
+    letter = "xyz"[axis]
+    return f"{plane} · {letter} = {centre[axis]:.1f} mm"
 
 
 def _grey_cmap() -> Any:
