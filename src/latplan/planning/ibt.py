@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from latplan.anatomy.geometry import case_geometry
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES, StructureRole
 from latplan.errors import EmptyStructureError, InvalidInputError, PlanningError
 from latplan.imaging.volume import Volume
@@ -1078,7 +1079,25 @@ def _evaluate(case: Any, lesion_id: str, proto: _Protocol, grid: Volume, ctv_arr
         if device["ok"] is False:
             caveats.append(f"cardiac device: estimated dose {device['dose_gy_estimate']:.2f} Gy > "
                            f"{device['limit_gy']:g} Gy (TG-203); cardiology review needed")
+    verified, unverified = _catheter_paths_verified(case, cats)
+    metrics["trajectory_verified"] = verified
+    caveats.extend(unverified)
     return metrics, curves, caveats
+
+
+def _catheter_paths_verified(case: Any, cats: Sequence[Catheter]) -> tuple[bool, list[str]]:
+    """Does the image show each catheter leaving the body inside it ([L] skin and entry)?
+
+    A path that reaches the image edge still inside the body cannot be verified on this image (the
+    abdominal wall along it is not shown): the plan says so instead of calling it safe.
+    """
+    geometry = case_geometry(case)
+    notes: list[str] = []
+    for n, cat in enumerate(cats, 1):
+        check = geometry.path_check(np.asarray(cat.tip_mm, float), np.asarray(cat.entry_mm, float))
+        if not check.verifiable:
+            notes.append(f"catheter {n}: cannot be verified ({check.reason})")
+    return not notes, notes
 
 
 def _assemble(case: Any, lesion_id: str, metrics: dict[str, Any], curves: list[DVHCurve], caveats: list[str],
