@@ -7,7 +7,9 @@ agree on the same database, data folder and secret; they all build it with
 Variables: ``LATPLAN_DATABASE_URL`` (default: SQLite file ``<data dir>/latplan.db``),
 ``LATPLAN_DATA_DIR`` (default ``./latplan-data``, created 0700), ``LATPLAN_SECRET_KEY`` (default:
 generated on first start and kept in ``<data dir>/secret_key``, mode 0600),
-``LATPLAN_JOB_LEASE_S`` (worker lease, default 30 s).
+``LATPLAN_JOB_LEASE_S`` (worker lease, default 30 s), ``LATPLAN_DASK_SCHEDULER`` (a Dask scheduler
+address such as ``tcp://10.0.0.5:8786``: the planning worker runs each job's planner on that cluster;
+unset or empty: in the worker's own process).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class StoreSettings:
     start_worker: bool = True
     planner: str = "latplan.web.jobs:default_planner"
     worker_poll_s: float = 1.0
+    #: Dask scheduler address: the worker runs its planner there (:class:`latplan.web.jobs.DaskPlanner`)
+    dask_scheduler: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> StoreSettings:
@@ -67,6 +71,8 @@ class StoreSettings:
             kwargs["max_upload_bytes"] = int(float(env["LATPLAN_MAX_UPLOAD_MB"]) * MIB)
         if "LATPLAN_JOB_LEASE_S" in env:
             kwargs["job_lease_s"] = float(env["LATPLAN_JOB_LEASE_S"])
+        if env.get("LATPLAN_DASK_SCHEDULER", "").strip():
+            kwargs["dask_scheduler"] = env["LATPLAN_DASK_SCHEDULER"].strip()
         kwargs.update(overrides)
         return cls(database_url=url, data_dir=data_dir, secret_key=secret, **kwargs)  # type: ignore[arg-type]
 
@@ -81,6 +87,7 @@ class StoreSettings:
             "LATPLAN_SECRET_KEY": self.secret_key,
             "LATPLAN_PLANNER": self.planner,
             "LATPLAN_JOB_LEASE_S": repr(self.job_lease_s),
+            "LATPLAN_DASK_SCHEDULER": self.dask_scheduler or "",
         }
 
 

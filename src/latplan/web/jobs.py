@@ -19,11 +19,19 @@ Why this shape:
   name from the static table :data:`PLANNERS`. The default calls
   ``latplan.pipeline.plan_case_folder`` (load → plan → reports) and the viewer files; tests use
   the stand-in ``latplan.web.fake_planner``.
+- **On a Dask cluster** (``LATPLAN_DASK_SCHEDULER``, issue [O] part 4): :func:`worker_planner` wraps
+  the chosen planner in :class:`DaskPlanner`, which runs it on a Dask worker through
+  :func:`latplan.batch.remote.run_on_dask`. Only the planner moves: this process still claims the
+  job, holds and renews its lease, turns the relayed progress into (lease-checked) row updates and
+  publishes the result after a normal return. When the lease is lost, the next progress update
+  raises :class:`LeaseLostError`, the remote task is cancelled and nothing is written. The data
+  folder must be on a file system the Dask workers share, at the same path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -45,6 +53,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from latplan._version import __version__
+from latplan.batch.remote import run_on_dask
 from latplan.errors import InvalidInputError, LatplanError
 from latplan.pipeline import PlanOptions, plan_case_folder
 from latplan.store import audit
@@ -58,7 +67,8 @@ from latplan.web.viewer import write_viewer_files
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLANNERS", "Planner", "ProgressFn", "default_planner", "enqueue", "job_key", "run_one", "run_worker"]
+__all__ = ["PLANNERS", "DaskPlanner", "Planner", "ProgressFn", "default_planner", "enqueue", "job_key", "run_one",
+           "run_worker", "worker_planner"]
 
 
 def load_planner(spec: str) -> Planner:
@@ -69,6 +79,34 @@ def load_planner(spec: str) -> Planner:
         raise InvalidInputError(
             f"planner {spec!r} is unknown; set LATPLAN_PLANNER to one of {', '.join(sorted(PLANNERS))}."
         ) from None
+
+
+@dataclass(frozen=True)
+class DaskPlanner:
+    """``planner`` run on a worker of the Dask cluster at ``scheduler`` (blocks until it has finished).
+
+    The lease stays with the caller (:func:`run_one`): ``progress`` is called here, in order, with
+    every update the remote planner sends; when it raises (the lease was lost), the remote task is
+    cancelled and the exception propagates, so :func:`run_one` drops the run and writes nothing.
+    ``planner`` must be a module-level function (it is pickled by reference).
+    """
+
+    scheduler: str
+    planner: Planner
+
+    def __call__(self, case_dir: Path, out_dir: Path, progress: ProgressFn,
+                 parameters: Mapping[str, Any] | None = None) -> None:
+        remote = functools.partial(self.planner, parameters=dict(parameters or {}))
+        run_on_dask(self.scheduler, remote, case_dir, out_dir, progress)
+
+
+def worker_planner(settings: StoreSettings, planner: Planner | None = None) -> Planner:
+    """The planner the worker runs: ``planner`` or the one named in ``settings.planner``, on the Dask
+    cluster at ``settings.dask_scheduler`` when that is set."""
+    chosen = planner or load_planner(settings.planner)
+    if settings.dask_scheduler:
+        return DaskPlanner(settings.dask_scheduler, chosen)
+    return chosen
 
 
 def engine_versions(planner_spec: str) -> dict[str, str]:
@@ -383,7 +421,7 @@ def run_worker(settings: StoreSettings, planner: Planner | None = None, once: bo
     migrate(engine)
     factory = session_factory(engine)
     store = BlobStore(settings.data_dir)
-    planner = planner or load_planner(settings.planner)
+    planner = worker_planner(settings, planner)
     requeued = recover(factory, store)
     if requeued:
         log.warning("re-queued %d planning job(s) interrupted by a crash", requeued)
