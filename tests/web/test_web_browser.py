@@ -141,6 +141,11 @@ def test_web_browser_board_flow(browser, live, demo_zip):
     assert {"lesion", "structure", "zone", "isodose"} <= mesh_kinds, mesh_kinds
     assert canvas.get_attribute("data-mesh-error") is None, canvas.get_attribute("data-mesh-error")
     assert int(canvas.get_attribute("data-meshes")) >= len(index["meshes"])  # niivue loaded every surface
+    # the real chain's measurements label the lesion button; the viewer opens at that lesion
+    (lesion,) = index["lesions"]
+    assert lesion["label"].startswith("lesion_1 · ") and " mm · segment" in lesion["label"], lesion
+    assert page.locator("#viewer-lesions button.lesion-goto").inner_text() == lesion["label"]
+    assert [int(x) for x in canvas.get_attribute("data-slice").split(",")] == lesion["centre_ijk"]
     surface_toggle = page.locator(f'#viewer-layers input[data-mesh="{index["meshes"][-1]["url"]}"]')
     surface_toggle.check()  # a mesh toggle works without a page error
     box = canvas.bounding_box()
@@ -177,4 +182,87 @@ def test_web_browser_board_flow(browser, live, demo_zip):
     assert "DEMO-SEG6" not in body and "browser test" not in body
     for suffix in ("/report", "/viewer/index.json", "/viewer/" + index["meshes"][0]["url"], "/export.json"):
         assert page.goto(case_url + suffix).status == 404
+    assert not errors, errors
+
+
+@pytest.fixture
+def live_fake(tmp_path):
+    """The app with the stand-in planner (seconds, not minutes): what the viewer test needs."""
+    from latplan.web.app import create_app
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'f.db'}", tmp_path / "data", start_worker=True)
+    seed_users(settings)
+    with LiveServer(create_app(settings)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def two_lesion_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two lesions apart on every axis, so that "go to lesion" changes every 2-D view's slice."""
+    from webtest_helpers import small_case
+
+    from latplan.imaging.case_folder import save_case_folder
+
+    case = small_case("WEB-VIEW", lesions=2, offsets=[(-3, -5, -4), (3, 5, 4)])
+    folder = tmp_path_factory.mktemp("two") / "WEB-VIEW"
+    save_case_folder(case, folder)
+    path = folder.parent / "WEB-VIEW.zip"
+    path.write_bytes(zip_folder(folder, "WEB-VIEW/"))
+    return path
+
+
+def test_web_browser_viewer_lesion_buttons(browser, live_fake, two_lesion_zip):
+    """Issue 17 part 5: the viewer opens at the first lesion, a button per lesion moves every 2-D view
+    (sagittal, coronal, axial slice = the crosshair's voxel i, j, k) to that lesion; a zone toggle
+    shows/hides the zone on the 2-D views and its surface together."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, live_fake.url, "coord")
+    page.set_input_files("#upload", str(two_lesion_zip))
+    page.click("#upload-submit")
+    page.wait_for_url(f"{live_fake.url}/cases/*")
+    case_url = page.url
+    page.click("#plan-button")
+    page.wait_for_function(
+        "() => { const s = document.getElementById('job-status');"
+        " return s && (s.textContent === 'done' || s.textContent === 'failed'); }", timeout=300_000)
+    assert page.inner_text("#job-status") == "done", page.inner_text("#job")
+    page.wait_for_selector("#viewer-canvas", timeout=30_000)
+    page.wait_for_function(
+        "() => { const c = document.getElementById('viewer-canvas'); return c.dataset.loaded === '1' || c.dataset.error; }",
+        timeout=120_000)
+    canvas = page.locator("#viewer-canvas")
+    assert canvas.get_attribute("data-error") is None, canvas.get_attribute("data-error")
+    index = page.request.get(case_url + "/viewer/index.json").json()
+    lesions = index["lesions"]
+    assert [le["id"] for le in lesions] == ["lesion_1", "lesion_2"]
+    first, second = lesions
+    assert all(a != b for a, b in zip(first["centre_ijk"], second["centre_ijk"], strict=True))
+
+    def shown() -> list[int]:
+        return [int(x) for x in canvas.get_attribute("data-slice").split(",")]
+
+    buttons = page.locator("#viewer-lesions button.lesion-goto")
+    assert buttons.count() == 2
+    assert buttons.nth(0).inner_text() == first["label"] and buttons.nth(1).inner_text() == second["label"]
+    assert shown() == first["centre_ijk"]  # opens at the first lesion
+    assert canvas.get_attribute("data-lesion") == "lesion_1"
+    page.click('#viewer-lesions button[data-lesion="lesion_2"]')
+    assert shown() == second["centre_ijk"]  # every 2-D view (i, j, k) moved to lesion_2
+    assert canvas.get_attribute("data-lesion") == "lesion_2"
+    assert f"axial {second['centre_ijk'][2]}" in page.inner_text("#viewer-slice")
+    page.click('#viewer-lesions button[data-lesion="lesion_1"]')
+    assert shown() == first["centre_ijk"]
+
+    # the zone toggle: the 2-D overlay and the 3-D surface of the same zone go on and off together
+    zone = next(m for m in index["meshes"] if m["kind"] == "zone" and m["lesion_id"] == "lesion_1")
+    mesh_box = page.locator(f'#viewer-layers input[data-mesh="{zone["url"]}"]')
+    vol_box = page.locator('#viewer-layers input[data-zone="lesion_1 mwa"]')
+    assert not vol_box.is_checked() and not mesh_box.is_checked()
+    mesh_box.check()
+    assert vol_box.is_checked()
+    vol_box.uncheck()
+    assert not mesh_box.is_checked()
     assert not errors, errors

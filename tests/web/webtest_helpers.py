@@ -120,15 +120,19 @@ def login(client: TestClient, username: str, password: str | None = None) -> str
     return client.get("/api/csrf").json()["csrf_token"]
 
 
-def small_case(patient_id: str = "WEB-01", shape: tuple[int, int, int] = (20, 32, 32), lesions: int = 1) -> Case:
-    """A small CT-like case: a liver ellipsoid with spherical lesions, 3 mm voxels."""
+def small_case(patient_id: str = "WEB-01", shape: tuple[int, int, int] = (20, 32, 32), lesions: int = 1,
+               offsets: list[tuple[int, int, int]] | None = None) -> Case:
+    """A small CT-like case: a liver ellipsoid with spherical lesions, 3 mm voxels.
+
+    ``offsets``: each lesion's centre (k, j, i voxels) from the grid centre; default (0, -4 + 8 n, 3).
+    """
     k, j, i = np.indices(shape)
     c = np.array(shape) / 2.0
     liver = ((k - c[0]) / 8) ** 2 + ((j - c[1]) / 12) ** 2 + ((i - c[2]) / 12) ** 2 <= 1
     labels = np.where(liver, 1, 0).astype(np.uint8)
     names = {1: "liver"}
-    for n in range(lesions):
-        cen = c + np.array([0, -4 + 8 * n, 3])
+    for n in range(lesions if offsets is None else len(offsets)):
+        cen = c + np.array([0, -4 + 8 * n, 3] if offsets is None else offsets[n])
         les = ((k - cen[0]) ** 2 + (j - cen[1]) ** 2 + (i - cen[2]) ** 2) <= 3.0**2
         labels[les] = 2 + n
         names[2 + n] = f"lesion_{n + 1}"

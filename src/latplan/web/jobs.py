@@ -496,7 +496,8 @@ def default_planner(case_dir: Path, out_dir: Path, progress: ProgressFn,
     result = plan_case_folder(case_dir, out_dir / "report", options, StageProgress(progress, 0.02, 0.9))
     shutil.copy(out_dir / "report" / "plan.json", out_dir / "plan.json")
     progress(0.92, "writing the viewer volumes")
-    write_viewer_files(result.proposal.case, list(result.proposal.plans.values()), out_dir / "viewer")
+    write_viewer_files(result.proposal.case, list(result.proposal.plans.values()), out_dir / "viewer",
+                       result.proposal.measurements)
     progress(1.0, "done")
 
 

@@ -7,8 +7,11 @@ as isodose bands (``isodose_<lesion>_<modality>.nii.gz``: 1 = ≥50 %, 2 = ≥10
 4 = ≥200 % of the prescription) and its electric field when present. Next to the volumes it
 writes surface meshes (GIfTI, RAS mm, see :mod:`latplan.imaging.meshes`): one per lesion, one per
 structure group, one per predicted zone and the prescription (100 %) isodose surface of each
-dose. ``index.json`` lists the layers with their colour map and window, and the meshes with
-their colour, so the page can load them without guessing.
+dose. ``index.json`` lists the layers with their colour map and window, the meshes with
+their colour, so the page can load them without guessing, and the lesions (``lesions``: id,
+label, centre in LPS mm — the measurement centroid when measurements are given, else the mask's
+voxel centroid — and that centre's voxel index ``centre_ijk`` on the image grid, NIfTI i, j, k
+order); the page opens at the first lesion and has a "go to lesion" button per lesion.
 Grids keep their own affine (a plan's dose grid may differ from the image grid); niivue
 resamples overlays into the image space.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +80,52 @@ def _add_mesh(meshes: list[dict[str, Any]], mask: Volume, out_dir: Path, stem: s
                    "visible": visible, "faces": len(surface.faces), **extra})
 
 
-def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) -> dict[str, Any]:
-    """Write the viewer folder for ``case`` and its ``plans``; returns the index written."""
+def _lesion_label(lesion_id: str, m: Mapping[str, Any] | None) -> str:
+    """"lesion_1 · 19 mm · segment 6" (only the parts the measurements give)."""
+    parts = [lesion_id]
+    if m:
+        d = m.get("max_diameter_mm")
+        if d is not None:
+            parts.append(f"{float(d):.0f} mm")
+        segs = [str(x) for x in (m.get("segments") or [])]
+        if segs:
+            parts.append(("segment " if len(segs) == 1 else "segments ") + ", ".join(segs))
+    return " · ".join(parts)
+
+
+def lesion_bookmarks(case: Case, measurements: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One entry per lesion of ``case``: id, label, centre (LPS mm) and its voxel index on the image grid.
+
+    The centre is the measurement's ``centroid_mm`` (``measurements``: the ``measure_case`` document)
+    when there is one for the lesion, else the voxel centroid of the lesion's mask.
+    """
+    by_id = {str(m["id"]): m for m in (measurements or {}).get("lesions") or [] if "id" in m}
+    out: list[dict[str, Any]] = []
+    for lid in case.lesion_ids:
+        m = by_id.get(lid)
+        if m is not None and m.get("centroid_mm") is not None:
+            centre = np.asarray(m["centroid_mm"], dtype=float)
+        else:
+            vox = np.argwhere(case.mask_array(lid))
+            if not len(vox):
+                continue
+            centre = case.labels.index_to_mm(vox.mean(0))
+        kji = case.image.mm_to_index(centre)
+        ijk = [round(float(x)) for x in kji[::-1]]
+        out.append({"id": lid, "label": _lesion_label(lid, m), "centre_lps_mm": [round(float(x), 2) for x in centre],
+                    "centre_ijk": ijk,
+                    "max_diameter_mm": None if m is None else m.get("max_diameter_mm"),
+                    "segments": None if m is None else m.get("segments")})
+    return out
+
+
+def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path,
+                       measurements: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the viewer folder for ``case`` and its ``plans``; returns the index written.
+
+    ``measurements`` (the ``measure_case`` document) labels the lesion bookmarks with diameter and
+    segment and gives their centres; without it the centres are the masks' voxel centroids.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     layers: list[dict[str, Any]] = []
     meshes: list[dict[str, Any]] = []
@@ -140,7 +188,7 @@ def write_viewer_files(case: Case, plans: list[TreatmentPlan], out_dir: Path) ->
             layers.append({"url": f"field_{tag}.nii.gz", "kind": "field", "name": f"{plan.lesion_id} {plan.modality} |E| (V/cm)",
                            "colormap": "plasma", "opacity": 0.4, "cal_min": 400.0, "cal_max": 1500.0, "visible": False,
                            "lesion_id": plan.lesion_id, "modality": plan.modality})
-    index = {"layers": layers, "meshes": meshes}
+    index = {"layers": layers, "meshes": meshes, "lesions": lesion_bookmarks(case, measurements)}
     (out_dir / "index.json").write_text(json.dumps(index, indent=1))
     return index
 
