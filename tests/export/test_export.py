@@ -19,6 +19,7 @@ of report_builders; and a real DICOM CT (TotalSegmentator example series, Apache
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -130,7 +131,6 @@ def test_dicompyler_dvh_matches_the_plan(synthetic_export):
 
     if not hasattr(pydicom.dicomio, "read_file"):
         pydicom.dicomio.read_file = pydicom.dcmread  # type: ignore[attr-defined]
-    dicompyler = pytest.importorskip("dicompylercore", reason="dicompyler-core is in the test extras")
     from dicompylercore import dicomparser, dvhcalc
 
     proposal, _, files = synthetic_export
@@ -142,7 +142,6 @@ def test_dicompyler_dvh_matches_the_plan(synthetic_export):
     assert abs(d90 - ibt.metrics["d90_gy"]) <= max(0.02 * ibt.metrics["d90_gy"], 0.3)
     v100 = float(dvh.relative_volume.statistic(f"V{ibt.prescription_gy:g}Gy").value)
     assert abs(v100 - ibt.metrics["v100_percent"]) <= 2.0
-    del dicompyler
 
 
 def test_rtplan_dwell_times_sum_to_the_plan_total(synthetic_export):
@@ -172,7 +171,8 @@ def _dciodvfy_errors(path: Path) -> list[str]:
     return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error") or "Assertion" in ln]
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools")
+@pytest.mark.skipif(shutil.which("dciodvfy") is None and os.environ.get("CI") != "true",
+                    reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools (CI installs it, so there a missing dciodvfy fails instead)")
 def test_dciodvfy_reports_no_errors(synthetic_export):
     _, out, _ = synthetic_export
     paths = sorted((out / "dicom").glob("*.dcm")) + sorted((out / "dicom" / "image").glob("*.dcm"))[:2]
