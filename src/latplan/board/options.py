@@ -39,7 +39,7 @@ from latplan.modalities.simulate import PLANNERS, verdict
 from latplan.planning.types import TreatmentPlan
 
 from .preferences import criteria_values, weighted_sum
-from .targets import ABLATIVE, STATUS_ORDER, TargetJudgement, judge
+from .targets import ABLATIVE, STATUS_ORDER, TRAJECTORY_CONDITION, TargetJudgement, judge
 
 #: tier names (plan.json ``tier``) in ranking order
 TIERS = ("indicated", "eligible", "relative", "refer")
@@ -207,6 +207,15 @@ def _judge_target(option: Option, rules: RuleSet) -> None:
                                                  f"Target missed: {t.text}.", "relative_contraindication", "simulation"))
     for u in t.unchecked:
         option.conditions.append(f"conditional — verify clearance of {u} on imaging")
+    _unverified_path_condition(option)
+
+
+def _unverified_path_condition(option: Option) -> None:
+    """[L] an unverified access path: a condition (once), and confidence drops like an unknown (tier kept)."""
+    if option.target is None or not option.target.trajectory_unverified or TRAJECTORY_CONDITION in option.conditions:
+        return
+    option.conditions.append(TRAJECTORY_CONDITION)
+    option.score -= UNKNOWN_PENALTY
 
 
 def _apply_verdict(option: Option, rules: RuleSet) -> None:
@@ -448,7 +457,9 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
                             f"{', '.join(o.assessment.fired) or 'none'}"
                             + ("; simulation " + o.verdict[0] if o.verdict else "")
                             + (f"; {o.assessment.unknown_adverse} unassessable adverse rule(s) × −{UNKNOWN_PENALTY}"
-                               if o.assessment.unknown_adverse else "") + ")"
+                               if o.assessment.unknown_adverse else "")
+                            + (f"; access path not verified on the image × −{UNKNOWN_PENALTY}"
+                               if o.target is not None and o.target.trajectory_unverified else "") + ")"
                             + (f"; conditions: {len(o.conditions)}" if o.conditions else ""))
     for o in options:
         if not o.rankable:
