@@ -31,7 +31,7 @@ from latplan.case.vocabulary import Eligibility
 from latplan.errors import LatplanError, NotAvailableError, PlanningError
 from latplan.knowledge.centre import offered_modalities
 from latplan.knowledge.conditions import Truth
-from latplan.knowledge.profiles import ModalityProfile, OutcomeFigure, figures_for
+from latplan.knowledge.profiles import ENDPOINTS, ModalityProfile, OutcomeFigure, figures_for
 from latplan.knowledge.rules import RuleSet
 from latplan.modalities import LESION_MODALITIES, MODULES
 from latplan.modalities.base import Assessment, Reason, Site, assess_with_rules, build_context, worse
@@ -393,25 +393,34 @@ def build_options(site: Site, patient: Patient, rules: RuleSet, profiles: Mappin
     return options
 
 
-def _compare_local_control(options: list[Option]) -> None:
-    """Pick one (endpoint, time point) shared by most rankable options; others are 'not comparable'.
-
-    Only ``local_control`` figures with a time point are comparable; ties go to the longest
-    follow-up, so the shortest follow-up can never win a ranking.
-    """
+def _shared_reference(options: Sequence[Option], endpoints: Collection[str]) -> tuple[str, float] | None:
+    """The (endpoint, time point) of ``endpoints`` shared by most rankable options (≥ 2); ties → longest follow-up."""
     counts: dict[tuple[str, float], int] = {}
     for o in options:
         if not o.rankable:
             continue
         keys = {(f.endpoint, f.time_point_months) for f in o.figures
-                if f.endpoint == "local_control" and f.time_point_months is not None and f.value_percent is not None}
+                if f.endpoint in endpoints and f.time_point_months is not None and f.value_percent is not None}
         for k in keys:
             counts[k] = counts.get(k, 0) + 1  # type: ignore[index]
-    ref: tuple[str, float] | None = None
-    if counts:
-        ref = max(counts, key=lambda k: (counts[k], k[1]))
-        if counts[ref] < 2:
-            ref = None
+    if not counts:
+        return None
+    ref = max(counts, key=lambda k: (counts[k], k[1], k[0] == "overall_survival"))
+    return ref if counts[ref] >= 2 else None
+
+
+def _compare_local_control(options: list[Option]) -> None:
+    """Pick one (endpoint, time point) shared by most rankable options; others are 'not comparable'.
+
+    ``local_control`` figures with a time point come first, and only they feed the local-control criterion
+    (``lc_value``) of the ranking; ties go to the longest follow-up, so the shortest follow-up can never win a
+    ranking. Without a shared local-control figure, another endpoint shared by ≥ 2 options (HCC: 5-year overall
+    survival after resection and RFA, SURF) is set side by side for the board and the patient sheet only —
+    it does not enter the ranking.
+    """
+    ref = _shared_reference(options, ("local_control",))
+    if ref is None:
+        ref = _shared_reference(options, [e for e in ENDPOINTS if e != "local_control"])
     for o in options:
         figs = [f.to_json() for f in o.figures]
         chosen = None
@@ -419,10 +428,13 @@ def _compare_local_control(options: list[Option]) -> None:
             chosen = next((f for f in o.figures if (f.endpoint, f.time_point_months) == ref and f.value_percent is not None),
                           None)
         if chosen is not None:
-            o.lc_value = chosen.value_percent / 100.0  # type: ignore[operator]
+            o.lc_value = chosen.value_percent / 100.0 if chosen.endpoint == "local_control" else None  # type: ignore[operator]
             lc = chosen.to_json()
             lc.update({"comparable": True, "compared_on": {"endpoint": ref[0], "time_point_months": ref[1]},  # type: ignore[index]
-                       "note": "compared with other options on the same endpoint and time point"})
+                       "note": "compared with other options on the same endpoint and time point"
+                       + ("" if chosen.endpoint == "local_control" else
+                          f" ({chosen.endpoint.replace('_', ' ')}: shown to the board, not used as the local-control"
+                          " criterion of the ranking)")})
         else:
             o.lc_value = None
             best = figs[0] if figs else None
