@@ -6,6 +6,8 @@ Independent references (values copied from the abstracts, exact):
   Child-Pugh ≤ 7 (eligibility: Takayama T et al. Liver Cancer 2022;11:209-218, abstract, Methods).
 - Llovet JM et al. Lancet 2002;359:1734-1739 (abstract): chemoembolisation survival 82 % at 1 year, 63 % at 2.
 - Lencioni R et al. Hepatology 2016;64:106-116 (abstract): Lipiodol TACE OS 70.3 / 51.8 / 40.4 / 32.4 % at 1/2/3/5 y.
+- Lewandowski RJ et al. Radiology 2018;287(3) (abstract): radiation segmentectomy of solitary HCC ≤ 5 cm, 72 % without
+  target lesion progression at 5 years, survival 57 % at 5 years (whole cohort).
 The comparability rule (figures side by side only at the same endpoint and time point) is issue [I] item 12.
 """
 
@@ -45,17 +47,22 @@ def test_hcc_bclc0_shows_surf_survival_side_by_side_and_no_colorectal_figure(vig
         assert opts[m]["local_control_basis"].startswith("ordinal class")
     assert opts["ibt"]["local_control"]["comparable"] is False  # 6-month local control: another endpoint
     assert not opts["tace"]["local_control"]["figures"]  # TACE figures are BCLC B figures
+    # radiation segmentectomy: local control only (its survival figure is not set beside SURF's randomised arms)
+    assert figs["tare"] == {"LC-HCC-TARE-RADSEG-60": 72}
+    assert opts["tare"]["local_control"]["comparable"] is False  # no other option has local control at 5 years
     rows = {r["modality"]: r for r in option_grid(prop.plan_json["lesions"])[0]["rows"]}
     assert rows["rfa"]["works"] == "In studies, about 70 in 100 people treated this way were alive after 5 years."
     assert "cannot be compared" in rows["ibt"]["works"]
 
 
 def test_surf_figures_not_shown_outside_its_population(vignette) -> None:
-    """Colorectal patient (another disease), and HCC > 3 cm (outside SURF's ≤ 3 cm): no SURF figure."""
+    """Colorectal patient (another disease), and HCC > 3 cm (outside SURF's ≤ 3 cm): no SURF figure; the 40 mm
+    single HCC gets the radiation-segmentectomy figures of its ≤ 5 cm cohort (Lewandowski 2018)."""
     crc = plan_case(None, measurements=vignette.measurements(vignette.lesion(d=18)), patient=vignette.patient())
     big = plan_case(None, measurements=vignette.measurements(vignette.lesion(d=40)), patient=hcc(vignette))
-    for prop in (crc, big):
-        assert not any(fid.startswith("OS-HCC") for per in _figures(prop).values() for fid in per)
+    assert not any("HCC" in fid for per in _figures(crc).values() for fid in per)
+    assert not any(fid.startswith("OS-HCC-SURF") for per in _figures(big).values() for fid in per)
+    assert _figures(big)["tare"] == {"LC-HCC-TARE-RADSEG-60": 72, "OS-HCC-TARE-RADSEG-60": 57}
 
 
 def test_hcc_bclc_b_tace_survival_figures_not_compared_alone(vignette) -> None:
@@ -73,8 +80,8 @@ def test_hcc_bclc_b_tace_survival_figures_not_compared_alone(vignette) -> None:
 
 
 def test_every_hcc_figure_says_where_its_number_stands() -> None:
-    hcc_figs = [f for f in load_outcomes() if f.id.startswith("OS-HCC")]
-    assert len(hcc_figs) == 8
+    hcc_figs = [f for f in load_outcomes() if "-HCC-" in f.id]
+    assert len(hcc_figs) == 10
     for f in hcc_figs:
-        assert f.where and f.endpoint == "overall_survival" and f.time_point_months
+        assert f.where and f.endpoint in ("overall_survival", "local_control") and f.time_point_months
         assert f"{f.value_percent:g} %" in f.citation.text  # the cited abstract's number, recorded with the source
