@@ -20,7 +20,6 @@ priors (``category: size`` rules). Both the prior and the verdict are shown.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,14 +28,13 @@ from typing import Any
 from latplan.anatomy.geometry import CaseGeometry
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import Eligibility
-from latplan.errors import LatplanError, NotAvailableError, PlanningError
 from latplan.knowledge.centre import offered_modalities
 from latplan.knowledge.conditions import Truth
 from latplan.knowledge.profiles import ENDPOINTS, ModalityProfile, OutcomeFigure, figures_for
 from latplan.knowledge.rules import RuleSet
-from latplan.modalities import LESION_MODALITIES, MODULES
+from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Assessment, Reason, Site, assess_with_rules, build_context, worse
-from latplan.modalities.simulate import PLANNERS, verdict
+from latplan.modalities.simulate import PLANNERS, SimulationJob, SimulationResult, simulate_job, verdict
 from latplan.planning.types import TreatmentPlan
 
 from .preferences import criteria_values, weighted_sum
@@ -146,37 +144,39 @@ def _rule_reason(rules: RuleSet, rule_id: str, rule_text: str, effect: str, cate
     return Reason(rule_id, rule_text, citation, level, effect, category)
 
 
-def _simulate(option: Option, case: Any, measurements: Mapping[str, Any] | None, site: Site,
-              progress: Callable[[str], None] | None, geometry: CaseGeometry | None = None) -> None:
+def simulation_skip(option: Option, has_case: bool, simulate: bool | Collection[str] = True) -> str | None:
+    """Why ``option`` is not simulated in this run (shown as ``simulation_why``), or None when it is."""
     code = option.modality
+    if simulate is not True and (simulate is False or code not in set(simulate)):
+        return ("simulations switched off (simulate=False)" if simulate is False
+                else f"not simulated in this run (simulate={sorted(set(simulate))})")
     if code not in PLANNERS:
-        option.simulation_why = f"no simulation engine for {code} in this release; assessed by rules only"
-        return
-    if case is None:
-        option.simulation_why = "no image case given (rules-only assessment)"
-        return
+        return f"no simulation engine for {code} in this release; assessed by rules only"
+    if not has_case:
+        return "no image case given (rules-only assessment)"
     if option.eligibility == Eligibility.CONTRAINDICATED:
-        option.simulation_why = "not simulated: contraindicated by rule"
-        return
-    if progress:
-        progress(f"{site.lesion_id}: simulating {code}")
-    t0 = time.perf_counter()
-    try:
-        plan = MODULES[code].plan(site, case, measurements=measurements, parameters=option.assessment.parameters,
-                                  geometry=geometry)
-    except NotAvailableError as exc:
-        option.simulation_why = str(exc)
-        return
-    except PlanningError as exc:
-        limiting = getattr(exc, "limiting", None)
-        option.simulation_why = f"planner could not produce a plan: {exc}" + (f" (limiting: {limiting})" if limiting else "")
-        return
-    except (LatplanError, TypeError, ValueError) as exc:
-        option.simulation_why = f"planner failed: {type(exc).__name__}: {exc}"
-        return
-    finally:
-        option.runtime_s = time.perf_counter() - t0
-    option.plan = plan
+        return "not simulated: contraindicated by rule"
+    return None
+
+
+def simulation_job(option: Option, lesion: Mapping[str, Any]) -> SimulationJob:
+    """The simulation of ``option`` on the lesion measured as ``lesion``, with the rules' target margin."""
+    margin = option.assessment.parameters.get("target_margin_mm")
+    return SimulationJob(option.lesion_id, option.modality, lesion, None if margin is None else float(margin))
+
+
+def apply_simulation(option: Option, result: SimulationResult) -> None:
+    """Attach a simulation result (the plan, or why there is none) to its option."""
+    option.plan, option.runtime_s = result.plan, result.runtime_s
+    if result.why is not None:
+        option.simulation_why = result.why
+
+
+def judge_simulation(option: Option, rules: RuleSet) -> None:
+    """Re-assess with the simulated plan: the verdict (coverage/margin/dose), then the one target of its
+    kind, organs in the zone and unchecked structures (:mod:`latplan.board.targets`)."""
+    _apply_verdict(option, rules)
+    _judge_target(option, rules)
 
 
 def _judge_target(option: Option, rules: RuleSet) -> None:
@@ -357,25 +357,29 @@ def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None
     ``workers`` > 1 runs planners in threads (the engines release the GIL in numpy/numba; planners
     must not share mutable state — the default is sequential). ``geometry``: the case's
     :class:`CaseGeometry`, computed once by the pipeline and passed to every planner.
+    (The pipeline runs the same steps as stages: :mod:`latplan.pipeline.stages`.)
     """
-    wanted = None if simulate is True else (set() if simulate is False else set(simulate))
-    todo = []
+    todo: list[tuple[Option, SimulationJob]] = []
     for opt, site, meas in jobs:
-        if wanted is not None and opt.modality not in wanted:
-            opt.simulation_why = ("simulations switched off (simulate=False)" if simulate is False
-                                  else f"not simulated in this run (simulate={sorted(wanted)})")
-            continue
-        todo.append((opt, site, meas))
+        why = simulation_skip(opt, case is not None, simulate)
+        if why is not None:
+            opt.simulation_why = why
+        else:
+            todo.append((opt, simulation_job(opt, meas if meas is not None else site.lesion)))
+
+    def run(item: tuple[Option, SimulationJob]) -> None:
+        if progress:
+            progress(f"{item[1].lesion_id}: simulating {item[1].modality}")
+        apply_simulation(item[0], simulate_job(item[1], case, geometry))
+
     if workers > 1 and len(todo) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda job: _simulate(job[0], case, job[2], job[1], progress, geometry), todo))
+            list(pool.map(run, todo))
     else:
-        for opt, site, meas in todo:
-            _simulate(opt, case, meas, site, progress, geometry)
-    for opt, _site, _meas in todo:
-        _apply_verdict(opt, rules)
+        for item in todo:
+            run(item)
     for opt, _site, _meas in jobs:
-        _judge_target(opt, rules)
+        judge_simulation(opt, rules)
 
 
 def finish_options(options: list[Option], ctx: Mapping[str, Any], figures: Sequence[OutcomeFigure] | None) -> None:
