@@ -78,6 +78,8 @@ def test_cropped_case_ibt_uncertain_tier_kept_condition_once(vignette, monkeypat
     assert TRAJECTORY_CONDITION in c["conditions"] and TRAJECTORY_CONDITION not in v["conditions"]
     assert c["ranking"]["total"] == pytest.approx(v["ranking"]["total"] - UNKNOWN_PENALTY, abs=1e-9)
     assert "access path not verified" in c["ranking"]["reason"]
+    assert v["needs_review"] is False and not v["cannot_assess"]  # the verified plan needs no review
+    assert c["needs_review"] is True  # the team must still check the path (patient sheet: "check some facts")
     lesion = cropped.plan_json["lesions"][0]
     assert lesion["conditions"].count(TRAJECTORY_CONDITION) == 1
 

@@ -527,7 +527,8 @@ def option_json(o: Option) -> dict[str, Any]:
         "handoff": o.handoff,
         "local_control_basis": "figure" if o.lc_value is not None else "ordinal class (no comparable figure)",
         "reasons": reasons,
-        "needs_review": a.needs_review,
+        # an unverified access path ([L]) is a fact the team must still check, like an unassessable rule
+        "needs_review": a.needs_review or (o.target is not None and o.target.trajectory_unverified),
         "cannot_assess": [c.to_json() for c in a.cannot_assess],
         "parameters": {k: v for k, v in a.parameters.items()},
         "simulation": sim,
