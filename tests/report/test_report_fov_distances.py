@@ -7,7 +7,7 @@ may be smaller, so it is a lower bound. The expected strings follow from the inp
 
 from __future__ import annotations
 
-from latplan.report.context import FOV_DISTANCE_WHY, _measurement_pairs, _vessel_text, capsule_text
+from latplan.report.context import FOV_DISTANCE_WHY, _measurement_pairs, _plain_local_control, _vessel_text, capsule_text
 
 
 def _lesion(**kw):
@@ -40,3 +40,12 @@ def test_no_mark_without_the_list_and_capsule_mark_kept() -> None:
     assert capsule_text({"capsule_distance_mm": 6.0}, " mm") == "6 mm"
     assert _vessel_text({"name": "portal_vein", "distance_mm": 9.0}, frozenset({"portal_vein"})) == \
         "portal vein, ≥ 9 mm (limited by the field of view) away"
+
+
+def test_patient_sheet_words_overall_survival_about_people() -> None:
+    """Reference: SURF final analysis (Kawaguchi/Hasegawa, J Clin Oncol 2025, abstract): 5-year overall
+    survival 70.4 % after RFA. An overall-survival figure is about the person, so the patient sheet says
+    "were alive", never "the tumour did not grow back" (a local-control wording)."""
+    text = _plain_local_control({"value_percent": 70.4, "endpoint": "overall_survival", "time_point_months": 60})
+    assert text == "In studies, about 70 in 100 people treated this way were alive after 5 years."
+    assert "grow back" not in text

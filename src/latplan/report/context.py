@@ -935,6 +935,9 @@ def _plain_local_control(lc: Any) -> str:
             if tp is None and isinstance(months, (int, float)):
                 tp = _plain_time(months)
             endpoint = str(lc.get("endpoint") or "").lower()
+            if "survival" in endpoint:  # overall survival: the person, not the tumour
+                return f"In studies, about {round(val)} in 100 people treated this way were alive" + (
+                    f" after {tp}." if tp else ".")
             if "response" in endpoint:
                 what = "the tumour shrank away on scans"
             elif "control" in endpoint or "progression" in endpoint or not endpoint:
