@@ -7,7 +7,13 @@ may be smaller, so it is a lower bound. The expected strings follow from the inp
 
 from __future__ import annotations
 
-from latplan.report.context import FOV_DISTANCE_WHY, _measurement_pairs, _plain_local_control, _vessel_text, capsule_text
+from latplan.report.context import (
+    FOV_DISTANCE_WHY,
+    _measurement_pairs,
+    _plain_local_control,
+    _vessel_text,
+    capsule_text,
+)
 
 
 def _lesion(**kw):
