@@ -63,7 +63,7 @@ def _inverse_square(points: np.ndarray, pos: np.ndarray, w: np.ndarray) -> np.nd
 
 def _ibt_30mm() -> tuple[float, bool]:
     """Wall time (s) of plan_ibt for a 30 mm (15 mm radius) lesion on the tests' in-memory phantom."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "physics_radiation"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
     from rad_case_helpers import make_case
 
     from latplan.planning.ibt import plan_ibt
