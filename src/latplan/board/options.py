@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from latplan.anatomy.geometry import CaseGeometry
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import Eligibility
 from latplan.errors import LatplanError, NotAvailableError, PlanningError
@@ -146,7 +147,7 @@ def _rule_reason(rules: RuleSet, rule_id: str, rule_text: str, effect: str, cate
 
 
 def _simulate(option: Option, case: Any, measurements: Mapping[str, Any] | None, site: Site,
-              progress: Callable[[str], None] | None) -> None:
+              progress: Callable[[str], None] | None, geometry: CaseGeometry | None = None) -> None:
     code = option.modality
     if code not in PLANNERS:
         option.simulation_why = f"no simulation engine for {code} in this release; assessed by rules only"
@@ -161,7 +162,8 @@ def _simulate(option: Option, case: Any, measurements: Mapping[str, Any] | None,
         progress(f"{site.lesion_id}: simulating {code}")
     t0 = time.perf_counter()
     try:
-        plan = MODULES[code].plan(site, case, measurements=measurements, parameters=option.assessment.parameters)
+        plan = MODULES[code].plan(site, case, measurements=measurements, parameters=option.assessment.parameters,
+                                  geometry=geometry)
     except NotAvailableError as exc:
         option.simulation_why = str(exc)
         return
@@ -339,12 +341,13 @@ def assess_options(site: Site, patient: Patient, rules: RuleSet,
 
 def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None]], case: Any, rules: RuleSet, *,
                      simulate: bool | Collection[str] = True, workers: int = 1,
-                     progress: Callable[[str], None] | None = None) -> None:
+                     progress: Callable[[str], None] | None = None, geometry: CaseGeometry | None = None) -> None:
     """Run the planners for (option, site, lesion measurements) jobs, then judge each plan.
 
     ``simulate``: True (every modality with a planner), False, or the modality codes to simulate.
     ``workers`` > 1 runs planners in threads (the engines release the GIL in numpy/numba; planners
-    must not share mutable state — the default is sequential).
+    must not share mutable state — the default is sequential). ``geometry``: the case's
+    :class:`CaseGeometry`, computed once by the pipeline and passed to every planner.
     """
     wanted = None if simulate is True else (set() if simulate is False else set(simulate))
     todo = []
@@ -356,10 +359,10 @@ def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None
         todo.append((opt, site, meas))
     if workers > 1 and len(todo) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda job: _simulate(job[0], case, job[2], job[1], progress), todo))
+            list(pool.map(lambda job: _simulate(job[0], case, job[2], job[1], progress, geometry), todo))
     else:
         for opt, site, meas in todo:
-            _simulate(opt, case, meas, site, progress)
+            _simulate(opt, case, meas, site, progress, geometry)
     for opt, _site, _meas in todo:
         _apply_verdict(opt, rules)
     for opt, _site, _meas in jobs:

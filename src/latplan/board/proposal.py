@@ -25,6 +25,7 @@ import numba
 
 from latplan._version import __version__
 from latplan.anatomy import measure_case
+from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
 from latplan.errors import LatplanError
 from latplan.knowledge.features import patient_features
@@ -124,36 +125,38 @@ def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, flo
 _WORKER: dict[str, Any] = {}
 
 
-def _init_simulation_worker(case: Case | None, rules: RuleSet) -> None:
+def _init_simulation_worker(case: Case | None, rules: RuleSet, geometry: CaseGeometry | None = None) -> None:
     """One numba thread per process when several run: a 2-thread bioheat kernel was measured 2.3×
     slower than 1 thread on a busy machine (issue [H]); parallelism comes from the processes."""
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     numba.set_num_threads(1)
-    _WORKER["case"], _WORKER["rules"] = case, rules
+    # the geometry travels with its case and the maps computed so far (CaseGeometry pickles them)
+    _WORKER["case"], _WORKER["rules"] = (geometry.case if geometry is not None else case), rules
+    _WORKER["geometry"] = geometry
 
 
 def _simulate_in_worker(job: tuple[Option, Site, Mapping[str, Any] | None],
                         simulate: bool | Collection[str]) -> Option:
-    simulate_options([job], _WORKER["case"], _WORKER["rules"], simulate=simulate)
+    simulate_options([job], _WORKER["case"], _WORKER["rules"], simulate=simulate, geometry=_WORKER["geometry"])
     return job[0]
 
 
 def _simulate(jobs: list[tuple[Option, Site, Mapping[str, Any] | None]], options: dict[str, list[Option]],
               case: Case | None, rules: RuleSet, simulate: bool | Collection[str], workers: int,
-              say: Callable[[str], None]) -> dict[str, list[Option]]:
+              say: Callable[[str], None], geometry: CaseGeometry | None) -> dict[str, list[Option]]:
     """Run the lesion × modality simulations: in ``workers`` processes when > 1 (each job is
     independent), else in this process. Returns ``options`` with the simulated Option objects."""
     heavy = [j for j in jobs if j[0].modality in PLANNERS and case is not None]
     if workers <= 1 or len(heavy) <= 1:
-        simulate_options(jobs, case, rules, simulate=simulate, progress=say)
+        simulate_options(jobs, case, rules, simulate=simulate, progress=say, geometry=geometry)
         return options
     heavy_ids = {id(j[0]) for j in heavy}
     light = [j for j in jobs if id(j[0]) not in heavy_ids]
-    simulate_options(light, case, rules, simulate=simulate, progress=say)
+    simulate_options(light, case, rules, simulate=simulate, progress=say, geometry=geometry)
     done: dict[tuple[str, str], Option] = {}
     with ProcessPoolExecutor(max_workers=min(workers, len(heavy)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_simulation_worker, initargs=(case, rules)) as pool:
+                             initializer=_init_simulation_worker, initargs=(case, rules, geometry)) as pool:
         futures = [pool.submit(_simulate_in_worker, job, simulate) for job in heavy]
         for n, fut in enumerate(futures, 1):
             opt = fut.result()
@@ -166,14 +169,15 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
               oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
               measurements: Mapping[str, Any] | None = None, patient: Any = None,
               preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None,
-              workers: int = 1) -> BoardProposal:
+              workers: int = 1, geometry: CaseGeometry | None = None) -> BoardProposal:
     """Board proposal for ``case`` (a :class:`latplan.case.Case`; ``None`` allowed with ``measurements``
     and ``patient`` for rules-only planning).
 
     ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
     ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
     ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the lesion ×
-    modality simulations in that many processes (one numba thread each).
+    modality simulations in that many processes (one numba thread each). ``geometry``: the case's
+    :class:`CaseGeometry` (computed once; None: ``case_geometry(case)``), passed to every planner.
     """
     t_start = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -202,7 +206,9 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
         ctx, opts = assess_options(site, patient, rules, profiles)
         options[site.lesion_id], contexts[site.lesion_id] = opts, ctx
         jobs.extend((o, site, les) for o in opts)
-    options = _simulate(jobs, options, case, rules, simulate, workers, say)
+    if geometry is None and case is not None:
+        geometry = case_geometry(case)
+    options = _simulate(jobs, options, case, rules, simulate, workers, say, geometry)
     plans: dict[tuple[str, str], TreatmentPlan] = {}
     for lid, opts in options.items():
         finish_options(opts, contexts[lid], figures)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
 from latplan.case.patient import Patient
 from latplan.errors import NotAvailableError, PlanningError
@@ -39,12 +40,13 @@ def planner_for(modality: str) -> Planner:
 
 
 def call_planner(modality: str, case: Case, lesion_id: str, measurements: Mapping[str, Any] | None,
-                 parameters: Mapping[str, Any]) -> TreatmentPlan:
-    """Run one planner with the rules' target margin; raises NotAvailableError / PlanningError with the reason."""
+                 parameters: Mapping[str, Any], geometry: CaseGeometry) -> TreatmentPlan:
+    """Run one planner on ``case`` with its ``geometry`` (computed once per case by the pipeline) and the
+    rules' target margin; raises NotAvailableError / PlanningError with the reason."""
     fn = planner_for(modality)
     margin = parameters.get("target_margin_mm")
-    plan = fn(case, lesion_id, measurements) if margin is None else \
-        fn(case, lesion_id, measurements, target_margin_mm=float(margin))
+    plan = fn(case, lesion_id, measurements, geometry=geometry) if margin is None else \
+        fn(case, lesion_id, measurements, geometry=geometry, target_margin_mm=float(margin))
     if not isinstance(plan, TreatmentPlan):
         raise PlanningError(f"planner of {modality} returned {type(plan).__name__}, not a TreatmentPlan.")
     return plan
@@ -72,8 +74,9 @@ class ModalityRunner:
         return self.spec.assess(site, patient, rules)
 
     def plan(self, site: Site | Mapping[str, Any], case: Case, *, measurements: Mapping[str, Any] | None = None,
-             parameters: Mapping[str, Any] | None = None) -> TreatmentPlan:
-        """Simulate this modality on the lesion (raises NotAvailableError when no planner exists)."""
+             parameters: Mapping[str, Any] | None = None, geometry: CaseGeometry | None = None) -> TreatmentPlan:
+        """Simulate this modality on the lesion (raises NotAvailableError when no planner exists).
+        ``geometry``: the pipeline's :class:`CaseGeometry` of ``case`` (None: ``case_geometry(case)``)."""
         s = Site.coerce(site)
         return call_planner(self.code, case, s.lesion_id, measurements if measurements is not None else s.lesion,
-                            parameters or {})
+                            parameters or {}, geometry if geometry is not None else case_geometry(case))

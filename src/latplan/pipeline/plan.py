@@ -56,7 +56,7 @@ def plan_case(case: Case, options: PlanOptions = PlanOptions(), progress: Progre
     simulate: bool | frozenset[str] = options.simulate
     return propose(case, rule_paths=list(options.rule_paths) or None, simulate=simulate,
                    measurements=measurements.to_json(), preferences=options.preferences, workers=options.workers,
-                   progress=board_progress)
+                   progress=board_progress, geometry=geometry)
 
 
 def input_sha256(case: Case, rule_paths: tuple[Path, ...] = ()) -> str:
