@@ -193,9 +193,11 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
         futures: dict[Future, CaseJob] = {
             client.submit(start_case_job, job, key=f"latplan-case-{job.name}-{token}", pure=False): job for job in jobs}
         pending = as_completed(futures)
-        held: list[Future] = []  # first-task futures of split cases: their assessment stays on the cluster
+        # finishing task → first task of a split case: its assessment stays on the cluster until then
+        held: dict[Future, Future] = {}
         for future in pending:
             job = futures.pop(future)
+            held.pop(future, None)
             try:
                 result: CaseOutcome | CasePrep = future.result()
             except Exception as exc:  # KilledWorker and the like: the case is recorded, the run goes on
@@ -203,7 +205,7 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
             if isinstance(result, CasePrep):
                 finisher = _split(client, job, future, result, token)
                 futures[finisher] = job
-                held.append(future)
+                held[finisher] = future
                 pending.add(finisher)
                 say(f"{job.name}: split into {len(result.jobs)} simulation tasks", len(run.outcomes), len(jobs))
                 continue
@@ -211,7 +213,6 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
             say(f"{job.name}: {result.status}" + (f" ({result.error_type})" if result.error_type else ""),
                 len(run.outcomes), len(jobs))
         run.planning_seconds = time.perf_counter() - t_plan
-        del held
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     run.outcomes.sort(key=lambda o: o.name)
     run.results = write_cohort_results(Path(cohort_dir), out)
