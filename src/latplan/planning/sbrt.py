@@ -84,6 +84,35 @@ def prior_rt_adjusted(constraints: Sequence[Mapping[str, Any]], prior: Sequence[
     return out, notes
 
 
+def _local_control(bed10_gy: float, primary: Any) -> dict[str, Any]:
+    """Local-control estimates for the lesion's population, never another population's figures.
+
+    * 12/24 months: the two-anchor logistic of knowledge ``local_control`` (colorectal: Chang 2011 +
+      Klement 2017; other metastases) — left out for primary liver tumours (no published anchor encoded;
+      ``local_control_note`` says so);
+    * 6 months: the published population-specific dose–response (HCC or colorectal, Br J Radiol 2014)
+      where one exists.
+    """
+    out: dict[str, Any] = {}
+    try:
+        lc12 = rk.sbrt_local_control(bed10_gy, 12.0, primary)
+        lc24 = rk.sbrt_local_control(bed10_gy, 24.0, primary)
+        out["local_control_12m_percent_estimate"] = round(lc12["local_control_percent"], 1)
+        out["local_control_24m_percent_estimate"] = round(lc24["local_control_percent"], 1)
+        out["local_control_source"] = lc12["source"]
+        out["local_control_population"] = lc12["population"]
+        out["local_control_extrapolated"] = lc12["extrapolated"]
+    except InvalidInputError as exc:
+        out["local_control_note"] = str(exc)
+    dr = rk.sbrt_dose_response(bed10_gy, primary)
+    if dr is not None:
+        out["local_control_6m_percent_estimate"] = round(dr["local_control_percent"], 1)
+        out["local_control_6m_source"] = dr["source"]
+        out["local_control_6m_population"] = dr["population"]
+        out["local_control_6m_extrapolated"] = dr["extrapolated"]
+    return out
+
+
 def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     organs: dict[str, np.ndarray] = {}
     for c in constraints:
@@ -159,20 +188,16 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         "d2cm_model_percent": round(d2cm_model, 1), "d2cm_table_max_percent": round(d2cm_table, 1),
         "prior_radiotherapy_courses": len(prior), "organs": res.organs, "estimate": True,
     }
-    try:
-        lc = rk.sbrt_local_control(bed10, 12.0, getattr(getattr(case, "patient", None), "primary", None))
-        metrics["local_control_12m_percent_estimate"] = round(lc["local_control_percent"], 1)
-        metrics["local_control_source"] = lc["source"]
-    except InvalidInputError:
-        pass
+    metrics.update(_local_control(bed10, getattr(getattr(case, "patient", None), "primary", None)))
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{lam:.1f} mm) outside the PTV, λ calibrated to the R50% limit "
                f"({r50_table:.1f}) of the RTOG 0915 conformity table for a {ptv_ml:.0f} ml PTV — a LUNG SBRT "
                "protocol used as a proxy for liver" if calibrated else
                f"fall-off model: D = Rx·exp(−x/{lam:g} mm) outside the PTV (λ given)",
                f"PTV = {'ITV (CTV swept over the breathing motion)' if breathing_motion_mm else 'CTV'} + {margin:g} mm",
-               "LQ/BED is unreliable above about 10 Gy per fraction; BED10 is shown for the local-control anchor "
-               "(Chang 2011, α/β = 10 Gy)"]
+               "LQ/BED is unreliable above about 10 Gy per fraction; BED10 (α/β = 10 Gy) is shown for the "
+               "local-control estimates (colorectal/metastases: Chang 2011 + Klement 2017 anchors at 12/24 months; "
+               "HCC and colorectal: a published 6-month dose-response fitted mostly on hypofractionated doses)"]
     caveats += prior_notes
     if not res.feasible:
         caveats.append(f"schedule {fractions} × {dose_per_fraction_gy:g} Gy infeasible by the estimate: limiting organ "
