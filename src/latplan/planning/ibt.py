@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.geometry import CaseGeometry, case_geometry, geometry_for
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES, StructureRole
 from latplan.errors import EmptyStructureError, InvalidInputError, PlanningError
 from latplan.imaging.volume import Volume
@@ -936,6 +936,7 @@ def _cardiac_device(case: Any, calc: _DoseCalc, cats: Sequence[Catheter], times:
 
 
 def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              prescription_gy: float | None = None, ctv_margin_mm: float | None = None,
              target_margin_mm: float | None = None, margin_mm: float | None = None,
              oar_limits: Mapping[str, Mapping[str, Any]] | None = None, source: tg43.SourceModel | None = None,
@@ -961,8 +962,10 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     time over the catheters instead of concentrating it in one, which also makes the plan more robust).
     ``v150_weight`` > 0: V150 objective (dose above 1.5 × Rx in the CTV penalised; 1 ≈ the weight of the
     normal-tissue mean dose). ``max_modulation``: dwell-time modulation restriction t_i ≤ k · mean t.
+    ``geometry``: the case's :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t_start = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     proto = _protocol(case, prescription_gy, margin_mm if ctv_margin_mm is None else ctv_margin_mm, target_margin_mm,
                       oar_limits, ras_status)
     rx = proto.prescription_gy

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.errors import InvalidInputError
 from latplan.knowledge import radiation as rk
 from latplan.physics import lq, sbrt_screen
@@ -101,7 +102,8 @@ def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tup
     return organs
 
 
-def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *, fractions: int = 3,
+def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+              geometry: CaseGeometry | None = None, fractions: int = 3,
               dose_per_fraction_gy: float = 15.0, constraints: Sequence[Mapping[str, Any]] | None = None,
               ptv_margin_mm: float | None = None, breathing_motion_mm: float | None = None,
               falloff_lambda_mm: float | None = None, calibrate_falloff: bool = True, alpha_beta_gy: float = 10.0,
@@ -113,9 +115,11 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     is calibrated to the RTOG 0915 R50% table for the PTV volume unless ``calibrate_falloff`` is False
     (then ``falloff_lambda_mm`` is used). ``prior_radiotherapy``: records with
     site, dose_gy, fractions (None → the patient's ``prior_radiotherapy``). ``bed_gy`` uses
-    ``alpha_beta_gy``; ``bed10_gy`` always α/β = 10 Gy.
+    ``alpha_beta_gy``; ``bed10_gy`` always α/β = 10 Gy. ``geometry``: the case's
+    :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t0 = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     cfg = rk.sbrt_config()
     margin = float(cfg["setup_margin_mm"]["value"]) if ptv_margin_mm is None else float(ptv_margin_mm)
     if margin < 0:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.geometry import CaseGeometry, case_geometry, geometry_for
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
@@ -122,7 +122,7 @@ def plan_thermal(
     case: Case,
     lesion_id: str,
     measurements: Mapping[str, Any] | None = None,
-    *,
+    *, geometry: CaseGeometry | None = None,
     target_margin_mm: float = 5.0,
     engine: str = "chart",
     device: str | None = None,
@@ -135,6 +135,7 @@ def plan_thermal(
     take it off the predicted zone (module doc); False keeps the plain zone (faster).
     """
     t_start = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     if engine not in ("chart", "bioheat"):
         raise InvalidInputError(f"engine must be 'chart' or 'bioheat'; got {engine!r}.")
     if not 0.0 <= target_margin_mm <= 30.0:
@@ -319,26 +320,32 @@ def _lesion_measurements(measurements: Mapping[str, Any] | None, lesion_id: str)
 
 
 def plan_rfa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
     """Radiofrequency ablation plan (default device: Cool-tip; 3 cm / 5 cm ex vivo protocols)."""
-    return plan_thermal("rfa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("rfa", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)
 
 
 def plan_mwa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
     """Microwave ablation plan (default antenna: Covidien Emprint-class chart)."""
-    return plan_thermal("mwa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("mwa", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)
 
 
 def plan_cryo(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+              geometry: CaseGeometry | None = None,
               target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
               max_applicators: int | None = None) -> TreatmentPlan:
     """Cryoablation plan: 1–4 probes 2 cm apart per cluster, up to 2 clusters."""
-    return plan_thermal("cryo", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("cryo", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators)
 
 
