@@ -19,6 +19,7 @@ import yaml
 from scipy import ndimage
 
 from latplan.errors import InvalidInputError
+from latplan.physics.ablation_zones import cryo_probe_offsets_mm
 from latplan.physics.bioheat.cryo import CryoPhase, CryoProbe, simulate_cryo
 from latplan.physics.bioheat.data import DATA_FILE, Tissue
 
@@ -65,22 +66,6 @@ def phantom_tissue() -> Tissue:
                   frozen_heat_capacity_j_kg_k=float(ph["frozen_heat_capacity_j_kg_k"]))
 
 
-def cluster_offsets_mm(probe_count: int, spacing_mm: float) -> list[tuple[float, float]]:
-    """In-plane probe positions: point, pair, equilateral triangle, square (side ``spacing_mm``)."""
-    if probe_count == 1:
-        return [(0.0, 0.0)]
-    if probe_count == 2:
-        return [(-0.5 * spacing_mm, 0.0), (0.5 * spacing_mm, 0.0)]
-    if probe_count == 3:
-        r = spacing_mm / math.sqrt(3.0)
-        return [(r * math.cos(a), r * math.sin(a)) for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3,
-                                                              math.pi / 2 + 4 * math.pi / 3)]
-    if probe_count == 4:
-        return [(-0.5 * spacing_mm, -0.5 * spacing_mm), (0.5 * spacing_mm, -0.5 * spacing_mm),
-                (0.5 * spacing_mm, 0.5 * spacing_mm), (-0.5 * spacing_mm, 0.5 * spacing_mm)]
-    raise InvalidInputError(f"cryo clusters of 1–4 probes exist; got {probe_count}.")
-
-
 def feret_diameter_mm(mask2d: np.ndarray, h_mm: float, upsample: int = 4, field: np.ndarray | None = None,
                       level: float = 0.0) -> float:
     """Largest in-plane extent (Feret diameter, 36 directions) of an isotherm in a slice. With
@@ -111,7 +96,7 @@ def phantom_lethal_diameter_mm(probe_count: int, probe: CryoProbeModel, *, probe
     c = [(x // 2) * grid_mm for x in n]
     la = probe.active_length_mm
     probes = [CryoProbe((c[0] + 0.5 * la, c[1] + o[0], c[2] + o[1]), (1.0, 0.0, 0.0), la, probe.diameter_mm)
-              for o in cluster_offsets_mm(probe_count, spacing)]
+              for o in cryo_probe_offsets_mm(probe_count, spacing)]
     tp = probe.probe_c if probe_c is None else probe_c
     lethal = float(data["lethal_isotherm_c"])
     res = simulate_cryo(np.zeros(n, np.uint8), [phantom_tissue()], (grid_mm,) * 3, probes=probes,
