@@ -61,7 +61,8 @@ from latplan.physics.bioheat.calibration import (
     mwa_model,
     simulate_mwa_zone,
 )
-from latplan.physics.bioheat.controllers import CryoPhase, RfaController, simulate_cryo, simulate_heating
+from latplan.physics.bioheat.controllers import RfaController, simulate_heating
+from latplan.physics.bioheat.cryo import CryoPhase, CryoProbe, probe_coupling, simulate_cryo
 from latplan.physics.bioheat.data import (
     DATA_FILE,
     ENGINE_VERSION,
@@ -85,6 +86,7 @@ __all__ = [
     "MWA_CALIBRATION_ROWS",
     "BioheatResult",
     "CryoPhase",
+    "CryoProbe",
     "MwaModel",
     "RfaController",
     "Tissue",
@@ -93,6 +95,7 @@ __all__ = [
     "default_tissues",
     "mwa_model",
     "mwa_source",
+    "probe_coupling",
     "rfa_source",
     "simulate_cryo",
     "simulate_heating",
