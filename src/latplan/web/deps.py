@@ -25,7 +25,6 @@ from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,7 +76,8 @@ class PlanView:
     plan: dict[str, Any] | None
     allowed: dict[str, list[str]]
     top: dict[str, list[str]]
-    plan_html: Markup
+    #: the rendered plan section (autoescaped when rendered; the page inserts it with ``|safe``)
+    plan_html: str
     has_report: bool
     has_pdf: bool
     has_patient: bool
@@ -116,16 +116,16 @@ class PlanViews:
         return view
 
 
-def _render_plan(templates: Jinja2Templates, plan: dict[str, Any] | None) -> Markup:
+def _render_plan(templates: Jinja2Templates, plan: dict[str, Any] | None) -> str:
     if plan is None:
-        return Markup("")
+        return ""
     # autoescaped like every page (Jinja2Templates turns autoescape on)
-    return Markup(templates.get_template("_plan.html").render(plan=plan, strategy_label=strategy_label))
+    return templates.get_template("_plan.html").render(plan=plan, strategy_label=strategy_label)
 
 
 def _empty_view() -> PlanView:
     allowed, top = options_and_strategies(None)
-    return PlanView(None, allowed, top, Markup(""), False, False, False, False)
+    return PlanView(None, allowed, top, "", False, False, False, False)
 
 
 def _build_view(store: BlobStore, templates: Jinja2Templates, job: Job, rd: Path) -> PlanView:
