@@ -105,6 +105,9 @@ def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Datas
         sop = ref.sop_at(int(k))
         for poly in _contours(arr[k], aff, int(k)):
             c = Dataset()
+            # the item is written in the file's encoding (explicit VR little endian) and its own character set
+            # (Contour Data is ASCII): saying so lets pydicom write the raw value as it is, not decode it first
+            c.set_original_encoding(False, True, c._character_set)
             if sop is not None:
                 img = Dataset()
                 img.ReferencedSOPClassUID, img.ReferencedSOPInstanceUID = sop
