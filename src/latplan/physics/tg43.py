@@ -31,7 +31,10 @@ Interpolation and extrapolation (decisions, see docs/radiation-physics.md):
 Units: positions in mm at the API (LPS), internally cm; S_K in U (1 U = 1 cGy cm² h⁻¹);
 times in s; dose in Gy.
 
-Fast kernels (numba): a direct kernel applying exactly the formalism above, and a lookup
+Fast kernels (numba): a direct kernel applying exactly the formalism above (g_L and F read from
+uniform grids resampled once per source that hold every published knot, so the interpolation is
+the published one; atan2 by a rational approximation so the dwell loop vectorises; pairs inside
+the clamp radius or beyond the last g_L radius take the scalar path), and a lookup
 kernel that bilinearly interpolates tabulated Ḋ·r² on uniform along/away (z, y) grids
 (a fine grid near the source, a coarse one further out) and computes pairs closer than
 ``near_direct_cm`` directly. Its accuracy against the direct formalism is tested.
