@@ -8,7 +8,8 @@ Run: .venv/bin/python benchmarks/bench_tg43.py [--threads N]
   an organ-at-risk D1cc limit.
 * the ceiling of a plain Σ w/r² kernel (no TG-43 tables) on the same points, and the lookup/ceiling ratio;
 * IBT planning of a 30 mm lesion (in-memory phantom, 2 mm grid), end to end.
-Goals (issue [K] item 10, 2 idle cores): lookup ≥ 250 M pairs/s, direct ≥ 50 M pairs/s, a 30 mm lesion
+Goals (issue [K] item 10, 2 idle cores): lookup ≥ 250 M pairs/s, direct ≥ 50 M pairs/s (also shown as
+2 × the per-CPU-second rate, the idle-box estimate when the cores are shared), a 30 mm lesion
 planned in ≤ 3 s, optimisation < 1 s. Each row prints the figure, its limit and whether it holds.
 """
 
@@ -139,13 +140,15 @@ def main() -> None:
     direct_rate = rows[1][1]
     print(f"{'Σ w/r² ceiling (same points, no TG-43)':38s} {ceiling / 1e6:17.1f} {t_c:17.3f} {ceiling_cpu / 1e6:14.1f}")
     print(f"lookup / ceiling = {lookup_rate / ceiling:.2f} (wall), {rows[2][3] / ceiling_cpu:.2f} (per CPU-s); "
-          f"direct / ceiling = {direct_rate / ceiling:.3f} (wall)")
+          f"direct / ceiling = {direct_rate / ceiling:.3f} (wall), {rows[1][3] / ceiling_cpu:.3f} (per CPU-s)")
     print(f"load average at the end of the kernel rows: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(several processes: run each with --threads 1)")
     print()
     t_plan, feasible = _ibt_30mm()
     goals = [("lookup kernel (M pairs/s)", lookup_rate / 1e6, 250.0, ">="),
              ("direct kernel (M pairs/s)", direct_rate / 1e6, 50.0, ">="),
+             # a loaded box: per-CPU-second rate × 2 cores (what 2 idle cores give if the kernel scales)
+             ("direct, 2 × per CPU-s (M pairs/s)", 2 * rows[1][3] / 1e6, 50.0, ">="),
              ("IBT plan, 30 mm lesion (s)", t_plan, 3.0, "<=")]
     print(f"{'goal':38s} {'measured':>10s} {'limit':>8s} {'met':>5s}")
     for name, val, lim, op in goals:

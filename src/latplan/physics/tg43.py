@@ -31,7 +31,10 @@ Interpolation and extrapolation (decisions, see docs/radiation-physics.md):
 Units: positions in mm at the API (LPS), internally cm; S_K in U (1 U = 1 cGy cm² h⁻¹);
 times in s; dose in Gy.
 
-Fast kernels (numba): a direct kernel applying exactly the formalism above, and a lookup
+Fast kernels (numba): a direct kernel applying exactly the formalism above (g_L and F read from
+uniform grids resampled once per source that hold every published knot, so the interpolation is
+the published one; atan2 by a rational approximation so the dwell loop vectorises; pairs inside
+the clamp radius or beyond the last g_L radius take the scalar path), and a lookup
 kernel that bilinearly interpolates tabulated Ḋ·r² on uniform along/away (z, y) grids
 (a fine grid near the source, a coarse one further out) and computes pairs closer than
 ``near_direct_cm`` directly. Its accuracy against the direct formalism is tested.
@@ -127,7 +130,7 @@ class SourceModel:
         """
         if not (np.isfinite(radius_cm) and radius_cm > 0):
             raise InvalidInputError(f"catheter radius must be > 0 cm; got {radius_cm}.")
-        meta = {k: v for k, v in self.meta.items() if k != "_packed"}
+        meta = {k: v for k, v in self.meta.items() if k not in ("_packed", "_uniform")}
         return SourceModel(self.name, self.dose_rate_constant_cgy_per_h_per_u, self.active_length_cm, self.g_r_cm,
                            self.g_l, self.f_r_cm, self.f_theta_deg, self.f_table, self.nuclide, self.kind, self.dataset,
                            self.path, meta, float(radius_cm))
@@ -430,53 +433,222 @@ def _rate_zy(params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarr
     return rate
 
 
-@nb.njit(cache=True, parallel=True, fastmath=True, error_model="numpy")
-def _matrix_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, params: np.ndarray,
-                   g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                   tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
-    n = points_cm.shape[0]
-    m = pos_cm.shape[0]
-    out = np.empty((n, m))
-    for p in nb.prange(n):
-        px = points_cm[p, 0]
-        py = points_cm[p, 1]
-        pz = points_cm[p, 2]
-        for d in range(m):
-            dx = px - pos_cm[d, 0]
-            dy = py - pos_cm[d, 1]
-            dz = pz - pos_cm[d, 2]
-            z = dx * dirs[d, 0] + dy * dirs[d, 1] + dz * dirs[d, 2]
-            yy = dx * dx + dy * dy + dz * dz - z * z
-            y = math.sqrt(yy) if yy > 0.0 else 0.0
-            out[p, d] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, y)
+# ------------------------------------------------------------------------------------------------
+# Direct kernel: the same formalism on uniform resampled tables, dwell-inner and branch-free
+# ------------------------------------------------------------------------------------------------
+def _uniform_step(knots: np.ndarray, max_cells: int = 20000) -> float | None:
+    """The largest step h that puts every knot on the uniform grid knots[0] + k·h (None if none ≤ max_cells)."""
+    span = float(knots[-1] - knots[0])
+    base = float(np.min(np.diff(knots)))
+    for div in range(1, 201):
+        h = base / div
+        k = (knots - knots[0]) / h
+        if np.all(np.abs(k - np.round(k)) < 1e-9) and span / h <= max_cells:
+            return h
+    return None
+
+
+def _resampled(knots: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A uniform grid over [knots[0], knots[-1]] holding every knot (so piecewise-linear interpolation on it
+    reproduces the original table exactly), and whether one exists (if not: a placeholder, unused)."""
+    if knots.size < 2:
+        return np.array([knots[0], knots[0] + 1.0]), True
+    h = _uniform_step(knots)
+    exact = h is not None
+    step = h if h is not None else float(knots[-1] - knots[0])
+    n = round(float(knots[-1] - knots[0]) / step) + 1
+    grid: npt.NDArray[np.float64] = knots[0] + step * np.arange(n)
+    grid[-1] = knots[-1]
+    return grid, exact
+
+
+def _uniform_tables(src: SourceModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ug, uf, fast) for :func:`_fast_direct_pair`, resampled once per source and cached on it.
+
+    ``ug``: g_L on a uniform r grid from the first to the last tabulated radius; ``uf``: F(r, θ) on a
+    uniform (θ, r) grid, flattened row-major; both grids hold every published knot, so linear/bilinear
+    interpolation on them equals the interpolation on the published tables (to rounding, tested).
+    ``fast`` = [Λ/G0, L, r_g0, 1/h_g, n_g, r_f0, r_f1, 1/h_f, n_fr, θ0, θ1, 1/h_θ, n_θ, r²_lo, r²_hi]:
+    pairs with r² outside [r²_lo, r²_hi) (the near-source clamps, the log-linear tail of g_L) are
+    evaluated by the scalar :func:`_rate_zy` (every pair, if a table's knots fit no uniform grid of
+    ≤ 20 000 cells).
+    """
+    cached = src.meta.get("_uniform")
+    if cached is not None:
+        out: tuple[np.ndarray, np.ndarray, np.ndarray] = cached
+        return out
+    (rg, ok_g), (rf, ok_r), (tf, ok_t) = (_resampled(k) for k in (src.g_r_cm, src.f_r_cm, src.f_theta_deg))
+    ug = np.interp(rg, src.g_r_cm, src.g_l) if src.g_r_cm.size > 1 else np.full(2, src.g_l[0])
+    uf = np.empty((tf.size, rf.size))
+    if src.f_theta_deg.size > 1:
+        rows = np.array([np.interp(tf, src.f_theta_deg, src.f_table[:, j]) for j in range(src.f_r_cm.size)]).T
+    else:
+        rows = np.repeat(src.f_table[:1, :], tf.size, axis=0)
+    for i in range(tf.size):
+        uf[i] = np.interp(rf, src.f_r_cm, rows[i]) if src.f_r_cm.size > 1 else rows[i, 0]
+    length = src.active_length_cm
+    rmin = src.r_min_cm
+    if src.catheter_radius_cm is not None:
+        lo = math.hypot(0.5 * length + rmin, rmin)  # no point with r ≥ lo lies in the clamped catheter box
+    else:
+        lo = rmin
+    hi = float(src.g_r_cm[-1]) if src.g_r_cm.size > 1 else math.inf
+    lo = max(lo, 0.5 * length * 1.0000001)
+    if not (ok_g and ok_r and ok_t):
+        lo = math.inf  # no uniform grid holds every knot (no shipped table): every pair takes the scalar path
+    fast = np.array([src.dose_rate_constant_cgy_per_h_per_u / src.g0, length,
+                     rg[0], (rg.size - 1) / (rg[-1] - rg[0]), float(rg.size),
+                     rf[0], rf[-1], (rf.size - 1) / (rf[-1] - rf[0]), float(rf.size),
+                     tf[0], tf[-1], (tf.size - 1) / (tf[-1] - tf[0]), float(tf.size),
+                     lo * lo, hi * hi])
+    out = (np.ascontiguousarray(ug), np.ascontiguousarray(uf.ravel()), fast)
+    src.meta["_uniform"] = out
     return out
 
 
-@nb.njit(cache=True, parallel=True, fastmath=True, error_model="numpy")
-def _sum_direct(points_cm: np.ndarray, pos_cm: np.ndarray, dirs: np.ndarray, weights: np.ndarray,
-                params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
-                tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
+_ATAN_P = (-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
+           -1.228866684490136173410e2, -6.485021904942025371773e1)
+_ATAN_Q = (2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2,
+           4.853903996359136964868e2, 1.945506571482613964425e2)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _atan2_pos(a: float, b: float) -> float:
+    """atan2(a, b) for a ≥ 0 (result in [0, π]) without a libm call, so a loop around it vectorises.
+
+    Range reduction to |u| ≤ tan(π/8) and the Cephes rational approximation of atan (relative error
+    < 2·10⁻¹⁶ there; Moshier, *Methods and Programs for Mathematical Functions*, 1989, atan.c).
+    """
+    ab = abs(b)
+    hi = max(a, ab)
+    lo = min(a, ab)
+    t = lo / hi if hi > 0.0 else 0.0  # t in [0, 1]
+    big = t > 0.41421356237309503
+    u = (t - 1.0) / (t + 1.0) if big else t
+    zz = u * u
+    p = (((_ATAN_P[0] * zz + _ATAN_P[1]) * zz + _ATAN_P[2]) * zz + _ATAN_P[3]) * zz + _ATAN_P[4]
+    q = ((((zz + _ATAN_Q[0]) * zz + _ATAN_Q[1]) * zz + _ATAN_Q[2]) * zz + _ATAN_Q[3]) * zz + _ATAN_Q[4]
+    at = u + u * zz * p / q
+    at = at + 0.7853981633974483 if big else at
+    at = 1.5707963267948966 - at if a > ab else at
+    res: float = 3.141592653589793 - at if b < 0.0 else at
+    return res
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy", fastmath={"contract", "arcp", "nsz"})
+def _fast_direct_pair(z: float, r2: float, ug: np.ndarray, uf: np.ndarray, fast: np.ndarray) -> float:
+    """Ḋ/S_K for one pair with rmin ≤ r < last g_L radius (no clamp, no extrapolation): geometry factor
+    from one vectorisable atan2 of (L·y, r² − L²/4), θ from one of (y, z), uniform-grid g_L and F."""
+    yy = max(r2 - z * z, 0.0)
+    y = math.sqrt(yy)
+    r = math.sqrt(r2)
+    length = fast[1]
+    den = r2 - 0.25 * length * length
+    on_axis = y < 1e-9 * length
+    ly = length * y
+    beta = _atan2_pos(ly, den)
+    geo = 1.0 / den if on_axis else beta / (ly if ly > 0.0 else 1.0)
+    geo = geo if length > 0.0 else 1.0 / r2
+    th = _atan2_pos(y, z) * 57.29577951308232
+    # g_L(r): r ≥ first radius by the clamp (nearest neighbour below it), uniform cells
+    fg = (max(r, fast[2]) - fast[2]) * fast[3]
+    ng = int(fast[4])
+    ig = min(int(fg), ng - 2)
+    tg = fg - ig
+    g = ug[ig] * (1.0 - tg) + ug[ig + 1] * tg
+    # F(r, θ): nearest tabulated r / θ outside the table, bilinear on the uniform (θ, r) grid
+    fr = (min(max(r, fast[5]), fast[6]) - fast[5]) * fast[7]
+    nr = int(fast[8])
+    ir = min(int(fr), nr - 2)
+    tr = fr - ir
+    ft = (min(max(th, fast[9]), fast[10]) - fast[9]) * fast[11]
+    it = min(int(ft), int(fast[12]) - 2)
+    tt = ft - it
+    k = it * nr + ir
+    a0 = uf[k] * (1.0 - tr) + uf[k + 1] * tr
+    a1 = uf[k + nr] * (1.0 - tr) + uf[k + nr + 1] * tr
+    f = a0 * (1.0 - tt) + a1 * tt
+    rate: float = fast[0] * geo * g * f
+    return rate
+
+
+@nb.njit(cache=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp", "nsz"})
+def _sum_direct_fast(points_cm: np.ndarray, sx: np.ndarray, sy: np.ndarray, sz: np.ndarray, ux: np.ndarray,
+                     uy: np.ndarray, uz: np.ndarray, weights: np.ndarray, ug: np.ndarray, uf: np.ndarray,
+                     fast: np.ndarray, params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray,
+                     f_th: np.ndarray, tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
+    # one point per iteration; dwell-inner running sum over SoA dwells with no store and no libm call, so
+    # it vectorises (table reads become gathers); pairs outside [r_lo, r_hi) (clamps, g_L tail) are
+    # summed by the scalar formalism in a second pass over that point's dwells
     n = points_cm.shape[0]
-    m = pos_cm.shape[0]
+    m = sx.shape[0]
+    lo2 = fast[13]
+    hi2 = fast[14]
     out = np.zeros(n)
     for p in nb.prange(n):
-        px = points_cm[p, 0]
-        py = points_cm[p, 1]
-        pz = points_cm[p, 2]
+        qx = points_cm[p, 0]
+        qy = points_cm[p, 1]
+        qz = points_cm[p, 2]
         acc = 0.0
+        nslow = 0
         for d in range(m):
-            w = weights[d]
-            if w == 0.0:
-                continue
-            dx = px - pos_cm[d, 0]
-            dy = py - pos_cm[d, 1]
-            dz = pz - pos_cm[d, 2]
-            z = dx * dirs[d, 0] + dy * dirs[d, 1] + dz * dirs[d, 2]
-            yy = dx * dx + dy * dy + dz * dz - z * z
-            y = math.sqrt(yy) if yy > 0.0 else 0.0
-            acc += w * _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, y)
+            dx = qx - sx[d]
+            dy = qy - sy[d]
+            dz = qz - sz[d]
+            z = dx * ux[d] + dy * uy[d] + dz * uz[d]
+            r2 = dx * dx + dy * dy + dz * dz
+            slow = (r2 < lo2) | (r2 >= hi2)
+            r2s = 1.0 if slow else r2  # a harmless in-table value (1 cm) for flagged pairs, never summed
+            zs = 0.0 if slow else z
+            val = _fast_direct_pair(zs, r2s, ug, uf, fast)
+            acc += 0.0 if slow else weights[d] * val
+            nslow += 1 if slow else 0
+        if nslow > 0:
+            for d in range(m):
+                w = weights[d]
+                dx = qx - sx[d]
+                dy = qy - sy[d]
+                dz = qz - sz[d]
+                z = dx * ux[d] + dy * uy[d] + dz * uz[d]
+                r2 = dx * dx + dy * dy + dz * dz
+                if w != 0.0 and ((r2 < lo2) | (r2 >= hi2)):
+                    yy = r2 - z * z
+                    acc += w * _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, math.sqrt(yy) if yy > 0.0 else 0.0)
         out[p] = acc
     return out
+
+
+@nb.njit(cache=True, parallel=True, error_model="numpy", fastmath={"contract", "arcp", "nsz"})
+def _matrix_direct_fast(points_cm: np.ndarray, sx: np.ndarray, sy: np.ndarray, sz: np.ndarray, ux: np.ndarray,
+                        uy: np.ndarray, uz: np.ndarray, ug: np.ndarray, uf: np.ndarray, fast: np.ndarray,
+                        params: np.ndarray, g_r: np.ndarray, g_l: np.ndarray, f_r: np.ndarray, f_th: np.ndarray,
+                        tab: np.ndarray, imap: np.ndarray) -> np.ndarray:
+    n = points_cm.shape[0]
+    m = sx.shape[0]
+    lo2 = fast[13]
+    hi2 = fast[14]
+    out = np.empty((n, m))
+    for p in nb.prange(n):
+        qx = points_cm[p, 0]
+        qy = points_cm[p, 1]
+        qz = points_cm[p, 2]
+        for d in range(m):
+            dx = qx - sx[d]
+            dy = qy - sy[d]
+            dz = qz - sz[d]
+            z = dx * ux[d] + dy * uy[d] + dz * uz[d]
+            r2 = dx * dx + dy * dy + dz * dz
+            if (r2 < lo2) | (r2 >= hi2):
+                yy = r2 - z * z
+                out[p, d] = _rate_zy(params, g_r, g_l, f_r, f_th, tab, imap, z, math.sqrt(yy) if yy > 0.0 else 0.0)
+            else:
+                out[p, d] = _fast_direct_pair(z, r2, ug, uf, fast)
+    return out
+
+
+def _soa(pos_cm: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Dwell positions and unit axes as six contiguous arrays (x, y, z of each): the kernels' SoA layout."""
+    return tuple(np.ascontiguousarray(a[:, k], dtype=np.float64) for a in (pos_cm, dirs) for k in range(3))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -603,7 +775,9 @@ def dose_rate_per_sk(points_mm: np.ndarray, dwell_pos_mm: np.ndarray, dwell_dir:
         return dose_rate_per_sk_zy(src, z, y)
     if method == "direct":
         with _KERNEL_LOCK:
-            return _matrix_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, *src.packed())
+            # points, six SoA dwell arrays, the uniform tables, then packed() for the scalar path
+            return _matrix_direct_fast(np.ascontiguousarray(pts), *_soa(pos, dirs),  # type: ignore[call-arg]
+                                       *_uniform_tables(src), *src.packed())
     if method == "lookup":
         return AlongAwayLookup.for_source(src).matrix(pts, pos, dirs)
     raise InvalidInputError(f"unknown TG-43 method {method!r}; use 'direct', 'lookup' or 'numpy'.")
@@ -643,7 +817,9 @@ def dose_gy(points_mm: np.ndarray, dwell_pos_mm: np.ndarray, dwell_dir: np.ndarr
         return dose_rate_per_sk(points_mm, dwell_pos_mm, dirs, src, method="numpy") @ w
     if method == "direct":
         with _KERNEL_LOCK:
-            return _sum_direct(np.ascontiguousarray(pts), np.ascontiguousarray(pos), dirs, w, *src.packed())
+            # points, six SoA dwell arrays, weights, the uniform tables, then packed() for the scalar path
+            return _sum_direct_fast(np.ascontiguousarray(pts), *_soa(pos, dirs), w,  # type: ignore[call-arg]
+                                    *_uniform_tables(src), *src.packed())
     if method == "lookup":
         return AlongAwayLookup.for_source(src).sum(pts, pos, dirs, w)
     raise InvalidInputError(f"unknown TG-43 method {method!r}; use 'direct', 'lookup' or 'numpy'.")
