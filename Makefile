@@ -1,12 +1,13 @@
 # latplan — the set-up commands of the README:
 #   make demo       create the environment, install latplan (no test extras), plan the demo cases, write reports
 #   make test       create the environment, install latplan with test extras, run the whole test suite
+#                   (2 xdist workers: tests sharing a module fixture stay together, longest first — tests/support/ci_schedule.py)
 #   make test-fast  the quick loop: everything except slow, browser and postgres tests (< 2 minutes)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
-PYTEST_ARGS ?= -n 2 --dist loadfile
+PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 
 FAST_MARKERS ?= not slow and not browser and not postgres
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,7 @@ def _inverse_square(points: np.ndarray, pos: np.ndarray, w: np.ndarray) -> np.nd
 
 def _ibt_30mm() -> tuple[float, bool]:
     """Wall time (s) of plan_ibt for a 30 mm (15 mm radius) lesion on the tests' in-memory phantom."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "physics_radiation"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
     from rad_case_helpers import make_case
 
     from latplan.planning.ibt import plan_ibt
@@ -133,10 +134,14 @@ def main() -> None:
     _inverse_square(pc[:100], pp, t)
     t_c = _best_of(lambda: _inverse_square(pc, pp, t), 3)
     ceiling = pairs / t_c
+    ceiling_cpu = pairs / _cpu_of(lambda: _inverse_square(pc, pp, t), 3)
     lookup_rate = rows[2][1]
     direct_rate = rows[1][1]
-    print(f"{'Σ w/r² ceiling (same points, no TG-43)':38s} {ceiling / 1e6:17.1f} {t_c:17.3f}")
-    print(f"lookup / ceiling = {lookup_rate / ceiling:.2f}")
+    print(f"{'Σ w/r² ceiling (same points, no TG-43)':38s} {ceiling / 1e6:17.1f} {t_c:17.3f} {ceiling_cpu / 1e6:14.1f}")
+    print(f"lookup / ceiling = {lookup_rate / ceiling:.2f} (wall), {rows[2][3] / ceiling_cpu:.2f} (per CPU-s); "
+          f"direct / ceiling = {direct_rate / ceiling:.3f} (wall)")
+    print(f"load average at the end of the kernel rows: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(several processes: run each with --threads 1)")
     print()
     t_plan, feasible = _ibt_30mm()
     goals = [("lookup kernel (M pairs/s)", lookup_rate / 1e6, 250.0, ">="),

@@ -10,7 +10,10 @@ measured when ``LATPLAN_BENCH_POSTGRES_URL`` or ``LATPLAN_TEST_POSTGRES_URL`` is
 ``public`` schema is DROPPED and recreated: use a throw-away database such as the one
 ``.ci/services.sh`` starts). The server is ``latplan serve --no-worker`` (one uvicorn process)
 on 127.0.0.1; clients are threads of this process using keep-alive connections. Every case
-page view writes an audit row, as in production.
+page view writes an audit row, as in production. ``CPU ms/req`` is the server process's CPU
+time (user + system, from /proc) per answered request: on a busy machine the latencies
+grow with the load, this figure much less, and on an idle one the case page's p95 at 20
+clients is about 20 × this figure (one process, one GIL: the requests are served in turn).
 """
 
 from __future__ import annotations
@@ -107,12 +110,26 @@ def hammer(url: str, cookies: dict[str, str], path: str, seconds: float,
     return len(lat) / wall, 1000 * statistics.median(lat), 1000 * p95, errors[0]
 
 
-Row = tuple[str, str, float, float, float, int]
+Row = tuple[str, str, float, float, float, int, float]
 
 
-def bench_backend(name: str, db_url: str, seconds: float, clients: int) -> list[Row]:
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+REQUESTS = {"list": "case list (200 rows, 1000 in DB)", "page": "case page (planned case)", "job": "job status",
+            "viewer": "viewer index"}
+
+
+def bench_backend(name: str, db_url: str, seconds: float, clients: int, only: list[str],
+                  threads: int | None) -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix="latplan-bench-"))
-    settings = make_settings(db_url, tmp / "data")
+    settings = make_settings(db_url, tmp / "data", **({"web_threads": threads} if threads else {}))
     case_id = populate(settings, tmp)
     port = LiveServer(None).port
     env = {**os.environ, **settings.to_env()}
@@ -133,13 +150,15 @@ def bench_backend(name: str, db_url: str, seconds: float, clients: int) -> list[
             http_login(c, "doc")
             cookies = dict(c.cookies)
         rows = []
-        for label, path in (("case list (200 rows, 1000 in DB)", "/cases"),
-                            ("case page (planned case)", f"/cases/{case_id}"),
-                            ("job status", f"/cases/{case_id}/job"),
-                            ("viewer index", f"/cases/{case_id}/viewer/index.json")):
+        paths = {"list": "/cases", "page": f"/cases/{case_id}", "job": f"/cases/{case_id}/job",
+                 "viewer": f"/cases/{case_id}/viewer/index.json"}
+        for what in only:
+            label, path = REQUESTS[what], paths[what]
             httpx.get(url + path, cookies=cookies)  # warm-up
+            cpu0 = process_cpu_s(server.pid)
             rps, p50, p95, errors = hammer(url, cookies, path, seconds, clients)
-            rows.append((name, label, rps, p50, p95, errors))
+            cpu_ms = 1000 * (process_cpu_s(server.pid) - cpu0) / max(1.0, rps * seconds)
+            rows.append((name, label, rps, p50, p95, errors, cpu_ms))
         return rows
     finally:
         server.terminate()
@@ -150,10 +169,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--only", default=",".join(REQUESTS), help="requests to measure, of: " + ",".join(REQUESTS))
+    ap.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both (default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="handler threads of the server (default: the app's, LATPLAN_WEB_THREADS)")
     args = ap.parse_args()
+    only = [w.strip() for w in args.only.split(",") if w.strip()]
+    if not only or set(only) - set(REQUESTS):
+        ap.error(f"--only takes some of {', '.join(REQUESTS)}")
     tmp = Path(tempfile.mkdtemp(prefix="latplan-bench-db-"))
-    backends = [("SQLite", f"sqlite:///{tmp / 'bench.db'}")]
+    wanted = {b.strip() for b in args.backends.split(",")}
+    backends = [("SQLite", f"sqlite:///{tmp / 'bench.db'}")] if "sqlite" in wanted else []
     pg = os.environ.get("LATPLAN_BENCH_POSTGRES_URL") or os.environ.get("LATPLAN_TEST_POSTGRES_URL")
+    pg = pg if "postgres" in wanted else None
     if pg:
         eng = create_engine(pg)
         with eng.begin() as conn:
@@ -163,20 +191,21 @@ def main() -> None:
         backends.append(("PostgreSQL", pg))
     rows = []
     for name, url in backends:
-        rows += bench_backend(name, url, args.seconds, args.clients)
+        rows += bench_backend(name, url, args.seconds, args.clients, only, args.threads)
     print(f"\nlatplan web load ({N_CASES} cases, {args.clients} clients, {args.seconds:.0f} s each, "
           f"1 uvicorn process, {os.cpu_count()} CPUs)")
-    print(f"{'database':<11} {'request':<34} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7} limit")
-    for name, label, rps, p50, p95, errors in rows:
+    print(f"{'database':<11} {'request':<34} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7} "
+          f"{'CPU ms/req':>10} limit")
+    for name, label, rps, p50, p95, errors, cpu_ms in rows:
         limit = ""
         if label.startswith("case page"):
             limit = f"p95 ≤ {CASE_PAGE_P95_LIMIT_MS:.0f} ms (idle machine): " + ("held" if p95 <= CASE_PAGE_P95_LIMIT_MS
                                                                             else "NOT held")
-        print(f"{name:<11} {label:<34} {rps:8.1f} {p50:8.1f} {p95:8.1f} {errors:7d} {limit}")
+        print(f"{name:<11} {label:<34} {rps:8.1f} {p50:8.1f} {p95:8.1f} {errors:7d} {cpu_ms:10.1f} {limit}")
     load = os.getloadavg()[0]
     print(f"load average (1 min) during the run: {load:.1f} on {os.cpu_count()} CPUs"
           + (" — busy machine: figures are not the idle-machine figures" if load > 0.5 * (os.cpu_count() or 1) else ""))
-    if not pg:
+    if not pg and "postgres" in wanted:
         print("PostgreSQL not measured: set LATPLAN_BENCH_POSTGRES_URL (or source .ci/services.sh).")
 
 

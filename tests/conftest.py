@@ -18,11 +18,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import matplotlib
 import pytest
+from ci_schedule import schedule  # tests/support (pytest's pythonpath)
 
 matplotlib.use("Agg")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LATPLAN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the xdist_group marks into node-id suffixes
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers: tests sharing a module fixture stay on one worker, longest units first
+    (tests/support/ci_schedule.py; ``make test`` runs ``--dist loadgroup --no-loadscope-reorder``)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        schedule(items)
 
 
 @pytest.fixture(scope="session")

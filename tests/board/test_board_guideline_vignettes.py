@@ -209,8 +209,13 @@ def test_v10_hcc_bclc_a_resection_first_line(vignette) -> None:
     """HCC BCLC A: single 40 mm, Child-Pugh A, no portal hypertension, adequate remnant: resection is first line
     (EASL 2018); TACE (intermediate stage) is never first."""
     prop = run(vignette, vignette.lesion(d=40, segments=("6",)), patient=hcc(vignette), flr_percent=75)
-    expect(prop, top_tier_has={"resection"}, never_first=REGIONAL | {"sbrt"})
+    expect(prop, top_tier_has={"resection"}, never_first=REGIONAL | {"sbrt"}, strategy_kinds={"resection"})
     assert top(prop)["modality"] == "resection"
+    # round 3: TACE + ablation (for patients not suitable for surgery) outscored resection here (0.93 vs 0.92)
+    first = prop.plan_json["strategies"][0]
+    assert any(r["rule_id"] == "STRAT-HCC-RESECTION-STANDARD" for r in first["reasons"])
+    combo = next((s for s in prop.plan_json["strategies"] if s["kind"] == "tace_then_ablation"), None)
+    assert combo is None or any(r["rule_id"] == "STRAT-HCC-TACE-ABLATION-NOT-FIRST" for r in combo["reasons"])
 
 
 def test_v11_hcc_bclc_b_tace_first_line(vignette) -> None:
@@ -220,7 +225,19 @@ def test_v11_hcc_bclc_b_tace_first_line(vignette) -> None:
            enumerate((("5", 45), ("6", 35), ("7", 40), ("8", 38)), start=1)]
     prop = run(vignette, *les, patient=hcc(vignette), flr_percent=30)
     expect(prop, top_tier_has={"tace"}, never_first={"resection", "hifu"}, strategy_kinds={"regional"})
-    assert lesions_of(prop)["lesion_1"]["tace"]["tier"] == "indicated"
+    opts = lesions_of(prop)["lesion_1"]
+    assert opts["tace"]["tier"] == "indicated"
+    # round 3: "TACE first line" and the seed's "several metastases in one lobe" lifted TARE and HAI too
+    assert opts["tare"]["tier"] == "eligible"
+    assert "HCC-HAI-NOT-STANDARD" in {r["rule_id"] for r in opts["hai"]["reasons"]}
+    first = prop.plan_json["strategies"][0]
+    assert [st["modality"] for st in first["steps"]] == ["tace"]
+    assert "STRAT-HCC-INTERMEDIATE" in {r["rule_id"] for r in first["reasons"]}
+    for s in prop.plan_json["strategies"]:
+        ids = {r["rule_id"] for r in s["reasons"]}
+        assert "STRAT-EVT-ONE-LOBE" not in ids
+        if "STRAT-HCC-INTERMEDIATE" in ids:
+            assert "tace" in {st["modality"] for st in s["steps"]}
 
 
 def test_v12_hcc_bclc_c_systemic(vignette) -> None:

@@ -57,6 +57,8 @@ def test_ras_margin_parameter() -> None:
      "unknown modality"),
     ("rules:\n  - {id: A-1, statement: s, modalities: [rfa], condition: 'true', effect: eligible, evidence_level: strong, citation: seed}\n",
      "evidence_level"),
+    ("rules:\n  - {id: A-1, statement: s, scope: strategy, strategies: [regional], condition: 'strategy.drug == 1', effect: {score: 0.1}, evidence_level: CEBM 5, citation: seed}\n",
+     "unknown strategy field"),
 ])
 def test_malformed_rule_files_are_rejected(body: str, message: str) -> None:
     with pytest.raises(KnowledgeError, match=message):

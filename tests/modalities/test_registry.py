@@ -83,14 +83,20 @@ def test_step_modalities_are_the_documented_enum() -> None:
 
 
 def test_call_planner_passes_the_rules_target_margin(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rules' target margin reaches the planner; without one the planner's default applies."""
+    """The rules' target margin reaches the planner; without one the planner's default applies.
+    The pipeline's CaseGeometry reaches the planner as the ``geometry`` argument (the same object)."""
     seen: list[float | None] = []
+    geometries: list[object] = []
 
-    def fake(case, lesion_id, measurements=None, *, target_margin_mm: float = 5.0):  # type: ignore[no-untyped-def]
+    def fake(case, lesion_id, measurements=None, *, geometry=None,  # type: ignore[no-untyped-def]
+             target_margin_mm: float = 5.0):
         seen.append(target_margin_mm)
+        geometries.append(geometry)
         return TreatmentPlan("rfa", lesion_id, {})
 
+    geometry = object()
     monkeypatch.setattr(simulate, "planner_for", lambda modality: fake)
-    simulate.call_planner("rfa", None, "lesion_1", {}, {"target_margin_mm": 10})  # type: ignore[arg-type]
-    simulate.call_planner("rfa", None, "lesion_1", {}, {})  # type: ignore[arg-type]
+    simulate.call_planner("rfa", None, "lesion_1", {}, {"target_margin_mm": 10}, geometry)  # type: ignore[arg-type]
+    simulate.call_planner("rfa", None, "lesion_1", {}, {}, geometry)  # type: ignore[arg-type]
     assert seen == [10.0, 5.0]
+    assert all(g is geometry for g in geometries)

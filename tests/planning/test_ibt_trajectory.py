@@ -34,3 +34,28 @@ def test_catheters_in_a_body_cut_by_the_image_edge_cannot_be_verified() -> None:
     unverified = [c for c in plan.caveats if "cannot be verified" in c]
     assert len(unverified) == plan.metrics["n_catheters"]
     assert all("abdominal wall" in c for c in unverified)
+
+
+def _cropped_on_minus_x(case: Case, keep_from_i: int) -> Case:
+    """The same phantom with the image cut at column ``keep_from_i`` (−x side): the body reaches that edge."""
+    aff = np.array(case.labels.affine, float)
+    aff[:3, 3] = aff[:3, 3] + aff[:3, :3] @ np.array([0.0, 0.0, float(keep_from_i)])  # (k, j, i) → shift along i
+    lab = np.asarray(case.labels.array)[:, :, keep_from_i:].copy()
+    img = np.asarray(case.image.array)[:, :, keep_from_i:].copy()
+    return Case(case.patient, case.image.__class__(img, aff), case.labels.__class__(lab, aff), case.label_table)
+
+
+def test_placement_prefers_paths_with_the_skin_entry_on_the_image() -> None:
+    """Reference: geometry. The image is cut 14 mm from the lesion on the −x side (the body runs into that edge),
+    so the shortest path leaves the image there still inside the body — its entry is not skin and cannot be
+    verified. With verifiable paths available (the body's skin is on the image in every other direction),
+    every planned catheter's entry lies where the image shows the abdominal wall: trajectory_verified, no
+    "cannot be verified" caveat, and each entry is inside the image."""
+    case = _cropped_on_minus_x(make_case(spacing_mm=3.0, shape=(40, 54, 54)), 15)
+    plan = plan_ibt(case, "lesion_1")
+    assert plan.metrics["trajectory_verified"] is True
+    assert not any("cannot be verified" in c for c in plan.caveats)
+    shape = np.asarray(case.labels.shape)
+    for app in plan.applicators:
+        idx = case.labels.mm_to_index(np.asarray(app["entry_mm"], float))
+        assert np.all(idx > -1.0) and np.all(idx < shape)  # the skin entry is on the image (±1 voxel)

@@ -44,7 +44,7 @@ from scipy import ndimage
 from latplan.anatomy.measure import LATTICE_RADIUS_BIAS_VOXELS, liver_mask
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES, StructureRole, role_of
-from latplan.errors import EmptyStructureError, UnknownStructureError
+from latplan.errors import EmptyStructureError, InvalidInputError, UnknownStructureError
 from latplan.imaging.fov import (
     FovDistance,
     PathCheck,
@@ -53,7 +53,7 @@ from latplan.imaging.fov import (
     path_inside_image_and_through_body,
 )
 
-__all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box"]
+__all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box", "geometry_for"]
 
 #: vessels at least this wide (mm) count as large (heat sink, catheter/needle obstacles)
 LARGE_VESSEL_CALIBRE_MM = 3.0
@@ -114,6 +114,10 @@ class CaseGeometry:
     """Anatomy maps of one case, computed once (see the module doc for each definition)."""
 
     case: Case
+
+    def __reduce__(self) -> tuple[Callable[[Case, dict[str, Any]], CaseGeometry], tuple[Case, dict[str, Any]]]:
+        """Pickled with the maps computed so far (a worker process then does not recompute them)."""
+        return _restore, (self.case, dict(_MAPS.get(self.case, {})))
 
     @property
     def affine(self) -> FloatArray:
@@ -247,3 +251,22 @@ def _touches_edge(mask: BoolArray) -> bool:
 def case_geometry(case: Case) -> CaseGeometry:
     """The geometry of ``case`` (its maps are computed once per case object)."""
     return CaseGeometry(case)
+
+
+def _restore(case: Case, maps: dict[str, Any]) -> CaseGeometry:
+    """Unpickle a :class:`CaseGeometry`: its maps become the (unpickled) case's maps."""
+    held = _MAPS.setdefault(case, {})
+    for name, value in maps.items():
+        held.setdefault(name, value)
+    return CaseGeometry(case)
+
+
+def geometry_for(case: Case, geometry: CaseGeometry | None) -> CaseGeometry:
+    """The geometry a planner uses: the one the pipeline computed and passed (it must be of ``case``),
+    or, for a direct call without one, :func:`case_geometry` of ``case``."""
+    if geometry is None:
+        return case_geometry(case)
+    if geometry.case is not case:
+        raise InvalidInputError("the CaseGeometry passed to the planner belongs to another case: pass "
+                                "case_geometry(case) of the case being planned (latplan.anatomy.geometry).")
+    return geometry

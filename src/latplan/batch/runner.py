@@ -2,11 +2,15 @@
 
 ``plan_cohort(cohort_dir, out_dir, options, cluster, progress)`` finds every case folder under
 ``cohort_dir`` (a folder holding ``case.yaml``: phantom cases, TotalSegmentator imports, any case
-folder of docs/case-format.md), submits one task per case (:func:`latplan.batch.jobs.run_case_job`)
+folder of docs/case-format.md), submits one task per case (:func:`latplan.batch.jobs.start_case_job`)
 to a ``LocalCluster`` — one worker process per ``workers``, one Dask thread each, ``threads_per_worker``
 numba threads per case — or to an external scheduler (``scheduler="tcp://host:8786"``), and
-gathers the outcomes as they finish. The pipeline plans a case as a whole (it exposes no
-lesion × modality task), so a task is one case; within a case ``PlanOptions.workers`` stays 1.
+gathers the outcomes as they finish. A large case (≥ ``ClusterSettings.split_min_jobs`` simulation
+jobs, default :data:`~latplan.batch.jobs.LARGE_CASE_JOBS` = 2) comes back from its first task
+assessed but not simulated; it then gets one task per lesion × modality
+(:func:`~latplan.batch.jobs.simulate_case_job`) and one finishing task
+(:func:`~latplan.batch.jobs.finish_case_job`, which depends on them), so one big case does not hold a
+worker. Within a task ``PlanOptions.workers`` stays 1.
 
 Dask's own guarantees do the rest: a worker that dies has its tasks rescheduled on the others
 (up to ``distributed.scheduler.allowed-failures`` times, then the case is recorded as failed
@@ -26,9 +30,21 @@ from pathlib import Path
 
 from distributed import Client, LocalCluster, as_completed
 from distributed.client import Future
+from distributed.scheduler import KilledWorker
 
 from latplan.batch.index import write_index
-from latplan.batch.jobs import CASES_DIR, PARTIAL_DIR, CaseJob, CaseOutcome, record_failure, run_case_job
+from latplan.batch.jobs import (
+    CASES_DIR,
+    LARGE_CASE_JOBS,
+    PARTIAL_DIR,
+    CaseJob,
+    CaseOutcome,
+    CasePrep,
+    finish_case_job,
+    record_failure,
+    simulate_case_job,
+    start_case_job,
+)
 from latplan.batch.table import cohort_frame, collect, write_cohort_table
 from latplan.errors import CaseFolderError, InvalidInputError
 from latplan.imaging.errors import NotLatplanOutputError
@@ -44,12 +60,15 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Where the tasks run: an external scheduler address, or a LocalCluster of ``workers`` processes."""
+    """Where the tasks run: an external scheduler address, or a LocalCluster of ``workers`` processes.
+    ``split_min_jobs``: a case with at least this many simulation jobs is split into lesion × modality
+    tasks (0: every case is one task)."""
 
     scheduler: str | None = None
     workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "auto"
+    split_min_jobs: int = LARGE_CASE_JOBS
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1:
@@ -77,6 +96,8 @@ class CohortRun:
     dashboard: str | None = None
     seconds: float = 0.0
     results: CohortResults | None = None
+    #: from the first submission to the last case's outcome (the cohort table and index excluded)
+    planning_seconds: float = 0.0
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -137,8 +158,19 @@ def _dashboard(client: Client) -> str | None:
 
 
 def _killed(job: CaseJob, exc: BaseException) -> CaseOutcome:
+    if not isinstance(exc, KilledWorker):  # e.g. a simulation task of a split case failed outside its planner
+        return record_failure(job, type(exc).__name__, str(exc))
     return record_failure(job, type(exc).__name__,
                           f"{exc} (the worker planning this case died repeatedly: out of memory or a crash?)")
+
+
+def _split(client: Client, job: CaseJob, prep_future: Future, prep: CasePrep, token: str) -> Future:
+    """Submit a large case's lesion × modality tasks and its finishing task (which depends on them);
+    the assessment stays on the cluster (passed as the first task's future)."""
+    sims = [client.submit(simulate_case_job, job, prep.fingerprint, sim, pure=False,
+                          key=f"latplan-sim-{job.name}-{sim.lesion_id}-{sim.modality}-{token}") for sim in prep.jobs]
+    return client.submit(finish_case_job, job, prep_future, *sims, key=f"latplan-finish-{job.name}-{token}",
+                         pure=False)
 
 
 def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOptions(),
@@ -148,7 +180,7 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
     cases = discover_cases(Path(cohort_dir))
     out = Path(out_dir).resolve()
     _prepare_out(out)
-    jobs = [CaseJob(name, case_dir.resolve(), out, options, cluster.threads_per_worker)
+    jobs = [CaseJob(name, case_dir.resolve(), out, options, cluster.threads_per_worker, cluster.split_min_jobs)
             for name, case_dir in cases.items()]
     run = CohortRun(out)
     t0 = time.perf_counter()
@@ -157,17 +189,30 @@ def plan_cohort(cohort_dir: Path, out_dir: Path, options: PlanOptions = PlanOpti
         say(f"Dask dashboard: {run.dashboard or 'none (the scheduler runs without one)'}; "
             f"scheduler {client.scheduler.address}", 0, len(jobs))
         token = os.urandom(4).hex()
+        t_plan = time.perf_counter()
         futures: dict[Future, CaseJob] = {
-            client.submit(run_case_job, job, key=f"latplan-case-{job.name}-{token}", pure=False): job for job in jobs}
-        for done, future in enumerate(as_completed(futures), start=1):
-            job = futures[future]
+            client.submit(start_case_job, job, key=f"latplan-case-{job.name}-{token}", pure=False): job for job in jobs}
+        pending = as_completed(futures)
+        # finishing task → first task of a split case: its assessment stays on the cluster until then
+        held: dict[Future, Future] = {}
+        for future in pending:
+            job = futures.pop(future)
+            held.pop(future, None)
             try:
-                outcome: CaseOutcome = future.result()
+                result: CaseOutcome | CasePrep = future.result()
             except Exception as exc:  # KilledWorker and the like: the case is recorded, the run goes on
-                outcome = _killed(job, exc)
-            run.outcomes.append(outcome)
-            say(f"{job.name}: {outcome.status}" + (f" ({outcome.error_type})" if outcome.error_type else ""),
-                done, len(jobs))
+                result = _killed(job, exc)
+            if isinstance(result, CasePrep):
+                finisher = _split(client, job, future, result, token)
+                futures[finisher] = job
+                held[finisher] = future
+                pending.add(finisher)
+                say(f"{job.name}: split into {len(result.jobs)} simulation tasks", len(run.outcomes), len(jobs))
+                continue
+            run.outcomes.append(result)
+            say(f"{job.name}: {result.status}" + (f" ({result.error_type})" if result.error_type else ""),
+                len(run.outcomes), len(jobs))
+        run.planning_seconds = time.perf_counter() - t_plan
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     run.outcomes.sort(key=lambda o: o.name)
     run.results = write_cohort_results(Path(cohort_dir), out)

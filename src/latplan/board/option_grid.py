@@ -45,6 +45,8 @@ def _works(lc: Mapping[str, Any] | None) -> str:
         return "Studies measured this in a different way or at a different time. It cannot be compared. Ask your team."
     months = lc["time_point_months"]
     when = f"{round(months / 12)} years" if months >= 24 else f"{round(months)} months"
+    if lc.get("endpoint") == "overall_survival":
+        return f"In studies, about {round(lc['value_percent'])} in 100 people treated this way were alive after {when}."
     word = "did not grow back" if lc.get("endpoint") == "local_control" else "had no visible tumour left"
     return f"In studies, about {round(lc['value_percent'])} in 100 treated tumours {word} after {when}."
 

@@ -20,26 +20,25 @@ priors (``category: size`` rules). Both the prior and the verdict are shown.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from latplan.anatomy.geometry import CaseGeometry
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import Eligibility
-from latplan.errors import LatplanError, NotAvailableError, PlanningError
 from latplan.knowledge.centre import offered_modalities
 from latplan.knowledge.conditions import Truth
-from latplan.knowledge.profiles import ModalityProfile, OutcomeFigure, figures_for
+from latplan.knowledge.profiles import ENDPOINTS, ModalityProfile, OutcomeFigure, figures_for
 from latplan.knowledge.rules import RuleSet
-from latplan.modalities import LESION_MODALITIES, MODULES
+from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Assessment, Reason, Site, assess_with_rules, build_context, worse
-from latplan.modalities.simulate import PLANNERS, verdict
+from latplan.modalities.simulate import PLANNERS, SimulationJob, SimulationResult, simulate_job, verdict
 from latplan.planning.types import TreatmentPlan
 
 from .preferences import criteria_values, weighted_sum
-from .targets import ABLATIVE, STATUS_ORDER, TargetJudgement, judge
+from .targets import ABLATIVE, STATUS_ORDER, TRAJECTORY_CONDITION, TargetJudgement, judge
 
 #: tier names (plan.json ``tier``) in ranking order
 TIERS = ("indicated", "eligible", "relative", "refer")
@@ -145,36 +144,39 @@ def _rule_reason(rules: RuleSet, rule_id: str, rule_text: str, effect: str, cate
     return Reason(rule_id, rule_text, citation, level, effect, category)
 
 
-def _simulate(option: Option, case: Any, measurements: Mapping[str, Any] | None, site: Site,
-              progress: Callable[[str], None] | None) -> None:
+def simulation_skip(option: Option, has_case: bool, simulate: bool | Collection[str] = True) -> str | None:
+    """Why ``option`` is not simulated in this run (shown as ``simulation_why``), or None when it is."""
     code = option.modality
+    if simulate is not True and (simulate is False or code not in set(simulate)):
+        return ("simulations switched off (simulate=False)" if simulate is False
+                else f"not simulated in this run (simulate={sorted(set(simulate))})")
     if code not in PLANNERS:
-        option.simulation_why = f"no simulation engine for {code} in this release; assessed by rules only"
-        return
-    if case is None:
-        option.simulation_why = "no image case given (rules-only assessment)"
-        return
+        return f"no simulation engine for {code} in this release; assessed by rules only"
+    if not has_case:
+        return "no image case given (rules-only assessment)"
     if option.eligibility == Eligibility.CONTRAINDICATED:
-        option.simulation_why = "not simulated: contraindicated by rule"
-        return
-    if progress:
-        progress(f"{site.lesion_id}: simulating {code}")
-    t0 = time.perf_counter()
-    try:
-        plan = MODULES[code].plan(site, case, measurements=measurements, parameters=option.assessment.parameters)
-    except NotAvailableError as exc:
-        option.simulation_why = str(exc)
-        return
-    except PlanningError as exc:
-        limiting = getattr(exc, "limiting", None)
-        option.simulation_why = f"planner could not produce a plan: {exc}" + (f" (limiting: {limiting})" if limiting else "")
-        return
-    except (LatplanError, TypeError, ValueError) as exc:
-        option.simulation_why = f"planner failed: {type(exc).__name__}: {exc}"
-        return
-    finally:
-        option.runtime_s = time.perf_counter() - t0
-    option.plan = plan
+        return "not simulated: contraindicated by rule"
+    return None
+
+
+def simulation_job(option: Option, lesion: Mapping[str, Any]) -> SimulationJob:
+    """The simulation of ``option`` on the lesion measured as ``lesion``, with the rules' target margin."""
+    margin = option.assessment.parameters.get("target_margin_mm")
+    return SimulationJob(option.lesion_id, option.modality, lesion, None if margin is None else float(margin))
+
+
+def apply_simulation(option: Option, result: SimulationResult) -> None:
+    """Attach a simulation result (the plan, or why there is none) to its option."""
+    option.plan, option.runtime_s = result.plan, result.runtime_s
+    if result.why is not None:
+        option.simulation_why = result.why
+
+
+def judge_simulation(option: Option, rules: RuleSet) -> None:
+    """Re-assess with the simulated plan: the verdict (coverage/margin/dose), then the one target of its
+    kind, organs in the zone and unchecked structures (:mod:`latplan.board.targets`)."""
+    _apply_verdict(option, rules)
+    _judge_target(option, rules)
 
 
 def _judge_target(option: Option, rules: RuleSet) -> None:
@@ -207,6 +209,15 @@ def _judge_target(option: Option, rules: RuleSet) -> None:
                                                  f"Target missed: {t.text}.", "relative_contraindication", "simulation"))
     for u in t.unchecked:
         option.conditions.append(f"conditional — verify clearance of {u} on imaging")
+    _unverified_path_condition(option)
+
+
+def _unverified_path_condition(option: Option) -> None:
+    """[L] an unverified access path: a condition (once), and confidence drops like an unknown (tier kept)."""
+    if option.target is None or not option.target.trajectory_unverified or TRAJECTORY_CONDITION in option.conditions:
+        return
+    option.conditions.append(TRAJECTORY_CONDITION)
+    option.score -= UNKNOWN_PENALTY
 
 
 def _apply_verdict(option: Option, rules: RuleSet) -> None:
@@ -339,31 +350,36 @@ def assess_options(site: Site, patient: Patient, rules: RuleSet,
 
 def simulate_options(jobs: Sequence[tuple[Option, Site, Mapping[str, Any] | None]], case: Any, rules: RuleSet, *,
                      simulate: bool | Collection[str] = True, workers: int = 1,
-                     progress: Callable[[str], None] | None = None) -> None:
+                     progress: Callable[[str], None] | None = None, geometry: CaseGeometry | None = None) -> None:
     """Run the planners for (option, site, lesion measurements) jobs, then judge each plan.
 
     ``simulate``: True (every modality with a planner), False, or the modality codes to simulate.
     ``workers`` > 1 runs planners in threads (the engines release the GIL in numpy/numba; planners
-    must not share mutable state — the default is sequential).
+    must not share mutable state — the default is sequential). ``geometry``: the case's
+    :class:`CaseGeometry`, computed once by the pipeline and passed to every planner.
+    (The pipeline runs the same steps as stages: :mod:`latplan.pipeline.stages`.)
     """
-    wanted = None if simulate is True else (set() if simulate is False else set(simulate))
-    todo = []
+    todo: list[tuple[Option, SimulationJob]] = []
     for opt, site, meas in jobs:
-        if wanted is not None and opt.modality not in wanted:
-            opt.simulation_why = ("simulations switched off (simulate=False)" if simulate is False
-                                  else f"not simulated in this run (simulate={sorted(wanted)})")
-            continue
-        todo.append((opt, site, meas))
+        why = simulation_skip(opt, case is not None, simulate)
+        if why is not None:
+            opt.simulation_why = why
+        else:
+            todo.append((opt, simulation_job(opt, meas if meas is not None else site.lesion)))
+
+    def run(item: tuple[Option, SimulationJob]) -> None:
+        if progress:
+            progress(f"{item[1].lesion_id}: simulating {item[1].modality}")
+        apply_simulation(item[0], simulate_job(item[1], case, geometry))
+
     if workers > 1 and len(todo) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda job: _simulate(job[0], case, job[2], job[1], progress), todo))
+            list(pool.map(run, todo))
     else:
-        for opt, site, meas in todo:
-            _simulate(opt, case, meas, site, progress)
-    for opt, _site, _meas in todo:
-        _apply_verdict(opt, rules)
+        for item in todo:
+            run(item)
     for opt, _site, _meas in jobs:
-        _judge_target(opt, rules)
+        judge_simulation(opt, rules)
 
 
 def finish_options(options: list[Option], ctx: Mapping[str, Any], figures: Sequence[OutcomeFigure] | None) -> None:
@@ -384,25 +400,34 @@ def build_options(site: Site, patient: Patient, rules: RuleSet, profiles: Mappin
     return options
 
 
-def _compare_local_control(options: list[Option]) -> None:
-    """Pick one (endpoint, time point) shared by most rankable options; others are 'not comparable'.
-
-    Only ``local_control`` figures with a time point are comparable; ties go to the longest
-    follow-up, so the shortest follow-up can never win a ranking.
-    """
+def _shared_reference(options: Sequence[Option], endpoints: Collection[str]) -> tuple[str, float] | None:
+    """The (endpoint, time point) of ``endpoints`` shared by most rankable options (≥ 2); ties → longest follow-up."""
     counts: dict[tuple[str, float], int] = {}
     for o in options:
         if not o.rankable:
             continue
         keys = {(f.endpoint, f.time_point_months) for f in o.figures
-                if f.endpoint == "local_control" and f.time_point_months is not None and f.value_percent is not None}
+                if f.endpoint in endpoints and f.time_point_months is not None and f.value_percent is not None}
         for k in keys:
             counts[k] = counts.get(k, 0) + 1  # type: ignore[index]
-    ref: tuple[str, float] | None = None
-    if counts:
-        ref = max(counts, key=lambda k: (counts[k], k[1]))
-        if counts[ref] < 2:
-            ref = None
+    if not counts:
+        return None
+    ref = max(counts, key=lambda k: (counts[k], k[1], k[0] == "overall_survival"))
+    return ref if counts[ref] >= 2 else None
+
+
+def _compare_local_control(options: list[Option]) -> None:
+    """Pick one (endpoint, time point) shared by most rankable options; others are 'not comparable'.
+
+    ``local_control`` figures with a time point come first, and only they feed the local-control criterion
+    (``lc_value``) of the ranking; ties go to the longest follow-up, so the shortest follow-up can never win a
+    ranking. Without a shared local-control figure, another endpoint shared by ≥ 2 options (HCC: 5-year overall
+    survival after resection and RFA, SURF) is set side by side for the board and the patient sheet only —
+    it does not enter the ranking.
+    """
+    ref = _shared_reference(options, ("local_control",))
+    if ref is None:
+        ref = _shared_reference(options, [e for e in ENDPOINTS if e != "local_control"])
     for o in options:
         figs = [f.to_json() for f in o.figures]
         chosen = None
@@ -410,10 +435,13 @@ def _compare_local_control(options: list[Option]) -> None:
             chosen = next((f for f in o.figures if (f.endpoint, f.time_point_months) == ref and f.value_percent is not None),
                           None)
         if chosen is not None:
-            o.lc_value = chosen.value_percent / 100.0  # type: ignore[operator]
+            o.lc_value = chosen.value_percent / 100.0 if chosen.endpoint == "local_control" else None  # type: ignore[operator]
             lc = chosen.to_json()
             lc.update({"comparable": True, "compared_on": {"endpoint": ref[0], "time_point_months": ref[1]},  # type: ignore[index]
-                       "note": "compared with other options on the same endpoint and time point"})
+                       "note": "compared with other options on the same endpoint and time point"
+                       + ("" if chosen.endpoint == "local_control" else
+                          f" ({chosen.endpoint.replace('_', ' ')}: shown to the board, not used as the local-control"
+                          " criterion of the ranking)")})
         else:
             o.lc_value = None
             best = figs[0] if figs else None
@@ -448,7 +476,9 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
                             f"{', '.join(o.assessment.fired) or 'none'}"
                             + ("; simulation " + o.verdict[0] if o.verdict else "")
                             + (f"; {o.assessment.unknown_adverse} unassessable adverse rule(s) × −{UNKNOWN_PENALTY}"
-                               if o.assessment.unknown_adverse else "") + ")"
+                               if o.assessment.unknown_adverse else "")
+                            + (f"; access path not verified on the image × −{UNKNOWN_PENALTY}"
+                               if o.target is not None and o.target.trajectory_unverified else "") + ")"
                             + (f"; conditions: {len(o.conditions)}" if o.conditions else ""))
     for o in options:
         if not o.rankable:
@@ -497,7 +527,8 @@ def option_json(o: Option) -> dict[str, Any]:
         "handoff": o.handoff,
         "local_control_basis": "figure" if o.lc_value is not None else "ordinal class (no comparable figure)",
         "reasons": reasons,
-        "needs_review": a.needs_review,
+        # an unverified access path ([L]) is a fact the team must still check, like an unassessable rule
+        "needs_review": a.needs_review or (o.target is not None and o.target.trajectory_unverified),
         "cannot_assess": [c.to_json() for c in a.cannot_assess],
         "parameters": {k: v for k, v in a.parameters.items()},
         "simulation": sim,

@@ -1,38 +1,41 @@
-"""``plan_case``: the tumor board's proposal for one case, and plan.json.
+"""The tumor board's proposal for one case, and plan.json, in three stages that the pipeline chains.
 
-Flow: measurements ([A] ``latplan.anatomy.measure_case``) → for each lesion every modality
-is assessed by the rule set and simulated where a planner exists → options ranked with the
-patient's weights → whole-patient strategies → sensitivity of the top options to each
-weight → plan.json (validated against ``board/plan.schema.json`` in the tests).
+* :func:`assess_case` — measurements ([A] ``latplan.anatomy.measure_case``) → every modality of every
+  lesion assessed by the rule set → :class:`CaseAssessment` (no images inside: it travels between processes);
+* :func:`simulation_jobs` — one :class:`~latplan.modalities.simulate.SimulationJob` per lesion × modality
+  that is simulated (run by :func:`latplan.modalities.simulate.simulate_job`, anywhere);
+* :func:`finish_case` — re-assess with the plans (verdicts, targets, organs in the zone) → options
+  ranked with the patient's weights → whole-patient strategies and their composite dose → sensitivity
+  of the top options to each weight → plan.json (validated against ``board/plan.schema.json`` in the tests).
+
+:func:`plan_case` runs the three in this process (the rules-only and test entry point);
+:mod:`latplan.pipeline.stages` runs them in worker processes or on Dask.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
-import os
 import platform
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numba
-
 from latplan._version import __version__
 from latplan.anatomy import measure_case
+from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
-from latplan.errors import LatplanError
+from latplan.errors import LatplanError, PlanningError
 from latplan.knowledge.features import patient_features
 from latplan.knowledge.profiles import load_outcomes, load_profiles
 from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities import LESION_MODALITIES
 from latplan.modalities.base import Site
-from latplan.modalities.simulate import PLANNERS
+from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
 from latplan.planning import electroporation, ibt, thermal
 from latplan.planning.composite import composite_dose
 from latplan.planning.types import TreatmentPlan
@@ -41,8 +44,18 @@ from .context import lesion_conditions, patient_context
 from .oligo import ALIASES as OLIGO_ALIASES
 from .oligo import oligometastatic_status, resolve_definition
 from .option_grid import option_grid
-from .options import Option, assess_options, finish_options, option_json, rank_options, simulate_options
-from .preferences import CRITERIA, sensitivity, weights_from_patient
+from .options import (
+    Option,
+    apply_simulation,
+    assess_options,
+    finish_options,
+    judge_simulation,
+    option_json,
+    rank_options,
+    simulation_job,
+    simulation_skip,
+)
+from .preferences import CRITERIA, Weights, sensitivity, weights_from_patient
 from .strategies import build_strategies
 
 #: 2.0 (round 2, issue [H]): strategy steps may name the whole-patient steps of latplan.modalities.StepModality;
@@ -119,68 +132,48 @@ def _rank_all(options: Mapping[str, Sequence[Option]], weights: Mapping[str, flo
         rank_options(opts, weights)
 
 
-# --- simulations in parallel processes ---------------------------------------------------------------
-#: the case and rules of a simulation worker process (set once by its initializer)
-_WORKER: dict[str, Any] = {}
+@dataclass
+class CaseAssessment:
+    """A case assessed by the rules, before any simulation (the pipeline's ``assess`` stage).
 
-
-def _init_simulation_worker(case: Case | None, rules: RuleSet) -> None:
-    """One numba thread per process when several run: a 2-thread bioheat kernel was measured 2.3×
-    slower than 1 thread on a busy machine (issue [H]); parallelism comes from the processes."""
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    numba.set_num_threads(1)
-    _WORKER["case"], _WORKER["rules"] = case, rules
-
-
-def _simulate_in_worker(job: tuple[Option, Site, Mapping[str, Any] | None],
-                        simulate: bool | Collection[str]) -> Option:
-    simulate_options([job], _WORKER["case"], _WORKER["rules"], simulate=simulate)
-    return job[0]
-
-
-def _simulate(jobs: list[tuple[Option, Site, Mapping[str, Any] | None]], options: dict[str, list[Option]],
-              case: Case | None, rules: RuleSet, simulate: bool | Collection[str], workers: int,
-              say: Callable[[str], None]) -> dict[str, list[Option]]:
-    """Run the lesion × modality simulations: in ``workers`` processes when > 1 (each job is
-    independent), else in this process. Returns ``options`` with the simulated Option objects."""
-    heavy = [j for j in jobs if j[0].modality in PLANNERS and case is not None]
-    if workers <= 1 or len(heavy) <= 1:
-        simulate_options(jobs, case, rules, simulate=simulate, progress=say)
-        return options
-    heavy_ids = {id(j[0]) for j in heavy}
-    light = [j for j in jobs if id(j[0]) not in heavy_ids]
-    simulate_options(light, case, rules, simulate=simulate, progress=say)
-    done: dict[tuple[str, str], Option] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(heavy)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_simulation_worker, initargs=(case, rules)) as pool:
-        futures = [pool.submit(_simulate_in_worker, job, simulate) for job in heavy]
-        for n, fut in enumerate(futures, 1):
-            opt = fut.result()
-            done[(opt.lesion_id, opt.modality)] = opt
-            say(f"{opt.lesion_id}: simulated {opt.modality} ({n}/{len(heavy)})")
-    return {lid: [done.get((lid, o.modality), o) for o in opts] for lid, opts in options.items()}
-
-
-def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool | Collection[str] = True,
-              oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
-              measurements: Mapping[str, Any] | None = None, patient: Any = None,
-              preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None,
-              workers: int = 1) -> BoardProposal:
-    """Board proposal for ``case`` (a :class:`latplan.case.Case`; ``None`` allowed with ``measurements``
-    and ``patient`` for rules-only planning).
-
-    ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
-    ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
-    ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the lesion ×
-    modality simulations in that many processes (one numba thread each).
+    Everything :func:`finish_case` needs besides the simulation results and the case itself, so that
+    it can travel between processes (the images stay out of it). :func:`finish_case` completes the
+    options in place: finish one assessment once.
     """
-    t_start = time.perf_counter()
+
+    patient: Any
+    rules: RuleSet
+    profiles: dict[str, Any]
+    figures: tuple[Any, ...]
+    weights: Weights
+    measurements: dict[str, Any]
+    lesions: list[dict[str, Any]]
+    patient_measurements: dict[str, Any]
+    patient_measurements_for_rules: dict[str, Any]
+    oligo: dict[str, Any]
+    definition_name: str
+    options: dict[str, list[Option]]
+    contexts: dict[str, dict[str, Any]]
+    sites: dict[str, Site]
+    simulate: bool | frozenset[str]
+    has_case: bool
+    input_hashes: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+    started_s: float = field(default_factory=time.time)
+
+
+def assess_case(case: Any, measurements: Mapping[str, Any] | None = None, *, rules: RuleSet, patient: Any = None,
+                oligo_definition: Any = None, preferences: Mapping[str, float] | None = None,
+                simulate: bool | Collection[str] = True,
+                progress: Callable[[str], None] | None = None) -> CaseAssessment:
+    """Every modality of every lesion assessed by ``rules`` (no simulation yet): the ``assess`` stage.
+
+    ``case`` may be None with ``measurements`` and ``patient`` (rules-only planning); without
+    ``measurements`` the case is measured here.
+    """
+    started = time.time()
     say = progress or (lambda _msg: None)
     patient = patient if patient is not None else case.patient
-    rules = rules or load_rule_set(rule_paths)
-    profiles = load_profiles()
-    figures = load_outcomes()
     say("measuring lesions")
     t0 = time.perf_counter()
     meas = dict(measurements) if measurements is not None else _measure(case, oligo_definition)
@@ -191,53 +184,88 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     oligo, definition_name = _oligo_status(pmeas, patient, liver_lesions, oligo_definition)
     pmeas_for_rules = dict(pmeas)
     pmeas_for_rules["oligometastatic"] = {"status": oligo["status"]}
-
-    weights = weights_from_patient(patient, preferences)
+    profiles = load_profiles()
     options: dict[str, list[Option]] = {}
     contexts: dict[str, dict[str, Any]] = {}
-    jobs: list[tuple[Option, Site, Mapping[str, Any] | None]] = []
+    sites: dict[str, Site] = {}
     for les in lesions:
         site = Site(les, pmeas_for_rules, tuple(lesions))
         say(f"{site.lesion_id}: assessing {len(LESION_MODALITIES)} modalities")
         ctx, opts = assess_options(site, patient, rules, profiles)
-        options[site.lesion_id], contexts[site.lesion_id] = opts, ctx
-        jobs.extend((o, site, les) for o in opts)
-    options = _simulate(jobs, options, case, rules, simulate, workers, say)
+        options[site.lesion_id], contexts[site.lesion_id], sites[site.lesion_id] = opts, ctx, site
+    wanted: bool | frozenset[str] = simulate if isinstance(simulate, bool) else frozenset(simulate)
+    return CaseAssessment(patient, rules, profiles, load_outcomes(), weights_from_patient(patient, preferences), meas,
+                          lesions, pmeas, pmeas_for_rules, oligo, definition_name, options, contexts, sites, wanted,
+                          case is not None, dict(getattr(case, "input_hashes", {}) or {}), timings, started)
+
+
+def simulation_jobs(assessment: CaseAssessment) -> list[SimulationJob]:
+    """The simulations this run makes: one per lesion × modality that has a planner, is wanted
+    (``simulate``), has an image case and is not contraindicated by rule."""
+    return [simulation_job(o, assessment.sites[lid].lesion) for lid, opts in assessment.options.items() for o in opts
+            if simulation_skip(o, assessment.has_case, assessment.simulate) is None]
+
+
+def _attach(assessment: CaseAssessment, results: Sequence[SimulationResult]) -> dict[tuple[str, str], TreatmentPlan]:
+    """Results onto their options, each option re-assessed with its plan; returns the plans."""
+    by_key = {r.key: r for r in results}
     plans: dict[tuple[str, str], TreatmentPlan] = {}
-    for lid, opts in options.items():
-        finish_options(opts, contexts[lid], figures)
+    for lid, opts in assessment.options.items():
+        for o in opts:
+            result = by_key.get((lid, o.modality))
+            why = simulation_skip(o, assessment.has_case, assessment.simulate)
+            if result is not None:
+                apply_simulation(o, result)
+            elif why is None:
+                raise PlanningError(f"no simulation result for {lid} × {o.modality}: run every job of "
+                                    "simulation_jobs(assessment) before finish_case.")
+            else:
+                o.simulation_why = why
+            judge_simulation(o, assessment.rules)
+        finish_options(opts, assessment.contexts[lid], assessment.figures)
         for o in opts:
             if o.plan is not None:
                 plans[(lid, o.modality)] = o.plan
             if o.runtime_s is not None:
-                timings[o.modality] = timings.get(o.modality, 0.0) + o.runtime_s
-    _rank_all(options, weights.values)
+                assessment.timings[o.modality] = assessment.timings.get(o.modality, 0.0) + o.runtime_s
+    return plans
 
-    pctx = patient_features(patient, pmeas_for_rules, lesions)
+
+def finish_case(assessment: CaseAssessment, results: Sequence[SimulationResult], case: Any = None,
+                progress: Callable[[str], None] | None = None) -> BoardProposal:
+    """Re-assess with the simulated plans, build strategies, sum their dose, rank: the board proposal.
+
+    ``case`` (the image case, or None for rules-only planning) is needed for the composite dose.
+    """
+    say = progress or (lambda _msg: None)
+    a = assessment
+    plans = _attach(a, results)
+    options, rules, profiles, weights = a.options, a.rules, a.profiles, a.weights
+    _rank_all(options, weights.values)
+    pctx = patient_features(a.patient, a.patient_measurements_for_rules, a.lesions)
     say("building whole-patient strategies")
     strategies = build_strategies(options, rules, pctx, profiles)
-
     sens = _sensitivity(options, rules, pctx, profiles, weights.values, bool(strategies))
     _rank_all(options, weights.values)  # restore the patient's ranking
     strategies = build_strategies(options, rules, pctx, profiles)
-    timings["total"] = time.perf_counter() - t_start
-
+    timings = a.timings
+    timings["total"] = time.time() - a.started_s
     doc: dict[str, Any] = {
         "plan_json_version": PLAN_JSON_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rule_set": {"name": rules.name, "version": rules.version, "files": rules.sources},
-        "patient": _patient_json(patient, pctx, oligo, definition_name),
+        "patient": _patient_json(a.patient, pctx, a.oligo, a.definition_name),
         "lesions": [
-            {"id": lid, "measurements": next(les for les in lesions if str(les.get("id")) == lid),
+            {"id": lid, "measurements": next(les for les in a.lesions if str(les.get("id")) == lid),
              "options": [option_json(o) for o in sorted(options[lid], key=lambda o: (o.rank is None, o.rank or 0))],
              "conditions": lesion_conditions(options[lid])}
             for lid in options
         ],
-        "strategies": _with_composite_dose([s.to_json() for s in strategies], plans, case),
+        "strategies": _with_composite_dose([s.to_json() for s in strategies], plans, case if a.has_case else None),
         "preferences": weights.to_json(),
         "sensitivity": sens,
-        "patient_measurements": pmeas,
-        "input_hashes": dict(getattr(case, "input_hashes", {}) or {}),
+        "patient_measurements": a.patient_measurements,
+        "input_hashes": a.input_hashes,
         "versions": _versions(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "disclaimer": "Decision support for the multidisciplinary tumor board: alternatives with sources, not one "
@@ -246,7 +274,43 @@ def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simu
     }
     doc["option_grid"] = option_grid(doc["lesions"])
     say("done")
-    return BoardProposal(case=case, measurements=meas, plan_json=doc, plans=plans, timings_s=timings)
+    return BoardProposal(case=case, measurements=a.measurements, plan_json=doc, plans=plans, timings_s=timings)
+
+
+def plan_case(case: Any, *, rule_paths: Sequence[str | Path] | None = None, simulate: bool | Collection[str] = True,
+              oligo_definition: Any = None, progress: Callable[[str], None] | None = None,
+              measurements: Mapping[str, Any] | None = None, patient: Any = None,
+              preferences: Mapping[str, float] | None = None, rules: RuleSet | None = None,
+              workers: int = 1, geometry: CaseGeometry | None = None) -> BoardProposal:
+    """Board proposal for ``case`` (a :class:`latplan.case.Case`; ``None`` allowed with ``measurements``
+    and ``patient`` for rules-only planning), in this process: :func:`assess_case` →
+    :func:`simulation_jobs` → :func:`latplan.modalities.simulate.simulate_job` each → :func:`finish_case`.
+
+    The pipeline (:mod:`latplan.pipeline.stages`) chains the same stages, in worker processes or on
+    Dask. ``rule_paths``: hospital rule files loaded over the core set (override/add by id).
+    ``preferences``: weights 0–5 overriding ``patient.preferences`` (the web app's form).
+    ``simulate``: True, False, or the modality codes to simulate. ``workers`` > 1 runs the simulations
+    in that many threads. ``geometry``: the case's :class:`CaseGeometry` (computed once; None:
+    ``case_geometry(case)``), passed to every planner.
+    """
+    say = progress or (lambda _msg: None)
+    rules = rules or load_rule_set(rule_paths)
+    assessment = assess_case(case, measurements, rules=rules, patient=patient, oligo_definition=oligo_definition,
+                             preferences=preferences, simulate=simulate, progress=say)
+    jobs = simulation_jobs(assessment)
+    if geometry is None and case is not None:
+        geometry = case_geometry(case)
+
+    def run(job: SimulationJob) -> SimulationResult:
+        say(f"{job.lesion_id}: simulating {job.modality}")
+        return simulate_job(job, case, geometry)
+
+    if workers > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run, jobs))
+    else:
+        results = [run(job) for job in jobs]
+    return finish_case(assessment, results, case, say)
 
 
 def _oligo_status(pmeas: Mapping[str, Any], patient: Any, liver_lesions: list[dict[str, Any]],

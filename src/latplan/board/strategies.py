@@ -397,7 +397,6 @@ def _hand_off(out: list[Strategy], left_out: Sequence[str], handoff: Mapping[str
 
 
 def _apply_rules(out: list[Strategy], rules: RuleSet, patient_ctx: Mapping[str, Any]) -> list[Strategy]:
-    ctx = {"patient": patient_ctx}
     kept: list[Strategy] = []
     seen: set[tuple] = set()
     for s in out:
@@ -405,6 +404,9 @@ def _apply_rules(out: list[Strategy], rules: RuleSet, patient_ctx: Mapping[str, 
             continue
         seen.add(s.key())
         score = s.base_score
+        # a strategy rule reads the patient and the strategy it scores (e.g. "TACE first line" lifts TACE only)
+        ctx = {"patient": patient_ctx,
+               "strategy": {"kind": s.kind, "modalities": [str(st.get("modality")) for st in s.steps]}}
         for rule in rules.for_strategy(s.kind):
             res = rule.condition.evaluate(ctx)
             if res.truth == Truth.TRUE:

@@ -9,6 +9,9 @@ organ limits ([K]), and report the dose at lesion + 5 / + 10 mm beside it.
 Status: ``reaches`` (nominal value meets the target), ``uncertain`` (only the optimistic end
 of the uncertainty band meets it, or a key the judgement needs is absent), ``misses``,
 ``not_simulated``. Keys follow the cross-helper contract; an absent key is unknown, never safe.
+A plan whose needle/catheter path could not be verified on the image (``trajectory_verified: false``, [L]:
+the abdominal wall is outside the field of view) is at best ``uncertain`` and carries
+:data:`TRAJECTORY_CONDITION`.
 
 Organs in the predicted ablation zone (``organ_volumes_in_zone_ml`` ≥ 0.1 ml of gallbladder,
 kidney, stomach, bowel, heart or central bile duct) are a relative contraindication naming
@@ -42,6 +45,9 @@ ORGANS_AT_RISK: dict[str, tuple[str, str]] = {
 }
 CAUTION_ORGANS = {"diaphragm": "diaphragm (caution: pain, diaphragmatic injury; artificial ascites may protect it)"}
 STATUS_ORDER = {"reaches": 0, "uncertain": 1, "not_simulated": 1, "misses": 2}
+#: [L] the condition an option carries when its needle/catheter path could not be verified on the image
+TRAJECTORY_CONDITION = ("conditional — verify the access path on imaging (the image does not show the abdominal "
+                        "wall along the path)")
 
 
 @dataclass
@@ -53,6 +59,7 @@ class TargetJudgement:
     cautions: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
     by_margin: dict[str, str] = field(default_factory=dict)             # RAS unknown: margin → status
+    trajectory_unverified: bool = False                                 # [L] path not verifiable on the image
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "text": self.text, "target": self.target,
@@ -131,6 +138,26 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
         target = {"kind": "other", "definition": "no geometric target (surgical or regional/systemic)"}
     if metrics is None:
         return TargetJudgement("not_simulated", "not simulated: target not checked", target)
+    j = _judge_simulated(modality, metrics, margin_mm, prescription_gy, alt_margins_mm, target)
+    return _unverified_path(j, metrics)
+
+
+def _unverified_path(j: TargetJudgement, metrics: Mapping[str, Any]) -> TargetJudgement:
+    """[L] ``trajectory_verified: false``: the path is unknown, never safe — "reaches" becomes "uncertain"
+    (ranked below options that reach their target, in the same tier; issue [I] part 4); "misses" stays."""
+    if metrics.get("trajectory_verified") is not False:
+        return j
+    j.target["trajectory_verified"] = False
+    j.trajectory_unverified = True
+    if j.status == "reaches":
+        j.status = "uncertain"
+        j.text += "; the access path could not be verified on the image (abdominal wall outside the field of view)"
+    return j
+
+
+def _judge_simulated(modality: str, metrics: Mapping[str, Any], margin_mm: float | None,
+                     prescription_gy: float | None, alt_margins_mm: tuple[float, ...],
+                     target: dict[str, Any]) -> TargetJudgement:
     if modality in ABLATIVE:
         status, text = _ablative_status(metrics, float(margin_mm or 0.0))
         j = TargetJudgement(status, text, target)

@@ -20,6 +20,7 @@ the series in ``dicom/image``; all are marked for research (see :mod:`latplan.ex
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,11 @@ def _rois(case: Case, results: list[ResultVolumes]) -> list[RoiSpec]:
     return rois
 
 
-def write_dicom_files(case: Case, plans: dict[tuple[str, str], TreatmentPlan], out_dir: Path) -> dict[str, Path]:
-    """Write ``OUT/dicom`` (see the module docstring); return ``{key: path}``."""
+def write_dicom_files(case: Case, plans: dict[tuple[str, str], TreatmentPlan], out_dir: Path,
+                      volumes: Mapping[tuple[str, str], ResultVolumes] | None = None) -> dict[str, Path]:
+    """Write ``OUT/dicom`` (see the module docstring); return ``{key: path}``.
+
+    ``volumes``: the plans' volumes on the case grid when the caller has them already (else resampled here)."""
     folder = out_dir / "dicom"
     folder.mkdir(parents=True, exist_ok=True)
     ref: ImageSeries = image_series(case, folder)
@@ -72,7 +76,7 @@ def write_dicom_files(case: Case, plans: dict[tuple[str, str], TreatmentPlan], o
         files["dicom_image"] = folder / "image"
     notes: list[str] = []
     ordered = sorted(plans.items())
-    results = [result_volumes(case, plan) for _, plan in ordered]
+    results = [volumes[key] if volumes is not None else result_volumes(case, plan) for key, plan in ordered]
     rtstruct, roi_numbers = write_rtstruct(case, ref, _rois(case, results), folder / "rtstruct.dcm")
     files["dicom_rtstruct"] = rtstruct
     ss_sop = _sop(rtstruct)
@@ -142,6 +146,8 @@ def write_result_files(proposal: Any, out_dir: str | Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create the output folder {out}: {exc.strerror}. Choose a writable --out.") from exc
-    files = write_volume_files(case, plans, out)
-    files.update(write_dicom_files(case, plans, out))
+    # each plan's zone, dose and target resampled onto the case grid once, for the volumes and the DICOM files
+    volumes = {key: result_volumes(case, plan) for key, plan in plans.items()}
+    files = write_volume_files(case, plans, out, volumes)
+    files.update(write_dicom_files(case, plans, out, volumes))
     return files

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from latplan.case import Case
@@ -75,6 +77,23 @@ def _contours(mask: np.ndarray, affine: np.ndarray, k: int) -> list[np.ndarray]:
     return out
 
 
+#: (3006,0050) Contour Data
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+
+
+def _contour_data(poly: np.ndarray) -> RawDataElement:
+    """Contour Data (DS, x\\y\\z… in mm, 3 decimals) encoded once as its DICOM bytes.
+
+    pydicom turns each value of a DS list into a validated ``DSfloat`` object and back into text when
+    it writes the file; a structure set holds some 10⁵–10⁶ values (measured: 30 s of the demo export),
+    so the text is made here with one format per value and stored as a raw element (written as is,
+    decoded only if read back). Each value is ≤ 16 characters, padded to even length (PS3.5 6.2).
+    """
+    text = "\\".join(f"{x:.3f}" for x in poly.reshape(-1).tolist())
+    raw = (text if len(text) % 2 == 0 else text + " ").encode("ascii")
+    return RawDataElement(_CONTOUR_DATA, "DS", len(raw), raw, 0, False, True)
+
+
 def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Dataset:
     item = Dataset()
     item.ReferencedROINumber = roi_number
@@ -86,13 +105,16 @@ def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Datas
         sop = ref.sop_at(int(k))
         for poly in _contours(arr[k], aff, int(k)):
             c = Dataset()
+            # the item is written in the file's encoding (explicit VR little endian) and its own character set
+            # (Contour Data is ASCII): saying so lets pydicom write the raw value as it is, not decode it first
+            c.set_original_encoding(False, True, c._character_set)
             if sop is not None:
                 img = Dataset()
                 img.ReferencedSOPClassUID, img.ReferencedSOPInstanceUID = sop
                 c.ContourImageSequence = DicomSequence([img])
             c.ContourGeometricType = "CLOSED_PLANAR"
             c.NumberOfContourPoints = len(poly)
-            c.ContourData = [float(f"{x:.3f}") for x in poly.reshape(-1)]
+            c[_CONTOUR_DATA] = _contour_data(poly)
             contours.append(c)
     item.ContourSequence = DicomSequence(contours)
     return item

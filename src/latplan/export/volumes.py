@@ -120,8 +120,12 @@ def _hex(name: str, role: StructureRole | None = None) -> str:
     return colour_for(name, role)
 
 
-def write_volume_files(case: Case, plans: Mapping[tuple[str, str], TreatmentPlan], out_dir: Path) -> dict[str, Path]:
-    """Write ``OUT/volumes`` (NIfTI, STL meshes, README); return ``{key: path}``."""
+def write_volume_files(case: Case, plans: Mapping[tuple[str, str], TreatmentPlan], out_dir: Path,
+                       results: Mapping[tuple[str, str], ResultVolumes] | None = None) -> dict[str, Path]:
+    """Write ``OUT/volumes`` (NIfTI, STL meshes, README); return ``{key: path}``.
+
+    ``results``: the plans' volumes on the case grid when the caller has them already
+    (:func:`result_volumes` per plan; the DICOM export needs the same resampled volumes)."""
     root = out_dir / "volumes"
     meshes = root / "meshes"
     meshes.mkdir(parents=True, exist_ok=True)
@@ -135,7 +139,7 @@ def write_volume_files(case: Case, plans: Mapping[tuple[str, str], TreatmentPlan
         _mesh(mask, meshes / f"{lid}.stl", lid, written, f"meshes/{lid}")
         legend.append((f"{lid}/lesion.nii.gz, meshes/{lid}.stl", f"lesion {lid}", _hex(lid, StructureRole.LESION)))
     for (lid, _modality), plan in sorted(plans.items()):
-        rv = result_volumes(case, plan)
+        rv = results[(lid, _modality)] if results is not None else result_volumes(case, plan)
         (root / lid).mkdir(exist_ok=True)
         code = rv.modality
         if rv.zone is not None:

@@ -104,6 +104,8 @@ SIMULATION_FIELDS = {"min_margin_mm", "coverage_percent", "d100_gy", "d90_gy", "
                      "liver_v5gy_percent", "feasible", "bed_gy", "activity_gbq"}
 #: option parameters (``option.<key>``)
 OPTION_FIELDS = {"target_margin_mm", "modality"}
+#: strategy rules may also read the strategy they score: its kind and the modalities of its steps
+STRATEGY_FIELDS = {"kind", "modalities"}
 
 
 def validate_path(path: str, list_path: str | None) -> str | None:
@@ -143,7 +145,9 @@ def validate_path(path: str, list_path: str | None) -> str | None:
         return None if rest in SIMULATION_FIELDS else f"unknown simulation field {path!r}; known: {sorted(SIMULATION_FIELDS)}."
     if head == "option":
         return None if rest in OPTION_FIELDS else f"unknown option field {path!r}; known: {sorted(OPTION_FIELDS)}."
-    return f"unknown field {path!r}: fields start with lesion., patient., simulation. or option."
+    if head == "strategy":
+        return None if rest in STRATEGY_FIELDS else f"unknown strategy field {path!r}; known: {sorted(STRATEGY_FIELDS)}."
+    return f"unknown field {path!r}: fields start with lesion., patient., simulation., option. or strategy."
 
 
 def _role(name: str, given: Any = None) -> StructureRole | None:

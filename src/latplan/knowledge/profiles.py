@@ -22,7 +22,7 @@ from latplan.knowledge.conditions import Condition
 from latplan.knowledge.features import validate_path
 from latplan.knowledge.rules import _EVIDENCE, MODALITY_CODES, Citation, load_citations
 
-ENDPOINTS = ("local_control", "complete_response")
+ENDPOINTS = ("local_control", "complete_response", "overall_survival")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class OutcomeFigure:
     condition: Condition
     evidence_level: str
     citation: Citation
+    where: str | None = None  # where the number stands in the paper (abstract, table, figure)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class OutcomeFigure:
             "population": self.population,
             "evidence_level": self.evidence_level,
             "citation": self.citation.render(),
+            "source_location": self.where,
         }
 
 
@@ -117,7 +119,8 @@ def parse_outcomes(data: Mapping[str, Any], source: str = "outcomes.yaml") -> li
         out.append(OutcomeFigure(fid, mods, raw["endpoint"], None if tp is None else float(tp),
                                  None if raw.get("value_percent") is None else float(raw["value_percent"]),
                                  (float(vr[0]), float(vr[1])) if vr else None, str(raw["population"]), cond,
-                                 str(raw["evidence_level"]), cites[raw["citation"]]))
+                                 str(raw["evidence_level"]), cites[raw["citation"]],
+                                 None if raw.get("where") is None else str(raw["where"])))
     return out
 
 

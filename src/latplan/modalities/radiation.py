@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from latplan.anatomy.geometry import CaseGeometry
 from latplan.case import Case
 from latplan.case.vocabulary import Modality
 from latplan.knowledge import radiation as rk
@@ -24,26 +25,26 @@ __all__ = ["IBT", "SBRT", "SPECS", "TARE", "ibt_verdict", "sbrt_verdict", "tare_
 
 
 def _plan_ibt(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
-              target_margin_mm: float = 5.0) -> TreatmentPlan:
+              geometry: CaseGeometry | None = None, target_margin_mm: float = 5.0) -> TreatmentPlan:
     p = rk.ibt_parameters()
     # the protocol's cited CTV margin, widened to the rules' ablative target margin when larger ([K] 2)
-    return plan_ibt(case, lesion_id, measurements, ctv_margin_mm=float(p["ctv_margin_mm"]),
+    return plan_ibt(case, lesion_id, measurements, geometry=geometry, ctv_margin_mm=float(p["ctv_margin_mm"]),
                     target_margin_mm=target_margin_mm, dwell_step_mm=float(p["dwell_step_mm"]), dwell_extension_mm=float(p["dwell_extension_mm"]),
                     max_modulation=float(p["max_modulation"]), sk_u=float(p["sk_u"]))
 
 
 def _plan_sbrt(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
-               target_margin_mm: float = 5.0) -> TreatmentPlan:
+               geometry: CaseGeometry | None = None, target_margin_mm: float = 5.0) -> TreatmentPlan:
     p = rk.sbrt_parameters()
-    return plan_sbrt(case, lesion_id, measurements, fractions=int(p["fractions"]),
+    return plan_sbrt(case, lesion_id, measurements, geometry=geometry, fractions=int(p["fractions"]),
                      dose_per_fraction_gy=float(p["dose_per_fraction_gy"]), ptv_margin_mm=float(p["ptv_margin_mm"]),
                      alpha_beta_gy=float(p["alpha_beta_gy"]))  # fall-off calibrated to RTOG 0915 R50%
 
 
 def _plan_tare(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
-               target_margin_mm: float = 5.0) -> TreatmentPlan:
+               geometry: CaseGeometry | None = None, target_margin_mm: float = 5.0) -> TreatmentPlan:
     p = rk.tare_parameters()
-    return plan_tare(case, [lesion_id], measurements, lesion_id=lesion_id, lung_limit_gy=float(p["lung_limit_gy"]),
+    return plan_tare(case, [lesion_id], measurements, geometry=geometry, lesion_id=lesion_id, lung_limit_gy=float(p["lung_limit_gy"]),
                      lung_cumulative_limit_gy=float(p["lung_cumulative_limit_gy"]),
                      normal_liver_limit_gy=float(p["normal_liver_limit_gy"]))
 

@@ -9,13 +9,15 @@ from :mod:`latplan.knowledge` (inside the family modules).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
 from latplan.case.patient import Patient
-from latplan.errors import NotAvailableError, PlanningError
+from latplan.errors import LatplanError, NotAvailableError, PlanningError
 from latplan.knowledge.rules import RuleSet
 from latplan.modalities.base import Assessment, Site
 from latplan.modalities.registry import MODALITIES
@@ -23,8 +25,8 @@ from latplan.modalities.spec import ModalitySpec, Planner, Verdict
 from latplan.modalities.thermal import COVERAGE_TOLERANCE_PERCENT
 from latplan.planning.types import TreatmentPlan
 
-__all__ = ["COVERAGE_TOLERANCE_PERCENT", "PLANNERS", "ModalityRunner", "NotAvailableError", "call_planner",
-           "planner_for", "verdict"]
+__all__ = ["COVERAGE_TOLERANCE_PERCENT", "PLANNERS", "ModalityRunner", "NotAvailableError", "SimulationJob",
+           "SimulationResult", "call_planner", "planner_for", "simulate_job", "verdict"]
 
 #: the modalities that have a planner
 PLANNERS: frozenset[str] = frozenset(code for code, spec in MODALITIES.items() if spec.planner is not None)
@@ -39,15 +41,69 @@ def planner_for(modality: str) -> Planner:
 
 
 def call_planner(modality: str, case: Case, lesion_id: str, measurements: Mapping[str, Any] | None,
-                 parameters: Mapping[str, Any]) -> TreatmentPlan:
-    """Run one planner with the rules' target margin; raises NotAvailableError / PlanningError with the reason."""
+                 parameters: Mapping[str, Any], geometry: CaseGeometry) -> TreatmentPlan:
+    """Run one planner on ``case`` with its ``geometry`` (computed once per case by the pipeline) and the
+    rules' target margin; raises NotAvailableError / PlanningError with the reason."""
     fn = planner_for(modality)
     margin = parameters.get("target_margin_mm")
-    plan = fn(case, lesion_id, measurements) if margin is None else \
-        fn(case, lesion_id, measurements, target_margin_mm=float(margin))
+    plan = fn(case, lesion_id, measurements, geometry=geometry) if margin is None else \
+        fn(case, lesion_id, measurements, geometry=geometry, target_margin_mm=float(margin))
     if not isinstance(plan, TreatmentPlan):
         raise PlanningError(f"planner of {modality} returned {type(plan).__name__}, not a TreatmentPlan.")
     return plan
+
+
+@dataclass(frozen=True)
+class SimulationJob:
+    """One simulation of a case: one lesion × one modality (the pipeline's unit of parallel work).
+
+    ``lesion``: the lesion's measurements (measure.schema.json; what the planners read);
+    ``target_margin_mm``: the rules' target margin (None: the planner's default).
+    """
+
+    lesion_id: str
+    modality: str
+    lesion: Mapping[str, Any]
+    target_margin_mm: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.lesion_id, self.modality
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What one :class:`SimulationJob` gave: the plan, or ``why`` there is none; planner wall time."""
+
+    lesion_id: str
+    modality: str
+    plan: TreatmentPlan | None
+    why: str | None
+    runtime_s: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.lesion_id, self.modality
+
+
+def simulate_job(job: SimulationJob, case: Case, geometry: CaseGeometry | None) -> SimulationResult:
+    """Run the planner of ``job`` on ``case`` with its ``geometry``; a missing planner or a planner's
+    error is the result's ``why`` (the option stays, with ``simulation: null``), never an exception."""
+    params = {} if job.target_margin_mm is None else {"target_margin_mm": job.target_margin_mm}
+    geo = geometry if geometry is not None else case_geometry(case)
+    plan: TreatmentPlan | None = None
+    why: str | None = None
+    t0 = time.perf_counter()
+    try:
+        plan = call_planner(job.modality, case, job.lesion_id, job.lesion, params, geo)
+    except NotAvailableError as exc:
+        why = str(exc)
+    except PlanningError as exc:
+        limiting = getattr(exc, "limiting", None)
+        why = f"planner could not produce a plan: {exc}" + (f" (limiting: {limiting})" if limiting else "")
+    except (LatplanError, TypeError, ValueError) as exc:
+        why = f"planner failed: {type(exc).__name__}: {exc}"
+    return SimulationResult(job.lesion_id, job.modality, plan, why, time.perf_counter() - t0)
 
 
 def verdict(modality: str, plan: TreatmentPlan, target_margin_mm: float | None) -> Verdict:
@@ -72,8 +128,9 @@ class ModalityRunner:
         return self.spec.assess(site, patient, rules)
 
     def plan(self, site: Site | Mapping[str, Any], case: Case, *, measurements: Mapping[str, Any] | None = None,
-             parameters: Mapping[str, Any] | None = None) -> TreatmentPlan:
-        """Simulate this modality on the lesion (raises NotAvailableError when no planner exists)."""
+             parameters: Mapping[str, Any] | None = None, geometry: CaseGeometry | None = None) -> TreatmentPlan:
+        """Simulate this modality on the lesion (raises NotAvailableError when no planner exists).
+        ``geometry``: the pipeline's :class:`CaseGeometry` of ``case`` (None: ``case_geometry(case)``)."""
         s = Site.coerce(site)
         return call_planner(self.code, case, s.lesion_id, measurements if measurements is not None else s.lesion,
-                            parameters or {})
+                            parameters or {}, geometry if geometry is not None else case_geometry(case))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from latplan.anatomy.geometry import CaseGeometry
 from latplan.case import Case
 from latplan.case.patient import Patient
 from latplan.case.vocabulary import Modality
@@ -37,10 +38,12 @@ class TherapyFamily(StrEnum):
 
 
 class Planner(Protocol):
-    """A lesion planner as the board calls it: the clinical target margin comes from the rules."""
+    """A lesion planner as the pipeline calls it: ``geometry`` is the case's
+    :class:`~latplan.anatomy.geometry.CaseGeometry` (computed once per case by the pipeline); the
+    clinical target margin comes from the rules."""
 
     def __call__(self, case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
-                 target_margin_mm: float = 5.0) -> TreatmentPlan: ...
+                 geometry: CaseGeometry | None = None, target_margin_mm: float = 5.0) -> TreatmentPlan: ...
 
 
 class VerdictFn(Protocol):

@@ -11,7 +11,7 @@ Data files (``physics/data/ablation/``, each with its citation):
   full axis lengths and zone-centre offset from the tip by power (W) and time (s);
 * ``rfa_ex_vivo.yaml`` — RFA ex vivo volumes for 3 cm / 5 cm protocols (PMC4463338) with a
   documented shape assumption;
-* ``cryo_isotherms.yaml`` — cryo lethal-isotherm diameters by probe count (PMC2762356).
+* ``cryo_isotherms.yaml`` — cryo lethal-isotherm diameters by probe type and count (Littrup 2009, PMC2762356).
 
 Interpolation of MWA charts (decision): the axis lengths and centre offset are linear in
 time between the two chart times of one power, then linear in power between the two chart
@@ -46,6 +46,7 @@ __all__ = [
     "ZoneSize",
     "chart_caveat",
     "cryo_probe_offsets_mm",
+    "cryo_probes",
     "cryo_zone_size",
     "load_mwa_chart",
     "mwa_devices",
@@ -430,36 +431,49 @@ def rfa_zone_size(device: str = "cooltip", protocol: str = "3cm") -> ZoneSize:
     )
 
 
-def cryo_zone_size(probe_count: int) -> ZoneSize:
-    """Lethal (−30 °C) zone of a cluster of ``probe_count`` probes 2 cm apart (PMC2762356).
+def cryo_probes() -> list[str]:
+    """Keys of the cryoprobe types with measured lethal diameters (``cryo_1.7mm``, ``cryo_2.4mm``)."""
+    return list(_cryo_data()["probes"])
 
-    Diameter across the probes from the table; length along them = diameter +
-    ``extra_length_mm`` (assumption, see the data file). The zone is centred on the
+
+def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
+    """Lethal zone of a cluster of ``probe_count`` probes of type ``probe`` 2 cm apart
+    (Littrup 2009, PMC2762356: agar at 39 °C, one 15-min freeze; lethal isotherm of the data file).
+
+    Diameter across the probes from the probe's table; length along them = diameter +
+    ``extra_length_mm`` (assumption: the source gives no lengths). The zone is centred on the
     cluster's centroid, offset along the probes.
     """
     data = _cryo_data()
-    table = {int(k): float(v) for k, v in data["lethal_diameter_mm"].items()}
+    if probe not in data["probes"]:
+        raise InvalidInputError(f"no cryoprobe {probe!r} in cryo_isotherms.yaml; available: {', '.join(data['probes'])}.")
+    p = data["probes"][probe]
+    table = {int(k): float(v) for k, v in p["lethal_diameter_mm"].items()}
     if probe_count not in table:
         raise OutOfRangeError(
             f"cryo lethal-zone data exist for {min(table)}–{max(table)} probes 2 cm apart; got {probe_count}."
         )
     dia = table[probe_count]
+    lethal = float(data["lethal_isotherm_c"])
     return ZoneSize(
         modality="cryo",
-        device=f"cryo_{probe_count}_probes",
+        device=f"{probe}_{probe_count}_probes",
         length_mm=dia + float(data["extra_length_mm"]),
         width_mm=dia,
         depth_mm=dia,
         centre_offset_from_tip_mm=float(data["centre_offset_from_tip_mm"]),
         settings={
+            "probe": probe,
+            "probe_diameter_mm": float(p["diameter_mm"]),
             "probe_count": probe_count,
             "probe_spacing_mm": float(data["probe_spacing_mm"]),
-            "protocol": "freeze 10 min – thaw 5–10 min – freeze 10 min",
-            "lethal_isotherm_c": float(data["lethal_isotherm_c"]),
+            "protocol": "chart: one 15-min freeze (phantom); physics: freeze 10 – thaw 8 – freeze 10 min",
+            "lethal_isotherm_c": lethal,
         },
         caveat=chart_caveat("cryo"),
-        method="published lethal-isotherm diameter by probe count",
-        notes=(f"lethal diameter {dia:g} mm for {probe_count} probe(s) 2 cm apart (PMC2762356)",),
+        method="published lethal-isotherm diameter by probe type and count",
+        notes=(f"lethal ({lethal:g} °C) diameter {dia:g} mm for {probe_count} {p['label']}(s) 2 cm apart "
+               "(Littrup 2009, PMC2762356)",),
     )
 
 

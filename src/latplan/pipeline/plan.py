@@ -6,9 +6,14 @@ runs all call :func:`plan_case` / :func:`plan_case_folder`; nothing else chains 
 
 * load: :func:`latplan.imaging.case_folder.load_case_folder` (case folder → :class:`~latplan.case.Case`)
 * measure: :func:`latplan.anatomy.measurements.measure` (typed lesion and patient measurements) and
-  :func:`latplan.anatomy.geometry.case_geometry` (liver, vessel calibre, large vessels, body: once per case)
-* assess, simulate, re-assess, strategies, rank: :func:`latplan.board.proposal.plan_case`
-  (rules per modality, planners from :mod:`latplan.modalities`, verdicts, whole-patient strategies)
+  :func:`latplan.anatomy.geometry.case_geometry` (liver, vessel calibre, large vessels, body: once per case),
+  in :func:`latplan.pipeline.stages.prepare`
+* assess: :func:`latplan.pipeline.stages.assess` (rules per modality; :mod:`latplan.board`)
+* simulate: :func:`~latplan.pipeline.stages.simulation_jobs` (one per lesion × modality) →
+  :func:`~latplan.pipeline.stages.run_simulations` (here or in worker processes; planners from
+  :mod:`latplan.modalities`)
+* re-assess, strategies, composite dose, rank: :func:`~latplan.pipeline.stages.finish` (verdicts,
+  targets, whole-patient strategies; :mod:`latplan.board`)
 * write: :func:`latplan.report.writer.write_reports` (plan.json, report.html/.pdf, appendix, patient.html/.pdf)
   and :func:`latplan.export.write_result_files` (volumes/, meshes, dicom/), all into a staging folder
   that :func:`latplan.imaging.output.output_dir` renames into place when complete
@@ -20,10 +25,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from latplan.anatomy.geometry import case_geometry
-from latplan.anatomy.measurements import measure
 from latplan.board.proposal import BoardProposal
-from latplan.board.proposal import plan_case as propose
 from latplan.case import Case
 from latplan.errors import CaseFolderError
 from latplan.export import write_result_files
@@ -31,6 +33,7 @@ from latplan.imaging.case_folder import load_case_folder
 from latplan.imaging.output import is_latplan_output, output_dir
 from latplan.knowledge.rules import default_rule_files
 from latplan.pipeline.progress import Progress, silent
+from latplan.pipeline.stages import finish, prepare, run_simulations
 from latplan.pipeline.types import PlanOptions, PlanResult
 from latplan.report.writer import write_reports
 
@@ -45,18 +48,13 @@ def plan_case(case: Case, options: PlanOptions = PlanOptions(), progress: Progre
     say = progress or silent
     total = len(_STAGES)
     say(_STAGES[1], 1, total)
-    measurements = measure(case)
-    geometry = case_geometry(case)
-    _ = geometry.large_vessels  # computed once here; every planner of this case reads it
 
     def board_progress(message: str) -> None:
         say(message, 2, total)
 
-    say(_STAGES[2], 2, total)
-    simulate: bool | frozenset[str] = options.simulate
-    return propose(case, rule_paths=list(options.rule_paths) or None, simulate=simulate,
-                   measurements=measurements.to_json(), preferences=options.preferences, workers=options.workers,
-                   progress=board_progress)
+    prepared = prepare(case, options, board_progress, on_measured=lambda _m: say(_STAGES[2], 2, total))
+    results = run_simulations(prepared.jobs, case, prepared.geometry, options.workers, board_progress)
+    return finish(prepared.assessment, results, case, board_progress)
 
 
 def input_sha256(case: Case, rule_paths: tuple[Path, ...] = ()) -> str:

@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError, SourceDataError
@@ -325,6 +326,7 @@ def plan_electroporation(
     lesion_id: str,
     measurements: Mapping[str, Any] | None = None,
     *,
+    geometry: CaseGeometry | None = None,
     target_margin_mm: float = 5.0,
     threshold_v_per_cm: float | None = None,
     coverage_goal_percent: float = 95.0,
@@ -340,9 +342,11 @@ def plan_electroporation(
 
     ``threshold_v_per_cm`` overrides the tissue-specific thresholds with one value (V/cm);
     ``coverage_target`` is ``"tumour"`` (ECT default) or ``"tumour+margin"`` (IRE default);
-    ``max_voltage_v`` / ``max_current_a`` override the generator limits of the data file.
+    ``max_voltage_v`` / ``max_current_a`` override the generator limits of the data file. ``geometry``:
+    the case's :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t_start = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     coverage_target = _check_arguments(kind, coverage_target, coverage_goal_percent, target_margin_mm,
                                        search_grid_mm, verify_grid_mm)
     setup = _set_up(kind, case, lesion_id, target_margin_mm if coverage_target == "tumour+margin" else 0.0,
@@ -796,21 +800,25 @@ def _lesion_meas(measurements: Mapping[str, Any] | None, lesion_id: str) -> dict
 
 
 def plan_ect(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, threshold_v_per_cm: float | None = None,
              coverage_goal_percent: float = 95.0, coverage_target: str | None = None,
              iterations: int | None = None) -> TreatmentPlan:
     """Electrochemotherapy plan: ≥ ``coverage_goal_percent`` of the tumour above the reversible threshold."""
-    return plan_electroporation("ect", case, lesion_id, measurements, target_margin_mm=target_margin_mm,
+    return plan_electroporation("ect", case, lesion_id, measurements, geometry=geometry,
+                                target_margin_mm=target_margin_mm,
                                 threshold_v_per_cm=threshold_v_per_cm, coverage_goal_percent=coverage_goal_percent,
                                 coverage_target=coverage_target, iterations=iterations)
 
 
 def plan_ire(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, threshold_v_per_cm: float | None = None,
              coverage_goal_percent: float = 95.0, coverage_target: str | None = None,
              iterations: int | None = None) -> TreatmentPlan:
     """Irreversible electroporation plan: ≥ ``coverage_goal_percent`` of tumour + margin above the
     irreversible threshold."""
-    return plan_electroporation("ire", case, lesion_id, measurements, target_margin_mm=target_margin_mm,
+    return plan_electroporation("ire", case, lesion_id, measurements, geometry=geometry,
+                                target_margin_mm=target_margin_mm,
                                 threshold_v_per_cm=threshold_v_per_cm, coverage_goal_percent=coverage_goal_percent,
                                 coverage_target=coverage_target, iterations=iterations)

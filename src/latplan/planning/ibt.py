@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.geometry import CaseGeometry, case_geometry, geometry_for
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES, StructureRole
 from latplan.errors import EmptyStructureError, InvalidInputError, PlanningError
 from latplan.imaging.volume import Volume
@@ -112,14 +112,30 @@ def ctv_mask(case: Any, lesion_id: str, margin_mm: float) -> Volume:
     les = case.lesion_mask(lesion_id)
     arr = les.array.astype(bool)
     if margin_mm > 0:
-        dist = ndi.distance_transform_edt(~arr, sampling=les.spacing_kji_mm)
-        ctv = dist <= margin_mm
+        ctv = _lesion_distance_mm(case, lesion_id, arr, les.spacing_kji_mm) <= margin_mm
     else:
         ctv = arr.copy()
     liver = liver_mask(case)
     if liver is not None:
         ctv &= liver | arr
     return les.with_array(ctv)
+
+
+_LESION_DIST: weakref.WeakKeyDictionary[Any, dict[str, tuple[np.ndarray, np.ndarray]]] = weakref.WeakKeyDictionary()
+
+
+def _lesion_distance_mm(case: Any, lesion_id: str, lesion: np.ndarray, spacing_kji_mm: np.ndarray) -> np.ndarray:
+    """Distance (mm) to the lesion on the case grid, once per case and lesion: the plan's CTV and the
+    +5/+10 mm margin targets are thresholds of the same map (it was recomputed for each)."""
+    try:
+        per_case = _LESION_DIST.setdefault(case, {})
+    except TypeError:
+        return np.asarray(ndi.distance_transform_edt(~lesion, sampling=spacing_kji_mm), float)
+    hit = per_case.get(lesion_id)
+    if hit is None or hit[0].shape != lesion.shape or not np.array_equal(hit[0], lesion):
+        hit = (lesion.copy(), np.asarray(ndi.distance_transform_edt(~lesion, sampling=spacing_kji_mm), float))
+        per_case[lesion_id] = hit
+    return hit[1]
 
 
 _NAMES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
@@ -256,7 +272,8 @@ def _evaluate_lines(ctx: _PlacementContext, pierce_mm: np.ndarray, dirs: np.ndar
     Along each line (1 mm steps): the CTV chord, the skin entry (last point outside the body
     before the CTV), the tip (CTV exit + extension + 5 mm), the clearance to forbidden
     structures over entry → tip, the length inside lung, and the angle out of the axial plane.
-    cost = depth + 5·lung_mm + 0.5·axial_angle − 2·min(clearance, 10 mm).
+    cost = depth + 5·lung_mm + 0.5·axial_angle − 2·min(clearance, 10 mm), + 1000 when the skin entry is not
+    on the image (the line leaves the field of view still inside the body: not verifiable, [L]).
     """
     s = np.arange(-reach_mm, reach_mm / 2 + step_mm, step_mm)
     pts = pierce_mm[None, None, :] + s[None, :, None] * dirs[:, None, :]
@@ -264,6 +281,7 @@ def _evaluate_lines(ctx: _PlacementContext, pierce_mm: np.ndarray, dirs: np.ndar
     ctv = _sample(ctx, ctx.ctv, pts, 0.0) > 0.5
     dist = _sample(ctx, ctx.dist, pts, 1e6)
     lung = _sample(ctx, ctx.penal, pts, 0.0) > 0.5
+    in_image = _sample(ctx, np.ones(ctx.body.shape, np.float32), pts, 0.0) > 0.5
     n_s = len(s)
     idx = np.arange(n_s)[None, :]
     has = ctv.any(axis=1)
@@ -279,12 +297,16 @@ def _evaluate_lines(ctx: _PlacementContext, pierce_mm: np.ndarray, dirs: np.ndar
     depth = (first - entry_i) * step_mm
     lung_mm = (lung & seg).sum(axis=1) * step_mm
     axial = np.degrees(np.arcsin(np.minimum(1.0, np.abs(dirs[:, 2]))))
-    cost = depth + 5.0 * lung_mm + 0.5 * axial - 2.0 * np.minimum(clearance, 10.0)
+    # [L] a line that "leaves the body" only because it leaves the image (a side cropped by the field of
+    # view) has no skin entry on the image: it cannot be verified. Such lines are kept as a last resort
+    # (cost + 1000) so that any verifiable path is preferred when there is a choice.
+    verifiable = in_image[np.arange(len(dirs)), np.maximum(entry_i - 1, 0)]
+    cost = depth + 5.0 * lung_mm + 0.5 * axial - 2.0 * np.minimum(clearance, 10.0) + np.where(verifiable, 0.0, 1000.0)
     out = []
     for n in np.flatnonzero(ok):
         out.append({"dir": dirs[n], "entry": pierce_mm + s[entry_i[n]] * dirs[n], "tip": pierce_mm + s[tip_i[n]] * dirs[n],
                     "cost": float(cost[n]), "clearance": float(clearance[n]), "depth": float(depth[n]),
-                    "lung_mm": float(lung_mm[n])})
+                    "lung_mm": float(lung_mm[n]), "verifiable": bool(verifiable[n])})
     return out
 
 
@@ -936,6 +958,7 @@ def _cardiac_device(case: Any, calc: _DoseCalc, cats: Sequence[Catheter], times:
 
 
 def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              prescription_gy: float | None = None, ctv_margin_mm: float | None = None,
              target_margin_mm: float | None = None, margin_mm: float | None = None,
              oar_limits: Mapping[str, Mapping[str, Any]] | None = None, source: tg43.SourceModel | None = None,
@@ -961,8 +984,10 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     time over the catheters instead of concentrating it in one, which also makes the plan more robust).
     ``v150_weight`` > 0: V150 objective (dose above 1.5 × Rx in the CTV penalised; 1 ≈ the weight of the
     normal-tissue mean dose). ``max_modulation``: dwell-time modulation restriction t_i ≤ k · mean t.
+    ``geometry``: the case's :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t_start = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     proto = _protocol(case, prescription_gy, margin_mm if ctv_margin_mm is None else ctv_margin_mm, target_margin_mm,
                       oar_limits, ras_status)
     rx = proto.prescription_gy

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.errors import InvalidInputError
 from latplan.knowledge import radiation as rk
 from latplan.physics import lq, sbrt_screen
@@ -83,6 +84,35 @@ def prior_rt_adjusted(constraints: Sequence[Mapping[str, Any]], prior: Sequence[
     return out, notes
 
 
+def _local_control(bed10_gy: float, primary: Any) -> dict[str, Any]:
+    """Local-control estimates for the lesion's population, never another population's figures.
+
+    * 12/24 months: the two-anchor logistic of knowledge ``local_control`` (colorectal: Chang 2011 +
+      Klement 2017; other metastases) — left out for primary liver tumours (no published anchor encoded;
+      ``local_control_note`` says so);
+    * 6 months: the published population-specific dose–response (HCC or colorectal, Br J Radiol 2014)
+      where one exists.
+    """
+    out: dict[str, Any] = {}
+    try:
+        lc12 = rk.sbrt_local_control(bed10_gy, 12.0, primary)
+        lc24 = rk.sbrt_local_control(bed10_gy, 24.0, primary)
+        out["local_control_12m_percent_estimate"] = round(lc12["local_control_percent"], 1)
+        out["local_control_24m_percent_estimate"] = round(lc24["local_control_percent"], 1)
+        out["local_control_source"] = lc12["source"]
+        out["local_control_population"] = lc12["population"]
+        out["local_control_extrapolated"] = lc12["extrapolated"]
+    except InvalidInputError as exc:
+        out["local_control_note"] = str(exc)
+    dr = rk.sbrt_dose_response(bed10_gy, primary)
+    if dr is not None:
+        out["local_control_6m_percent_estimate"] = round(dr["local_control_percent"], 1)
+        out["local_control_6m_source"] = dr["source"]
+        out["local_control_6m_population"] = dr["population"]
+        out["local_control_6m_extrapolated"] = dr["extrapolated"]
+    return out
+
+
 def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     organs: dict[str, np.ndarray] = {}
     for c in constraints:
@@ -101,7 +131,8 @@ def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tup
     return organs
 
 
-def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *, fractions: int = 3,
+def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+              geometry: CaseGeometry | None = None, fractions: int = 3,
               dose_per_fraction_gy: float = 15.0, constraints: Sequence[Mapping[str, Any]] | None = None,
               ptv_margin_mm: float | None = None, breathing_motion_mm: float | None = None,
               falloff_lambda_mm: float | None = None, calibrate_falloff: bool = True, alpha_beta_gy: float = 10.0,
@@ -113,9 +144,11 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
     is calibrated to the RTOG 0915 R50% table for the PTV volume unless ``calibrate_falloff`` is False
     (then ``falloff_lambda_mm`` is used). ``prior_radiotherapy``: records with
     site, dose_gy, fractions (None → the patient's ``prior_radiotherapy``). ``bed_gy`` uses
-    ``alpha_beta_gy``; ``bed10_gy`` always α/β = 10 Gy.
+    ``alpha_beta_gy``; ``bed10_gy`` always α/β = 10 Gy. ``geometry``: the case's
+    :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t0 = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     cfg = rk.sbrt_config()
     margin = float(cfg["setup_margin_mm"]["value"]) if ptv_margin_mm is None else float(ptv_margin_mm)
     if margin < 0:
@@ -155,20 +188,16 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         "d2cm_model_percent": round(d2cm_model, 1), "d2cm_table_max_percent": round(d2cm_table, 1),
         "prior_radiotherapy_courses": len(prior), "organs": res.organs, "estimate": True,
     }
-    try:
-        lc = rk.sbrt_local_control(bed10, 12.0, getattr(getattr(case, "patient", None), "primary", None))
-        metrics["local_control_12m_percent_estimate"] = round(lc["local_control_percent"], 1)
-        metrics["local_control_source"] = lc["source"]
-    except InvalidInputError:
-        pass
+    metrics.update(_local_control(bed10, getattr(getattr(case, "patient", None), "primary", None)))
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{lam:.1f} mm) outside the PTV, λ calibrated to the R50% limit "
                f"({r50_table:.1f}) of the RTOG 0915 conformity table for a {ptv_ml:.0f} ml PTV — a LUNG SBRT "
                "protocol used as a proxy for liver" if calibrated else
                f"fall-off model: D = Rx·exp(−x/{lam:g} mm) outside the PTV (λ given)",
                f"PTV = {'ITV (CTV swept over the breathing motion)' if breathing_motion_mm else 'CTV'} + {margin:g} mm",
-               "LQ/BED is unreliable above about 10 Gy per fraction; BED10 is shown for the local-control anchor "
-               "(Chang 2011, α/β = 10 Gy)"]
+               "LQ/BED is unreliable above about 10 Gy per fraction; BED10 (α/β = 10 Gy) is shown for the "
+               "local-control estimates (colorectal/metastases: Chang 2011 + Klement 2017 anchors at 12/24 months; "
+               "HCC and colorectal: a published 6-month dose-response fitted mostly on hypofractionated doses)"]
     caveats += prior_notes
     if not res.feasible:
         caveats.append(f"schedule {fractions} × {dose_per_fraction_gy:g} Gy infeasible by the estimate: limiting organ "

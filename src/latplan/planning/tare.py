@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.physics import y90
 from latplan.planning.ibt import liver_mask, structure_names_cached
@@ -111,6 +112,7 @@ def _lung_cap_gbq(lung_cap_gy: float, lsf: float, lung_mass_kg: float, gy_kg_per
 
 
 def plan_tare(case: Any, lesion_ids: Sequence[str] | str, measurements: Mapping[str, Any] | None = None, *,
+              geometry: CaseGeometry | None = None,
               method: str | None = None, perfusion: str = "segments", lung_shunt_fraction: float | None = None,
               tumour_to_normal_ratio: float | None = None, target_dose_gy: float | None = None,
               normal_liver_limit_gy: float | None = None, lung_limit_gy: float | None = None,
@@ -127,8 +129,10 @@ def plan_tare(case: Any, lesion_ids: Sequence[str] | str, measurements: Mapping[
     HCC, resin otherwise, stated). ``intent``: "segmentectomy" | "lobar" (None: segmentectomy for ≤ 2
     perfused segments). The normal-liver limit depends on ``cirrhosis`` (None → the patient's record;
     unknown → the cirrhotic limit). Unknown lung shunt → the activity cannot be assessed (never LSF = 0).
+    ``geometry``: the case's :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t0 = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     from latplan.knowledge import radiation as rk
 
     cfg = rk.y90_config()

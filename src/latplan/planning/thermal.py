@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.geometry import CaseGeometry, case_geometry, geometry_for
 from latplan.case import Case
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
@@ -87,12 +87,13 @@ def _candidates(modality: str, device: str | None) -> tuple[str, list[az.ZoneSiz
         dev = device or "cooltip"
         return dev, [az.rfa_zone_size(dev, p) for p in ("3cm", "5cm")], None
     if modality == "cryo":
-        sizes = [az.cryo_zone_size(k) for k in (1, 2, 3, 4)]
+        dev = device or "cryo_2.4mm"
+        sizes = [az.cryo_zone_size(k, dev) for k in (1, 2, 3, 4)]
 
         def unit_sizes(n: int) -> list[az.ZoneSize]:
             return sizes if n == 1 else [sizes[-1]]
 
-        return device or "cryo_17g", sizes, unit_sizes
+        return dev, sizes, unit_sizes
     raise InvalidInputError(f"unknown thermal modality {modality!r}; expected rfa, mwa or cryo.")
 
 
@@ -121,7 +122,7 @@ def plan_thermal(
     case: Case,
     lesion_id: str,
     measurements: Mapping[str, Any] | None = None,
-    *,
+    *, geometry: CaseGeometry | None = None,
     target_margin_mm: float = 5.0,
     engine: str = "chart",
     device: str | None = None,
@@ -134,6 +135,7 @@ def plan_thermal(
     take it off the predicted zone (module doc); False keeps the plain zone (faster).
     """
     t_start = time.perf_counter()
+    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     if engine not in ("chart", "bioheat"):
         raise InvalidInputError(f"engine must be 'chart' or 'bioheat'; got {engine!r}.")
     if not 0.0 <= target_margin_mm <= 30.0:
@@ -318,26 +320,32 @@ def _lesion_measurements(measurements: Mapping[str, Any] | None, lesion_id: str)
 
 
 def plan_rfa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
     """Radiofrequency ablation plan (default device: Cool-tip; 3 cm / 5 cm ex vivo protocols)."""
-    return plan_thermal("rfa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("rfa", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)
 
 
 def plan_mwa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+             geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
     """Microwave ablation plan (default antenna: Covidien Emprint-class chart)."""
-    return plan_thermal("mwa", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("mwa", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)
 
 
 def plan_cryo(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
+              geometry: CaseGeometry | None = None,
               target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
               max_applicators: int | None = None) -> TreatmentPlan:
     """Cryoablation plan: 1–4 probes 2 cm apart per cluster, up to 2 clusters."""
-    return plan_thermal("cryo", case, lesion_id, measurements, target_margin_mm=target_margin_mm, engine=engine,
+    return plan_thermal("cryo", case, lesion_id, measurements, geometry=geometry,
+                        target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators)
 
 
@@ -546,6 +554,29 @@ def _to_case_grid(a: np.ndarray, up: int, stride: int, shape: tuple[int, ...]) -
     return a
 
 
+def _cryo_run(ref: Any, fit: PlacementResult, device: str, lab: np.ndarray, tissues: Any, hs: tuple[float, float, float],
+              h_sim: np.ndarray, stride: int, up: int, d: np.ndarray, d_kji: np.ndarray) -> Any:
+    """Cryo physics of the fitted clusters: sub-voxel probes of the probe type ``device`` at
+    their fitted surface temperature, freeze 10 – thaw 8 – freeze 10 min (cryo_isotherms.yaml)."""
+    from latplan.physics import bioheat as bh
+    from latplan.physics.bioheat.cryo_calibration import cryo_probe_model
+
+    model = cryo_probe_model(device)
+    probes = []
+    for tip, size in zip(fit.tips_mm, fit.sizes, strict=True):
+        n = int(size.settings["probe_count"])
+        u, v = az.perpendicular_axes(d)
+        for off in az.cryo_probe_offsets_mm(n, float(size.settings["probe_spacing_mm"])):
+            t = tip + off[0] * u + off[1] * v
+            probes.append(bh.CryoProbe(_t3(_to_kji(ref, np.zeros(3), t, h_sim, stride, up)), _t3(d_kji),
+                                       model.active_length_mm, model.diameter_mm))
+    phases = (bh.CryoPhase("freeze", 600.0, model.probe_c), bh.CryoPhase("thaw", 480.0, model.probe_c),
+              bh.CryoPhase("freeze", 600.0, model.probe_c))
+    res = bh.simulate_cryo(lab, tissues, hs, probes=probes, phases=phases)
+    res.info["probe_c"] = model.probe_c
+    return res
+
+
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
                  device: str, *, vessels_as_sinks: bool = True,
                  power_trace: tuple[float, np.ndarray] | None = None,
@@ -556,7 +587,6 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     ``power_trace`` (RFA) replays an earlier run's delivered power (``info["power_trace"]``);
     ``return_damage`` adds ``info["log10_damage"]`` (log10 Ω on ``ref``'s grid, heating only)."""
     from latplan.physics import bioheat as bh
-    from latplan.physics.electroporation import Needle, needle_mask
 
     h = case.labels.spacing_kji_mm
     # heating runs on a ≈ 1 mm grid (the heat-sink cut-back is a millimetre effect; the fused kernel
@@ -614,17 +644,10 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1),
                      "power_trace": (res.dt_s, res.power_w)})
     else:
-        probes = np.zeros(shape, bool)
-        for tip, size in zip(fit.tips_mm, fit.sizes, strict=True):
-            n = int(size.settings["probe_count"])
-            u, v = az.perpendicular_axes(d)
-            for off in az.cryo_probe_offsets_mm(n, float(size.settings["probe_spacing_mm"])):
-                t = tip + off[0] * u + off[1] * v
-                nd = Needle(_t3(_to_kji(ref, np.zeros(3), t, h_sim, stride, up)), _t3(d_kji), 30.0, 1.0)
-                probes |= needle_mask(shape, hs, nd)
-        res = bh.simulate_cryo(lab, tissues, hs, probes)
+        res = _cryo_run(ref, fit, device, lab, tissues, hs, h_sim, stride, up, d, d_kji)
         assert res.min_temperature_c is not None
         field_c = res.min_temperature_c
+        info.update({"probe": device, "probe_c": res.info["probe_c"], "lethal_c": res.info["lethal_c"]})
     zone = _to_case_grid(res.zone.astype(np.float32), up, stride, ref.shape) >= 0.5
     field_c = _to_case_grid(field_c, up, stride, ref.shape)
     if return_damage and res.damage is not None:

@@ -438,16 +438,20 @@ def _measurement_pairs(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     if "capsule_distance_mm" in m:
         pairs.append(("distance to liver capsule", capsule_text(m, " mm")))
     vessels = m.get("nearest_vessels") or []
+    limited = fov_limited_names(m)
     if vessels:
-        pairs.append(("nearest vessels", "; ".join(_vessel_text(v) for v in vessels[:3])))
+        pairs.append(("nearest vessels", "; ".join(_vessel_text(v, limited) for v in vessels[:3])))
     dists = m.get("distances_mm")
     if isinstance(dists, Mapping) and dists:
         known = sorted(((str(k), float(v)) for k, v in dists.items()
                         if isinstance(v, (int, float)) and not str(k).startswith(("liver", "lesion"))),
                        key=lambda kv: kv[1])
         if known:
-            pairs.append(("nearest structures", "; ".join(f"{k.replace('_', ' ')} {format_value(v)} mm"
+            pairs.append(("nearest structures", "; ".join(f"{k.replace('_', ' ')} {distance_text(v, k in limited, ' mm')}"
                                                           for k, v in known[:8])))
+    if limited:
+        pairs.append(("distances limited by the field of view",
+                      ", ".join(n.replace("_", " ") for n in sorted(limited)) + ": " + FOV_DISTANCE_WHY))
     for key, label in (("sphericity", "sphericity"), ("equivalent_sphere_diameter_mm", "equivalent-sphere diameter")):
         if m.get(key) is not None:
             pairs.append((label, format_value(m[key]) + (" mm" if key.endswith("_mm") else "")))
@@ -456,23 +460,39 @@ def _measurement_pairs(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def capsule_text(m: Mapping[str, Any], unit: str = "") -> str:
-    """[L] the capsule distance; limited by the image edge: "≥ d mm (limited by the field of view)"."""
-    d = m.get("capsule_distance_mm")
+#: [L] why a distance is shown as a lower bound ("≥ d")
+FOV_DISTANCE_WHY = ("the structure reaches the edge of the image, so the true gap beyond the image may be smaller; "
+                    "shown as ≥ the distance measured inside the image")
+
+
+def fov_limited_names(m: Mapping[str, Any]) -> frozenset[str]:
+    """[L] structures whose distance the measurement marks as limited by the field of view."""
+    names = m.get("distances_limited_by_fov")
+    return frozenset(str(n) for n in names) if isinstance(names, (list, tuple)) else frozenset()
+
+
+def distance_text(d: Any, limited: bool, unit: str = "") -> str:
+    """A distance; limited by the image edge: "≥ d mm (limited by the field of view)"."""
     if d is None:
         return format_value(d)
-    if m.get("capsule_distance_limited_by_fov"):
+    if limited:
         return f"≥ {format_value(d)}{unit} (limited by the field of view)"
     return format_value(d) + unit
 
 
-def _vessel_text(v: Any) -> str:
+def capsule_text(m: Mapping[str, Any], unit: str = "") -> str:
+    """[L] the capsule distance; limited by the image edge: "≥ d mm (limited by the field of view)"."""
+    return distance_text(m.get("capsule_distance_mm"), bool(m.get("capsule_distance_limited_by_fov")), unit)
+
+
+def _vessel_text(v: Any, limited: frozenset[str] = frozenset()) -> str:
     if not isinstance(v, Mapping):
         return format_value(v)
-    name = str(v.get("name", v.get("structure", "vessel"))).replace("_", " ")
+    raw = str(v.get("name", v.get("structure", "vessel")))
+    name = raw.replace("_", " ")
     bits = [name]
     if v.get("distance_mm") is not None:
-        bits.append(f"{format_value(v['distance_mm'])} mm away")
+        bits.append(f"{distance_text(v['distance_mm'], raw in limited, ' mm')} away")
     cal = v.get("calibre_mm", v.get("diameter_mm"))
     if cal is not None:
         bits.append(f"calibre {format_value(cal)} mm")
@@ -611,7 +631,8 @@ def _lesion_row(case: Any, lid: str, meas: Mapping[str, Any], dpi: int, errors: 
         "axial_diameter": format_value(meas.get("axial_diameter_mm")),
         "segments": ", ".join(str(s).replace("liver_segment_", "") for s in meas.get("segments") or []) or "unknown",
         "capsule": capsule_text(meas),
-        "vessel": _vessel_text((meas.get("nearest_vessels") or [None])[0]) if meas.get("nearest_vessels") else "none found",
+        "vessel": _vessel_text((meas.get("nearest_vessels") or [None])[0], fov_limited_names(meas))
+        if meas.get("nearest_vessels") else "none found",
         "thumbnail": thumb,
     }
 
@@ -914,6 +935,9 @@ def _plain_local_control(lc: Any) -> str:
             if tp is None and isinstance(months, (int, float)):
                 tp = _plain_time(months)
             endpoint = str(lc.get("endpoint") or "").lower()
+            if "survival" in endpoint:  # overall survival: the person, not the tumour
+                return f"In studies, about {round(val)} in 100 people treated this way were alive" + (
+                    f" after {tp}." if tp else ".")
             if "response" in endpoint:
                 what = "the tumour shrank away on scans"
             elif "control" in endpoint or "progression" in endpoint or not endpoint:

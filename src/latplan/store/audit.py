@@ -14,12 +14,23 @@ it can be noted outside the database — a periodic anchor — to detect that to
 
 Writers are serialised by updating the head row first: on SQLite that statement takes the
 write lock, on PostgreSQL the row lock, so two transactions never chain to the same row.
+
+Group commit (:class:`GroupWriter`): an event that is the only write of its request (a page
+view, a file read, a denial, a CSRF failure) does not need its own transaction. Threads that
+record such events at the same moment queue them; one of them (the leader) appends the whole
+queue in one transaction of its own session — one head lock and one commit (one fsync) for
+the batch — and wakes the others, whose events are then committed. Every caller still
+returns only after its row is durable, so no read goes unlogged; what changes is that 20
+concurrent page views cost one serialised commit instead of twenty (the head lock was held
+across each commit, and page views queued behind each other's fsync: ``docs/web.md``,
+Performance).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -59,6 +70,57 @@ def _lock_head(session: Session) -> AuditHead:
     return head
 
 
+@dataclass(frozen=True)
+class EventFields:
+    """What a caller says about one event (the id, time and hashes are set when it is appended)."""
+
+    action: str
+    user_id: int | None
+    username: str | None
+    object_type: str | None
+    object_id: str | None
+    detail: dict[str, Any]
+    ip: str | None
+
+
+def event_fields(
+    action: str,
+    user: User | None = None,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+    username: str | None = None,
+) -> EventFields:
+    """Check and normalise one event's fields (unknown actions are refused)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    return EventFields(action=action, user_id=user.id if user else None,
+                       username=(user.username if user else username), object_type=object_type,
+                       object_id=None if object_id is None else str(object_id)[:120],
+                       detail=json.loads(json.dumps(detail or {}, default=str)), ip=ip)
+
+
+def append(session: Session, entries: list[EventFields]) -> list[AuditEvent]:
+    """Append ``entries`` in order, chained to the last row, inside the caller's transaction."""
+    head = _lock_head(session)
+    last_id, last_hash = head.last_id, head.last_hash
+    events = []
+    for f in entries:
+        ev = AuditEvent(
+            id=last_id + 1,  # explicit: the head lock makes ids and links one sequence
+            at=utcnow(), user_id=f.user_id, username=f.username, action=f.action, object_type=f.object_type,
+            object_id=f.object_id, detail=f.detail, ip=f.ip, prev_hash=last_hash,
+        )
+        ev.row_hash = chain_hash(last_hash, ev)
+        last_id, last_hash = ev.id, ev.row_hash
+        events.append(ev)
+    session.add_all(events)
+    head.last_id, head.last_hash, head.count = last_id, last_hash, head.count + len(events)
+    session.flush()
+    return events
+
+
 def record(
     session: Session,
     action: str,
@@ -70,26 +132,89 @@ def record(
     username: str | None = None,
 ) -> AuditEvent:
     """Append one event, chained to the last one (inside the caller's transaction)."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    head = _lock_head(session)
-    ev = AuditEvent(
-        id=head.last_id + 1,  # explicit: the head lock makes ids and links one sequence
-        at=utcnow(),
-        user_id=user.id if user else None,
-        username=(user.username if user else username),
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id)[:120],
-        detail=json.loads(json.dumps(detail or {}, default=str)),
-        ip=ip,
-        prev_hash=head.last_hash,
-    )
-    ev.row_hash = chain_hash(head.last_hash, ev)
-    session.add(ev)
-    head.last_id, head.last_hash, head.count = ev.id, ev.row_hash, head.count + 1
-    session.flush()
-    return ev
+    return append(session, [event_fields(action, user, object_type, object_id, detail, ip, username)])[0]
+
+
+class AuditWriteError(RuntimeError):
+    """The batch holding this event could not be written (the database error is its cause)."""
+
+
+class _Slot:
+    __slots__ = ("done", "error", "event_id", "fields", "lead")
+
+    def __init__(self, fields: EventFields) -> None:
+        self.fields = fields
+        self.done = threading.Event()
+        self.lead = False
+        self.error: BaseException | None = None
+        self.event_id = 0
+
+
+class GroupWriter:
+    """Group commit of standalone events (see the module docstring): one per web process.
+
+    :meth:`record` returns the event's id once the transaction holding it has committed. The
+    caller's ``session`` must have nothing uncommitted that it would not commit anyway: when
+    the calling thread leads a batch, the batch is written and committed in that session.
+    """
+
+    def __init__(self, max_batch: int = 256) -> None:
+        self.max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._pending: list[_Slot] = []
+        self._writing = False
+
+    def record(
+        self,
+        session: Session,
+        action: str,
+        user: User | None = None,
+        object_type: str | None = None,
+        object_id: str | int | None = None,
+        detail: dict[str, Any] | None = None,
+        ip: str | None = None,
+        username: str | None = None,
+    ) -> int:
+        slot = _Slot(event_fields(action, user, object_type, object_id, detail, ip, username))
+        with self._mutex:
+            self._pending.append(slot)
+            slot.lead = not self._writing
+            self._writing = True
+        if not slot.lead:
+            slot.done.wait()  # set when another thread committed this event, or handed over the lead
+        if slot.lead:
+            self._lead(session, slot)
+        if slot.error is not None:
+            raise AuditWriteError(f"the audit event {action!r} could not be written") from slot.error
+        return slot.event_id
+
+    def _lead(self, session: Session, mine: _Slot) -> None:
+        """Write one batch (which holds ``mine``: it is first in the queue), then hand over the lead."""
+        with self._mutex:
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+        try:
+            try:
+                events = append(session, [s.fields for s in batch])
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            for s, ev in zip(batch, events, strict=True):
+                s.event_id = ev.id
+        except BaseException as exc:  # every waiter of the batch learns of it; the caller re-raises
+            for s in batch:
+                s.error = exc
+        finally:
+            with self._mutex:
+                if self._pending:
+                    nxt = self._pending[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._writing = False
+            for s in batch:
+                if s is not mine:
+                    s.done.set()
 
 
 def recent(session: Session, limit: int = 500, action: str | None = None,

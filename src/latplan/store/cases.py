@@ -42,21 +42,51 @@ def visible_case(session: Session, user: User, case_id: int) -> tuple[CaseRecord
 
 
 @dataclass(frozen=True)
+class MeetingRef:
+    id: int
+    date: dt.date
+    title: str | None
+
+
+@dataclass(frozen=True)
 class CaseRow:
-    case: CaseRecord
-    meeting: Meeting | None
+    """One line of the case list (plain values: no ORM object, no summary document)."""
+
+    id: int
+    patient_ref: str
+    title: str | None
+    status: str
+    board_id: int
+    order_index: int
+    lesion_count: int
+    meeting: MeetingRef | None
+
+
+def _lesion_count(session: Session) -> Any:
+    """SQL for the number of lesion ids in ``cases.summary`` (the JSON is read by the database)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.json_array_length(CaseRecord.summary.op("->")("lesion_ids"))
+    return func.json_array_length(CaseRecord.summary, "$.lesion_ids")
 
 
 def list_cases(session: Session, board_ids: list[int], meeting_id: int | None, limit: int,
                offset: int) -> tuple[list[CaseRow], int]:
-    """Cases of ``board_ids`` in meeting order (newest meeting first), and their total."""
-    q = (select(CaseRecord, Meeting).outerjoin(Meeting, Meeting.id == CaseRecord.meeting_id)
-         .where(CaseRecord.board_id.in_(board_ids)))
+    """Cases of ``board_ids`` in meeting order (newest meeting first), and their total.
+
+    One query of the listed columns only: the list does not load each case's summary document
+    (see docs/web.md, Performance)."""
+    q = (select(CaseRecord.id, CaseRecord.patient_ref, CaseRecord.title, CaseRecord.status, CaseRecord.board_id,
+                CaseRecord.order_index, _lesion_count(session), Meeting.id, Meeting.date, Meeting.title)
+         .outerjoin(Meeting, Meeting.id == CaseRecord.meeting_id).where(CaseRecord.board_id.in_(board_ids)))
     if meeting_id is not None:
         q = q.where(CaseRecord.meeting_id == meeting_id)
     q = q.order_by(Meeting.date.desc().nulls_last(), CaseRecord.meeting_id, CaseRecord.order_index,
                    CaseRecord.id).limit(limit).offset(offset)
-    rows = [CaseRow(c, m) for c, m in session.execute(q).all()]
+    meetings: dict[int, MeetingRef] = {}
+    rows = []
+    for cid, ref, title, status, board_id, order, n_lesions, mid, mdate, mtitle in session.execute(q):
+        meeting = None if mid is None else meetings.setdefault(mid, MeetingRef(mid, mdate, mtitle))
+        rows.append(CaseRow(cid, ref, title, status, board_id, order, int(n_lesions or 0), meeting))
     total = session.scalar(select(func.count()).select_from(CaseRecord).where(CaseRecord.board_id.in_(board_ids)))
     return rows, int(total or 0)
 
@@ -163,6 +193,6 @@ def remember_answer(session: Session, user_id: int, scope: str, key: str | None,
     session.flush()
 
 
-__all__ = ["MAX_ID", "CaseRow", "IntegrityError", "StoredAnswer", "UserListing", "add_case", "boards_of",
+__all__ = ["MAX_ID", "CaseRow", "IntegrityError", "MeetingRef", "StoredAnswer", "UserListing", "add_case", "boards_of",
            "idempotent_answer", "is_member", "list_cases", "meeting_for", "remember_answer", "shown_job",
            "users_in_boards", "visible_case"]

@@ -51,6 +51,9 @@ class StoreSettings:
     start_worker: bool = True
     planner: str = "latplan.web.jobs:default_planner"
     worker_poll_s: float = 1.0
+    #: threads that run the web app's (synchronous) handlers; the rest of the requests wait in
+    #: order (``LATPLAN_WEB_THREADS``; docs/web.md, Performance: why fewer threads answer faster)
+    web_threads: int = 4
     #: Dask scheduler address: the worker runs its planner there (:class:`latplan.web.jobs.DaskPlanner`)
     dask_scheduler: str | None = None
 
@@ -71,6 +74,8 @@ class StoreSettings:
             kwargs["max_upload_bytes"] = int(float(env["LATPLAN_MAX_UPLOAD_MB"]) * MIB)
         if "LATPLAN_JOB_LEASE_S" in env:
             kwargs["job_lease_s"] = float(env["LATPLAN_JOB_LEASE_S"])
+        if env.get("LATPLAN_WEB_THREADS", "").strip():
+            kwargs["web_threads"] = _positive_int(env["LATPLAN_WEB_THREADS"], "LATPLAN_WEB_THREADS")
         if env.get("LATPLAN_DASK_SCHEDULER", "").strip():
             kwargs["dask_scheduler"] = env["LATPLAN_DASK_SCHEDULER"].strip()
         kwargs.update(overrides)
@@ -88,7 +93,18 @@ class StoreSettings:
             "LATPLAN_PLANNER": self.planner,
             "LATPLAN_JOB_LEASE_S": repr(self.job_lease_s),
             "LATPLAN_DASK_SCHEDULER": self.dask_scheduler or "",
+            "LATPLAN_WEB_THREADS": str(self.web_threads),
         }
+
+
+def _positive_int(text: str, name: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise InvalidInputError(f"{name}={text[:20]!r} is not a whole number from 1 to 1000; set it to e.g. 4.")
+    return value
 
 
 def make_private_dir(path: Path) -> None:

@@ -148,6 +148,16 @@ def latest(session: Session, case_id: int) -> dict[str, Decision]:
     return {r.scope: r for r in rows}
 
 
+def latest_of(history_rows: list[Decision]) -> dict[str, Decision]:
+    """The newest version per scope among ``history_rows`` (what :func:`latest` selects, without a query)."""
+    out: dict[str, Decision] = {}
+    for d in history_rows:
+        cur = out.get(d.scope)
+        if cur is None or d.version > cur.version:
+            out[d.scope] = d
+    return out
+
+
 def _iso(when: dt.datetime) -> str:
     return when.replace(tzinfo=dt.UTC).isoformat()
 

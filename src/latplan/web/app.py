@@ -30,11 +30,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from latplan.errors import InvalidInputError, LatplanError, NotAvailableError
-from latplan.store import accounts, audit
+from latplan.store import accounts
 from latplan.store import decisions as decision_store
 from latplan.store.blobs import BlobStore
 from latplan.store.config import StoreSettings
-from latplan.store.db import make_engine, migrate, session_factory, transaction
+from latplan.store.db import make_engine, migrate, session_factory
 from latplan.web.deps import (
     CAN_UPLOAD,
     AppState,
@@ -140,9 +140,9 @@ def _exception_handlers(app: FastAPI) -> None:
         st = state_of(request)
 
         def _log() -> None:
-            with transaction(st.factory) as s:
-                audit.record(s, "csrf_failed", object_type="route", object_id=request.url.path[:120],
-                             ip=client_ip(request), detail={"method": request.method})
+            with st.factory() as s:
+                st.audit_writer.record(s, "csrf_failed", object_type="route", object_id=request.url.path[:120],
+                                       ip=client_ip(request), detail={"method": request.method})
 
         await anyio.to_thread.run_sync(_log)
         return error_response(request, 403, str(exc))
@@ -207,6 +207,10 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # sync handlers run in anyio's pool (40 threads by default): with 20 requests at once,
+        # 20 threads share one GIL and every request is as slow as all of them together; a
+        # few threads serve requests one after the other, in arrival order (docs/web.md)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         supervisor = WorkerSupervisor(settings) if settings.start_worker else None
         _app.state.supervisor = supervisor
         try:

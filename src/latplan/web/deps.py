@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from latplan.store import cases as case_store
 from latplan.store.blobs import BlobStore
 from latplan.store.config import StoreSettings
 from latplan.store.models import CaseRecord, Job, User
+from latplan.web.plan_view import options_and_strategies, strategy_label
 from latplan.web.security import PAGE_CSP, PRE_COOKIE, SESSION_COOKIE, check_csrf, cookie_name, csrf_token
 from latplan.web.uploads import UploadLimits
 
@@ -60,6 +63,80 @@ class QuotaError(LatplanError):
     """Too many requests of a kind (HTTP 429)."""
 
 
+@dataclass(frozen=True)
+class PlanView:
+    """What the case page shows of one finished job: built once, then served from memory.
+
+    A done job's result folder (``results/<job key>``) is written once, in the transaction that
+    marks the job done, and never changed, so its parsed plan, the choices per scope, the
+    rendered plan section and which report/viewer files exist are the same on every view.
+    The plan document is shared between requests: read it, never change it.
+    """
+
+    plan: dict[str, Any] | None
+    allowed: dict[str, list[str]]
+    top: dict[str, list[str]]
+    #: the rendered plan section (autoescaped when rendered; the page inserts it with ``|safe``)
+    plan_html: str
+    has_report: bool
+    has_pdf: bool
+    has_patient: bool
+    has_viewer: bool
+
+
+class PlanViews:
+    """An LRU of :class:`PlanView` per result folder, keyed by folder, job key and plan.json's
+    size and mtime (a folder replaced outside latplan is read again)."""
+
+    def __init__(self, max_items: int = 64) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[str, str, int, int], PlanView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: BlobStore, templates: Jinja2Templates, job: Job | None) -> PlanView:
+        rd = result_dir(store, job)
+        if rd is None or job is None:
+            return _empty_view()
+        try:
+            st = (rd / "plan.json").stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = (-1, -1)
+        key = (str(rd), job.job_key, *stamp)
+        with self._lock:
+            view = self._items.get(key)
+            if view is not None:
+                self._items.move_to_end(key)
+                return view
+        view = _build_view(store, templates, job, rd)
+        with self._lock:
+            self._items[key] = view
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return view
+
+
+def _render_plan(templates: Jinja2Templates, plan: dict[str, Any] | None) -> str:
+    if plan is None:
+        return ""
+    # autoescaped like every page (Jinja2Templates turns autoescape on)
+    return templates.get_template("_plan.html").render(plan=plan, strategy_label=strategy_label)
+
+
+def _empty_view() -> PlanView:
+    allowed, top = options_and_strategies(None)
+    return PlanView(None, allowed, top, "", False, False, False, False)
+
+
+def _build_view(store: BlobStore, templates: Jinja2Templates, job: Job, rd: Path) -> PlanView:
+    plan = load_plan(store, job)
+    allowed, top = options_and_strategies(plan)
+    return PlanView(plan, allowed, top, _render_plan(templates, plan), has_report=report_path(rd) is not None,
+                    has_pdf=(rd / "report" / "report.pdf").is_file(),
+                    has_patient=(rd / "report" / "patient.html").is_file(),
+                    has_viewer=(rd / "viewer" / "index.json").is_file())
+
+
 @dataclass
 class AppState:
     """Built once by ``create_app``; routers reach it through ``request.app.state.latplan``."""
@@ -71,6 +148,10 @@ class AppState:
     templates: Jinja2Templates
     limits: UploadLimits
     login_policy: accounts.LoginPolicy
+    #: group commit of the events that are a request's only write (views, reads, denials)
+    audit_writer: audit.GroupWriter = field(default_factory=audit.GroupWriter)
+    #: the case page's view of each finished job, built once per process
+    plan_views: PlanViews = field(default_factory=PlanViews)
 
 
 def state_of(request: Request) -> AppState:
@@ -191,13 +272,19 @@ def tx(db: Session) -> Iterator[None]:
         raise
 
 
+def log_event(ctx: Ctx, action: str, object_type: str | None, object_id: str | int | None,
+              detail: dict[str, Any] | None = None) -> None:
+    """Audit an event that is the request's only write (a view, a read, a denial): committed, through
+    the app's group commit (:class:`latplan.store.audit.GroupWriter`), before the handler goes on."""
+    ctx.app.audit_writer.record(ctx.db, action, ctx.user, object_type, object_id, detail=detail, ip=ctx.ip)
+
+
 def require(ctx: Ctx, roles: set[str], what: str, case_id: int | None = None) -> None:
     """Refuse (403, audited ``denied``) a user whose role may not do ``what``."""
     if ctx.user.role in roles:
         return
-    with tx(ctx.db):
-        audit.record(ctx.db, "denied", ctx.user, "case" if case_id else "route", case_id or ctx.request.url.path,
-                     detail={"reason": "role", "role": ctx.user.role, "what": what}, ip=ctx.ip)
+    log_event(ctx, "denied", "case" if case_id else "route", case_id or ctx.request.url.path,
+              detail={"reason": "role", "role": ctx.user.role, "what": what})
     raise ForbiddenError(f"your role ({ctx.user.role}) may not {what}; ask an administrator.")
 
 
@@ -205,8 +292,7 @@ def case_for(ctx: Ctx, case_id: int) -> CaseRecord:
     case, exists = case_store.visible_case(ctx.db, ctx.user, case_id)
     if case is None:
         if exists:
-            with tx(ctx.db):
-                audit.record(ctx.db, "denied", ctx.user, "case", case_id, ip=ctx.ip, detail={"reason": "board"})
+            log_event(ctx, "denied", "case", case_id, detail={"reason": "board"})
         raise NotFoundError(f"case {case_id} does not exist or is not shared with your boards.")
     return case
 

@@ -30,6 +30,7 @@ __all__ = [
     "parameters_for",
     "sbrt_config",
     "sbrt_conformity_limits",
+    "sbrt_dose_response",
     "sbrt_extra_constraints",
     "sbrt_local_control",
     "sbrt_parameters",
@@ -189,7 +190,13 @@ def sbrt_local_control(bed10_gy: float, months: float = 12.0, primary: str | Non
         raise InvalidInputError(f"months must be ≥ 0; got {months}.")
     cfg = sbrt_config()["local_control"]
     primary_s = (getattr(primary, "value", primary) or "other").lower()
-    anchors = cfg["anchors"].get(primary_s, cfg["anchors"]["other"])
+    population = cfg.get("anchor_populations", {}).get(primary_s)
+    if population is None:
+        raise InvalidInputError(
+            f"no published 12/24-month SBRT local-control anchor for primary {primary_s!r} in knowledge/radiation/"
+            "sbrt.yaml (the anchors are colorectal and metastasis series); use sbrt_dose_response for primary "
+            "liver tumours.")
+    anchors = cfg["anchors"][population]
     bed50, slope = _logistic_params(anchors)
     p12 = 1.0 / (1.0 + (bed50 / bed10_gy) ** slope)
     tc = cfg["time_course"]
@@ -212,6 +219,41 @@ def sbrt_local_control(bed10_gy: float, months: float = 12.0, primary: str | Non
         citation=cfg["citation"],
         uncertainty=cfg["uncertainty"],
         model_id=cfg["id"],
+        population=population,
+    )
+
+
+def sbrt_dose_response(bed10_gy: float, primary: str | None) -> LocalControlEstimate | None:
+    """Published logistic dose–response (6-month local control) for the lesion's population, or None.
+
+    knowledge/radiation/sbrt.yaml ``local_control.dose_response``: EQD2 (α/β 10 Gy) giving 50 % and 90 %
+    control per population (HCC; colorectal metastases), log-logistic TCP through both points. None for a
+    primary without a published curve (never another population's curve).
+    """
+    if not (np.isfinite(bed10_gy) and bed10_gy > 0):
+        raise InvalidInputError(f"BED10 must be > 0 Gy; got {bed10_gy}.")
+    cfg = sbrt_config()["local_control"]["dose_response"]
+    primary_s = (getattr(primary, "value", primary) or "").lower()
+    pop = cfg["primary_map"].get(primary_s)
+    if pop is None:
+        return None
+    par = cfg["populations"][pop]
+    d50, d90 = float(par["eqd2_50_gy"]), float(par["eqd2_90_gy"])
+    k = math.log(9.0) / math.log(d90 / d50)
+    eqd2 = float(bed10_gy) / (1.0 + 2.0 / float(cfg["alpha_beta_gy"]))
+    lo, hi = cfg["valid_eqd2_gy"]
+    return LocalControlEstimate(
+        local_control_percent=100.0 / (1.0 + (d50 / eqd2) ** k),
+        months=float(cfg["endpoint_months"]),
+        bed10_gy=float(bed10_gy),
+        eqd2_gy=eqd2,
+        extrapolated=bool(eqd2 < lo or eqd2 > hi),
+        endpoint=cfg["endpoint"],
+        source=cfg["citation_text"],
+        citation=cfg["citation"],
+        uncertainty=cfg["uncertainty"],
+        population=par["population"] + ("" if pop == primary_s else f" (used for {primary_s}: nearest population)"),
+        model_id=f"sbrt-dose-response-{pop}",
     )
 
 

@@ -71,7 +71,8 @@ from latplan.physics.bioheat.calibration import (
     run_mwa,
     simulate_mwa_zone,
 )
-from latplan.physics.bioheat.controllers import CryoPhase, RfaController, simulate_cryo, simulate_heating
+from latplan.physics.bioheat.controllers import RfaController, simulate_heating
+from latplan.physics.bioheat.cryo import CryoPhase, CryoProbe, probe_coupling, simulate_cryo
 from latplan.physics.bioheat.data import (
     DATA_FILE,
     ENGINE_VERSION,
@@ -97,6 +98,7 @@ __all__ = [
     "BioheatResult",
     "ChartCheck",
     "CryoPhase",
+    "CryoProbe",
     "MwaModel",
     "MwaTable",
     "RfaController",
@@ -110,6 +112,7 @@ __all__ = [
     "mwa_model",
     "mwa_source",
     "mwa_table",
+    "probe_coupling",
     "rfa_source",
     "run_mwa",
     "simulate_cryo",

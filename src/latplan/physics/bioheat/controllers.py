@@ -1,5 +1,5 @@
-"""Bioheat simulations: heating under a constant power or an RFA generator controller, and
-freeze–thaw cryo protocols."""
+"""Bioheat simulations: heating under a constant power or an RFA generator controller
+(freeze–thaw cryo protocols: :mod:`latplan.physics.bioheat.cryo`)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,6 @@ from latplan.physics.bioheat.grid import (
 from latplan.physics.bioheat.kernels import (
     SERIAL_BELOW_VOXELS,
     _active_box,
-    _conductivity_cryo,
-    _conductivity_cryo_serial,
-    _step_cryo,
-    _step_cryo_serial,
     _step_heat,
     _step_heat_serial,
 )
@@ -351,98 +347,3 @@ def simulate_heating(
         "zone_snapshots": snaps,
         "backend": "gpu" if gpu is not None else "cpu",
     }, threshold)
-
-
-@dataclass(frozen=True)
-class CryoPhase:
-    """One phase of a cryo protocol: ``freeze`` (probes held at ``probe_c``) or thaw (released)."""
-
-    kind: str
-    duration_s: float
-    probe_c: float = -150.0
-
-
-def simulate_cryo(
-    labels: np.ndarray,
-    tissues: Sequence[Tissue],
-    spacing_kji_mm: Sequence[float],
-    probe_mask: np.ndarray,
-    phases: Sequence[CryoPhase] = (CryoPhase("freeze", 600.0), CryoPhase("thaw", 300.0), CryoPhase("freeze", 600.0)),
-    *,
-    lethal_c: float | None = None,
-    latent_heat_j_m3: float | None = None,
-    initial_temperature_c: float = 37.0,
-    dt_s: float | None = None,
-) -> BioheatResult:
-    """Freeze–thaw–freeze with latent heat (apparent heat capacity over the freezing range).
-
-    ``probe_mask`` (bool) marks the probes' freezing segments. The zone is the voxels whose
-    minimum temperature reached ``lethal_c`` (−40 °C default; −20 °C is the alternative).
-    ``latent_heat_j_m3=0`` switches latent heat off (for comparison).
-    """
-    consts = thermal_constants()
-    cryo = consts["cryo"]
-    t_sol, t_liq = (float(x) for x in cryo["freezing_range_c"])
-    latent = float(cryo["latent_heat_j_m3"]) if latent_heat_j_m3 is None else float(latent_heat_j_m3)
-    lethal = float(cryo["lethal_isotherm_c"]) if lethal_c is None else float(lethal_c)
-    t_blood = float(consts["blood"]["temperature_c"])
-    probe_mask = np.asarray(probe_mask, bool)
-    lab = np.asarray(labels).astype(np.uint8)
-    if probe_mask.shape != lab.shape or not probe_mask.any():
-        raise InvalidInputError("probe_mask must share the label grid and mark at least one voxel.")
-    probe_label = len(tissues)
-    all_t = [*tissues, Tissue("cryoprobe", 8000.0, 500.0, 16.0, fixed=True)]
-    lab = lab.copy()
-    lab[probe_mask] = probe_label
-    tab = _tables(all_t, lab)
-    lab = tab["labels"]
-    h = _spacing_m(spacing_kji_mm)
-    ih = (1.0 / h**2)
-    limit = stability_limit_s(tissues, spacing_kji_mm, frozen=True)
-    total = float(sum(p.duration_s for p in phases))
-    dt, _ = _choose_dt(total, limit, dt_s)
-    t_old = np.full(lab.shape, initial_temperature_c, np.float32)
-    t_new = t_old.copy()
-    tmin = t_old.copy()
-    kv = np.zeros(lab.shape, np.float32)
-    small = lab.size < SERIAL_BELOW_VOXELS
-    kstep = _step_cryo_serial if small else _step_cryo
-    kcond = _conductivity_cryo_serial if small else _conductivity_cryo
-    start = time.perf_counter()
-    steps = 0
-    fixed_free = tab["fixed"].copy()
-    fixed_free[probe_label] = False
-    for ph in phases:
-        if ph.kind not in ("freeze", "thaw"):
-            raise InvalidInputError(f"cryo phase must be 'freeze' or 'thaw'; got {ph.kind!r}.")
-        m = max(1, round(ph.duration_s / dt))
-        if ph.kind == "freeze":
-            t_old[probe_mask] = ph.probe_c
-            t_new[probe_mask] = ph.probe_c
-            fixed = tab["fixed"]
-        else:
-            fixed = fixed_free
-        for _ in range(m):
-            kcond(t_old, lab, tab["k"], tab["kf"], np.float32(t_sol), np.float32(t_liq), kv)
-            kstep(t_old, t_new, tmin, lab, kv, tab["rc"], tab["rcf"], tab["perf"], fixed,
-                       np.float32(t_blood), np.float32(dt), np.float32(ih[0]), np.float32(ih[1]), np.float32(ih[2]),
-                       np.float32(t_sol), np.float32(t_liq), np.float32(latent))
-            t_old, t_new = t_new, t_old
-            steps += 1
-    wall = time.perf_counter() - start
-    zone = (tmin <= lethal) & ~probe_mask
-    return BioheatResult(
-        temperature_c=t_old,
-        peak_temperature_c=np.maximum(t_old, initial_temperature_c),
-        damage=None,
-        zone=zone | probe_mask,
-        spacing_kji_mm=(float(spacing_kji_mm[0]), float(spacing_kji_mm[1]), float(spacing_kji_mm[2])),
-        dt_s=dt,
-        steps=steps,
-        duration_s=total,
-        wall_s=wall,
-        min_temperature_c=tmin,
-        info={"voxel_updates": steps * int(np.prod(np.array(lab.shape) - 2)), "lethal_c": lethal,
-              "latent_heat_j_m3": latent, "iceball_0c": tmin <= 0.0},
-    )
-

@@ -23,6 +23,7 @@ from latplan.web.deps import (
     NotFoundError,
     csrf_dep,
     ctx_dep,
+    log_event,
     page,
     require,
     tx,
@@ -40,8 +41,7 @@ def audit_log(request: Request, ctx: Ctx = Depends(ctx_dep),
     boards = case_store.board_ids_of_user(ctx.db, ctx.user.id)
     visible = {u.user.id for u in case_store.users_in_boards(ctx.db, boards)}
     events = audit.recent(ctx.db, 500, action, user_ids=visible)
-    with tx(ctx.db):
-        audit.record(ctx.db, "audit_read", ctx.user, "audit", None, detail={"action": action}, ip=ctx.ip)
+    log_event(ctx, "audit_read", "audit", None, detail={"action": action})
     if wants_json(request):
         return JSONResponse({"events": [
             {"id": e.id, "at": e.at.isoformat(), "username": e.username, "action": e.action,

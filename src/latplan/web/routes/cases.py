@@ -33,7 +33,7 @@ from latplan.web.deps import (
     ctx_dep,
     idempotency_key,
     job_dict,
-    load_plan,
+    log_event,
     page,
     report_path,
     require,
@@ -41,7 +41,6 @@ from latplan.web.deps import (
     tx,
     wants_json,
 )
-from latplan.web.plan_view import options_and_strategies, strategy_label
 from latplan.web.security import REPORT_CSP
 from latplan.web.uploads import UploadRejectedError, extract_zip, parse_in_subprocess, save_stream
 
@@ -56,14 +55,14 @@ def case_list(request: Request, ctx: Ctx = Depends(ctx_dep),
     rows, total = case_store.list_cases(ctx.db, [b.id for b in boards], meeting, limit, offset)
     if wants_json(request):
         return JSONResponse({"total": total, "cases": [
-            {"id": r.case.id, "patient_ref": r.case.patient_ref, "title": r.case.title, "status": r.case.status,
-             "board_id": r.case.board_id, "order": r.case.order_index,
+            {"id": r.id, "patient_ref": r.patient_ref, "title": r.title, "status": r.status,
+             "board_id": r.board_id, "order": r.order_index,
              "meeting": {"id": r.meeting.id, "date": r.meeting.date.isoformat(), "title": r.meeting.title}
              if r.meeting else None}
             for r in rows]})
-    groups: dict[Any, list[Any]] = {}
+    groups: dict[case_store.MeetingRef | None, list[case_store.CaseRow]] = {}
     for r in rows:
-        groups.setdefault(r.meeting, []).append(r.case)
+        groups.setdefault(r.meeting, []).append(r)
     return page(request, "cases.html", {"user": ctx.user, "csrf": ctx.csrf, "groups": groups, "boards": boards,
                                         "total": total, "can_upload": ctx.user.role in CAN_UPLOAD,
                                         "board_names": {b.id: b.name for b in boards},
@@ -144,29 +143,24 @@ def case_page(request: Request, case_id: IdParam, ctx: Ctx = Depends(ctx_dep)) -
     st = ctx.app
     case = case_for(ctx, case_id)
     current = case_store.job_by_key(ctx.db, case.job_key)
-    shown = case_store.shown_job(ctx.db, case)
-    plan = load_plan(st.store, shown)
-    latest = decision_store.latest(ctx.db, case.id)
+    shown = current if current is not None and current.status == "done" else case_store.shown_job(ctx.db, case)
+    view = st.plan_views.get(st.store, st.templates, shown)
     hist = decision_store.history(ctx.db, case.id)
+    latest = decision_store.latest_of(hist)
     users = case_store.usernames(ctx.db, {d.recorded_by for d in hist})
-    with tx(ctx.db):
-        audit.record(ctx.db, "view", ctx.user, "case", case.id, ip=ctx.ip)
-    rd = result_dir(st.store, shown)
-    allowed, top = options_and_strategies(plan)
+    log_event(ctx, "view", "case", case.id)
     if wants_json(request):
         return JSONResponse({"id": case.id, "status": case.status, "patient_ref": case.patient_ref,
-                             "job": job_dict(current), "plan": plan,
+                             "job": job_dict(current), "plan": view.plan,
                              "plan_job_key": shown.job_key if shown else None,
                              "decisions": [decision_dict(d, users.get(d.recorded_by)) for d in hist]})
     return page(request, "case.html", {
-        "user": ctx.user, "csrf": ctx.csrf, "case": case, "job": current, "plan": plan,
-        "has_report": bool(rd and report_path(rd)),
-        "has_pdf": bool(rd and (rd / "report" / "report.pdf").is_file()),
-        "has_patient": bool(rd and (rd / "report" / "patient.html").is_file()),
-        "has_viewer": bool(rd and (rd / "viewer" / "index.json").is_file()),
-        "latest": latest, "history": hist, "usernames": users, "allowed": allowed, "top": top,
+        "user": ctx.user, "csrf": ctx.csrf, "case": case, "job": current, "plan": view.plan,
+        "plan_html": view.plan_html, "has_report": view.has_report, "has_pdf": view.has_pdf,
+        "has_patient": view.has_patient, "has_viewer": view.has_viewer,
+        "latest": latest, "history": hist, "usernames": users, "allowed": view.allowed, "top": view.top,
         "can_plan": ctx.user.role in CAN_PLAN, "can_decide": ctx.user.role in CAN_DECIDE,
-        "can_export": ctx.user.role in CAN_EXPORT, "strategy_label": strategy_label,
+        "can_export": ctx.user.role in CAN_EXPORT,
     })
 
 
@@ -177,8 +171,7 @@ def _read_file(ctx: Ctx, case_id: int, what: str) -> tuple[Any, Any]:
 
 
 def _audited_read(ctx: Ctx, case_id: int, name: str) -> None:
-    with tx(ctx.db):
-        audit.record(ctx.db, "read", ctx.user, "case", case_id, detail={"file": name}, ip=ctx.ip)
+    log_event(ctx, "read", "case", case_id, detail={"file": name})
 
 
 @router.get("/cases/{case_id}/report", response_model=None)

@@ -1,0 +1,535 @@
+"""Monopolar RFA from an electric potential solve with σ(T) and an impedance-controlled generator.
+
+    ∇·(σ(T)∇φ) = 0,  φ = U on the electrode, 0 at the box surface;   Q = σ|∇φ|²
+
+Decisions
+---------
+* The potential is solved with the field solver of :mod:`latplan.physics.electroporation`
+  (7-point finite volumes, MIC(0)-preconditioned CG, sub-voxel thin-needle correction: a 17 G
+  electrode is a voxel line whose faces act as a 0.735 mm needle on any grid). The dispersive pads
+  are far away: the box surface is an open (monopole, first-order absorbing) boundary, so the
+  box acts as the infinite liver around it and neither impedance nor field depend on its size.
+* Q is the Joule power of every face (g Δφ², half to each voxel; exactly U·I of the discrete
+  circuit). The solve is repeated every ``solve_interval_s`` of simulated time (σ follows T),
+  warm-started from the previous potential; between solves Q keeps its shape and scales with
+  the generator power.
+* σ(T) = σ₃₇ (1 + α (T − 37)) rising ≈ 1.5 %/°C, collapsing by two orders of magnitude between
+  99 and 100 °C (desiccation; reversible when the tissue cools) — data file ``rfa_generator.yaml``.
+* Internally cooled electrode: its voxels are held at the coolant temperature.
+* Generator (impedance control as on the Cool-tip): power ramps towards the maximum; when the
+  impedance rises a set amount above its lowest value since the last restart the output is cut
+  for a pause, then restarts lower and ramps again (roll-off and recovery).
+
+Pure physics: the device is an electrode geometry and a generator; nothing clinical.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numba as nb
+import numpy as np
+import yaml
+
+from latplan.errors import InvalidInputError, PlanningError, SourceDataError
+from latplan.physics.bioheat.controllers import (
+    _coefficients,
+    _fields,
+    _heat_constants,
+    _heating_result,
+    _vaporisation_store,
+)
+from latplan.physics.bioheat.data import BioheatResult, Tissue
+from latplan.physics.bioheat.grid import (
+    _choose_dt,
+    _face_conductivities,
+    _spacing_m,
+    _tables,
+    stability_limit_s,
+)
+from latplan.physics.bioheat.kernels import SERIAL_BELOW_VOXELS, _step_heat, _step_heat_serial
+from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxels
+
+RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
+#: largest thermal step of an RFA run (s): the generator reacts within seconds
+RFA_MAX_DT_S = 1.0
+#: tissue temperature cap (°C): water boils, the σ collapse cuts the current (see module doc)
+VAPORISATION_C = 100.0
+
+
+@nb.njit(cache=True)
+def _face_g(sigma, boost, ax, k, j, i, h):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """Conductance / h² (S/m³) of the face between voxel (k, j, i) and its +ax neighbour."""
+    a = sigma[k, j, i]
+    b = sigma[k + 1, j, i] if ax == 0 else (sigma[k, j + 1, i] if ax == 1 else sigma[k, j, i + 1])
+    if a + b <= 0.0:
+        return 0.0
+    g: float = 2.0 * a * b / (a + b) / (h * h) * boost[k, j, i]
+    return g
+
+
+@nb.njit(cache=True)
+def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """The padded 7-point system of :func:`latplan.physics.electroporation._stencil_system`
+    (same arrays, same elimination of the Dirichlet voxels), assembled in one pass, plus the
+    open-boundary conductance ``outer`` × σ on the diagonal of the box's surface voxels."""
+    nk, nj, ni = sigma.shape
+    diag = np.zeros((nk + 2, nj + 2, ni + 2))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                diag[k + 1, j + 1, i + 1] = outer[k, j, i] * sigma[k, j, i]
+    rhs = np.zeros((nk + 2, nj + 2, ni + 2))
+    ck = np.zeros((nk + 2, nj + 2, ni + 2))
+    cj = np.zeros((nk + 2, nj + 2, ni + 2))
+    ci = np.zeros((nk + 2, nj + 2, ni + 2))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                fa = not fixed[k, j, i]
+                for ax in range(3):
+                    if ax == 0:
+                        if k + 1 >= nk:
+                            continue
+                        kb, jb, ib = k + 1, j, i
+                        g = _face_g(sigma, b0, 0, k, j, i, h0)
+                    elif ax == 1:
+                        if j + 1 >= nj:
+                            continue
+                        kb, jb, ib = k, j + 1, i
+                        g = _face_g(sigma, b1, 1, k, j, i, h1)
+                    else:
+                        if i + 1 >= ni:
+                            continue
+                        kb, jb, ib = k, j, i + 1
+                        g = _face_g(sigma, b2, 2, k, j, i, h2)
+                    fb = not fixed[kb, jb, ib]
+                    if fa:
+                        diag[k + 1, j + 1, i + 1] += g
+                        if not fb:
+                            rhs[k + 1, j + 1, i + 1] += g * fixed_val[kb, jb, ib]
+                    if fb:
+                        diag[kb + 1, jb + 1, ib + 1] += g
+                        if not fa:
+                            rhs[kb + 1, jb + 1, ib + 1] += g * fixed_val[k, j, i]
+                    if fa and fb:
+                        if ax == 0:
+                            ck[k + 1, j + 1, i + 1] = g
+                        elif ax == 1:
+                            cj[k + 1, j + 1, i + 1] = g
+                        else:
+                            ci[k + 1, j + 1, i + 1] = g
+    for k in range(nk + 2):
+        for j in range(nj + 2):
+            for i in range(ni + 2):
+                inner = 0 < k <= nk and 0 < j <= nj and 0 < i <= ni
+                if not inner or fixed[k - 1, j - 1, i - 1] or diag[k, j, i] <= 0.0:
+                    diag[k, j, i] = 1.0
+                    rhs[k, j, i] = 0.0
+    return diag, ck, cj, ci, rhs
+
+
+@nb.njit(cache=True)
+def _joule_current(phi, sigma, b0, b1, b2, fixed, mask, h0, h1, h2, inside):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """Face Joule density (W/m³) and the current out of ``mask`` (A), as
+    :func:`latplan.physics.electroporation._face_joule_w_m3` / ``_needle_current`` except that a
+    face between a Dirichlet voxel and tissue gives all its power g·Δφ² to the tissue voxel (the
+    electrode voxel is metal held at the coolant temperature, not tissue), less the share
+    ``inside`` dissipated within the electrode voxel's own cell (next to the coolant, removed by it;
+    see :func:`_inside_share`)."""
+    nk, nj, ni = phi.shape
+    vol = h0 * h1 * h2
+    out = np.zeros(phi.shape)
+    current = 0.0
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                for ax in range(3):
+                    if ax == 0:
+                        if k + 1 >= nk:
+                            continue
+                        kb, jb, ib = k + 1, j, i
+                        gs = _face_g(sigma, b0, 0, k, j, i, h0) * h0 * h1 * h2
+                    elif ax == 1:
+                        if j + 1 >= nj:
+                            continue
+                        kb, jb, ib = k, j + 1, i
+                        gs = _face_g(sigma, b1, 1, k, j, i, h1) * h1 * h0 * h2
+                    else:
+                        if i + 1 >= ni:
+                            continue
+                        kb, jb, ib = k, j, i + 1
+                        gs = _face_g(sigma, b2, 2, k, j, i, h2) * h2 * h0 * h1
+                    d = phi[k, j, i] - phi[kb, jb, ib]
+                    ma, mb = mask[k, j, i], mask[kb, jb, ib]
+                    if ma and not mb:
+                        current += gs * d
+                    elif mb and not ma:
+                        current -= gs * d
+                    fa, fb = fixed[k, j, i], fixed[kb, jb, ib]
+                    if fa and fb:
+                        continue
+                    p = gs * d * d / vol
+                    if fa:            # a face of the electrode (or the ground): the tissue side gets
+                        out[kb, jb, ib] += p * (1.0 - inside * ma)   # what is not dissipated inside the electrode's cell
+                    elif fb:
+                        out[k, j, i] += p * (1.0 - inside * mb)
+                    else:
+                        out[k, j, i] += 0.5 * p
+                        out[kb, jb, ib] += 0.5 * p
+    return out, current
+
+
+@cache
+def rfa_constants() -> dict[str, Any]:
+    """The RFA data file (σ(T), electrode, generator, reference values), with citation."""
+    try:
+        data = yaml.safe_load(RFA_DATA_FILE.read_text())
+    except (OSError, yaml.YAMLError) as exc:  # pragma: no cover - packaging error
+        raise SourceDataError(f"cannot read {RFA_DATA_FILE}: {exc}") from exc
+    for key in ("citation", "electrical", "electrode", "generator", "reference"):
+        if key not in data:
+            raise SourceDataError(f"{RFA_DATA_FILE} lacks the '{key}' section.")
+    out: dict[str, Any] = data
+    return out
+
+
+@dataclass(frozen=True)
+class RfaGenerator:
+    """Impedance-controlled generator and its internally cooled electrode (see module doc)."""
+
+    max_power_w: float
+    ramp_w_per_s: float
+    rolloff_rise_ohm: float
+    pause_s: float
+    restart_fraction: float
+    initial_power_w: float
+    solve_interval_s: float
+    coolant_c: float
+    radius_mm: float
+    active_length_mm: float
+
+    def __post_init__(self) -> None:
+        if not (self.max_power_w > 0 and self.ramp_w_per_s >= 0 and self.rolloff_rise_ohm > 0
+                and self.pause_s >= 0 and 0 <= self.restart_fraction <= 1 and self.solve_interval_s > 0):
+            raise InvalidInputError(f"RFA generator settings out of range: {self}; see {RFA_DATA_FILE.name}.")
+
+
+def default_generator(**overrides: float) -> RfaGenerator:
+    """The data file's generator and electrode (Cool-tip 17 G, 3 cm), with ``overrides``."""
+    c = rfa_constants()
+    g, e = c["generator"], c["electrode"]
+    vals = {k: float(g[k]) for k in ("max_power_w", "ramp_w_per_s", "rolloff_rise_ohm", "pause_s",
+                                     "restart_fraction", "initial_power_w", "solve_interval_s")}
+    vals.update(coolant_c=float(e["coolant_c"]), radius_mm=float(e["radius_mm"]),
+                active_length_mm=float(e["active_length_mm"]))
+    vals.update({k: float(v) for k, v in overrides.items()})
+    return RfaGenerator(**vals)
+
+
+def _open_boundary(shape: Sequence[int], spacing_kji_mm: Sequence[float], centre_kji_mm: np.ndarray) -> np.ndarray:
+    """Open-boundary conductance per voxel volume and per S/m (1/m²) of the box's surface voxels.
+
+    Far from the electrode the potential is a monopole, φ ∝ 1/r, so ∂φ/∂n = −(r̂·n) φ / r: each
+    outer face of area A passes the current σ A (r̂·n) φ / r to the ground at infinity (first-order
+    absorbing condition, Bayliss & Turkel, Commun Pure Appl Math 1980). The box then acts as the
+    infinite liver around it, with the dispersive pads far away; nothing depends on where it ends."""
+    sp = np.asarray(spacing_kji_mm, float) / 1000.0
+    c = np.asarray(centre_kji_mm, float) / 1000.0
+    out = np.zeros(tuple(shape))
+    grids = np.meshgrid(*(np.arange(n) * sp[ax] for ax, n in enumerate(shape)), indexing="ij")
+    for ax in range(3):
+        for side, idx in ((-1.0, 0), (1.0, shape[ax] - 1)):
+            sl = tuple(idx if a == ax else slice(None) for a in range(3))
+            pos = [g[sl] for g in grids]
+            pos[ax] = pos[ax] + side * 0.5 * sp[ax]          # the outer face's centre
+            d = [p - cc for p, cc in zip(pos, c, strict=True)]
+            r = np.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
+            cos = np.clip(side * d[ax] / np.maximum(r, 1e-12), 0.05, 1.0)
+            out[sl] += cos / (np.maximum(r, 1e-12) * sp[ax])
+    return out
+
+
+def _inside_share(spacing_kji_mm: Sequence[float], needle: Needle) -> float:
+    """Share of an electrode face's Joule power dissipated inside the electrode voxel's cell.
+
+    Around a thin needle of radius a the power density falls as 1/r², so the power between a and r
+    grows as ln(r/a); the face to the next voxel carries the resistance ln(0.955 h/a) (well index,
+    :class:`~latplan.physics.electroporation.ElectrodeVoxels`) and the electrode's cell reaches the
+    radius of its own area, h/√π. That part lies against the cooled metal and goes to the coolant."""
+    sp = np.asarray(spacing_kji_mm, float)
+    a = np.abs(np.asarray(needle.direction_kji))
+    dom = int(np.argmax(a / sp))
+    across = [ax for ax in range(3) if ax != dom]
+    h = float(np.sqrt(sp[across[0]] * sp[across[1]]))
+    outer = math.log(math.exp(0.5 * math.pi) * 0.1985 * h / needle.radius_mm)
+    if outer <= 0.0:
+        return 0.0
+    return min(max(math.log(h / (math.sqrt(math.pi) * needle.radius_mm)) / outer, 0.0), 1.0)
+
+
+def electrode_needle(tip_kji_mm: Sequence[float], direction_kji: Sequence[float],
+                     generator: RfaGenerator | None = None) -> Needle:
+    """The generator's electrode (radius, active length) with its tip at ``tip_kji_mm`` (grid mm),
+    ``direction_kji`` from the entry toward the tip."""
+    g = generator or default_generator()
+    return Needle((float(tip_kji_mm[0]), float(tip_kji_mm[1]), float(tip_kji_mm[2])),
+                  (float(direction_kji[0]), float(direction_kji[1]), float(direction_kji[2])),
+                  g.active_length_mm, g.radius_mm)
+
+
+def tissue_conductivity_s_m(tissues: Sequence[Tissue]) -> np.ndarray:
+    """σ at 37 °C (S/m) of each tissue: the data file's value of the longest name it starts with."""
+    table = rfa_constants()["electrical"]["conductivity_s_m"]
+    out = []
+    for t in tissues:
+        keys = [k for k in table if t.name == k or t.name.startswith(k)]
+        if not keys:
+            raise InvalidInputError(f"no electrical conductivity for tissue {t.name!r}: add it to "
+                                    f"{RFA_DATA_FILE} (electrical.conductivity_s_m) or pass sigma_s_m.")
+        out.append(float(table[max(keys, key=len)]))
+    return np.asarray(out)
+
+
+def conductivity_at(sigma37_s_m: np.ndarray, temperature_c: np.ndarray) -> np.ndarray:
+    """σ(T) (S/m): +α per °C from 37 °C, falling linearly to ``desiccated_fraction`` between the
+    desiccation start and end temperatures (data file)."""
+    e = rfa_constants()["electrical"]
+    alpha = float(e["temperature_coefficient_per_c"])
+    t_ref, t0, t1 = float(e["reference_temperature_c"]), float(e["desiccation_start_c"]), float(e["desiccation_end_c"])
+    frac = float(e["desiccated_fraction"])
+    t = np.asarray(temperature_c, np.float64)
+    rise = 1.0 + alpha * (np.minimum(t, t0) - t_ref)
+    drop = np.clip((t - t0) / (t1 - t0), 0.0, 1.0)
+    out: np.ndarray = sigma37_s_m * np.maximum(rise, 0.05) * (1.0 - (1.0 - frac) * drop)
+    return out
+
+
+class PotentialSolver:
+    """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start."""
+
+    def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
+                 rtol: float = 1e-4) -> None:
+        self.spacing_m = _spacing_m(spacing_kji_mm)
+        self.mask = np.zeros(shape, bool)
+        self.boost = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
+        for nd in needles:  # electrodes in parallel (one generator): union of voxels, product of face factors
+            ev = electrode_voxels(shape, spacing_kji_mm, nd)
+            self.mask |= ev.mask
+            self.boost = [b * f for b, f in zip(self.boost, ev.face_factors(shape), strict=True)]
+        if not self.mask.any():
+            raise InvalidInputError("the RFA electrode lies outside the simulation box; move it or grow the box.")
+        surface = np.ones(shape, bool)
+        surface[1:-1, 1:-1, 1:-1] = False
+        if np.any(self.mask & surface):
+            raise InvalidInputError("the RFA electrode touches the box surface (the open boundary); grow the box.")
+        self.inside = _inside_share(spacing_kji_mm, needles[0])
+        self.fixed = self.mask
+        self.fixed_val = np.where(self.mask, 1.0, 0.0)
+        centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
+                          for nd in needles], axis=0)
+        self.outer = _open_boundary(shape, spacing_kji_mm, centre)
+        self.x = np.zeros(tuple(n + 2 for n in shape))
+        self.rtol = rtol
+        self.iterations = 0
+
+    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
+        """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
+        h0, h1, h2 = (float(x) for x in self.spacing_m)
+        b0, b1, b2 = self.boost
+        diag, ck, cj, ci, rhs = _assemble(sigma, b0, b1, b2, self.fixed, self.fixed_val, h0, h1, h2, self.outer)
+        n, res = _pcg_stencil(diag, ck, cj, ci, rhs, self.x, self.rtol, 5000, True)
+        self.iterations += int(n)
+        if res > 10.0 * self.rtol:
+            raise PlanningError(f"RFA potential solve did not converge ({n} CG iterations, residual {res:.1e}).")
+        phi = np.where(self.fixed, self.fixed_val, self.x[1:-1, 1:-1, 1:-1])
+        joule, current_a = _joule_current(phi, sigma, b0, b1, b2, self.fixed, self.mask, h0, h1, h2, self.inside)
+        # U = 1 V: the generator's power is I; the box dissipates Σ joule·vol, the rest goes beyond it
+        q: np.ndarray = joule / max(current_a, 1e-30)
+        z = 1.0 / max(current_a, 1e-30)
+        return q, z
+
+
+@dataclass
+class _Control:
+    """Generator state: power, restart level, lowest impedance since the restart, pause end."""
+
+    power_w: float
+    z_min: float = math.inf
+    pause_until: float = -1.0
+    cut_power_w: float = 0.0
+    rolloffs: int = 0
+    paused: bool = False
+
+    def step(self, g: RfaGenerator, z: float, now: float, dt: float) -> float:
+        if self.paused:
+            if now < self.pause_until:
+                return 0.0
+            self.paused = False
+            self.power_w = max(g.restart_fraction * self.cut_power_w, g.initial_power_w)
+            self.z_min = z
+        self.z_min = min(self.z_min, z)
+        if z > self.z_min + g.rolloff_rise_ohm:
+            self.paused, self.pause_until, self.cut_power_w = True, now + g.pause_s, self.power_w
+            self.rolloffs += 1
+            return 0.0
+        self.power_w = min(self.power_w + g.ramp_w_per_s * dt, g.max_power_w)
+        return self.power_w
+
+
+def _cooled_shafts(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
+                   active: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The electrodes' insulated shafts (from the active part back to the box surface): the coolant
+    flows through them, so they are held at the coolant temperature (thermal sub-voxel factors as
+    the active part) but carry no current. Returns (mask, face factors)."""
+    mask = np.zeros(shape, bool)
+    boost = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
+    reach = float(np.linalg.norm(np.asarray(shape) * np.asarray(spacing_kji_mm, float)))
+    for nd in needles:
+        d = np.asarray(nd.direction_kji)
+        back = np.asarray(nd.tip_kji_mm) - nd.active_length_mm * d
+        ev = electrode_voxels(shape, spacing_kji_mm, Needle(tuple(back.tolist()), nd.direction_kji, reach, nd.radius_mm))
+        m = ev.mask & ~active
+        if not m.any():
+            continue
+        mask |= m
+        factors = ev.face_factors(shape)
+        for ax in range(3):   # only the faces of shaft voxels that do not also touch the active part
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[ax], hi[ax] = slice(0, shape[ax] - 1), slice(1, shape[ax])
+            touch = (m[tuple(lo)] | m[tuple(hi)]) & ~(active[tuple(lo)] | active[tuple(hi)])
+            boost[ax] = np.where(touch, boost[ax] * factors[ax], boost[ax])
+    return mask, boost
+
+
+def _rfa_setup(labels: np.ndarray, tissues: Sequence[Tissue], g: RfaGenerator,
+               initial_temperature_c: float, electrode_mask: np.ndarray,
+               ) -> tuple[np.ndarray, list[Tissue], np.ndarray]:
+    """Labels with the cooled electrode as a fixed tissue, and the initial temperature field."""
+    lab = np.asarray(labels).astype(np.uint8).copy()
+    if len(tissues) >= 127:
+        raise InvalidInputError("the heating engine supports at most 126 tissues plus the electrode.")
+    lab[electrode_mask] = len(tissues)
+    all_t = [*tissues, Tissue("cooled_electrode", 8000.0, 500.0, 16.0, fixed=True)]
+    t_init = np.full(lab.shape, float(initial_temperature_c), np.float32)
+    t_init[electrode_mask] = g.coolant_c
+    return lab, all_t, t_init
+
+
+def simulate_rfa(
+    labels: np.ndarray,
+    tissues: Sequence[Tissue],
+    spacing_kji_mm: Sequence[float],
+    duration_s: float,
+    needles: Needle | Sequence[Needle],
+    *,
+    generator: RfaGenerator | None = None,
+    sigma_s_m: Sequence[float] | None = None,
+    initial_temperature_c: float = 37.0,
+    power_trace: tuple[float, np.ndarray] | None = None,
+) -> BioheatResult:
+    """One RFA run: potential solve with σ(T) every ``solve_interval_s``, Pennes heating, generator.
+
+    ``needles``: the electrode's active tip in grid mm (:class:`~latplan.physics.electroporation.Needle`,
+    see :func:`electrode_needle`), or several electrodes driven in parallel by one generator
+    (``max_power_w`` per electrode). ``sigma_s_m``:
+    σ at 37 °C per tissue (default: data file by tissue name). ``power_trace`` ``(dt_s, W per
+    step)`` replays an earlier run's generator power instead of the controller.
+
+    ``info``: ``energy_j`` (generator output), ``energy_tissue_j`` (dissipated inside the box),
+    ``rolloffs``, ``baseline_impedance_ohm``, ``impedance_ohm`` (per solve), ``solves``,
+    ``cg_iterations``, ``electrode`` (mask).
+    """
+    g = generator or default_generator()
+    lab0 = np.asarray(labels)
+    shape = tuple(int(x) for x in lab0.shape)
+    if len(shape) != 3 or min(shape) < 5:
+        raise InvalidInputError(f"the RFA grid needs ≥ 5 voxels per axis; got {shape}.")
+    sig37_t = np.asarray(sigma_s_m, float) if sigma_s_m is not None else tissue_conductivity_s_m(tissues)
+    if sig37_t.shape != (len(tissues),) or np.any(sig37_t <= 0):
+        raise InvalidInputError(f"sigma_s_m needs one conductivity > 0 S/m per tissue ({len(tissues)}).")
+    nds = [needles] if isinstance(needles, Needle) else list(needles)
+    if not nds:
+        raise InvalidInputError("an RFA run needs at least one electrode.")
+    if len(nds) > 1:
+        g = RfaGenerator(**{**g.__dict__, "max_power_w": g.max_power_w * len(nds)})
+    solver = PotentialSolver((shape[0], shape[1], shape[2]), spacing_kji_mm, nds)
+    el = solver.mask
+    shaft, shaft_boost = _cooled_shafts((shape[0], shape[1], shape[2]), spacing_kji_mm, nds, el)
+    lab, all_t, t_init = _rfa_setup(lab0, tissues, g, initial_temperature_c, el | shaft)
+    tab = _tables(all_t, lab)
+    lab = tab["labels"].copy()
+    # electrode voxels: the boundary-layer tissue's σ (the faces carry the sub-voxel factor);
+    # the insulated shaft conducts no current
+    sig37 = np.where(shaft, 1e-6 * float(sig37_t.min()), sig37_t[np.asarray(lab0, np.intp)])
+    t_blood, gate, ln_a, ea_r, _ = _heat_constants(None, None)
+    h = _spacing_m(spacing_kji_mm)
+    dt, n = _choose_dt(duration_s, min(stability_limit_s(tissues, spacing_kji_mm), RFA_MAX_DT_S), None)
+    t_old, t_new, peak, damage, _ = _fields(shape, t_init, None)
+    # the kernel has no temperature cap any more (latent heat instead, helper mwa, issue 14 [J] 3); the
+    # RFA model was calibrated with tissue capped at VAPORISATION_C, so the cap is applied here after
+    # each step (owner rfa: switch to latent heat, `_vaporisation_store(..., VAPORISATION_C, ...)`, and
+    # recalibrate — with it the 12-min energy falls to 26.5 kJ)
+    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], None, t_init)
+    av, wv, _, _, _, _ = _coefficients(tab, lab, h, dt)
+    # conduction into the cooled electrode with the same sub-voxel factors as the current: the
+    # voxel line then draws the heat of a 0.735 mm cylinder on any grid (faces of the electrode
+    # carry the tissue's own conductivity × the factor)
+    k_uniform = np.float32(0.0)
+    kfk, kfj, kfi = _face_conductivities(tab["kface"], np.asarray(lab0, np.uint8), (1.0 / h**2).astype(np.float32))
+    for ax, (kf, b) in enumerate(zip((kfk, kfj, kfi), [a * b for a, b in zip(solver.boost, shaft_boost, strict=True)],
+                                     strict=True)):
+        kf[tuple(slice(0, shape[ax] - 1) if a == ax else slice(None) for a in range(3))] *= b.astype(np.float32)
+    box = np.array([1, shape[0] - 1, 1, shape[1] - 1, 1, shape[2] - 1], np.int64)
+    kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
+    hot_c = np.float32(min(40.0, gate))
+    every = max(1, round(g.solve_interval_s / dt))
+    ctl = _Control(g.initial_power_w)
+    powers = np.zeros(n, np.float32)
+    z_trace: list[float] = []
+    q = np.zeros(shape, np.float32)
+    z = math.inf
+    tissue_j, in_box = 0.0, 0.0
+    vox_m3 = float(np.prod(h))
+    start = time.perf_counter()
+    for step in range(n):
+        now = step * dt
+        if step % every == 0:
+            qn, z = solver.solve(conductivity_at(sig37, t_old))
+            q[...] = qn
+            in_box = float(qn.sum()) * vox_m3
+            z_trace.append(z)
+        if power_trace is not None:
+            p = float(power_trace[1][min(int(now / power_trace[0] + 1e-9), len(power_trace[1]) - 1)])
+        else:
+            p = ctl.step(g, z, now, dt)
+        powers[step] = p
+        tissue_j += p * dt * in_box
+        kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
+               np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, lat, vcap,
+               np.float32(t_lo), np.float32(t_hi), latent_on, box)
+        t_old, t_new = t_new, t_old
+        np.minimum(t_old, np.float32(VAPORISATION_C), out=t_old)
+    wall = time.perf_counter() - start
+    return _heating_result(t_old, peak, damage, spacing_kji_mm, dt, n, duration_s, wall, powers, {
+        "voxel_updates": n * int(np.prod(np.array(shape) - 2)),
+        "damage_gate_c": gate,
+        "damage_model": "Arrhenius",
+        "rolloffs": ctl.rolloffs,
+        "energy_j": float(powers.sum() * dt),
+        "energy_tissue_j": tissue_j,
+        "baseline_impedance_ohm": z_trace[0],
+        "impedance_ohm": np.asarray(z_trace),
+        "solve_interval_s": every * dt,
+        "solves": len(z_trace),
+        "cg_iterations": solver.iterations,
+        "electrode": el,
+        "backend": "cpu",
+    }, 1.0)

@@ -1,0 +1,128 @@
+"""RFA from an electric potential solve with σ(T) and an impedance-controlled generator
+(latplan.physics.bioheat.rfa) against the field solver, analytic identities and published data."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from latplan.errors import InvalidInputError
+from latplan.physics import bioheat as bh
+from latplan.physics.bioheat import rfa
+from latplan.physics.electroporation import Needle, _face_joule_w_m3, _needle_current, _stencil_system
+
+LIVER = bh.default_tissues()["liver"]
+
+
+def _liver(perfusion_scale: float) -> bh.Tissue:
+    return bh.Tissue("liver", LIVER.density_kg_m3, LIVER.heat_capacity_j_kg_k, LIVER.conductivity_w_m_k,
+                     LIVER.perfusion_per_s * perfusion_scale)
+
+
+@cache
+def _run(h: float, box_mm: float, perfusion_scale: float) -> bh.BioheatResult:
+    """One 12-min run of the data file's Cool-tip (17 G, 3 cm) in homogeneous liver, electrode
+    along k through the box centre (cached: several tests share a run)."""
+    n = round(box_mm / h) | 1
+    c = (n // 2) * h
+    needle = rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0))
+    return rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(perfusion_scale)], (h, h, h), 720.0, needle)
+
+
+def test_rfa_system_is_the_field_solvers() -> None:
+    """Reference: latplan.physics.electroporation's field solver (validated against the two-cylinder
+    solution). The RFA assembly builds the same padded 7-point system (relative difference ≤ 1e-12)
+    for an oblique sub-voxel needle on an anisotropic grid with random σ, gives the same electrode
+    current (1e-12), and without the in-cell share its Joule power sums to U·I (energy conservation
+    of the discrete circuit, with the power leaving through the open boundary; 1e-6 = the CG
+    tolerance) and equals the field solver's away from the electrode."""
+    n = 21
+    nd = Needle((22.3, 20.4, 19.7), (1.0, 0.1, 0.0), 20.0, 0.735)
+    sp = (2.0, 2.0, 1.5)
+    s = rfa.PotentialSolver((n, n, n), sp, [nd])
+    sig = np.random.default_rng(0).uniform(0.1, 0.6, (n, n, n))
+    ref = _stencil_system(sig, s.spacing_m, s.fixed, s.fixed_val, s.boost)
+    mine = rfa._assemble(sig, *s.boost, s.fixed, s.fixed_val, *(float(x) for x in s.spacing_m), np.zeros_like(sig))
+    for a, b in zip(ref, mine, strict=True):
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
+    s.solve(sig)
+    phi = np.where(s.fixed, s.fixed_val, s.x[1:-1, 1:-1, 1:-1])
+    joule, current = rfa._joule_current(phi, sig, *s.boost, s.fixed, s.mask, *(float(x) for x in s.spacing_m), 0.0)
+    i_ref = _needle_current(phi, sig, s.spacing_m, s.mask, s.boost)
+    assert abs(current - i_ref) <= 1e-12 * abs(i_ref)
+    vol = float(np.prod(s.spacing_m))
+    beyond = float(np.sum(s.outer * sig * phi**2)) * vol   # through the open boundary to infinity
+    assert abs(joule.sum() * vol + beyond - current * 1.0) <= 1e-6 * current
+    away = ~np.zeros_like(s.mask)
+    for ax in range(3):
+        away &= ~np.roll(s.fixed, 1, ax) & ~np.roll(s.fixed, -1, ax)
+    j_ref = _face_joule_w_m3(phi, sig, s.spacing_m, s.boost, s.fixed)
+    assert np.abs(joule - j_ref)[away].max() <= 1e-12 * j_ref.max()
+
+
+def test_rfa_conductivity_model_of_the_data_file() -> None:
+    """Reference: Rossmann & Haemmerich, Crit Rev Biomed Eng 2014;42:467 (liver σ at 460–500 kHz
+    rises ≈ 1.5–2 %/°C) and the desiccation model of cooled-electrode RF models (σ falls two
+    orders of magnitude between 99 and 100 °C; Trujillo & Berjano, Int J Hyperthermia 2013):
+    σ(37) = σ₃₇, σ(57)/σ₃₇ = 1.30 (1.5 %/°C), σ(100)/σ(99) = 0.01 (exact to 1e-12)."""
+    s37 = np.array([0.33])
+    val = {t: float(rfa.conductivity_at(s37, np.array([t]))[0]) for t in (37.0, 57.0, 99.0, 100.0, 120.0)}
+    assert math.isclose(val[37.0], 0.33, rel_tol=1e-12)
+    assert math.isclose(val[57.0] / 0.33, 1.30, rel_tol=1e-12)
+    assert math.isclose(val[100.0] / val[99.0], 0.01, rel_tol=1e-12)
+    assert math.isclose(val[120.0], val[100.0], rel_tol=1e-12)
+
+
+def test_rfa_bad_input_named() -> None:
+    """An electrode outside the box, or one touching its surface (the open boundary), and a tissue with
+    no electrical conductivity are refused in words."""
+    lab = np.zeros((11, 11, 11), np.uint8)
+    far = rfa.electrode_needle((200.0, 10.0, 10.0), (1.0, 0.0, 0.0))
+    with pytest.raises(InvalidInputError, match="outside the simulation box"):
+        rfa.simulate_rfa(lab, [LIVER], (2.0, 2.0, 2.0), 10.0, far)
+    edge = rfa.electrode_needle((20.0, 0.0, 10.0), (1.0, 0.0, 0.0))
+    with pytest.raises(InvalidInputError, match="touches the box surface"):
+        rfa.simulate_rfa(lab, [LIVER], (2.0, 2.0, 2.0), 10.0, edge)
+    odd = bh.Tissue("bone", 1900.0, 1300.0, 0.3)
+    ok = rfa.electrode_needle((15.0, 10.0, 10.0), (1.0, 0.0, 0.0))
+    with pytest.raises(InvalidInputError, match="no electrical conductivity"):
+        rfa.simulate_rfa(lab, [odd], (2.0, 2.0, 2.0), 10.0, ok)
+
+
+@pytest.mark.slow
+def test_rfa_perfusion_lowers_the_zone() -> None:
+    """Reference: the Pennes perfusion term removes heat (and the published in vivo zones are
+    smaller than ex vivo: Song et al., Br J Radiol 2015;88:20140497, 17 G 7.79 vs 23.86 ml).
+    Zone volume strictly decreasing for perfusion × 0, 1, 2 (3 mm grid, 75 mm box)."""
+    vols = [_run(3.0, 75.0, s).zone_volume_ml for s in (0.0, 1.0, 2.0)]
+    assert vols[0] > vols[1] > vols[2] > 0.0, vols
+
+
+@pytest.mark.slow
+def test_rfa_energy_in_vivo_within_clinical_generator_range() -> None:
+    """Reference: Song et al., Br J Radiol 2015;88:20140497 (Results): a 17 G internally cooled
+    electrode with a 3 cm tip delivers 8.49 ± 0.35 kcal = 35.5 ± 1.5 kJ in 12 min in vivo (porcine)
+    and 7.70 ± 0.98 kcal = 32.2 ± 4.1 kJ ex vivo. The model (2 mm grid, 75 mm box, perfused liver)
+    delivers 32–36 kJ with impedance roll-offs (the generator cuts its output), never above 200 W,
+    from a baseline impedance of 40–100 Ω (clinical Cool-tip range). The roll-off threshold was
+    calibrated on the ex vivo energy at this grid (rfa_generator.yaml); the energy still depends on
+    the grid (3 mm 45.8 kJ, 1.5 mm 30.3 kJ: docs/ablation-physics.md)."""
+    r = _run(2.0, 75.0, 1.0)
+    e_kj = r.info["energy_j"] / 1000.0
+    assert 32.0 <= e_kj <= 36.0, e_kj
+    assert r.info["rolloffs"] >= 1
+    assert float(r.power_w.max()) <= 200.0 + 1e-6
+    assert 40.0 <= r.info["baseline_impedance_ohm"] <= 100.0
+
+
+@pytest.mark.slow
+def test_rfa_zone_independent_of_the_box() -> None:
+    """Reference: a converged model does not depend on the simulation box (the issue's criterion:
+    < 2 % from a 75 to a 120 mm box; the old analytic-source model was bistable, 10.2 vs 22.2 ml).
+    The box surface is an open (monopole absorbing) boundary; 3 mm grid (the box effect is a
+    far-field one; the grid study is in the benchmark) — measured 45.9 vs 46.8 ml (1.9 %)."""
+    v75, v120 = (_run(3.0, b, 1.0).zone_volume_ml for b in (75.0, 120.0))
+    assert abs(v120 - v75) / v75 < 0.02, (v75, v120)
