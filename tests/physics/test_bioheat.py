@@ -206,8 +206,9 @@ def _sink_run(kind: str, vessel: tuple[float, float] | None) -> float:
         m = bh.mwa_model("covidien_emprint")
         q = bh.mwa_source(lab.shape, (h, h, h), (c, c, c), (1.0, 0.0, 0.0), penetration_mm=m.penetration_mm,
                           elongation=m.elongation, core_mm=m.core_mm)
-        r = bh.simulate_heating(lab, tissues, (h, h, h), 300.0, source_w_m3_per_w=q, power_w=m.efficiency * 75.0,
-                                vaporisation_c=m.vaporisation_c)
+        shaft = bh.antenna_shaft_mask(lab.shape, (h, h, h), (c - m.feed_offset_from_tip_mm, c, c), (1.0, 0.0, 0.0),
+                                      radius_mm=m.shaft_radius_mm)
+        r = bh.run_mwa(m, lab, tissues, (h, h, h), q, 75.0, 300.0, shaft=shaft)
     else:
         q, el = bh.rfa_source(lab.shape, (h, h, h), (c + 15.0, c, c), (1.0, 0.0, 0.0))
         r = bh.simulate_heating(lab, tissues, (h, h, h), 720.0, source_w_m3_per_w=q, rfa=bh.RfaController(),
@@ -244,29 +245,6 @@ def test_bioheat_heat_sink_rfa_at_least_twice_mwa_for_5mm_vessel_at_5mm() -> Non
     cut = {kind: _sink_run(kind, None) - _sink_run(kind, (5.0, 5.0)) for kind in ("mwa", "rfa")}
     assert cut["mwa"] > 0.0
     assert cut["rfa"] >= 2.0 * cut["mwa"], cut
-
-
-@pytest.mark.slow
-def test_bioheat_mwa_calibration_and_chart_consistency() -> None:
-    """Reference: the Covidien Emprint-class chart (vendor brochure, data file). Calibrated on
-    75 W / 300 s only, the fitted η reproduces the stored calibration within 3 % and the
-    calibration row within 2 % of its chart volume; the other rows are compared in a table
-    (docs/ablation-physics.md) — the model grows faster in time than the chart, so only a
-    part lies within ±20 %: we assert the measured state (≥ 40 % of the rows within ±20 %,
-    every row within a factor 2), not a success we do not have."""
-    from latplan.physics.ablation_zones import load_mwa_chart
-
-    chart = load_mwa_chart("covidien_emprint")
-    fitted = bh.calibrate_mwa(chart, 75.0, 300.0)
-    stored = bh.mwa_model("covidien_emprint")
-    assert fitted.efficiency == pytest.approx(stored.efficiency, rel=0.03)
-    rows = bh.chart_consistency(chart, stored)
-    cal = next(r for r in rows if r["calibration_row"])
-    assert abs(cal["diff_percent"]) <= 2.0
-    others = [r for r in rows if not r["calibration_row"]]
-    within = sum(abs(r["diff_percent"]) <= 20.0 for r in others)
-    assert within / len(others) >= 0.4
-    assert all(0.5 < r["model_ml"] / r["chart_ml"] < 2.0 for r in rows)
 
 
 # --- optional GPU path (CuPy): the same references; skipped where no CUDA GPU is present ----------
@@ -321,7 +299,7 @@ def test_bioheat_gpu_matches_cpu_with_vessel_and_rfa() -> None:
     q = bh.mwa_source(lab.shape, (h, h, h), (c, c, c), (1.0, 0.0, 0.0), penetration_mm=m.penetration_mm,
                       elongation=m.elongation, core_mm=m.core_mm)
     qr, el = bh.rfa_source(lab.shape, (h, h, h), (c + 10.0, c, c), (1.0, 0.0, 0.0))
-    runs = (dict(source_w_m3_per_w=q, power_w=m.efficiency * 60.0, vaporisation_c=100.0),
+    runs = (dict(source_w_m3_per_w=q, power_w=m.absorbed_power_w(60.0, 120.0), vaporisation_c=100.0),
             dict(source_w_m3_per_w=qr, rfa=bh.RfaController(), sensor=el))
     for kw in runs:
         cpu = bh.simulate_heating(lab, tissues, (h, h, h), 120.0, backend="cpu", **kw)

@@ -616,6 +616,9 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     t0 = time.perf_counter()
     if modality == "mwa":
         model = bh.mwa_model(device)
+        # interim: the planner's absorbed power is the former perfused fit (data file
+        # mwa_planner_efficiency, see there), not the ex vivo calibration
+        eta = float(bh.thermal_constants()["mwa_planner_efficiency"][device])
         q = np.zeros(shape, np.float32)
         for tip in fit.tips_mm:
             feed = tip + model.feed_offset_from_tip_mm * d
@@ -623,10 +626,10 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
                                penetration_mm=model.penetration_mm, elongation=model.elongation, core_mm=model.core_mm)
         s = fit.sizes[0].settings
         res = bh.simulate_heating(lab, tissues, hs, float(s["time_s"]), source_w_m3_per_w=q / len(fit.tips_mm),
-                                  power_w=model.efficiency * float(s["power_w"]) * len(fit.tips_mm),
-                                  vaporisation_c=model.vaporisation_c)
+                                  power_w=eta * float(s["power_w"]) * len(fit.tips_mm),
+                                  vaporisation_c=model.vaporisation_c, dried_sar_fraction=model.dried_sar_fraction)
         field_c = res.peak_temperature_c
-        info.update({"efficiency": model.efficiency, "calibration_setting": list(model.calibration_setting)})
+        info.update({"efficiency": eta, "calibration": "interim: perfused fit on one chart row (data file)"})
     elif modality == "rfa":
         q = np.zeros(shape, np.float32)
         sensor = np.zeros(shape, bool)

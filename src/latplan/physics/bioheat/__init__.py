@@ -33,9 +33,12 @@ Numerics (decisions)
 * Damage: Arrhenius Ω = ∫ exp(ln A − E_a/(R T)) dt accumulated only at T ≥ the gate
   (45 °C by default, PHYSICS.md); CEM43 as an option (minutes at 43 °C, R = 0.5 above 43 °C,
   0.25 below). Ω is capped at 1e6 to stay finite in float32.
-* MWA source: ``Q = η P · s(r)`` with s a normalised teardrop around the antenna's feed point,
-  ``exp(−2 r_eff/δ) / max(r_eff, r₀)²``, ``r_eff² = ρ² + (z/γ)²``; η (absorbed fraction) is
-  calibrated on one chart setting (:func:`calibrate_mwa`).
+* MWA source: ``Q = P_abs(t) · s(r)`` with s a normalised teardrop around the antenna's feed point,
+  ``exp(−2 r_eff/δ) / max(r_eff, r₀)²``, ``r_eff² = ρ² + (z/γ)²``; the absorbed power's fraction,
+  power dependence and decline in time are calibrated per device on its ex vivo chart with
+  perfusion off (:mod:`.calibration`); dried tissue absorbs no more power (it moves to wet tissue).
+* Vaporisation: latent heat of tissue water over 99–100 °C by the enthalpy method (kernel helper
+  ``_enthalpy_to_t``, shared with freezing); no temperature cap, energy is conserved.
 * RFA source: ``Q ∝ |E|²`` of a uniformly charged active segment (monopolar electrode to a
   distant pad); the generator is temperature-controlled (P–I toward ``target_c``) and rolls
   off when the electrode reaches 100 °C (power off for a pause, then resumes): this, with
@@ -55,10 +58,17 @@ from __future__ import annotations
 
 from latplan.physics.bioheat.calibration import (
     MWA_CALIBRATION_ROWS,
+    MWA_DEVICES,
+    ChartCheck,
     MwaModel,
+    MwaTable,
+    build_mwa_table,
     calibrate_mwa,
     chart_consistency,
+    leave_one_out,
     mwa_model,
+    mwa_table,
+    run_mwa,
     simulate_mwa_zone,
 )
 from latplan.physics.bioheat.controllers import RfaController, simulate_heating
@@ -75,7 +85,7 @@ from latplan.physics.bioheat.data import (
     vessel_tissue,
 )
 from latplan.physics.bioheat.grid import stability_limit_s, zone_dimensions_mm
-from latplan.physics.bioheat.sources import mwa_source, rfa_source
+from latplan.physics.bioheat.sources import antenna_shaft_mask, mwa_source, rfa_source
 from latplan.physics.bioheat.steady import steady_state
 
 __all__ = [
@@ -84,19 +94,27 @@ __all__ = [
     "GAS_CONSTANT_J_MOL_K",
     "KELVIN",
     "MWA_CALIBRATION_ROWS",
+    "MWA_DEVICES",
     "BioheatResult",
+    "ChartCheck",
     "CryoPhase",
     "CryoProbe",
     "MwaModel",
+    "MwaTable",
     "RfaController",
     "Tissue",
+    "antenna_shaft_mask",
+    "build_mwa_table",
     "calibrate_mwa",
     "chart_consistency",
     "default_tissues",
+    "leave_one_out",
     "mwa_model",
     "mwa_source",
+    "mwa_table",
     "probe_coupling",
     "rfa_source",
+    "run_mwa",
     "simulate_cryo",
     "simulate_heating",
     "simulate_mwa_zone",

@@ -156,6 +156,62 @@ def _heat_constants(blood_temperature_c: float | None, damage_gate_c: float | No
     return t_blood, gate, ln_a, float(arr["activation_energy_j_mol"]) / GAS_CONSTANT_J_MOL_K, arr
 
 
+def _vaporisation_store(tissues: Sequence[Tissue], lab: np.ndarray, vaporisation_c: float | None,
+                        initial_temperature_c: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+    """Latent heat of tissue water for the heating kernel: (store, capacity, t_lo, t_hi), store and
+    capacity per voxel in K-equivalents (J/m³ ÷ ρc: capacity = W·L_v / c of the voxel's tissue,
+    ≈ 450 K for liver), the store at equilibrium with the initial temperature, and whether it is
+    on. Without vaporisation: 1-voxel dummies (the kernel skips the exchange)."""
+    if vaporisation_c is None:
+        z = np.zeros((1, 1, 1), np.float32)
+        return z, z.copy(), 0.0, 1.0, False
+    v = thermal_constants()["vaporisation"]
+    t_hi = float(vaporisation_c)
+    t_lo = t_hi - (float(v["range_c"][1]) - float(v["range_c"][0]))
+    per_kg = float(v["water_mass_fraction"]) * float(v["latent_heat_j_kg"])
+    cap_t = np.array([0.0 if t.fixed else per_kg / t.heat_capacity_j_kg_k for t in tissues], np.float32)
+    vcap = np.ascontiguousarray(cap_t[lab])
+    t0 = np.broadcast_to(np.asarray(initial_temperature_c, np.float32), lab.shape)
+    lat = (vcap * np.clip((t0 - t_lo) / (t_hi - t_lo), 0.0, 1.0)).astype(np.float32)
+    return lat, vcap, t_lo, t_hi, True
+
+
+def _latent_j(lat: np.ndarray, tab: dict[str, np.ndarray], h_m: np.ndarray) -> float:
+    """Energy (J) held as latent heat: Σ store (K-equivalents) × ρc × voxel volume."""
+    return float(np.sum(lat.astype(np.float64) * tab["rc"][tab["labels"]])) * float(np.prod(h_m))
+
+
+def _dried_source(q0: np.ndarray, lat: np.ndarray, vcap: np.ndarray, fraction: float) -> np.ndarray:
+    """MWA source after dehydration: voxels whose latent store is full (water vaporised) keep
+    ``fraction`` of their SAR; the whole is rescaled so that the absorbed power is unchanged
+    (the antenna's absorbed power moves outward into wet tissue, Ji & Brace 2011)."""
+    dried = (vcap > 0) & (lat >= 0.999 * vcap)
+    if not dried.any():
+        return q0
+    q = np.where(dried, np.float32(fraction) * q0, q0)
+    total = float(q0.sum(dtype=np.float64))
+    out: np.ndarray = (q * np.float32(total / max(float(q.sum(dtype=np.float64)), 1e-30))).astype(np.float32)
+    return out
+
+
+def _snapshot(snaps: list[np.ndarray], times: list[float], now: float, dt: float, damage: Any,
+              threshold: float) -> None:
+    """Append the zone (damage ≥ threshold) for every snapshot time reached by ``now`` (± dt/2)."""
+    while times and now >= times[0] - 0.5 * dt:
+        times.pop(0)
+        snaps.append(damage() >= threshold)
+
+
+def _grow_box(t_old: np.ndarray, t0: float, box: np.ndarray, refresh: int, lo: np.ndarray, hi: np.ndarray,
+              interior: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The quiescent box grown to where T moved from t0 (see :func:`_quiescent_start`); False once
+    it is the whole interior (t_new equals t_old outside the box: both untouched since t0)."""
+    act = _active_box(t_old, np.float32(t0), np.float32(1e-4), refresh + 2, lo, hi)
+    box = np.array([min(act[0], box[0]), max(act[1], box[1]), min(act[2], box[2]),
+                    max(act[3], box[3]), min(act[4], box[4]), max(act[5], box[5])], np.int64)
+    return box, not np.array_equal(box, interior)
+
+
 def _generator_step(rfa: RfaController, te: float, now: float, dt: float, integ: float,
                     pause_until: float) -> tuple[float, float, float, int]:
     """One step of the temperature-controlled generator: (power W, integral, pause end, roll-off 0/1)."""
@@ -189,8 +245,11 @@ def simulate_heating(
     vaporisation_c: float | None = None,
     backend: str = "cpu",
     power_trace: tuple[float, np.ndarray] | None = None,
+    zone_snapshots_s: Sequence[float] = (),
+    dried_sar_fraction: float | None = None,
 ) -> BioheatResult:
-    """Run a heating simulation (MWA: constant absorbed ``power_w``; RFA: ``rfa`` controller).
+    """Run a heating simulation (MWA: constant absorbed ``power_w``; RFA: ``rfa`` controller) →
+    :class:`BioheatResult` with the zone = Ω ≥ 1 (or CEM43 ≥ 240 min).
 
     Parameters
     ----------
@@ -208,20 +267,17 @@ def simulate_heating(
         Scalar or array (°C); outer faces stay at it.
     damage_gate_c, cem43:
         Arrhenius gate (°C; data-file default 45 °C) or CEM43 instead of Arrhenius.
-    vaporisation_c:
-        When set (e.g. 100 °C), tissue temperature is capped there and the surplus energy is
-        counted as lost to vaporisation (steam leaving the tissue) — see the MWA calibration.
-        None = no cap (energy-conserving; used by the analytic tests).
+    vaporisation_c, dried_sar_fraction:
+        Latent heat of tissue water up to ``vaporisation_c`` (:func:`_vaporisation_store`; energy
+        conserved, ``info["latent_j"]``); dried voxels' SAR share (:func:`_dried_source`). None = off.
     power_trace:
-        RFA only: ``(dt_s, delivered W per step)`` of an earlier run replayed instead of the
-        controller (same energy history: two runs differ only by the tissue).
+        ``(dt_s, W per interval)`` replayed instead of ``power_w`` / the controller (an earlier RFA
+        run's delivered power; an MWA absorbed-power history, :mod:`.calibration`).
+    zone_snapshots_s:
+        Times (s) at which the zone is also recorded (``info["zone_snapshots"]``, bool arrays).
     backend:
         ``"cpu"`` (numba, the reference), ``"gpu"`` (CuPy/CUDA, :mod:`latplan.physics.bioheat.gpu`;
         :class:`~latplan.errors.NotAvailableError` without one) or ``"auto"`` (GPU when present).
-
-    Returns
-    -------
-    BioheatResult with the zone = Ω ≥ 1 (or CEM43 ≥ 240 min).
     """
     if rfa is not None:
         labels, tissues, initial_temperature_c, sensor = _cooled_electrode(rfa, labels, tissues, initial_temperature_c, sensor)
@@ -234,28 +290,28 @@ def simulate_heating(
     h = _spacing_m(spacing_kji_mm)
     limit = stability_limit_s(tissues, spacing_kji_mm)
     dt, n = _choose_dt(duration_s, limit, dt_s)
-    t_cap = 1e30 if vaporisation_c is None else float(vaporisation_c)
-
+    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(tissues, tab["labels"], vaporisation_c, initial_temperature_c)
     t_old, t_new, peak, damage, q = _fields(shape, initial_temperature_c, source_w_m3_per_w)
-
     quiescent, box, t0, lo, hi, interior, refresh = _quiescent_start(initial_temperature_c, tab, lab, q, t_blood, gate)
     if len(tissues) > 127:
         raise InvalidInputError("the heating engine supports at most 127 tissues (label bit 7 marks coagulation).")
     lab = lab.copy()  # the kernel marks coagulated voxels in bit 7
     av, wv, k_uniform, kfk, kfj, kfi = _coefficients(tab, lab, h, dt)
-    hot_c = np.float32(min(40.0, gate))
-    powers = np.zeros(n, np.float32)
+    hot_c, powers = np.float32(min(40.0, gate)), np.zeros(n, np.float32)
     sensor_idx = np.nonzero(sensor) if sensor is not None else None
     if rfa is not None and sensor_idx is None:
         raise InvalidInputError("an RFA run needs the electrode sensor mask (from rfa_source).")
-    p = float(power_w)
-    integ, pause_until, rolloffs, updates = 0.0, -1.0, 0, 0
+    p, integ, pause_until, rolloffs, updates = float(power_w), 0.0, -1.0, 0, 0
     kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
-    gpu = _gpu_stepper(backend, t_old, damage, peak, lab, q, k_uniform, kfk, kfj, kfi, av, wv, tab["stop"])
+    gpu = _gpu_stepper(backend, t_old, damage, peak, lab, q, k_uniform, kfk, kfj, kfi, av, wv, tab["stop"], lat, vcap)
+    snaps: list[np.ndarray] = []
+    snap_t, q0, threshold = sorted(float(x) for x in zone_snapshots_s), q, float(arr["cem43_threshold_min"]) if cem43 else 1.0
+    if dried_sar_fraction is not None and gpu is not None:
+        raise InvalidInputError("dried_sar_fraction (MWA dehydration) runs on the CPU backend only.")
     start = time.perf_counter()
     for step in range(n):
         now = step * dt
-        if rfa is not None and power_trace is not None:
+        if power_trace is not None:
             p = float(power_trace[1][min(int(now / power_trace[0] + 1e-9), len(power_trace[1]) - 1)])
         elif rfa is not None:
             te = gpu.max_at(sensor_idx) if gpu is not None else float(t_old[sensor_idx].max())
@@ -263,25 +319,23 @@ def simulate_heating(
             rolloffs += rolled
         powers[step] = p
         if gpu is not None:
-            gpu.step(p, t_blood, dt, ln_a, ea_r, hot_c, gate, cem43, t_cap)
+            gpu.step(p, t_blood, dt, ln_a, ea_r, hot_c, gate, cem43, t_lo, t_hi, latent_on)
             updates += int(np.prod([n_ - 2 for n_ in shape]))
-            continue
-        kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
-               np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), cem43, np.float32(t_cap), box)
-        updates += int((box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]))
-        t_old, t_new = t_new, t_old
-        if quiescent and (step + 1) % refresh == 0:
-            act = _active_box(t_old, np.float32(t0), np.float32(1e-4), refresh + 2, lo, hi)
-            box = np.array([min(act[0], box[0]), max(act[1], box[1]), min(act[2], box[2]),
-                            max(act[3], box[3]), min(act[4], box[4]), max(act[5], box[5])], np.int64)
-            # t_new must equal t_old outside the box: both were untouched there since t0
-            if np.array_equal(box, interior):
-                quiescent = False
+        else:
+            kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
+                   np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), cem43, lat, vcap,
+                   np.float32(t_lo), np.float32(t_hi), latent_on, box)
+            updates, t_old, t_new = updates + int((box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])), t_new, t_old
+        _snapshot(snaps, snap_t, (step + 1) * dt, dt, lambda: gpu.fetch()[2] if gpu is not None else damage, threshold)
+        if gpu is None and dried_sar_fraction is not None and latent_on:
+            q = _dried_source(q0, lat, vcap, float(dried_sar_fraction))
+        if gpu is None and quiescent and (step + 1) % refresh == 0:
+            box, quiescent = _grow_box(t_old, t0, box, refresh, lo, hi, interior)
     if gpu is not None:
         gpu.synchronize()
     wall = time.perf_counter() - start
     if gpu is not None:
-        t_old, peak, damage = gpu.fetch()
+        (t_old, peak, damage), lat = gpu.fetch(), gpu.latent() if latent_on else lat
     return _heating_result(t_old, peak, damage, spacing_kji_mm, dt, n, duration_s, wall, powers, {
         "voxel_updates": updates,
         "stability_limit_s": limit,
@@ -289,5 +343,7 @@ def simulate_heating(
         "damage_model": "CEM43" if cem43 else "Arrhenius",
         "rolloffs": rolloffs,
         "energy_j": float(powers.sum() * dt),
+        "latent_j": _latent_j(lat, tab, h) if latent_on else 0.0,
+        "zone_snapshots": snaps,
         "backend": "gpu" if gpu is not None else "cpu",
-    }, float(arr["cem43_threshold_min"]) if cem43 else 1.0)
+    }, threshold)

@@ -8,7 +8,7 @@ same analytic tests and against the CPU result (tests/physics_ablation/test_abla
 
 Scheme (identical to ``bioheat.kernels._step_heat``): explicit conduction and source, implicit
 perfusion/vessel term, per-voxel coefficients dt/ρc and ρ_b c_b ω, uniform conductivity or
-face conductivities / h², temperature cap, peak above min(40 °C, gate), Arrhenius (double
+face conductivities / h², latent heat by the enthalpy map of ``kernels._enthalpy_to_t``, peak above min(40 °C, gate), Arrhenius (double
 precision exponent) or CEM43 damage, coagulation flag in label bit 7 that stops perfusion.
 One thread per voxel; outer faces are never written (Dirichlet). No active-box shortcut.
 """
@@ -31,7 +31,8 @@ extern "C" __global__ void step_heat(
     float k_uniform, const float* __restrict__ kfk, const float* __restrict__ kfj,
     const float* __restrict__ kfi, const float* __restrict__ av, float* __restrict__ wv,
     const unsigned char* __restrict__ stop, float t_blood, float dt, double ln_a, double ea_r,
-    float hot_c, float gate_c, int cem43, float t_cap, int nk, int nj, int ni)
+    float hot_c, float gate_c, int cem43, float* __restrict__ lat, const float* __restrict__ vcap,
+    float t_lo, float t_hi, int latent_on, int nk, int nj, int ni)
 {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long sj = ni, sk = (long long)nj * ni;
@@ -53,7 +54,14 @@ extern "C" __global__ void step_heat(
     float a = av[idx];
     float w = wv[idx];
     float tn = (t + a * (cond + w * t_blood + q_scale * q[idx])) / (1.0f + a * w);
-    tn = fminf(tn, t_cap);
+    if (latent_on) {
+        float e = tn + lat[idx];
+        float cap = vcap[idx];
+        float w = t_hi - t_lo;
+        float t_mid = t_lo + (e - t_lo) * (w / (w + cap));
+        tn = fmaxf(fminf(e, t_mid), e - cap);
+        lat[idx] = e - tn;
+    }
     t_new[idx] = tn;
     if (tn > hot_c) {
         if (tn > peak[idx]) peak[idx] = tn;
@@ -113,7 +121,7 @@ class GpuHeatStepper:
 
     def __init__(self, t_old: np.ndarray, damage: np.ndarray, peak: np.ndarray, lab: np.ndarray, q: np.ndarray,
                  k_uniform: float, kfk: np.ndarray, kfj: np.ndarray, kfi: np.ndarray, av: np.ndarray,
-                 wv: np.ndarray, stop: np.ndarray) -> None:
+                 wv: np.ndarray, stop: np.ndarray, lat: np.ndarray, vcap: np.ndarray) -> None:
         cp = _cupy()
         self._cp = cp
         self.shape = t_old.shape
@@ -129,18 +137,21 @@ class GpuHeatStepper:
         self.av = cp.asarray(av)
         self.wv = cp.asarray(wv)
         self.stop = cp.asarray(stop.astype(np.uint8))
+        self.lat = cp.asarray(lat)   # 1-voxel dummies when there is no latent heat (never read then)
+        self.vcap = cp.asarray(vcap)
         self._kernel = cp.RawKernel(_KERNEL, "step_heat")
         self._threads = 256
         self._blocks = (t_old.size + self._threads - 1) // self._threads
 
     def step(self, q_scale: float, t_blood: float, dt: float, ln_a: float, ea_r: float, hot_c: float,
-             gate_c: float, cem43: bool, t_cap: float) -> None:
+             gate_c: float, cem43: bool, t_lo: float, t_hi: float, latent_on: bool) -> None:
         nk, nj, ni = self.shape
         self._kernel((self._blocks,), (self._threads,), (
             self.t_old, self.t_new, self.damage, self.peak, self.lab, self.q, np.float32(q_scale),
             self.k_uniform, *self.kf, self.av, self.wv, self.stop, np.float32(t_blood), np.float32(dt),
             np.float64(ln_a), np.float64(ea_r), np.float32(hot_c), np.float32(gate_c), np.int32(bool(cem43)),
-            np.float32(t_cap), np.int32(nk), np.int32(nj), np.int32(ni)))
+            self.lat, self.vcap, np.float32(t_lo), np.float32(t_hi), np.int32(bool(latent_on)),
+            np.int32(nk), np.int32(nj), np.int32(ni)))
         self.t_old, self.t_new = self.t_new, self.t_old
 
     def max_at(self, index: tuple[np.ndarray, ...]) -> float:
@@ -152,6 +163,11 @@ class GpuHeatStepper:
 
     def synchronize(self) -> None:
         self._cp.cuda.Device().synchronize()
+
+    def latent(self) -> np.ndarray:
+        """The latent store (K-equivalents) back on the host."""
+        out: np.ndarray = self._cp.asnumpy(self.lat)
+        return out
 
     def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(temperature, peak, damage) back on the host."""

@@ -14,7 +14,7 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj, kfi, av, wv, stop,  # type: ignore[no-untyped-def]  # numba kernel
-               t_blood, dt, ln_a, ea_r, hot_c, gate_c, cem43, t_cap, box):  # pragma: no cover
+               t_blood, dt, ln_a, ea_r, hot_c, gate_c, cem43, lat, vcap, t_lo, t_hi, latent_on, box):  # pragma: no cover
     """One explicit step on ``box``, row by row (k, j): a branch-free, SIMD-vectorised update
     of every voxel, then — only on rows where some voxel exceeds ``hot_c`` — the peak
     temperature and the damage integral.
@@ -24,6 +24,10 @@ def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj,
     perfusion stops). Conduction: ``k_uniform`` (W/m/K, > 0) × 7-point Laplacian, or the
     face conductivities ``kfk/kfj/kfi`` (harmonic means, already divided by h², W/m³/K) of the
     face towards +k/+j/+i. Label bit 0x80 marks coagulated voxels (Ω ≥ 1).
+
+    Latent heat (``latent_on``): ``lat`` = per-voxel latent store and ``vcap`` = its capacity,
+    both in K-equivalents (J/m³ ÷ ρc); the sensible predictor plus the store is the enthalpy,
+    mapped back to T by :func:`_enthalpy_to_t` over [t_lo, t_hi] — exact energy bookkeeping.
     """
     # the box limits k and j only: inner loops run over the whole interior row so that numba can
     # prove i − 1 ≥ 0 (no negative-index wrap-around) and vectorise them (≈ 5× faster)
@@ -42,7 +46,10 @@ def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj,
                     w = wv[k, j, i]
                     # perfusion / vessel sink term implicit (unconditionally stable, same fixed point)
                     tn = (t + a * (k_uniform * lap + w * t_blood + q_scale * q[k, j, i])) / (1.0 + a * w)
-                    tn = min(tn, t_cap)
+                    if latent_on:
+                        e = tn + lat[k, j, i]
+                        tn = _enthalpy_to_t(e, vcap[k, j, i], t_lo, t_hi)
+                        lat[k, j, i] = e - tn
                     t_new[k, j, i] = tn
                     nhot += tn > hot_c
             else:
@@ -54,7 +61,10 @@ def _step_heat(t_old, t_new, damage, peak, lab, q, q_scale, k_uniform, kfk, kfj,
                     a = av[k, j, i]
                     w = wv[k, j, i]
                     tn = (t + a * (cond + w * t_blood + q_scale * q[k, j, i])) / (1.0 + a * w)
-                    tn = min(tn, t_cap)
+                    if latent_on:
+                        e = tn + lat[k, j, i]
+                        tn = _enthalpy_to_t(e, vcap[k, j, i], t_lo, t_hi)
+                        lat[k, j, i] = e - tn
                     t_new[k, j, i] = tn
                     nhot += tn > hot_c
             if nhot == 0:
@@ -158,6 +168,23 @@ def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt
                 t_new[k, j, i] = tn
                 if tn < tmin[k, j, i]:
                     tmin[k, j, i] = tn
+
+
+@nb.njit(inline="always")
+def _enthalpy_to_t(e, cap, t_lo, t_hi):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
+    """Temperature of a voxel from its enthalpy (shared latent-heat mechanism, heating and freezing).
+
+    Enthalpy method (Abraham & Sparrow, Int J Heat Mass Transfer 2007;50:2537): in K-equivalents
+    (J/m³ ÷ ρc) e = T + s(T), with the latent store s(T) = cap · clamp((T − t_lo)/(t_hi − t_lo), 0, 1)
+    — the apparent heat capacity ρc(1 + cap/(t_hi − t_lo)) on [t_lo, t_hi] (Yang et al., IEEE TBME
+    2007;54:1382, 99–100 °C for water vaporisation), but conservative for any step: the caller
+    keeps ``e − T`` as the new store. Branch-free inverse of the piecewise-linear e(T): T =
+    max(min(e, T_mid), e − cap), T_mid = t_lo + (e − t_lo)(t_hi − t_lo)/(t_hi − t_lo + cap).
+    Freezing uses the same map with the store full (= cap) above the liquidus, empty below the solidus.
+    """
+    w = t_hi - t_lo
+    t_mid = t_lo + (e - t_lo) * (w / (w + cap))
+    return max(min(e, t_mid), e - cap)
 
 
 @nb.njit(inline="always")

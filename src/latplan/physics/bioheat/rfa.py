@@ -38,7 +38,13 @@ import numpy as np
 import yaml
 
 from latplan.errors import InvalidInputError, PlanningError, SourceDataError
-from latplan.physics.bioheat.controllers import _coefficients, _fields, _heat_constants, _heating_result
+from latplan.physics.bioheat.controllers import (
+    _coefficients,
+    _fields,
+    _heat_constants,
+    _heating_result,
+    _vaporisation_store,
+)
 from latplan.physics.bioheat.data import BioheatResult, Tissue
 from latplan.physics.bioheat.grid import (
     _choose_dt,
@@ -467,6 +473,11 @@ def simulate_rfa(
     h = _spacing_m(spacing_kji_mm)
     dt, n = _choose_dt(duration_s, min(stability_limit_s(tissues, spacing_kji_mm), RFA_MAX_DT_S), None)
     t_old, t_new, peak, damage, _ = _fields(shape, t_init, None)
+    # the kernel has no temperature cap any more (latent heat instead, helper mwa, issue 14 [J] 3); the
+    # RFA model was calibrated with tissue capped at VAPORISATION_C, so the cap is applied here after
+    # each step (owner rfa: switch to latent heat, `_vaporisation_store(..., VAPORISATION_C, ...)`, and
+    # recalibrate — with it the 12-min energy falls to 26.5 kJ)
+    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], None, t_init)
     av, wv, _, _, _, _ = _coefficients(tab, lab, h, dt)
     # conduction into the cooled electrode with the same sub-voxel factors as the current: the
     # voxel line then draws the heat of a 0.735 mm cylinder on any grid (faces of the electrode
@@ -502,8 +513,10 @@ def simulate_rfa(
         powers[step] = p
         tissue_j += p * dt * in_box
         kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
-               np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, np.float32(VAPORISATION_C), box)
+               np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, lat, vcap,
+               np.float32(t_lo), np.float32(t_hi), latent_on, box)
         t_old, t_new = t_new, t_old
+        np.minimum(t_old, np.float32(VAPORISATION_C), out=t_old)
     wall = time.perf_counter() - start
     return _heating_result(t_old, peak, damage, spacing_kji_mm, dt, n, duration_s, wall, powers, {
         "voxel_updates": n * int(np.prod(np.array(shape) - 2)),

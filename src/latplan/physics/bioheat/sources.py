@@ -75,3 +75,18 @@ def rfa_source(shape: Sequence[int], spacing_kji_mm: Sequence[float], tip_kji_mm
     q /= q.sum() * vox_m3
     return q.astype(np.float32), electrode
 
+
+
+def antenna_shaft_mask(shape: Sequence[int], spacing_kji_mm: Sequence[float], tip_kji_mm: Sequence[float],
+                       axis_kji: Sequence[float], *, radius_mm: float = 1.2) -> np.ndarray:
+    """Voxels of a (cooled) antenna: within ``radius_mm`` (at least half a voxel) of the half-line
+    from the tip back along the shaft (``axis_kji`` = entry → tip) to the grid's edge."""
+    a = np.asarray(axis_kji, float)
+    a /= np.linalg.norm(a)
+    ck, cj, ci = _coords_mm(shape, spacing_kji_mm)
+    dk, dj, di = ck - tip_kji_mm[0], cj - tip_kji_mm[1], ci - tip_kji_mm[2]
+    back = np.maximum(-(dk * a[0] + dj * a[1] + di * a[2]), 0.0)   # distance back from the tip along the shaft
+    d2 = (dk + back * a[0]) ** 2 + (dj + back * a[1]) ** 2 + (di + back * a[2]) ** 2
+    r = max(radius_mm, 0.5 * float(np.max(spacing_kji_mm))) + 1e-6
+    out: np.ndarray = np.asarray(d2 <= r * r)
+    return out
