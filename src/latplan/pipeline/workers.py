@@ -15,6 +15,9 @@ __all__ = ["init_worker"]
 
 def init_worker() -> None:
     """ProcessPoolExecutor initializer: one numba / BLAS thread in this process."""
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    # NUMBA_NUM_THREADS is left alone: numba read it at import (before this initializer runs in a spawned
+    # process), and changing it afterwards makes numba refuse to compile ("Cannot set NUMBA_NUM_THREADS to a
+    # different value once the threads have been launched"); set_num_threads is numba's run-time switch.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     numba.set_num_threads(1)
