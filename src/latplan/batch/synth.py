@@ -10,7 +10,9 @@ Stated distributions (docs/cohorts.md):
 * lesion count: 1, 2, 3 or 4 with probabilities 0.40, 0.30, 0.20, 0.10, each lesion in its own
   Couinaud segment (drawn without replacement), ``deep`` or ``peripheral`` placement (50 % each);
 * diameter uniform on [12, 45] mm (rounded to 1 mm); a draw the phantom cannot place (lesions
-  touching a large vessel or each other) is redrawn at 80 % of the size, at most 6 times;
+  touching a large vessel or each other) is redrawn at 80 % of the size, at most 6 times, never below
+  ``MIN_VOXELS_ACROSS`` voxels across (a smaller lesion cannot be measured on the grid: a 3 mm lesion on a
+  6 mm grid is one voxel, and measuring refuses it);
 * patient: age 45–84, sex, ECOG 0–2, labs; colorectal: RAS status, resected/in-place primary,
   10 % lung metastases; HCC: cirrhosis, Child–Pugh A/B, BCLC A/B, AFP;
 * the given treatment of each lesion (``treatments.yaml``): thermal ablation (MWA/RFA) for ≤ 30 mm,
@@ -119,6 +121,10 @@ def _outcomes(rng: np.random.Generator, primary: str, lesions: list[dict[str, An
             "death_date": _date_plus(t0, os_time) if os_true <= censor else None, "lesions": out_lesions}
 
 
+#: smallest lesion diameter of a redraw, in voxels of the cohort's grid (measurable: diameter, shape)
+MIN_VOXELS_ACROSS = 3.0
+
+
 def draw_patient(seed: int, index: int, voxel_mm: float, attempt: int = 0) -> SynthPatient:
     """Draw patient ``index`` of the cohort ``seed`` (``attempt`` > 0: a redraw at smaller sizes)."""
     rng = _rng(seed, index)
@@ -127,7 +133,7 @@ def draw_patient(seed: int, index: int, voxel_mm: float, attempt: int = 0) -> Sy
     n_lesions = int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
     segments = [str(s) for s in rng.choice(SEGMENTS, size=n_lesions, replace=False)]
     shrink = 0.8 ** attempt
-    lesions: list[dict[str, Any]] = [{"id": f"lesion_{i + 1}", "segment": seg, "diameter_mm": float(round(rng.uniform(12.0, 45.0) * shrink)),
+    lesions: list[dict[str, Any]] = [{"id": f"lesion_{i + 1}", "segment": seg, "diameter_mm": float(round(max(rng.uniform(12.0, 45.0) * shrink, MIN_VOXELS_ACROSS * voxel_mm))),
                 "placement": str(rng.choice(["deep", "peripheral"]))} for i, seg in enumerate(segments)]
     patient = _patient_record(rng, case_id, primary, n_lesions)
     t0 = dt.date.fromordinal(START_DATE.toordinal() + int(rng.integers(0, 730)))
