@@ -72,7 +72,10 @@ class Serve:
                 httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
                 return self
             except httpx.TransportError:
-                assert time.monotonic() < deadline and self.proc.poll() is None, "latplan serve did not start"
+                if time.monotonic() >= deadline or self.proc.poll() is not None:
+                    self.proc.kill()  # never leave a server (and so its worker) running after a failed start
+                    self.proc.wait()
+                    raise AssertionError("latplan serve did not start") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:
