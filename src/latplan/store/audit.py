@@ -37,6 +37,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from latplan.errors import LatplanError
 from latplan.store.models import AuditEvent, AuditHead, User, utcnow
 
 ACTIONS = ("login", "login_failed", "logout", "view", "read", "upload", "upload_rejected", "plan", "planned",
@@ -135,7 +136,7 @@ def record(
     return append(session, [event_fields(action, user, object_type, object_id, detail, ip, username)])[0]
 
 
-class AuditWriteError(RuntimeError):
+class AuditWriteError(LatplanError, RuntimeError):
     """The batch holding this event could not be written (the database error is its cause)."""
 
 
