@@ -172,7 +172,7 @@ def _dciodvfy_errors(path: Path) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None and os.environ.get("CI") != "true",
-                    reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools (CI installs it, so there a missing dciodvfy fails instead)")
+                    reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools (CI installs it, so there a missing dciodvfy fails instead; permanent: an optional system tool on developer machines, no issue removes it)")
 def test_dciodvfy_reports_no_errors(synthetic_export):
     _, out, _ = synthetic_export
     paths = sorted((out / "dicom").glob("*.dcm")) + sorted((out / "dicom" / "image").glob("*.dcm"))[:2]

@@ -104,7 +104,7 @@ def test_demo_seg_and_nifti_read_back(demo):
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None and os.environ.get("CI") != "true",
-                    reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools (CI installs it, so there a missing dciodvfy fails instead)")
+                    reason="dicom3tools (dciodvfy) not installed: apt-get install dicom3tools (CI installs it, so there a missing dciodvfy fails instead; permanent: an optional system tool on developer machines, no issue removes it)")
 def test_demo_dciodvfy_reports_no_errors(demo):
     _, out, _ = demo
     for p in [*sorted((out / "dicom").glob("*.dcm")), sorted((out / "dicom" / "image").glob("*.dcm"))[0]]:

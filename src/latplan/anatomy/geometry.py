@@ -53,7 +53,7 @@ from latplan.imaging.fov import (
     path_inside_image_and_through_body,
 )
 
-__all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box", "geometry_for"]
+__all__ = ["LARGE_VESSEL_CALIBRE_MM", "CaseGeometry", "case_geometry", "crop_box", "geometry_for", "structure_role"]
 
 #: vessels at least this wide (mm) count as large (heat sink, catheter/needle obstacles)
 LARGE_VESSEL_CALIBRE_MM = 3.0
@@ -75,7 +75,8 @@ def crop_box(mask: BoolArray, pad_mm: float, spacing_kji_mm: FloatArray) -> tupl
     return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])
 
 
-def _role(case: Case, name: str) -> StructureRole | None:
+def structure_role(case: Case, name: str) -> StructureRole | None:
+    """Role of a structure of ``case``: its label table first, then the canonical vocabulary; None if unknown."""
     try:
         return case.role(name)
     except UnknownStructureError:
@@ -137,10 +138,10 @@ class CaseGeometry:
         """Liver, segment and lesion names → does the mask touch the volume's edge (the field of view
         may cut it)."""
         return {n: _touches_edge(np.asarray(self.case.mask_array(n), bool)) for n in self.structure_names
-                if _role(self.case, n) in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.LESION)}
+                if structure_role(self.case, n) in (StructureRole.LIVER, StructureRole.LIVER_SEGMENT, StructureRole.LESION)}
 
     def names_with_roles(self, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
-        return [n for n in self.structure_names if _role(self.case, n) in roles]
+        return [n for n in self.structure_names if structure_role(self.case, n) in roles]
 
     @_cached
     def structure_names(self) -> list[str]:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, optimize
 
-from latplan.anatomy.geometry import case_geometry
+from latplan.anatomy.geometry import case_geometry, structure_role
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
 from latplan.imaging.volume import Volume
@@ -116,20 +116,6 @@ def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray
         return lesion.copy()
     d = ndimage.distance_transform_edt(~lesion, sampling=spacing_kji_mm)
     return d <= margin_mm
-
-
-def structure_role(case: Case, name: str) -> StructureRole | None:
-    """Role of a structure of ``case`` (label table first, then the canonical vocabulary; None if unknown)."""
-    from latplan.case.vocabulary import role_of
-    from latplan.errors import UnknownStructureError
-
-    try:
-        return case.role(name)
-    except UnknownStructureError:
-        try:
-            return role_of(name)
-        except UnknownStructureError:
-            return None
 
 
 def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
