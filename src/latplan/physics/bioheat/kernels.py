@@ -124,52 +124,6 @@ def _active_box(t, t0, eps, margin, lo, hi):  # type: ignore[no-untyped-def]  # 
     return out
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
-def _conductivity_cryo(t, lab, kt, kf, t_sol, t_liq, kout):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
-    nk, nj, ni = t.shape
-    for k in nb.prange(nk):
-        for j in range(nj):
-            for i in range(ni):
-                lb = lab[k, j, i]
-                kout[k, j, i] = _k_of(kt[lb], kf[lb], t[k, j, i], t_sol, t_liq)
-
-
-@nb.njit(parallel=True, fastmath=True, cache=True)
-def _step_cryo(t_old, t_new, tmin, lab, kv, rc_u, rc_f, perf, fixed, t_blood, dt,  # type: ignore[no-untyped-def]  # numba kernel
-               ihk2, ihj2, ihi2, t_sol, t_liq, latent):  # pragma: no cover
-    """One explicit step with apparent heat capacity; ``kv`` = per-voxel conductivity of t_old."""
-    nk, nj, ni = t_old.shape
-    for k in nb.prange(1, nk - 1):
-        for j in range(1, nj - 1):
-            for i in range(1, ni - 1):
-                lb = lab[k, j, i]
-                t = t_old[k, j, i]
-                if fixed[lb]:
-                    t_new[k, j, i] = t
-                    continue
-                kc = kv[k, j, i]
-                acc = (_hm(kc, kv[k - 1, j, i]) * (t_old[k - 1, j, i] - t)
-                       + _hm(kc, kv[k + 1, j, i]) * (t_old[k + 1, j, i] - t)) * ihk2
-                acc += (_hm(kc, kv[k, j - 1, i]) * (t_old[k, j - 1, i] - t)
-                        + _hm(kc, kv[k, j + 1, i]) * (t_old[k, j + 1, i] - t)) * ihj2
-                acc += (_hm(kc, kv[k, j, i - 1]) * (t_old[k, j, i - 1] - t)
-                        + _hm(kc, kv[k, j, i + 1]) * (t_old[k, j, i + 1] - t)) * ihi2
-                if t >= t_liq:
-                    rc = rc_u[lb]
-                    w = perf[lb]
-                elif t <= t_sol:
-                    rc = rc_f[lb]
-                    w = 0.0
-                else:
-                    rc = 0.5 * (rc_u[lb] + rc_f[lb]) + latent / (t_liq - t_sol)
-                    w = 0.0
-                a = dt / rc
-                tn = (t + a * (acc + w * t_blood)) / (1.0 + a * w)  # implicit perfusion/sink term
-                t_new[k, j, i] = tn
-                if tn < tmin[k, j, i]:
-                    tmin[k, j, i] = tn
-
-
 @nb.njit(inline="always")
 def _enthalpy_to_t(e, cap, t_lo, t_hi):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
     """Temperature of a voxel from its enthalpy (shared latent-heat mechanism, heating and freezing).
@@ -185,21 +139,6 @@ def _enthalpy_to_t(e, cap, t_lo, t_hi):  # type: ignore[no-untyped-def]  # numba
     w = t_hi - t_lo
     t_mid = t_lo + (e - t_lo) * (w / (w + cap))
     return max(min(e, t_mid), e - cap)
-
-
-@nb.njit(inline="always")
-def _hm(a, b):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
-    return 2.0 * a * b / (a + b)
-
-
-@nb.njit(inline="always")
-def _k_of(k_u, k_f, t, t_sol, t_liq):  # type: ignore[no-untyped-def]  # numba kernel: argument types come from the call  # pragma: no cover
-    if t >= t_liq:
-        return k_u
-    if t <= t_sol:
-        return k_f
-    f = (t_liq - t) / (t_liq - t_sol)
-    return k_u + f * (k_f - k_u)
 
 
 #: serial twins of the kernels: on small grids (or a busy machine) thread start-up per step
@@ -221,6 +160,3 @@ def _renamed(func: Any, name: str) -> Any:
 
 
 _step_heat_serial = nb.njit(fastmath=True, cache=True)(_renamed(_step_heat.py_func, "_step_heat_serial"))
-_step_cryo_serial = nb.njit(fastmath=True, cache=True)(_renamed(_step_cryo.py_func, "_step_cryo_serial"))
-_conductivity_cryo_serial = nb.njit(fastmath=True, cache=True)(
-    _renamed(_conductivity_cryo.py_func, "_conductivity_cryo_serial"))
