@@ -87,6 +87,7 @@ def test_cryo_one_lethal_isotherm_in_chart_and_physics() -> None:
     assert lethal == -30.0
     assert float(bh.thermal_constants()["cryo"]["lethal_isotherm_c"]) == lethal
     assert az.cryo_zone_size(1).settings["lethal_isotherm_c"] == lethal
+    assert "Littrup 2009" in az.cryo_zone_size(1).settings["lethal_isotherm_source"]
     lab = np.zeros((9, 9, 9), np.uint8)
     pr = bh.CryoProbe((6.0, 4.0, 4.0), (1.0, 0.0, 0.0), 4.0, 1.7)
     res = bh.simulate_cryo(lab, [LIVER], (1.0, 1.0, 1.0), probes=[pr], phases=(bh.CryoPhase("freeze", 10.0),))
@@ -126,3 +127,52 @@ def test_cryo_probe_calibration_reproduces_single_probe() -> None:
     assert d == pytest.approx(12.0, rel=0.05)
     warm = cc.phantom_lethal_diameter_mm(1, dataclasses.replace(probe, probe_c=probe.probe_c + 20.0))
     assert abs(warm - 12.0) / 12.0 > 0.05
+
+
+def test_cryo_chart_shape_rederived_from_the_physics() -> None:
+    """Reference: the data file's physics-derived chart shape (length along the probes,
+    depth/width of the −30 °C isotherm; Littrup 2009 give only the width). Re-derived on a 2 mm
+    grid (the file: 1 mm) for 1 and 2 probes of 2.4 mm: length within 5 %, depth/width within
+    0.05 (grid error); the chart zone carries them."""
+    stored = cc.cryo_data()["probes"]["cryo_2.4mm"]["chart_shape"]
+    got = cc.derive_chart_shapes("cryo_2.4mm", grid_mm=2.0, counts=(1, 2))
+    for n in (1, 2):
+        assert got[n]["length_mm"] == pytest.approx(float(stored[n]["length_mm"]), rel=0.05), (n, got, stored)
+        assert abs(got[n]["depth_over_width"] - float(stored[n]["depth_over_width"])) <= 0.05, (n, got, stored)
+        assert got[n]["centre_offset_from_tip_mm"] == pytest.approx(float(stored[n]["centre_offset_from_tip_mm"]), abs=1.0)
+        z = az.cryo_zone_size(n, "cryo_2.4mm")
+        assert z.length_mm == float(stored[n]["length_mm"])
+        assert z.depth_mm == pytest.approx(z.width_mm * float(stored[n]["depth_over_width"]))
+
+
+def test_cryo_isotherm_spacing_matches_published_isotherms() -> None:
+    """References (independent of the fit, which used only the −30 °C diameter of one probe):
+    (1) Hinshaw et al., J Vasc Interv Radiol 2010 (abstract): Endocare 2.4 mm probe, 10-min double
+    freeze in vivo — 0 °C and −40 °C isotherm diameters 31 ± 2 and 18 ± 4 mm, i.e. the −40 °C edge
+    6.5 mm inside the 0 °C edge; one calibrated 2.4 mm probe, 10-8-10 min in perfused liver:
+    within the measurement's combined SD (√(2²+4²)/2 = 2.2 mm). (2) PMC4850244 (abstract): in gel
+    at body temperature the −40 °C isotherm lies ≈ 1 cm inside the ice-ball edge: phantom, one
+    probe, within ±30 % (the source's "approximately"). (3) Littrup 2009 (abstract): lethal
+    (−30 °C) ice lies < 1 cm behind the leading edge: phantom, 1–4 probes."""
+    meas = cc.cryo_data()["isotherm_measurements"]["hinshaw_2010_endocare_2.4mm"]["isotherm_diameter_mm"]
+    gap_ref = 0.5 * (float(meas[0][0]) - float(meas[-40][0]))
+    sd = 0.5 * math.hypot(float(meas[0][1]), float(meas[-40][1]))
+    h = 2.0
+    n = [round(56 / h) | 1, round(40 / h) | 1, round(40 / h) | 1]
+    c = [(x // 2) * h for x in n]
+    model = cc.cryo_probe_model("cryo_2.4mm")
+    pr = bh.CryoProbe((c[0] + 15.0, c[1], c[2]), (1.0, 0.0, 0.0), model.active_length_mm, model.diameter_mm)
+    tp = model.probe_c
+    res = bh.simulate_cryo(np.zeros(n, np.uint8), [LIVER], (h, h, h), probes=[pr],
+                           phases=(bh.CryoPhase("freeze", 600.0, tp), bh.CryoPhase("thaw", 480.0, tp),
+                                   bh.CryoPhase("freeze", 600.0, tp)))
+    assert res.min_temperature_c is not None
+    mid = res.min_temperature_c[n[0] // 2]
+    d0, d40 = (cc.feret_diameter_mm(mid <= lv, h, field=mid, level=lv) for lv in (0.0, -40.0))
+    assert abs(0.5 * (d0 - d40) - gap_ref) <= sd, (d0, d40, gap_ref, sd)
+    inside_ref = float(cc.cryo_data()["isotherm_measurements"]["pmc4850244_gel_17g_10g"]["minus40_inside_edge_mm"])
+    for count in (1, 2, 3, 4):
+        s = cc.phantom_isotherm_shapes(count, model, (0.0, -30.0, -40.0), grid_mm=2.0)
+        assert 0.0 < 0.5 * (s[0.0].width_mm - s[-30.0].width_mm) < 10.0, (count, s)
+        if count == 1:
+            assert 0.5 * (s[0.0].width_mm - s[-40.0].width_mm) == pytest.approx(inside_ref, rel=0.30), s

@@ -440,10 +440,12 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
     """Lethal zone of a cluster of ``probe_count`` probes of type ``probe`` 2 cm apart
     (Littrup 2009, PMC2762356: agar at 39 °C, one 15-min freeze; lethal isotherm of the data file).
 
-    Diameter across the probes from the probe's table; length along them = diameter +
-    ``extra_length_mm`` (assumption: the source gives no lengths). The zone is centred on the
-    cluster's centroid, offset along the probes.
-    """
+    Width (the largest extent across the probes, the measure of the source) from the probe's
+    table; length along the probes, depth (smallest extent across) as depth/width × width, and
+    the centre's offset from the tips from the probe's ``chart_shape`` — the calibrated physics'
+    −30 °C isotherm in the source's phantom (data file; the source gives no lengths). Width runs
+    along the first perpendicular axis of the applicator (the pair axis of a 2-probe cluster,
+    :func:`cryo_probe_offsets_mm`)."""
     data = _cryo_data()
     if probe not in data["probes"]:
         raise InvalidInputError(f"no cryoprobe {probe!r} in cryo_isotherms.yaml; available: {', '.join(data['probes'])}.")
@@ -453,15 +455,20 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
         raise OutOfRangeError(
             f"cryo lethal-zone data exist for {min(table)}–{max(table)} probes 2 cm apart; got {probe_count}."
         )
+    shapes = {int(k): v for k, v in (p.get("chart_shape") or {}).items()}
+    if probe_count not in shapes:
+        raise SourceDataError(f"cryo_isotherms.yaml: probe {probe!r} has no chart_shape for {probe_count} probes; "
+                              "re-derive it (cryo_calibration.derive_chart_shapes).")
+    shape = shapes[probe_count]
     dia = table[probe_count]
     lethal = float(data["lethal_isotherm_c"])
     return ZoneSize(
         modality="cryo",
         device=f"{probe}_{probe_count}_probes",
-        length_mm=dia + float(data["extra_length_mm"]),
+        length_mm=float(shape["length_mm"]),
         width_mm=dia,
-        depth_mm=dia,
-        centre_offset_from_tip_mm=float(data["centre_offset_from_tip_mm"]),
+        depth_mm=dia * float(shape["depth_over_width"]),
+        centre_offset_from_tip_mm=float(shape["centre_offset_from_tip_mm"]),
         settings={
             "probe": probe,
             "probe_diameter_mm": float(p["diameter_mm"]),
@@ -469,11 +476,13 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
             "probe_spacing_mm": float(data["probe_spacing_mm"]),
             "protocol": "chart: one 15-min freeze (phantom); physics: freeze 10 – thaw 8 – freeze 10 min",
             "lethal_isotherm_c": lethal,
+            "lethal_isotherm_source": " ".join(str(data["lethal_isotherm_source"]).split()),
         },
         caveat=chart_caveat("cryo"),
-        method="published lethal-isotherm diameter by probe type and count",
-        notes=(f"lethal ({lethal:g} °C) diameter {dia:g} mm for {probe_count} {p['label']}(s) 2 cm apart "
-               "(Littrup 2009, PMC2762356)",),
+        method="published lethal-isotherm diameter by probe type and count; length/depth from the calibrated physics",
+        notes=(f"lethal ({lethal:g} °C, Littrup 2009) diameter {dia:g} mm for {probe_count} {p['label']}(s) 2 cm "
+               "apart (PMC2762356); length and depth: latplan's calibrated cryo physics in the same phantom "
+               "(30 mm freezing segment assumed)",),
     )
 
 
