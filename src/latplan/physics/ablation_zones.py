@@ -54,7 +54,9 @@ __all__ = [
     "rasterise_zones",
     "rfa_devices",
     "rfa_zone_size",
+    "uncertainty_data",
     "zone_ellipsoid",
+    "zone_uncertainty_bounds",
     "zone_uncertainty_fraction",
 ]
 
@@ -502,17 +504,34 @@ def cryo_probe_offsets_mm(probe_count: int, spacing_mm: float = 20.0) -> np.ndar
 
 
 @cache
-def _uncertainty_data() -> dict[str, Any]:
+def uncertainty_data() -> dict[str, Any]:
+    """The zone-uncertainty data file (parameter bounds, derived bands; see
+    :mod:`latplan.physics.zone_uncertainty`)."""
     return _read_yaml("zone_uncertainty.yaml")
 
 
+def zone_uncertainty_bounds(modality: str) -> tuple[float, float]:
+    """(lower, upper) change of a thermal zone's equivalent diameter (fractions, lower ≤ 0 ≤ upper)
+    at the parameter bounds, or of the lethal field threshold for ``ect``/``ire`` — derived from
+    the physics (data file ``derived``), HIFU an assumed fraction."""
+    data = uncertainty_data()
+    derived = data.get("derived") or {}
+    key = str(data.get("ect_uses", "ire_threshold")) if modality == "ect" else \
+        "ire_threshold" if modality == "ire" else modality
+    if key in derived:
+        return float(derived[key]["lower"]), float(derived[key]["upper"])
+    assumed = data.get("assumed_fraction_of_diameter") or {}
+    if modality in assumed:
+        f = float(assumed[modality])
+        return -f, f
+    known = sorted({*derived, *assumed, "ect", "ire"} - {"ire_threshold"})
+    raise SourceDataError(f"zone_uncertainty.yaml has no band for {modality!r} (known: {', '.join(known)}); "
+                          "derive it: python -m latplan.physics.zone_uncertainty.")
+
+
 def zone_uncertainty_fraction(modality: str) -> float:
-    """Zone-size uncertainty of a thermal modality as a fraction of the zone diameter (data file),
-    or of the lethal field threshold for ``ect``/``ire``."""
-    data = _uncertainty_data()
-    if modality in ("ect", "ire"):
-        return float(data["electroporation_threshold_fraction"])
-    fr = data["fraction_of_diameter"]
-    if modality not in fr:
-        raise InvalidInputError(f"no zone uncertainty for modality {modality!r}; known: {', '.join(sorted(fr))}, ect, ire.")
-    return float(fr[modality])
+    """Symmetric zone-size uncertainty of a thermal modality as a fraction of the zone diameter,
+    or of the lethal field threshold for ``ect``/``ire``: the larger side of
+    :func:`zone_uncertainty_bounds` (the band the plan's ranges use)."""
+    lo, hi = zone_uncertainty_bounds(modality)
+    return max(-lo, hi)

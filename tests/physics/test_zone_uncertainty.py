@@ -1,0 +1,79 @@
+"""Zone-size uncertainty bands derived from parameter uncertainty (issue 14 part 6): the data
+file's derived entries are re-derived with the physics at the parameter bounds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from latplan.errors import SourceDataError
+from latplan.physics import ablation_zones as az
+from latplan.physics import zone_uncertainty as zu
+
+#: re-derivation tolerance of a stored fraction (absolute): the derivation is deterministic on its
+#: grid; 0.02 of the diameter leaves room for small engine changes, not for a different method
+TOL = 0.02
+
+
+def _stored(key: str) -> dict:
+    return az.uncertainty_data()["derived"][key]
+
+
+def test_band_combination_is_root_sum_square_of_each_side() -> None:
+    """Reference: first-order propagation of independent parameters (root-sum-square), written
+    out by hand: components (−0.3, +0.4), (−0.4, +0.3) and (−0.1, −0.05) give
+    −√(0.3² + 0.4² + 0.1²) = −0.5099 and +√(0.4² + 0.3²) = +0.5."""
+    lo, hi = zu.combine([zu.ComponentBand("a", -0.3, 0.4, ""), zu.ComponentBand("b", 0.3, -0.4, ""),
+                         zu.ComponentBand("c", -0.1, -0.05, "")])
+    assert lo == pytest.approx(-math.sqrt(0.26), abs=1e-12)
+    assert hi == pytest.approx(0.5, abs=1e-12)
+
+
+def test_cryo_band_rederived_from_the_physics_at_the_parameter_bounds() -> None:
+    """Reference: the data file's cryo entry (liver perfusion × 0.5…2, lethal isotherm −40…−20 °C
+    of cryo_isotherms.yaml, device spread 24 ± 2 mm of Hinshaw 2010). Re-derived: every component
+    and the combined band within 0.02 of the diameter. Physical checks: more perfusion shrinks
+    the zone (Pennes: the sink term grows), −20 °C encloses more than −40 °C."""
+    comps = zu.derive_cryo()
+    stored = _stored("cryo")
+    for c in comps:
+        s = stored["components"][c.name]
+        assert c.lower == pytest.approx(float(s["lower"]), abs=TOL), (c, s)
+        assert c.upper == pytest.approx(float(s["upper"]), abs=TOL), (c, s)
+    lo, hi = zu.combine(comps)
+    assert lo == pytest.approx(float(stored["lower"]), abs=TOL)
+    assert hi == pytest.approx(float(stored["upper"]), abs=TOL)
+    perf = next(c for c in comps if c.name == "perfusion")
+    thr = next(c for c in comps if c.name == "threshold")
+    assert perf.lower < 0.0 < perf.upper and thr.lower < 0.0 < thr.upper
+    assert az.zone_uncertainty_fraction("cryo") == max(-float(stored["lower"]), float(stored["upper"]))
+
+
+def test_ire_band_from_the_calibration_data_threshold_range() -> None:
+    """Reference: Ben-David et al., AJR 2012;198:W62, 3000 V arm 3.1 ± 0.4 × 2.0 ± 0.2 cm (width ×
+    depth), the IRE calibration data. The lethal field refitted at mean ± 1 SD reproduces the
+    stored threshold band within 0.02 (and the nominal fit, 438 V/cm, within 2 %); a larger
+    zone needs a lower field. ECT uses the same band (data file, stated assumption)."""
+    nominal, lo, hi = zu.derive_ire_threshold_fraction()
+    stored = _stored("ire_threshold")
+    assert nominal == pytest.approx(float(stored["nominal_v_per_cm"]), rel=0.02)
+    assert lo == pytest.approx(float(stored["lower"]), abs=TOL)
+    assert hi == pytest.approx(float(stored["upper"]), abs=TOL)
+    assert lo < 0.0 < hi
+    assert az.zone_uncertainty_bounds("ect") == az.zone_uncertainty_bounds("ire")
+
+
+def test_every_planned_modality_has_a_band_with_its_provenance() -> None:
+    """Reference: issue 14 part 6 (each zone with a band from parameter uncertainty). The thermal
+    entries name their engine version, grid and components; HIFU (no physics model) is the one
+    assumed fraction; an unknown modality raises the named data error."""
+    for mod in ("cryo", "mwa", "rfa"):
+        s = _stored(mod)
+        assert {"engine_version", "grid_mm", "date"} <= set(s)
+        assert {"perfusion", "threshold", "device"} == set(s["components"])
+        lo, hi = az.zone_uncertainty_bounds(mod)
+        assert lo < 0.0 < hi
+    assert az.zone_uncertainty_fraction("hifu") == 0.15
+    with pytest.raises(SourceDataError):
+        az.zone_uncertainty_bounds("laser")
