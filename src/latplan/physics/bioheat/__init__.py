@@ -43,9 +43,10 @@ Numerics (decisions)
   distant pad); the generator is temperature-controlled (P–I toward ``target_c``) and rolls
   off when the electrode reaches 100 °C (power off for a pause, then resumes): this, with
   perfusion and heat sink, limits single-electrode zones — not a fixed cap.
-* Cryo: apparent heat capacity over the freezing range (latent heat spread over −8…−1 °C),
-  frozen/mushy conductivity; probes are voxels held at the probe temperature during freeze
-  phases and released during thaw; lethal zone = minimum temperature ≤ −40 °C (or −20 °C).
+* Cryo: enthalpy form with latent heat over the freezing range (−8…−1 °C), frozen/mushy
+  conductivity; sub-voxel probes (:mod:`.cryo`) held at their fitted surface temperature during
+  freeze phases, insulating during thaw; lethal zone = minimum temperature ≤ −30 °C, the one
+  lethal isotherm (Littrup 2009, tissue file and cryo_isotherms.yaml; zone band −40…−20 °C).
 
 Layout: :mod:`.data` (tissue-property file, :class:`Tissue`, vessel sinks, result type),
 :mod:`.kernels` (numba steps), :mod:`.grid` (tables, stability, time step; the one lazy door to
