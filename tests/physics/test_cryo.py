@@ -176,3 +176,29 @@ def test_cryo_isotherm_spacing_matches_published_isotherms() -> None:
         assert 0.0 < 0.5 * (s[0.0].width_mm - s[-30.0].width_mm) < 10.0, (count, s)
         if count == 1:
             assert 0.5 * (s[0.0].width_mm - s[-40.0].width_mm) == pytest.approx(inside_ref, rel=0.30), s
+
+
+def test_cryo_stays_above_the_probe_temperature_beside_a_large_vessel() -> None:
+    """Reference: the maximum principle of the heat equation with sinks — no temperature falls
+    below the coldest boundary (the probe, −90 °C) or rises above the warmest (37 °C). A 2.4 mm
+    probe 4 mm from a 20 mm vessel (the vessel model's renewal rate, ρ_b c_b ω ≈ 26 MW/m³/K) on a
+    2 mm grid, 10-8-10 min: the stability limit includes the perfusion term (it did not: this case
+    reached −11 000 °C, the planner's perivascular demo −1486 °C in its 20 mm vessel, and the
+    unstable voxels were drawn as lethal zone). Tolerance 0.5 K."""
+    vessel = bh.vessel_tissue(20.0)
+    h = 2.0
+    n = [31, 41, 41]
+    c = [(x // 2) * h for x in n]
+    lab = np.zeros(n, np.uint8)
+    jj, ii = np.meshgrid(np.arange(n[1]) * h, np.arange(n[2]) * h, indexing="ij")
+    lab[:, np.hypot(jj - (c[1] + 14.0), ii - c[2]) <= 10.0] = 1
+    model = cc.cryo_probe_model("cryo_2.4mm")
+    pr = bh.CryoProbe((c[0] + 15.0, c[1], c[2]), (1.0, 0.0, 0.0), model.active_length_mm, model.diameter_mm)
+    tp = model.probe_c
+    res = bh.simulate_cryo(lab, [LIVER, vessel], (h, h, h), probes=[pr],
+                           phases=(bh.CryoPhase("freeze", 600.0, tp), bh.CryoPhase("thaw", 480.0, tp),
+                                   bh.CryoPhase("freeze", 600.0, tp)))
+    assert res.min_temperature_c is not None
+    tissue = ~res.info["probe_voxels"]
+    assert float(res.min_temperature_c[tissue].min()) >= tp - 0.5
+    assert float(res.temperature_c[tissue].max()) <= 37.0 + 0.5
