@@ -223,6 +223,9 @@ class _Solve:
     target_coverage_percent: float
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    #: per-pair potentials and fields, to start the next solve of this geometry from (fine grid,
+    #: other voltage step): :class:`latplan.physics.electroporation.WarmStart`
+    states: ep.WarmStart | None = None
 
 
 def _make_grid(lab: np.ndarray, lesion: np.ndarray, h_case: np.ndarray, h_mm: float, thr_table: np.ndarray,
@@ -273,6 +276,9 @@ class _Setup:
     rho_c: float
     iterations: int | None
     threshold_v_per_cm: float | None
+    #: every solve made for this lesion, by (geometry label, grid mm): the next solve of that geometry
+    #: starts from the nearest voltage step on the finest grid solved so far (its own grid first)
+    solves: dict[tuple[str, float], list[_Solve]] = field(default_factory=dict)
 
     @property
     def n_steps(self) -> int:
@@ -299,25 +305,40 @@ class _Setup:
         return [min(self.u_max, round(g.ratio_v_per_cm * self.factors[step] * dd / 10.0 / 10.0) * 10.0)
                 for dd in dist]
 
+    def warm_start(self, g: _Geometry, step: int, h_mm: float) -> ep.WarmStart | None:
+        """The earlier solve of ``g`` to start from: on this grid the nearest voltage step, else on
+        the finest coarser grid (the search grid for the verification) the nearest step."""
+        same = self.solves.get((g.label, h_mm))
+        if not same:
+            grids = sorted(hh for (lab, hh) in self.solves if lab == g.label and hh > h_mm)
+            same = self.solves.get((g.label, grids[0])) if grids else None
+        if not same:
+            return None
+        return min(same, key=lambda s: abs(s.step - step)).states
+
     def solve(self, g: _Geometry, step: int, grid: _Grid) -> _Solve:
         """All pull-back positions in one call (the needles of the other positions are tissue then,
-        as are the unpulsed needles of one position): field = max over positions and pairs."""
+        as are the unpulsed needles of one position): field = max over positions and pairs. Starts
+        from the nearest earlier solve of this geometry (:meth:`warm_start`)."""
         t0 = time.perf_counter()
         volts = self.volts_for(g, step)
         n = len(g.offsets_mm)
         needles = [nd for pos in self.needles_for(g) for nd in pos]
         pairs = [(a + m * n, b + m * n) for m in range(len(self.segments)) for a, b in g.pairs]
         res = ep.solve_field(grid.labels, self.tissues, (grid.h_mm,) * 3, needles, pairs, volts * len(self.segments),
-                             iterations=self.iterations)
+                             iterations=self.iterations, warm_start=self.warm_start(g, step, grid.h_mm),
+                             keep_states=True)
         currents = np.abs(np.reshape(res.currents_a, (len(self.segments), len(g.pairs)))).max(axis=0).tolist()
         emax = res.field_v_per_cm
         cov = 100.0 * float(np.mean(emax[grid.target] >= grid.threshold[grid.target]))
         heat = res.adiabatic_temperature_rise_c(int(self.pulses["pulses"]),
                                                 float(self.pulses["pulse_width_us"]) * 1e-6, self.rho_c)
-        return _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
-                      {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
-                       "iterations": res.iterations, "residual": res.residual,
-                       "max_temperature_c": 37.0 + float(heat.max())})
+        out = _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
+                     {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
+                      "iterations": res.iterations, "residual": res.residual,
+                      "max_temperature_c": 37.0 + float(heat.max())}, res.warm_start)
+        self.solves.setdefault((g.label, grid.h_mm), []).append(out)
+        return out
 
 
 def plan_electroporation(
