@@ -45,9 +45,24 @@ Decisions
   the goal, up to two higher steps are verified. Field: :func:`latplan.physics.electroporation.solve_field`
   with the σ(E) fixed point solved to < 1 % change (under-relaxed; ``converged``, ``field_iterations``,
   ``field_residual`` in the metrics) and an adiabatic Joule-heating bound (``max_temperature_c``).
+  Every solve of a lesion is kept (:attr:`_Setup.solves`): a voltage step starts from the nearest
+  step solved for that geometry, the verification from the search solve (``warm_start``), so the
+  fine grid needs 2–4 σ(E) solves per pair instead of 4–7.
+* **Image edge** (found on a cropped real CT): the image edge is not the body's, so the simulated
+  region is never cut at it. A lesion that touches an image face (its extent beyond the scan is
+  unknown), or a target around which no candidate array's needles stay inside the image, is not
+  planned: :class:`~latplan.errors.InfeasiblePlanError` with ``limiting`` = ``"field_of_view"``
+  ("the needle array cannot be placed inside the image: the lesion lies at the edge of the scan …;
+  image the whole lesion") — a failed simulation for the board. A candidate whose needles leave the
+  image is skipped (search outcome "needles outside the image"). Where the needles fit but the
+  simulated region (needles + ``CROP_PAD_MM``) extends past the image, the region beyond is the
+  edge voxels' tissue continued and the plan says so: ``fov_limited`` true, ``fov_limited_faces``,
+  ``fov_extension_mm`` and a "conditional — field of view" reason and caveat.
 * **Currents** are estimates (finite-volume flux out of the anode needle voxels; the needle is
   a voxel line with the sub-voxel radius correction on these grids) and the inactive needles'
   metal is not modelled.
+* Speed (fig1 demo lesion, ECT + IRE tumour + 5 mm): ≈ 3.4× less CPU and wall time than before the
+  warm starts at the same load (``benchmarks/bench_field.py``, planning table; idle figures there).
 * Measured (demo 18 mm segment VI lesion, busy 2-core machine): ECT triangle 20 mm at 2500 V,
   99.7 % of the tumour, ≈ 2 s; IRE tumour + 5 mm: pentagon 15 mm, 3000 V, two 20 mm pull-backs,
   96.2 % (1.5 mm check), 4–9 s; a 40 mm lesion: IRE 28 % at 3000 V, reported as not covered.
