@@ -209,3 +209,20 @@ def test_planner_field_region_past_the_image_edge_is_fov_limited(seg6_case) -> N
     assert p.zone is not None and p.zone.shape[2] <= int(shape[2])
     whole = plan_ect(seg6_case, lesion).metrics
     assert whole["fov_limited"] is False and whole["fov_limited_faces"] == [] and whole["fov_extension_mm"] == 0.0
+
+
+def test_planner_target_dilation_in_the_lesion_box_is_the_full_one() -> None:
+    """Reference: latplan.planning.applicators.target_mask on the whole array (Euclidean distance
+    transform). The planner dilates only inside the lesion's box + margin: the same voxels, exactly,
+    on isotropic and anisotropic grids, a lesion at the array's edge and an empty mask."""
+    from latplan.planning.applicators import target_mask
+    from latplan.planning.electroporation import _dilated
+
+    rng = np.random.default_rng(0)
+    for shape, h in (((45, 45, 45), np.array([1.0, 1.0, 1.0])), ((30, 40, 50), np.array([2.0, 1.5, 0.8]))):
+        for sl in ((slice(12, 22), slice(15, 27), slice(18, 30)), (slice(0, 8), slice(30, 40), slice(40, 50))):
+            m = np.zeros(shape, bool)
+            m[sl] = rng.random(m[sl].shape) > 0.3
+            for mm in (0.0, 5.0, 10.5):
+                assert np.array_equal(_dilated(m, mm, h), target_mask(m, mm, h))
+    assert not _dilated(np.zeros((5, 5, 5), bool), 5.0, np.ones(3)).any()

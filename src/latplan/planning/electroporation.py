@@ -182,6 +182,18 @@ def _labels(case: Case, sl: tuple[slice, ...]) -> np.ndarray:
     return out
 
 
+def _dilated(mask: np.ndarray, margin_mm: float, h: np.ndarray) -> np.ndarray:
+    """:func:`target_mask` (``mask`` dilated by ``margin_mm``, Euclidean) computed in the box of ``mask``
+    + the margin only (the same voxels: every voxel within the margin lies in that box)."""
+    if margin_mm <= 0 or not mask.any():
+        return mask.copy()
+    lo, hi = _box(mask, margin_mm + float(np.max(h)), np.asarray(h, float))
+    box = tuple(slice(int(max(a, 0)), int(min(b, n))) for a, b, n in zip(lo, hi, mask.shape, strict=True))
+    out = np.zeros_like(mask)
+    out[box] = target_mask(mask[box], margin_mm, h)
+    return out
+
+
 def _resample_nearest(a: np.ndarray, h_old: np.ndarray, h_new: float) -> np.ndarray:
     """Nearest-neighbour resampling onto an isotropic grid of ``h_new`` mm with the same origin
     (voxel 0 centre) — labels and masks keep their values; needle millimetres stay valid."""
@@ -247,7 +259,7 @@ def _make_grid(lab: np.ndarray, lesion: np.ndarray, h_case: np.ndarray, h_mm: fl
     lab_g = _resample_nearest(lab, h_case, h_mm)
     tum_g = _resample_nearest(lesion, h_case, h_mm)
     hv = np.full(3, h_mm)
-    tgt = target_mask(tum_g, margin_mm + (0.5 * h_mm if margin_mm > 0 else 0.0), hv) if margin_mm > 0 else tum_g.copy()
+    tgt = _dilated(tum_g, margin_mm + (0.5 * h_mm if margin_mm > 0 else 0.0), hv)
     tgt &= lab_g != blood
     thr = thr_table[lab_g] if threshold_v_per_cm is None else np.full(lab_g.shape, float(threshold_v_per_cm))
     return _Grid(h_mm, lab_g, thr, tgt, tum_g)
@@ -480,7 +492,7 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
     d_kji = (inv @ traj.direction)[::-1] * h
     d_kji /= np.linalg.norm(d_kji)
     u_kji, v_kji = perpendicular_axes(d_kji)
-    tgt0 = target_mask(lesion0, margin_for_target, h) if margin_for_target > 0 else lesion0
+    tgt0 = _dilated(lesion0, margin_for_target, h)
     tpts = np.argwhere(tgt0) * h
     centre0 = tpts.mean(axis=0)
     along = (tpts - centre0) @ d_kji
@@ -837,8 +849,7 @@ def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None,
         applicators=apps,
         zone=zone_vol,
         field_v_per_cm=ref.with_array(field_ref.astype(np.float32)),
-        target=ref.with_array((target_mask(lesion, margin_for_target, h) if margin_for_target > 0
-                               else lesion.copy())[setup.inside]),
+        target=ref.with_array(_dilated(lesion, margin_for_target, h)[setup.inside]),
         margin_histogram=({k: round(v, 2) for k, v in margin_histogram_percent(margin.surface_margins_mm).items()}
                           if margin else None),
         caveats=caveats,
