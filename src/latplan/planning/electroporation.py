@@ -571,7 +571,7 @@ def _box(mask: np.ndarray, pad_mm: float, h: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _fov_padding(sim_lo: np.ndarray, sim_hi: np.ndarray, shape: Sequence[int], h: np.ndarray, affine: np.ndarray
-                 ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], list[int], dict[str, float]]:
+                 ) -> tuple[tuple[int, int, int], tuple[int, int, int], list[int], list[int], dict[str, float]]:
     """The simulation box clipped to the image (lo, hi), the voxels it extends beyond the image before/after
     along each axis, and {image face: mm} for each face it extends beyond.
 
@@ -586,7 +586,7 @@ def _fov_padding(sim_lo: np.ndarray, sim_hi: np.ndarray, shape: Sequence[int], h
         for upper, vox in ((False, before[ax]), (True, after[ax])):
             if vox > 0:
                 faces[_face_name(affine, ax, upper)] = round(float(vox * h[ax]), 1)
-    return tuple(int(x) for x in lo), tuple(int(x) for x in hi), before, after, faces
+    return (int(lo[0]), int(lo[1]), int(lo[2])), (int(hi[0]), int(hi[1]), int(hi[2])), before, after, faces
 
 
 _Candidate = tuple[_Geometry, _Solve, str]
