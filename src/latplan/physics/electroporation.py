@@ -989,35 +989,17 @@ def solve_field(
         raise InvalidInputError(f"labels must be a 3-D array (k, j, i); got shape {lab.shape}.")
     if int(lab.max()) >= len(tissues) or int(lab.min()) < 0:
         raise InvalidInputError(f"label values must index the {len(tissues)} tissues (0-based).")
-    if iterations is not None and not 1 <= iterations <= 10:
-        raise InvalidInputError(f"iterations must be 1–10 (or None: iterate to convergence); got {iterations}.")
-    omega = (1.0 if iterations is not None else 0.5) if relaxation is None else float(relaxation)
-    if not 0.0 < omega <= 1.0 or not 0.0 < tolerance < 1.0 or not 1 <= max_iterations <= 200:
-        raise InvalidInputError("relaxation must lie in (0, 1], tolerance in (0, 1), max_iterations in 1–200.")
+    omega = _relaxation(iterations, relaxation, tolerance, max_iterations)
     _check_options(conductivity_model, preconditioner, rtol, tissues)
     if len(needles) < 2:
         raise InvalidInputError("electroporation needs at least two needles.")
     spacing_m = np.asarray(spacing_kji_mm, float) / 1000.0
-    if pairs is None:
-        pairs = hexagonal_pairs() if len(needles) == 7 else list(itertools.combinations(range(len(needles)), 2))
-    pairs = [(int(a), int(b)) for a, b in pairs]
-    for a, b in pairs:
-        if not (0 <= a < len(needles) and 0 <= b < len(needles)) or a == b:
-            raise InvalidInputError(f"pair ({a}, {b}) does not name two different needles of {len(needles)}.")
+    pairs = _checked_pairs(pairs, len(needles))
     electrodes = [electrode_voxels(lab.shape, spacing_kji_mm, nd) for nd in needles]
     for i, el in enumerate(electrodes):
         if not el.mask.any():
             raise InvalidInputError(f"needle {i} lies outside the grid: move it or enlarge the grid.")
-    if voltages_v is None:
-        if voltage_to_distance_v_per_cm is None:
-            raise InvalidInputError("give voltages_v or voltage_to_distance_v_per_cm.")
-        volts = [voltage_to_distance_v_per_cm * pair_distance_mm(needles[a], needles[b]) / 10.0 for a, b in pairs]
-    elif np.isscalar(voltages_v):
-        volts = [float(voltages_v)] * len(pairs)  # type: ignore[arg-type]
-    else:
-        volts = [float(v) for v in voltages_v]  # type: ignore[union-attr]
-        if len(volts) != len(pairs):
-            raise InvalidInputError(f"{len(volts)} voltages for {len(pairs)} pairs.")
+    volts = _pair_voltages(needles, pairs, voltages_v, voltage_to_distance_v_per_cm)
 
     table = np.array([[t.sigma0_s_m, t.sigma1_s_m, t.reversible_v_per_cm, t.irreversible_v_per_cm] for t in tissues])
     params = np.ascontiguousarray(np.moveaxis(table[lab], -1, 0))
@@ -1064,6 +1046,43 @@ def solve_field(
                              tuple(volts), tuple(r.potential_v for r in results if r.potential_v is not None),
                              tuple(r.field_v_per_cm.astype(np.float32) for r in results)) if keep_states else None,
     )
+
+
+def _relaxation(iterations: int | None, relaxation: float | None, tolerance: float, max_iterations: int) -> float:
+    """The σ(E) relaxation ω (default 0.5 to convergence, 1 for a fixed count); refuses bad settings."""
+    if iterations is not None and not 1 <= iterations <= 10:
+        raise InvalidInputError(f"iterations must be 1–10 (or None: iterate to convergence); got {iterations}.")
+    omega = (1.0 if iterations is not None else 0.5) if relaxation is None else float(relaxation)
+    if not 0.0 < omega <= 1.0 or not 0.0 < tolerance < 1.0 or not 1 <= max_iterations <= 200:
+        raise InvalidInputError("relaxation must lie in (0, 1], tolerance in (0, 1), max_iterations in 1–200.")
+    return omega
+
+
+def _checked_pairs(pairs: Sequence[tuple[int, int]] | None, n_needles: int) -> list[tuple[int, int]]:
+    """The pulsed pairs (default: :func:`hexagonal_pairs` for 7 needles, else all), each naming two
+    different needles."""
+    if pairs is None:
+        pairs = hexagonal_pairs() if n_needles == 7 else list(itertools.combinations(range(n_needles), 2))
+    out = [(int(a), int(b)) for a, b in pairs]
+    for a, b in out:
+        if not (0 <= a < n_needles and 0 <= b < n_needles) or a == b:
+            raise InvalidInputError(f"pair ({a}, {b}) does not name two different needles of {n_needles}.")
+    return out
+
+
+def _pair_voltages(needles: Sequence[Needle], pairs: Sequence[tuple[int, int]],
+                   voltages_v: float | Sequence[float] | None, ratio_v_per_cm: float | None) -> list[float]:
+    """Pair voltages (V): one value, one per pair, or ``ratio × centre distance`` of each pair."""
+    if voltages_v is None:
+        if ratio_v_per_cm is None:
+            raise InvalidInputError("give voltages_v or voltage_to_distance_v_per_cm.")
+        return [ratio_v_per_cm * pair_distance_mm(needles[a], needles[b]) / 10.0 for a, b in pairs]
+    if np.isscalar(voltages_v):
+        return [float(voltages_v)] * len(pairs)  # type: ignore[arg-type]
+    volts = [float(v) for v in voltages_v]  # type: ignore[union-attr]
+    if len(volts) != len(pairs):
+        raise InvalidInputError(f"{len(volts)} voltages for {len(pairs)} pairs.")
+    return volts
 
 
 def _warm_fields(warm_start: WarmStart | None, n_pairs: int, volts: Sequence[float], shape: Sequence[int],
