@@ -604,7 +604,8 @@ def _search(setup: _Setup, search: _Grid, goal_percent: float
     for g in setup.geoms:
         if setup.needles_outside_image(g):
             tried.append({"geometry": g.label, "needles": len(g.offsets_mm), "pairs": len(g.pairs),
-                          "coverage_percent": None, "outcome": "needles outside the image", "solves": 0, "wall_s": 0.0})
+                          "coverage_percent": None, "max_pair_voltage_v": None, "outcome": "needles outside the image",
+                          "solves": 0, "wall_s": 0.0})
             continue
         entry, top_limit, s_top, reached = _search_geometry(setup, search, g, goal_percent)
         tried.append(entry)
