@@ -150,3 +150,79 @@ def test_planner_generator_limits_are_respected(seg6_case) -> None:  # type: ign
     pc = plan_electroporation("ect", seg6_case, lesion, max_current_a=5.0, max_geometries=1)
     assert pc.metrics["covered"] is False and pc.metrics["limited_by"] == "current"
     assert "5 A maximum" in pc.metrics["reason"]
+
+
+def _cropped(case, beyond_lesion_mm: float):  # type: ignore[no-untyped-def]
+    """The case with its image cut along i (the scan's last i slices removed) ``beyond_lesion_mm``
+    past the lesion's last voxel (negative: through the lesion) — a lesion at the edge of a cropped CT."""
+    from latplan.case import Case
+
+    m = case.lesion_mask(case.lesion_ids[0]).array
+    h = float(case.labels.spacing_kji_mm[2])
+    at = int(np.nonzero(m)[2].max()) + 1 + round(beyond_lesion_mm / h)
+    lo, hi = (0, 0, 0), (m.shape[0], m.shape[1], at)
+    return Case(patient=case.patient, image=case.image.crop(lo, hi), labels=case.labels.crop(lo, hi),
+                label_table=case.label_table)
+
+
+def test_planner_lesion_cut_by_the_image_edge_is_a_failed_simulation(seg6_case) -> None:  # type: ignore[no-untyped-def]
+    """Found on a real cropped CT (a 20 mm lesion on the scan's cut face): the planner raised a bare
+    "needle N lies outside the grid". Reference: the geometry of the crop itself — the cut face holds
+    lesion voxels (the lesion continues beyond the image), or the face lies 2 mm past the lesion, closer
+    than any array's needles (the smallest, a 20 mm triangle, sits ≈ 2.5 mm outside an 18 mm lesion).
+    Either way no needle array can be placed and verified inside the image: a named PlanningError
+    (``limiting`` = "field_of_view", the board's *failed simulation*) that says so in plain words."""
+    from latplan.errors import InfeasiblePlanError, PlanningError
+
+    cut = _cropped(seg6_case, -4.0)
+    assert cut.lesion_mask(seg6_case.lesion_ids[0]).array[:, :, -1].any()  # the face cuts the lesion
+    with pytest.raises(InfeasiblePlanError) as err:
+        plan_ect(cut, seg6_case.lesion_ids[0])
+    assert isinstance(err.value, PlanningError) and err.value.limiting == "field_of_view"
+    msg = str(err.value)
+    assert "cannot be placed inside the image" in msg and "image the whole lesion" in msg and "i = last slice" in msg
+    near = _cropped(seg6_case, 2.0)
+    with pytest.raises(InfeasiblePlanError) as err:
+        plan_ect(near, seg6_case.lesion_ids[0])
+    assert err.value.limiting == "field_of_view" and "triangle 20 mm" in str(err.value)
+
+
+def test_planner_field_region_past_the_image_edge_is_fov_limited(seg6_case) -> None:  # type: ignore[no-untyped-def]
+    """The image face 8 mm past the lesion: the needles fit inside the image but the simulated region
+    (needles + 12 mm of tissue, insulating beyond) does not. Reference: the crop geometry — every needle
+    tip lies inside the image's index box, the simulated region extends > 0 and ≤ 12 mm (the crop pad)
+    past the cut face, and the plan says it is conditional on the tissue beyond (``fov_limited``); the
+    uncut case is not FOV-limited."""
+    from latplan.planning.electroporation import CROP_PAD_MM
+
+    lesion = seg6_case.lesion_ids[0]
+    cut = _cropped(seg6_case, 8.0)
+    p = plan_ect(cut, lesion)
+    m = p.metrics
+    assert m["fov_limited"] is True and m["fov_limited_faces"] == ["left (i = last slice)"]
+    assert 0.0 < m["fov_extension_mm"] <= CROP_PAD_MM
+    assert "conditional — field of view" in m["reason"] and any("field of view" in c for c in p.caveats)
+    shape = np.asarray(cut.labels.shape)
+    for a in p.applicators:
+        idx = cut.labels.mm_to_index(np.asarray(a["tip_mm"]))
+        assert np.all(idx >= -0.5) and np.all(idx <= shape - 0.5)
+    assert p.zone is not None and p.zone.shape[2] <= int(shape[2])
+    whole = plan_ect(seg6_case, lesion).metrics
+    assert whole["fov_limited"] is False and whole["fov_limited_faces"] == [] and whole["fov_extension_mm"] == 0.0
+
+
+def test_planner_target_dilation_in_the_lesion_box_is_the_full_one() -> None:
+    """Reference: latplan.planning.applicators.target_mask on the whole array (Euclidean distance
+    transform). The planner dilates only inside the lesion's box + margin: the same voxels, exactly,
+    on isotropic and anisotropic grids, a lesion at the array's edge and an empty mask."""
+    from latplan.planning.applicators import target_mask
+    from latplan.planning.electroporation import _dilated
+
+    rng = np.random.default_rng(0)
+    for shape, h in (((45, 45, 45), np.array([1.0, 1.0, 1.0])), ((30, 40, 50), np.array([2.0, 1.5, 0.8]))):
+        for sl in ((slice(12, 22), slice(15, 27), slice(18, 30)), (slice(0, 8), slice(30, 40), slice(40, 50))):
+            m = np.zeros(shape, bool)
+            m[sl] = rng.random(m[sl].shape) > 0.3
+            for mm in (0.0, 5.0, 10.5):
+                assert np.array_equal(_dilated(m, mm, h), target_mask(m, mm, h))
+    assert not _dilated(np.zeros((5, 5, 5), bool), 5.0, np.ones(3)).any()

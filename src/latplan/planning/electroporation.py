@@ -45,9 +45,24 @@ Decisions
   the goal, up to two higher steps are verified. Field: :func:`latplan.physics.electroporation.solve_field`
   with the σ(E) fixed point solved to < 1 % change (under-relaxed; ``converged``, ``field_iterations``,
   ``field_residual`` in the metrics) and an adiabatic Joule-heating bound (``max_temperature_c``).
+  Every solve of a lesion is kept (:attr:`_Setup.solves`): a voltage step starts from the nearest
+  step solved for that geometry, the verification from the search solve (``warm_start``), so the
+  fine grid needs 2–4 σ(E) solves per pair instead of 4–7.
+* **Image edge** (found on a cropped real CT): the image edge is not the body's, so the simulated
+  region is never cut at it. A lesion that touches an image face (its extent beyond the scan is
+  unknown), or a target around which no candidate array's needles stay inside the image, is not
+  planned: :class:`~latplan.errors.InfeasiblePlanError` with ``limiting`` = ``"field_of_view"``
+  ("the needle array cannot be placed inside the image: the lesion lies at the edge of the scan …;
+  image the whole lesion") — a failed simulation for the board. A candidate whose needles leave the
+  image is skipped (search outcome "needles outside the image"). Where the needles fit but the
+  simulated region (needles + ``CROP_PAD_MM``) extends past the image, the region beyond is the
+  edge voxels' tissue continued and the plan says so: ``fov_limited`` true, ``fov_limited_faces``,
+  ``fov_extension_mm`` and a "conditional — field of view" reason and caveat.
 * **Currents** are estimates (finite-volume flux out of the anode needle voxels; the needle is
   a voxel line with the sub-voxel radius correction on these grids) and the inactive needles'
   metal is not modelled.
+* Speed (fig1 demo lesion, ECT + IRE tumour + 5 mm): ≈ 3.4× less CPU and wall time than before the
+  warm starts at the same load (``benchmarks/bench_field.py``, planning table; idle figures there).
 * Measured (demo 18 mm segment VI lesion, busy 2-core machine): ECT triangle 20 mm at 2500 V,
   99.7 % of the tumour, ≈ 2 s; IRE tumour + 5 mm: pentagon 15 mm, 3000 V, two 20 mm pull-backs,
   96.2 % (1.5 mm check), 4–9 s; a 40 mm lesion: IRE 28 % at 3000 V, reported as not covered.
@@ -66,14 +81,13 @@ import numpy as np
 from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
-from latplan.errors import InvalidInputError, SourceDataError
+from latplan.errors import InfeasiblePlanError, InvalidInputError, SourceDataError
 from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import electroporation as ep
 from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
 from latplan.physics.margins import ablative_margin_arrays
 from latplan.planning.applicators import (
     collateral_structures,
-    crop_around,
     find_trajectory,
     heat_sink_vessels,
     organ_volumes_in_zone,
@@ -168,6 +182,18 @@ def _labels(case: Case, sl: tuple[slice, ...]) -> np.ndarray:
     return out
 
 
+def _dilated(mask: np.ndarray, margin_mm: float, h: np.ndarray) -> np.ndarray:
+    """:func:`target_mask` (``mask`` dilated by ``margin_mm``, Euclidean) computed in the box of ``mask``
+    + the margin only (the same voxels: every voxel within the margin lies in that box)."""
+    if margin_mm <= 0 or not mask.any():
+        return mask.copy()
+    lo, hi = _box(mask, margin_mm + float(np.max(h)), np.asarray(h, float))
+    box = tuple(slice(int(max(a, 0)), int(min(b, n))) for a, b, n in zip(lo, hi, mask.shape, strict=True))
+    out = np.zeros_like(mask)
+    out[box] = target_mask(mask[box], margin_mm, h)
+    return out
+
+
 def _resample_nearest(a: np.ndarray, h_old: np.ndarray, h_new: float) -> np.ndarray:
     """Nearest-neighbour resampling onto an isotropic grid of ``h_new`` mm with the same origin
     (voxel 0 centre) — labels and masks keep their values; needle millimetres stay valid."""
@@ -223,6 +249,9 @@ class _Solve:
     target_coverage_percent: float
     wall_s: float
     info: dict[str, Any] = field(default_factory=dict)
+    #: per-pair potentials and fields, to start the next solve of this geometry from (fine grid,
+    #: other voltage step): :class:`latplan.physics.electroporation.WarmStart`
+    states: ep.WarmStart | None = None
 
 
 def _make_grid(lab: np.ndarray, lesion: np.ndarray, h_case: np.ndarray, h_mm: float, thr_table: np.ndarray,
@@ -230,7 +259,7 @@ def _make_grid(lab: np.ndarray, lesion: np.ndarray, h_case: np.ndarray, h_mm: fl
     lab_g = _resample_nearest(lab, h_case, h_mm)
     tum_g = _resample_nearest(lesion, h_case, h_mm)
     hv = np.full(3, h_mm)
-    tgt = target_mask(tum_g, margin_mm + (0.5 * h_mm if margin_mm > 0 else 0.0), hv) if margin_mm > 0 else tum_g.copy()
+    tgt = _dilated(tum_g, margin_mm + (0.5 * h_mm if margin_mm > 0 else 0.0), hv)
     tgt &= lab_g != blood
     thr = thr_table[lab_g] if threshold_v_per_cm is None else np.full(lab_g.shape, float(threshold_v_per_cm))
     return _Grid(h_mm, lab_g, thr, tgt, tum_g)
@@ -245,10 +274,10 @@ class _Setup:
     lesion_id: str
     traj: Any
     h: np.ndarray                 # case voxel size (k, j, i) mm
-    lo: Any                       # lower corner of the simulation crop (case voxels)
-    ref: Any                      # the crop's Volume (display grid)
-    lab: np.ndarray               # tissue-class labels of the crop
-    lesion: np.ndarray            # tumour mask of the crop
+    lo: Any                       # lower corner of the display crop ``ref`` (case voxels, inside the image)
+    ref: Any                      # the crop's Volume (display grid: the part of the simulation inside the image)
+    lab: np.ndarray               # tissue-class labels of the simulation crop
+    lesion: np.ndarray            # tumour mask of the simulation crop
     margin_for_target_mm: float
     centre: np.ndarray            # target centre in the crop (k, j, i mm)
     d_kji: np.ndarray             # needle direction and two perpendicular axes
@@ -273,6 +302,16 @@ class _Setup:
     rho_c: float
     iterations: int | None
     threshold_v_per_cm: float | None
+    #: lower corner of the simulation crop (case voxels; < 0 or beyond the image where it extends past
+    #: the image edge: there the tissue is the edge voxels' continued, see :func:`_fov_padding`)
+    sim_lo: np.ndarray = field(default_factory=lambda: np.zeros(3, int))
+    #: the image part of the simulation crop (slices of the simulation crop = ``ref``)
+    inside: tuple[slice, ...] = (slice(None), slice(None), slice(None))
+    #: image faces the simulation crop extends beyond and by how much (mm): empty inside the image
+    fov_faces: dict[str, float] = field(default_factory=dict)
+    #: every solve made for this lesion, by (geometry label, grid mm): the next solve of that geometry
+    #: starts from the nearest voltage step on the finest grid solved so far (its own grid first)
+    solves: dict[tuple[str, float], list[_Solve]] = field(default_factory=dict)
 
     @property
     def n_steps(self) -> int:
@@ -292,6 +331,23 @@ class _Setup:
                         for o in g.offsets_mm])
         return out
 
+    def needles_outside_image(self, g: _Geometry) -> bool:
+        """True when the active part of any needle of ``g`` (any pull-back) leaves the image: the image
+        does not show where it would go (no needle is placed in tissue the scan does not show)."""
+        shape = np.asarray(self.case.labels.shape, float)
+        for pos in self.needles_for(g):
+            for nd in pos:
+                tip = np.asarray(nd.tip_kji_mm)
+                for p in (tip, tip - nd.active_length_mm * np.asarray(nd.direction_kji)):
+                    idx = p / self.h + self.sim_lo
+                    if np.any(idx < -0.5) or np.any(idx > shape - 0.5):
+                        return True
+        return False
+
+    def on_ref(self, a: np.ndarray, h_mm: float) -> np.ndarray:
+        """A simulation-grid array (isotropic ``h_mm``) sampled on the display crop ``ref``."""
+        return _sample_on(a, h_mm, self.lab.shape, self.h)[self.inside]
+
     def volts_for(self, g: _Geometry, step: int) -> list[float]:
         dist = g.pair_distances_mm()
         if step >= len(self.factors):  # last step: every pair at the generator maximum
@@ -299,25 +355,40 @@ class _Setup:
         return [min(self.u_max, round(g.ratio_v_per_cm * self.factors[step] * dd / 10.0 / 10.0) * 10.0)
                 for dd in dist]
 
+    def warm_start(self, g: _Geometry, step: int, h_mm: float) -> ep.WarmStart | None:
+        """The earlier solve of ``g`` to start from: on this grid the nearest voltage step, else on
+        the finest coarser grid (the search grid for the verification) the nearest step."""
+        same = self.solves.get((g.label, h_mm))
+        if not same:
+            grids = sorted(hh for (lab, hh) in self.solves if lab == g.label and hh > h_mm)
+            same = self.solves.get((g.label, grids[0])) if grids else None
+        if not same:
+            return None
+        return min(same, key=lambda s: abs(s.step - step)).states
+
     def solve(self, g: _Geometry, step: int, grid: _Grid) -> _Solve:
         """All pull-back positions in one call (the needles of the other positions are tissue then,
-        as are the unpulsed needles of one position): field = max over positions and pairs."""
+        as are the unpulsed needles of one position): field = max over positions and pairs. Starts
+        from the nearest earlier solve of this geometry (:meth:`warm_start`)."""
         t0 = time.perf_counter()
         volts = self.volts_for(g, step)
         n = len(g.offsets_mm)
         needles = [nd for pos in self.needles_for(g) for nd in pos]
         pairs = [(a + m * n, b + m * n) for m in range(len(self.segments)) for a, b in g.pairs]
         res = ep.solve_field(grid.labels, self.tissues, (grid.h_mm,) * 3, needles, pairs, volts * len(self.segments),
-                             iterations=self.iterations)
+                             iterations=self.iterations, warm_start=self.warm_start(g, step, grid.h_mm),
+                             keep_states=True)
         currents = np.abs(np.reshape(res.currents_a, (len(self.segments), len(g.pairs)))).max(axis=0).tolist()
         emax = res.field_v_per_cm
         cov = 100.0 * float(np.mean(emax[grid.target] >= grid.threshold[grid.target]))
         heat = res.adiabatic_temperature_rise_c(int(self.pulses["pulses"]),
                                                 float(self.pulses["pulse_width_us"]) * 1e-6, self.rho_c)
-        return _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
-                      {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
-                       "iterations": res.iterations, "residual": res.residual,
-                       "max_temperature_c": 37.0 + float(heat.max())})
+        out = _Solve(step, volts, currents, emax, cov, time.perf_counter() - t0,
+                     {"cg_iterations": int(res.info["cg_iterations"]), "converged": res.converged,
+                      "iterations": res.iterations, "residual": res.residual,
+                      "max_temperature_c": 37.0 + float(heat.max())}, res.warm_start)
+        self.solves.setdefault((g.label, grid.h_mm), []).append(out)
+        return out
 
 
 def plan_electroporation(
@@ -352,8 +423,12 @@ def plan_electroporation(
     setup = _set_up(kind, case, lesion_id, target_margin_mm if coverage_target == "tumour+margin" else 0.0,
                     threshold_v_per_cm, iterations, max_geometries, max_voltage_v, max_current_a)
     tried, best, chosen = _search(setup, setup.grid(search_grid_mm), coverage_goal_percent)
+    if best is None and chosen is None:  # every candidate's needles leave the image
+        raise InfeasiblePlanError(
+            "the needle array cannot be placed inside the image: the lesion lies at the edge of the scan ("
+            + ", ".join(f"{f}: the field region extends {mm:g} mm beyond it" for f, mm in setup.fov_faces.items())
+            + f"; tried {', '.join(e['geometry'] for e in tried)}); image the whole lesion", limiting=FOV_LIMITING)
     # verification on the fine grid (the plan's numbers)
-    assert best is not None or chosen is not None
     g_v = chosen[0] if chosen is not None else best[0]  # type: ignore[index]
     if verify_grid_mm is None:  # 1 mm unless the verification would exceed the size budget
         n_1mm = float(np.prod((np.asarray(setup.lab.shape) - 1) * setup.h + 1.0))
@@ -403,15 +478,21 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
 
     lesion_full = case.lesion_mask(lesion_id).array
     h = np.asarray(case.labels.spacing_kji_mm, float)
+    cut = _faces_touched(lesion_full, case.labels.affine)
+    if cut:
+        raise InfeasiblePlanError(
+            f"the needle array cannot be placed inside the image: the lesion lies at the edge of the scan (cut by "
+            f"the image's {', '.join(cut)} face), so its extent beyond the image is unknown and no field can be "
+            f"verified around it; image the whole lesion", limiting=FOV_LIMITING)
     traj = find_trajectory(case, lesion_id)
     # target geometry in the needle frame (k, j, i millimetres of a first, tight crop)
-    lo0, hi0 = crop_around(lesion_full, margin_for_target + 2.0 * float(h.max()), h)
-    sl0 = tuple(slice(p, q) for p, q in zip(lo0, hi0, strict=True))
+    lo0, hi0 = _box(lesion_full, margin_for_target + 2.0 * float(h.max()), h)
+    lesion0 = _padded(lesion_full, lo0, hi0)
     inv = np.linalg.inv(case.labels.affine)[:3, :3]
     d_kji = (inv @ traj.direction)[::-1] * h
     d_kji /= np.linalg.norm(d_kji)
     u_kji, v_kji = perpendicular_axes(d_kji)
-    tgt0 = target_mask(lesion_full[sl0], margin_for_target, h) if margin_for_target > 0 else lesion_full[sl0]
+    tgt0 = _dilated(lesion0, margin_for_target, h)
     tpts = np.argwhere(tgt0) * h
     centre0 = tpts.mean(axis=0)
     along = (tpts - centre0) @ d_kji
@@ -424,12 +505,15 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
 
     # simulation crop: the needles of every candidate + CROP_PAD_MM of tissue (insulating box beyond)
     outside = max(0.0, max(_circumradius_mm(g.layout, g.spacing_mm) for g in geoms) - r_target)
-    lo, hi = crop_around(lesion_full, margin_for_target + outside + CROP_PAD_MM, h)
+    sim_lo, sim_hi = _box(lesion_full, margin_for_target + outside + CROP_PAD_MM, h)
+    lo, hi, before, after, fov_faces = _fov_padding(sim_lo, sim_hi, case.labels.shape, h, case.labels.affine)
     sl = tuple(slice(p, q) for p, q in zip(lo, hi, strict=True))
-    centre = centre0 + (np.asarray(lo0) - np.asarray(lo)) * h
+    centre = centre0 + (np.asarray(lo0) - sim_lo) * h
     ref = case.labels.crop(lo, hi)
-    lesion = lesion_full[sl]
-    lab = _labels(case, sl)
+    widths = list(zip(before, after, strict=True))
+    lesion = np.pad(lesion_full[sl], widths, constant_values=False)
+    lab = np.pad(_labels(case, sl), widths, mode="edge")  # beyond the image: the edge tissue continued
+    inside = tuple(slice(b, b + (q - p)) for b, p, q in zip(before, lo, hi, strict=True))
     tissues, idx = _tissue_table()
     tissues = ep.protocol_tissues(kind, tissues)
     lethal = ep.lethal_thresholds_v_per_cm(kind)
@@ -442,7 +526,67 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
                   a0=a0, segments=segments, exposure_mm=exposure, radius_mm=radius, geoms=geoms,
                   span_note=span_note, tissues=tissues, blood=idx["blood"], thr_table=thr_table, factors=factors,
                   u_max=u_max, i_max=i_max, pulses=pulses, gen=gen, plan_cfg=plan_cfg, consts=consts, rho_c=rho_c,
-                  iterations=iterations, threshold_v_per_cm=threshold_v_per_cm)
+                  iterations=iterations, threshold_v_per_cm=threshold_v_per_cm, sim_lo=sim_lo, inside=inside,
+                  fov_faces=fov_faces)
+
+
+#: ``limiting`` of the InfeasiblePlanError raised when the image does not hold the lesion or the needles
+FOV_LIMITING = "field_of_view"
+#: LPS axis directions (+x, +y, +z) and their opposites, to name an image face
+_LPS_SIDES = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
+
+
+def _face_name(affine: np.ndarray, ax: int, upper: bool) -> str:
+    """Anatomical side of the image face at the lower/upper end of index axis ``ax`` (k, j, i)."""
+    col = np.asarray(affine, float)[:3, 2 - ax] * (1.0 if upper else -1.0)
+    d = int(np.argmax(np.abs(col)))
+    return f"{_LPS_SIDES[d][0 if col[d] > 0 else 1]} ({'kji'[ax]} = {'last' if upper else 'first'} slice)"
+
+
+def _faces_touched(mask: np.ndarray, affine: np.ndarray) -> list[str]:
+    """The image faces ``mask`` touches (its voxels in the first or last slice along an axis)."""
+    out = []
+    for ax in range(3):
+        for upper in (False, True):
+            if np.take(mask, mask.shape[ax] - 1 if upper else 0, axis=ax).any():
+                out.append(_face_name(affine, ax, upper))
+    return out
+
+
+def _padded(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``a[lo:hi]`` for a box that may extend beyond ``a``; False/0 there."""
+    n = np.asarray(a.shape)
+    lo_in, hi_in = np.maximum(lo, 0), np.minimum(hi, n)
+    out = np.zeros(tuple(int(x) for x in hi - lo), a.dtype)
+    out[tuple(slice(int(p - q), int(r - q)) for p, r, q in zip(lo_in, hi_in, lo, strict=True))] = \
+        a[tuple(slice(int(p), int(r)) for p, r in zip(lo_in, hi_in, strict=True))]
+    return out
+
+
+def _box(mask: np.ndarray, pad_mm: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index box [lo, hi) of ``mask`` padded by ``pad_mm``, not clipped to the array."""
+    idx = np.nonzero(mask)
+    pad = np.ceil(pad_mm / h).astype(int)
+    return (np.array([int(a.min()) for a in idx]) - pad, np.array([int(a.max()) + 1 for a in idx]) + pad)
+
+
+def _fov_padding(sim_lo: np.ndarray, sim_hi: np.ndarray, shape: Sequence[int], h: np.ndarray, affine: np.ndarray
+                 ) -> tuple[tuple[int, int, int], tuple[int, int, int], list[int], list[int], dict[str, float]]:
+    """The simulation box clipped to the image (lo, hi), the voxels it extends beyond the image before/after
+    along each axis, and {image face: mm} for each face it extends beyond.
+
+    Why: the image edge is not the body's edge; an insulating box at the image edge would confine the
+    current and inflate the field. Beyond the image the tissue labels of the edge voxels are continued
+    (an assumption the plan reports as ``fov_limited``)."""
+    n = np.asarray(shape, int)
+    lo, hi = np.maximum(sim_lo, 0), np.minimum(sim_hi, n)
+    before, after = (lo - sim_lo).tolist(), (sim_hi - hi).tolist()
+    faces = {}
+    for ax in range(3):
+        for upper, vox in ((False, before[ax]), (True, after[ax])):
+            if vox > 0:
+                faces[_face_name(affine, ax, upper)] = round(float(vox * h[ax]), 1)
+    return (int(lo[0]), int(lo[1]), int(lo[2])), (int(hi[0]), int(hi[1]), int(hi[2])), before, after, faces
 
 
 _Candidate = tuple[_Geometry, _Solve, str]
@@ -458,6 +602,11 @@ def _search(setup: _Setup, search: _Grid, goal_percent: float
     over_current: _Candidate | None = None  # used only if no step is allowed
     chosen: tuple[_Geometry, _Solve] | None = None
     for g in setup.geoms:
+        if setup.needles_outside_image(g):
+            tried.append({"geometry": g.label, "needles": len(g.offsets_mm), "pairs": len(g.pairs),
+                          "coverage_percent": None, "max_pair_voltage_v": None, "outcome": "needles outside the image",
+                          "solves": 0, "wall_s": 0.0})
+            continue
         entry, top_limit, s_top, reached = _search_geometry(setup, search, g, goal_percent)
         tried.append(entry)
         if reached is not None:
@@ -585,9 +734,18 @@ def _reason(setup: _Setup, g: _Geometry, fin: _Solve, limit: str | None, covered
         if setup.span_note:
             reason += f"; {setup.span_note}"
     reasons = [reason]
+    if setup.fov_faces:
+        reasons.append(_fov_condition(setup))
     if not setup.traj.safe:
         reasons.append(setup.traj.note or "no safe straight path")
     return reasons
+
+
+def _fov_condition(setup: _Setup) -> str:
+    """The condition of a field-of-view-limited plan, in words."""
+    where = ", ".join(f"{mm:g} mm beyond the {face} face" for face, mm in setup.fov_faces.items())
+    return (f"conditional — field of view: the simulated region extends {where} of the image, where the tissue is "
+            "assumed to continue as at the image edge; image the whole treatment region to confirm")
 
 
 def _caveats(setup: _Setup) -> list[str]:
@@ -602,6 +760,8 @@ def _caveats(setup: _Setup) -> list[str]:
         f"generator limits ({setup.gen['name']}: {setup.u_max:g} V, {setup.i_max:g} A) are to be verified "
         "against the device manual",
     ]
+    if setup.fov_faces:
+        caveats.append(_fov_condition(setup))
     if setup.kind == "ect":
         caveats.append("ECT spares vessels and collagenous structures (vessels > 5 mm preserved); "
                        "bleomycin dose limits apply")
@@ -619,11 +779,11 @@ def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None,
     margin = ablative_margin_arrays(verify.tumour, zone_v, hv) if zone_v.any() else None
     tum_cov = 100.0 * float(np.mean(zone_v[verify.tumour]))
     f_tum = fin.field_v_per_cm[verify.tumour]
-    field_ref = _sample_on(fin.field_v_per_cm, verify.h_mm, ref.shape, h)
-    zone_ref = _sample_on(zone_v, verify.h_mm, ref.shape, h)
+    field_ref = setup.on_ref(fin.field_v_per_cm, verify.h_mm)
+    zone_ref = setup.on_ref(zone_v, verify.h_mm)
     th, curve = ep.coverage_curve(fin.field_v_per_cm, verify.tumour)
     apps = _applicators(kind, setup.needles_for(g), g, ref, setup.traj, setup.exposure_mm, setup.segments,
-                        setup.pulses, setup.gen, setup.radius_mm)
+                        setup.pulses, setup.gen, setup.radius_mm, setup.sim_lo - np.asarray(lo))
     pair_rows = [{"anode": a, "cathode": b, "distance_mm": round(dd, 1), "voltage_v": round(v, 0),
                   "voltage_to_distance_v_per_cm": round(v / (dd / 10.0), 0), "current_a": round(c, 1)}
                  for (a, b), dd, v, c in zip(g.pairs, g.pair_distances_mm(), fin.voltages_v, fin.currents_a,
@@ -674,6 +834,10 @@ def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None,
         # [L] None (unknown) when the image does not show the abdominal wall along the path
         "trajectory_safe": bool(setup.traj.safe) if setup.traj.verified is not False else None,
         "trajectory_verified": setup.traj.verified,
+        # the simulated region extends past the image edge (tissue assumed there): at best "uncertain"
+        "fov_limited": bool(setup.fov_faces),
+        "fov_limited_faces": list(setup.fov_faces),
+        "fov_extension_mm": max(setup.fov_faces.values(), default=0.0),
         "search": tried,
         "verification": verified,
         "reason": "; ".join(reasons),
@@ -686,7 +850,7 @@ def _electroporation_plan(setup: _Setup, measurements: Mapping[str, Any] | None,
         applicators=apps,
         zone=zone_vol,
         field_v_per_cm=ref.with_array(field_ref.astype(np.float32)),
-        target=ref.with_array(target_mask(lesion, margin_for_target, h) if margin_for_target > 0 else lesion.copy()),
+        target=ref.with_array(_dilated(lesion, margin_for_target, h)[setup.inside]),
         margin_histogram=({k: round(v, 2) for k, v in margin_histogram_percent(margin.surface_margins_mm).items()}
                           if margin else None),
         caveats=caveats,
@@ -767,14 +931,15 @@ def _candidate_geometries(kind: str, pulses: Mapping[str, Any], cfg: Mapping[str
 
 def _applicators(kind: str, needles: Sequence[Sequence[ep.Needle]], g: _Geometry, ref: Any, traj: Any,
                  exposure: float, segments: Sequence[float], pulses: Mapping[str, Any], gen: Mapping[str, Any],
-                 radius: float) -> list[dict[str, Any]]:
-    """One entry per needle (deepest pull-back position), LPS millimetres, as the thermal planners."""
+                 radius: float, offset_vox: np.ndarray) -> list[dict[str, Any]]:
+    """One entry per needle (deepest pull-back position), LPS millimetres, as the thermal planners;
+    ``offset_vox``: the simulation crop's corner in ``ref`` voxels (≠ 0 where it extends past the image)."""
     h = np.asarray(ref.spacing_kji_mm, float)
     deepest = needles[-1]
     step = float(segments[1] - segments[0]) if len(segments) > 1 else 0.0
     out = []
     for i, nd in enumerate(deepest):
-        tip_mm = ref.index_to_mm(np.asarray(nd.tip_kji_mm) / h)
+        tip_mm = ref.index_to_mm(np.asarray(nd.tip_kji_mm) / h + offset_vox)
         entry = tip_mm - (traj.depth_mm + float(np.dot(tip_mm - traj.target_mm, traj.direction))) * traj.direction
         out.append({"type": kind, "device": "needle electrode", "needle": i,
                     "tip_mm": [round(float(x), 2) for x in tip_mm],
