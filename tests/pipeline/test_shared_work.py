@@ -110,9 +110,9 @@ def test_longest_jobs_start_first() -> None:
     assert sorted(order) == list(range(len(jobs)))
     costs = [MODALITIES[jobs[i].modality].expected_cost for i in order]
     assert costs == sorted(costs, reverse=True)
-    for a, b in zip(order, order[1:], strict=False):
-        if costs[order.index(a)] == costs[order.index(b)]:
-            assert a < b
+    for n in range(len(order) - 1):
+        if costs[n] == costs[n + 1]:
+            assert order[n] < order[n + 1]
 
 
 @pytest.mark.slow
