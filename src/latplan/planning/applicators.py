@@ -428,12 +428,14 @@ def collateral_structures(case: Case, zone: Volume, lo: Sequence[int]) -> list[d
 
 def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
                       min_calibre_mm: float = LARGE_VESSEL_CALIBRE_MM,
-                      measurements: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                      measurements: dict[str, Any] | None = None,
+                      geometry: CaseGeometry | None = None) -> list[dict[str, Any]]:
     """Vessels ≥ ``min_calibre_mm`` within ``within_mm`` of the lesion: name, calibre, distance.
 
     Uses the anatomy measurements (``heat_sink_vessels``) when given, else measures on the
-    label map (distance = lesion surface to vessel voxels; calibre = 2 × largest inscribed
-    radius of the vessel within the search region + one voxel).
+    label map (distance = lesion surface to vessel voxels; calibre = the largest local calibre of the
+    vessel within the search region, from the case's one calibre map
+    :attr:`~latplan.anatomy.geometry.CaseGeometry.vessel_calibre_mm`).
     """
     if measurements and isinstance(measurements.get("heat_sink_vessels"), list):
         return [
@@ -442,22 +444,23 @@ def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
             if v.get("calibre_mm") is not None and v["calibre_mm"] >= min_calibre_mm
             and v.get("distance_mm") is not None and v["distance_mm"] <= within_mm
         ]
+    geo = geometry_for(case, geometry)
     lesion = case.lesion_mask(lesion_id).array
     h = case.labels.spacing_kji_mm
     lo, hi = crop_around(lesion, within_mm + 10.0, h)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     les = lesion[sl]
     dist = ndimage.distance_transform_edt(~les, sampling=h)
+    calibre_map = geo.vessel_calibre_mm[sl]
     out = []
-    for n in _names_with_roles(case, VESSEL_ROLES):
+    for n in geo.names_with_roles(VESSEL_ROLES):
         m = case.mask_array(n)[sl]
         if not m.any():
             continue
         near = m & (dist <= within_mm + 0.5 * float(h.max()))
         if not near.any():
             continue
-        inside = ndimage.distance_transform_edt(np.pad(m, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-        calibre = 2.0 * float(inside[m & (dist <= within_mm + 6.0)].max())
+        calibre = float(calibre_map[m & (dist <= within_mm + 6.0)].max())
         if calibre < min_calibre_mm:
             continue
         gap = max(0.0, float(dist[near].min()) - 0.5 * float(h.mean()))
