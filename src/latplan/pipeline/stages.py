@@ -9,7 +9,8 @@ process pool and the Dask cohort tasks all chain these same functions):
                                                                                 composite dose, rank; board)
 
 :func:`run_simulations` runs a list of jobs in this process or in ``workers`` processes (one numba
-thread each). The clinical logic stays in :mod:`latplan.board` (rules, verdicts, ranking,
+thread each): the planners' shared per-lesion work first (``ModalitySpec.shared``, e.g. the
+trajectory: once per lesion, not once per planner), then the jobs longest first. The clinical logic stays in :mod:`latplan.board` (rules, verdicts, ranking,
 strategies); the planners in :mod:`latplan.planning` behind the :mod:`latplan.modalities` registry.
 """
 
@@ -26,6 +27,7 @@ from latplan.anatomy.measurements import CaseMeasurements, measure
 from latplan.board.proposal import BoardProposal, CaseAssessment, assess_case, finish_case
 from latplan.board.proposal import simulation_jobs as board_simulation_jobs
 from latplan.case import Case
+from latplan.errors import LatplanError
 from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities.registry import MODALITIES
 from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
@@ -102,9 +104,14 @@ def _init_simulation_worker(geometry: CaseGeometry) -> None:
 
 
 def _shared_in_worker(modality: str, lesion_id: str) -> dict[Hashable, Any]:
-    """The shared per-lesion work of ``modality``'s planner (its spec's ``shared``), in a worker."""
+    """The shared per-lesion work of ``modality``'s planner (its spec's ``shared``), in a worker. An
+    error gives nothing to share: each planner then meets it itself and its result says why (as in
+    one process), instead of the whole run failing here."""
     geometry = _WORKER_GEOMETRY[0]
-    return shared_work(modality, geometry.case, lesion_id, geometry)
+    try:
+        return shared_work(modality, geometry.case, lesion_id, geometry)
+    except (LatplanError, TypeError, ValueError):
+        return {}
 
 
 def _simulate_in_worker(job: SimulationJob, shared: Mapping[Hashable, Any]) -> SimulationResult:
