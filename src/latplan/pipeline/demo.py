@@ -34,7 +34,7 @@ from latplan.phantom import build_demo_case, demo_cases, demo_spec
 from latplan.pipeline.plan import plan_case, write_outputs
 from latplan.pipeline.progress import Progress, silent
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker
+from latplan.pipeline.workers import init_worker, single_threaded_children
 from latplan.report.demo import DemoRow, summary_cells, write_demo_index
 from latplan.report.writer import ReportError
 
@@ -146,8 +146,9 @@ def _run_parallel(wanted: Sequence[str], out: Path, builder: Callable[[str], Cas
     tasks.sort(key=lambda t: (-t[0], t[1]))
     case_outcomes: dict[int, tuple[DemoRow, dict[str, Path]]] = {}
     followup: _FollowupOutcome | None = None
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=init_worker,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with single_threaded_children(), \
+            ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=init_worker,
+                                mp_context=multiprocessing.get_context("spawn")) as pool:
         futures: dict[Future[Any], int] = {}
         for _cost, i in tasks:
             if i == total:

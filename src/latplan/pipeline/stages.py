@@ -32,7 +32,7 @@ from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities.registry import MODALITIES
 from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker
+from latplan.pipeline.workers import init_worker, single_threaded_children
 
 __all__ = ["CaseAssessment", "PreparedCase", "SimulationJob", "SimulationResult", "assess", "finish", "job_cost",
            "longest_first", "prepare", "run_simulation", "run_simulations", "shared_work", "simulation_jobs"]
@@ -161,8 +161,9 @@ def run_simulations(jobs: Sequence[SimulationJob], case: Case, geometry: CaseGeo
     wanted = {(job.lesion_id, spec.shared): job.modality for job in jobs
               if (spec := MODALITIES.get(job.modality)) is not None and spec.shared is not None}
     out: list[SimulationResult | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
+    with single_threaded_children(), \
+            ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
         shared_futures: dict[str, list[Future[dict[Hashable, Any]]]] = {lesion_id: [] for lesion_id, _fn in wanted}
         for (lesion_id, _fn), modality in wanted.items():
             shared_futures[lesion_id].append(pool.submit(_shared_in_worker, modality, lesion_id))
