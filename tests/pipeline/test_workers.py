@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
-from latplan.pipeline.workers import init_worker
+from latplan.pipeline.workers import CHILD_THREAD_ENV, init_worker, single_threaded_children
 
 
 def _compile_fresh_kernel(n: int) -> tuple[int, int]:
@@ -32,3 +32,23 @@ def test_spawned_worker_compiles_new_kernels_with_one_thread() -> None:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker) as pool:
         results = list(pool.map(_compile_fresh_kernel, [10, 100]))
     assert results == [(45, 1), (4950, 1)]  # Σ 0..n−1 = n(n−1)/2, one numba thread per worker
+
+
+def _thread_env(_: int) -> dict[str, str | None]:
+    import os
+
+    return {var: os.environ.get(var) for var in CHILD_THREAD_ENV}
+
+
+def test_children_start_with_one_blas_thread_and_the_parent_env_is_restored(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """OpenBLAS sizes its thread pool from the environment when numpy is imported — in a spawned child
+    before any initializer runs — so the child must start with it (no initializer here). Reference: the
+    environment the child sees at its start; the parent's own value before the block."""
+    import os
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with single_threaded_children(), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seen = pool.submit(_thread_env, 0).result()
+    assert seen == CHILD_THREAD_ENV
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ

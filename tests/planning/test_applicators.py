@@ -15,7 +15,7 @@ import pytest
 from latplan.anatomy.geometry import case_geometry
 from latplan.case import Case, LabelTable, Patient
 from latplan.imaging.volume import Volume
-from latplan.planning.applicators import UNVERIFIED_NOTE, Trajectory, find_trajectory
+from latplan.planning.applicators import UNVERIFIED_NOTE, Trajectory, find_trajectory, heat_sink_vessels
 from latplan.report.context import TRAJECTORY_UNVERIFIED, metric_rows
 
 N = 40
@@ -112,3 +112,27 @@ def test_real_ct_cut_through_the_abdomen(shared_data):
     assert "cannot be verified" in plan.metrics["reason"]
     rows = {r.name: r.value for r in metric_rows(plan.metrics, "mwa")}
     assert rows["trajectory safe"] == TRAJECTORY_UNVERIFIED
+
+
+def test_heat_sink_vessels_without_measurements_reads_the_one_calibre_map():
+    """A straight tube of diameter 8 mm (2 mm grid) 6 mm from a 12 mm lesion, no measurements given:
+    calibre from the case's one calibre map (CaseGeometry.vessel_calibre_mm) — analytic 8 mm within one
+    voxel (2 mm); gap lesion surface → tube wall analytic 6 mm within one voxel."""
+    n = 48
+    k, j, i = np.indices((n, n, n)) * H
+    c = 0.5 * (n - 1) * H
+    lab = np.zeros((n, n, n), np.int16)
+    lab[4:-4, 4:-4, 4:-4] = 1  # liver
+    lesion_r, tube_r, gap = 6.0, 4.0, 6.0
+    lab[(k - c) ** 2 + (j - c) ** 2 + (i - c) ** 2 <= lesion_r ** 2] = 2
+    tube_axis_i = c + lesion_r + gap + tube_r  # the tube runs along j
+    lab[((k - c) ** 2 + (i - tube_axis_i) ** 2 <= tube_r ** 2) & (lab == 1)] = 3
+    aff = np.diag([H, H, H, 1.0])
+    case = Case(Patient(id="SINK-1", primary="colorectal"), Volume(np.zeros((n, n, n), np.float32), aff),
+                Volume(lab, aff), LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "portal_vein"}))
+    sinks = heat_sink_vessels(case, "lesion_1")
+    assert [s["name"] for s in sinks] == ["portal_vein"]
+    assert sinks[0]["calibre_mm"] == pytest.approx(2 * tube_r, abs=H)
+    assert sinks[0]["distance_mm"] == pytest.approx(gap, abs=H)
+    geo = case_geometry(case)
+    assert sinks[0]["calibre_mm"] == pytest.approx(float(geo.vessel_calibre_mm[lab == 3].max()), abs=0.05)

@@ -25,6 +25,10 @@ Definitions (one implementation each):
 * body: the ``body`` label ∪ every labelled voxel; without one, the body from the image
   (:func:`latplan.imaging.fov.body_mask_from_image`: CT > −400 HU, MR > Otsu threshold, axial holes
   filled, largest component) ∪ every labelled voxel; the whole volume when that finds nothing.
+* per-lesion results of higher layers (e.g. the planners' trajectory of a lesion):
+  :meth:`CaseGeometry.memo` keeps them under a key, once per case, like the maps (anatomy does not
+  know what they are; the pipeline computes them in the parent process before simulations fan
+  out, so every worker reads the same one).
 * field of view ([L]): :meth:`CaseGeometry.capsule_in_fov` (capsule from liver surface inside the
   image, ``limited_by_fov``), :meth:`CaseGeometry.path_check` (verifiable only through a body wall
   shown in the image) and ``fov_limited`` (structures touching the edge).
@@ -33,7 +37,7 @@ Definitions (one implementation each):
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -92,6 +96,8 @@ def _inscribed_radius_mm(mask: BoolArray, spacing: FloatArray) -> FloatArray:
 
 
 _MAPS: weakref.WeakKeyDictionary[Case, dict[str, Any]] = weakref.WeakKeyDictionary()
+#: the key of the memo table (per-lesion results of higher layers) among a case's maps
+_MEMO = "_memo"
 _T = TypeVar("_T")
 
 
@@ -118,7 +124,32 @@ class CaseGeometry:
 
     def __reduce__(self) -> tuple[Callable[[Case, dict[str, Any]], CaseGeometry], tuple[Case, dict[str, Any]]]:
         """Pickled with the maps computed so far (a worker process then does not recompute them)."""
-        return _restore, (self.case, dict(_MAPS.get(self.case, {})))
+        maps = dict(_MAPS.get(self.case, {}))
+        if _MEMO in maps:
+            maps[_MEMO] = dict(maps[_MEMO])
+        return _restore, (self.case, maps)
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()`` once per case and ``key`` (kept and pickled with the maps; see the module doc).
+
+        For results that depend only on the case and ``key`` (e.g. ``("trajectory", lesion_id, n)``).
+        The caller must not mutate what it gets back (copy it first)."""
+        memo = _MAPS.setdefault(self.case, {}).setdefault(_MEMO, {})
+        if key not in memo:
+            memo[key] = compute()
+        value: _T = memo[key]
+        return value
+
+    def remember(self, entries: Mapping[Hashable, Any]) -> None:
+        """Add memo entries computed elsewhere (another process's :meth:`memo` of this case); a key
+        already held is kept."""
+        memo = _MAPS.setdefault(self.case, {}).setdefault(_MEMO, {})
+        for key, value in entries.items():
+            memo.setdefault(key, value)
+
+    def has_memo(self, key: Hashable) -> bool:
+        """Is ``key`` already in :meth:`memo`?"""
+        return key in _MAPS.get(self.case, {}).get(_MEMO, {})
 
     @property
     def affine(self) -> FloatArray:
@@ -154,6 +185,14 @@ class CaseGeometry:
             return np.asarray(liver_mask(self.case).array, bool)
         except EmptyStructureError:
             return None
+
+    @_cached
+    def lesions(self) -> BoolArray:
+        """Every lesion voxel (union of the case's lesions)."""
+        out = np.zeros(self.shape, bool)
+        for lid in self.case.lesion_ids:
+            out |= np.asarray(self.case.mask_array(lid), bool)
+        return out
 
     @_cached
     def vessel_names(self) -> list[str]:
@@ -258,7 +297,10 @@ def _restore(case: Case, maps: dict[str, Any]) -> CaseGeometry:
     """Unpickle a :class:`CaseGeometry`: its maps become the (unpickled) case's maps."""
     held = _MAPS.setdefault(case, {})
     for name, value in maps.items():
-        held.setdefault(name, value)
+        if name == _MEMO:
+            held.setdefault(_MEMO, {}).update({k: v for k, v in value.items() if k not in held[_MEMO]})
+        else:
+            held.setdefault(name, value)
     return CaseGeometry(case)
 
 

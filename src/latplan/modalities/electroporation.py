@@ -7,6 +7,7 @@ from __future__ import annotations
 from latplan.case.vocabulary import Modality
 from latplan.modalities.spec import ModalitySpec, TherapyFamily, Verdict
 from latplan.modalities.thermal import ablative_verdict
+from latplan.planning.applicators import shared_trajectory
 from latplan.planning.electroporation import plan_ect, plan_ire
 from latplan.planning.types import TreatmentPlan
 
@@ -27,8 +28,8 @@ def electroporation_verdict(plan: TreatmentPlan, target_margin_mm: float | None)
 
 
 ECT = ModalitySpec(Modality.ECT, TherapyFamily.ELECTROPORATION, 5, "electrochemotherapy", plan_ect,
-                   electroporation_verdict)
+                   electroporation_verdict, shared=shared_trajectory, expected_cost=30.0)
 IRE = ModalitySpec(Modality.IRE, TherapyFamily.ELECTROPORATION, 6, "irreversible electroporation", plan_ire,
-                   electroporation_verdict)
+                   electroporation_verdict, shared=shared_trajectory, expected_cost=46.0)
 
 SPECS = (ECT, IRE)

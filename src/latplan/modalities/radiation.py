@@ -87,10 +87,10 @@ def tare_verdict(plan: TreatmentPlan, target_margin_mm: float | None) -> Verdict
 
 
 IBT = ModalitySpec(Modality.IBT, TherapyFamily.RADIATION, 7, "interstitial HDR brachytherapy", _plan_ibt,
-                   ibt_verdict, rk.ibt_parameters)
+                   ibt_verdict, rk.ibt_parameters, expected_cost=9.0)
 SBRT = ModalitySpec(Modality.SBRT, TherapyFamily.RADIATION, 8, "stereotactic body radiotherapy", _plan_sbrt,
-                    sbrt_verdict, rk.sbrt_parameters)
+                    sbrt_verdict, rk.sbrt_parameters, expected_cost=1.5)
 TARE = ModalitySpec(Modality.TARE, TherapyFamily.RADIATION, 10, "radioembolisation (Y-90)", _plan_tare,
-                    tare_verdict, rk.tare_parameters)
+                    tare_verdict, rk.tare_parameters, expected_cost=0.1)
 
 SPECS = (IBT, SBRT, TARE)

@@ -17,7 +17,7 @@ from typing import Any
 from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
 from latplan.case.patient import Patient
-from latplan.errors import LatplanError, NotAvailableError, PlanningError
+from latplan.errors import InfeasiblePlanError, LatplanError, NotAvailableError, PlanningError
 from latplan.knowledge.rules import RuleSet
 from latplan.modalities.base import Assessment, Site
 from latplan.modalities.registry import MODALITIES
@@ -73,13 +73,16 @@ class SimulationJob:
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """What one :class:`SimulationJob` gave: the plan, or ``why`` there is none; planner wall time."""
+    """What one :class:`SimulationJob` gave: the plan, or ``why`` there is none; planner wall time;
+    ``limiting``: what blocked the plan when the planner found it infeasible
+    (:class:`~latplan.errors.InfeasiblePlanError`'s ``limiting``, e.g. ``"field_of_view"``), else None."""
 
     lesion_id: str
     modality: str
     plan: TreatmentPlan | None
     why: str | None
     runtime_s: float
+    limiting: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,17 +96,18 @@ def simulate_job(job: SimulationJob, case: Case, geometry: CaseGeometry | None) 
     geo = geometry if geometry is not None else case_geometry(case)
     plan: TreatmentPlan | None = None
     why: str | None = None
+    limiting: str | None = None
     t0 = time.perf_counter()
     try:
         plan = call_planner(job.modality, case, job.lesion_id, job.lesion, params, geo)
     except NotAvailableError as exc:
         why = str(exc)
     except PlanningError as exc:
-        limiting = getattr(exc, "limiting", None)
+        limiting = exc.limiting if isinstance(exc, InfeasiblePlanError) else None
         why = f"planner could not produce a plan: {exc}" + (f" (limiting: {limiting})" if limiting else "")
     except (LatplanError, TypeError, ValueError) as exc:
         why = f"planner failed: {type(exc).__name__}: {exc}"
-    return SimulationResult(job.lesion_id, job.modality, plan, why, time.perf_counter() - t0)
+    return SimulationResult(job.lesion_id, job.modality, plan, why, time.perf_counter() - t0, limiting)
 
 
 def verdict(modality: str, plan: TreatmentPlan, target_margin_mm: float | None) -> Verdict:

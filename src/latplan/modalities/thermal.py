@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from latplan.case.vocabulary import Modality
 from latplan.modalities.spec import ModalitySpec, TherapyFamily, Verdict
+from latplan.planning.applicators import shared_trajectory
 from latplan.planning.thermal import plan_cryo, plan_mwa, plan_rfa
 from latplan.planning.types import TreatmentPlan
 
@@ -31,9 +32,12 @@ def ablative_verdict(plan: TreatmentPlan, target_margin_mm: float | None) -> Ver
     return "achieves", f"covers {cov:.1f} %, minimal margin {margin:.1f} mm ≥ {target_margin_mm or 0:g} mm target"
 
 
-RFA = ModalitySpec(Modality.RFA, TherapyFamily.THERMAL, 1, "radiofrequency ablation", plan_rfa, ablative_verdict)
-MWA = ModalitySpec(Modality.MWA, TherapyFamily.THERMAL, 2, "microwave ablation", plan_mwa, ablative_verdict)
-CRYO = ModalitySpec(Modality.CRYO, TherapyFamily.THERMAL, 3, "cryoablation", plan_cryo, ablative_verdict)
+RFA = ModalitySpec(Modality.RFA, TherapyFamily.THERMAL, 1, "radiofrequency ablation", plan_rfa, ablative_verdict,
+                   shared=shared_trajectory, expected_cost=31.0)
+MWA = ModalitySpec(Modality.MWA, TherapyFamily.THERMAL, 2, "microwave ablation", plan_mwa, ablative_verdict,
+                   shared=shared_trajectory, expected_cost=25.0)
+CRYO = ModalitySpec(Modality.CRYO, TherapyFamily.THERMAL, 3, "cryoablation", plan_cryo, ablative_verdict,
+                    shared=shared_trajectory, expected_cost=1.4)
 HIFU = ModalitySpec(Modality.HIFU, TherapyFamily.THERMAL, 4, "high-intensity focused ultrasound",
                     None, ablative_verdict)
 

@@ -9,29 +9,33 @@ process pool and the Dask cohort tasks all chain these same functions):
                                                                                 composite dose, rank; board)
 
 :func:`run_simulations` runs a list of jobs in this process or in ``workers`` processes (one numba
-thread each). The clinical logic stays in :mod:`latplan.board` (rules, verdicts, ranking,
+thread each): the planners' shared per-lesion work first (``ModalitySpec.shared``, e.g. the
+trajectory: once per lesion, not once per planner), then the jobs longest first. The clinical logic stays in :mod:`latplan.board` (rules, verdicts, ranking,
 strategies); the planners in :mod:`latplan.planning` behind the :mod:`latplan.modalities` registry.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.anatomy.measurements import CaseMeasurements, measure
 from latplan.board.proposal import BoardProposal, CaseAssessment, assess_case, finish_case
 from latplan.board.proposal import simulation_jobs as board_simulation_jobs
 from latplan.case import Case
+from latplan.errors import LatplanError
 from latplan.knowledge.rules import RuleSet, load_rule_set
+from latplan.modalities.registry import MODALITIES
 from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker
+from latplan.pipeline.workers import init_worker, single_threaded_children
 
-__all__ = ["CaseAssessment", "PreparedCase", "SimulationJob", "SimulationResult", "assess", "finish", "prepare",
-           "run_simulation", "run_simulations", "simulation_jobs"]
+__all__ = ["CaseAssessment", "PreparedCase", "SimulationJob", "SimulationResult", "assess", "finish", "job_cost",
+           "longest_first", "prepare", "run_simulation", "run_simulations", "shared_work", "simulation_jobs"]
 
 #: a stage's progress: one message
 Say = Callable[[str], None]
@@ -99,14 +103,52 @@ def _init_simulation_worker(geometry: CaseGeometry) -> None:
     _WORKER_GEOMETRY[:] = [geometry]
 
 
-def _simulate_in_worker(job: SimulationJob) -> SimulationResult:
+def _shared_in_worker(modality: str, lesion_id: str) -> dict[Hashable, Any]:
+    """The shared per-lesion work of ``modality``'s planner (its spec's ``shared``), in a worker. An
+    error gives nothing to share: each planner then meets it itself and its result says why (as in
+    one process), instead of the whole run failing here."""
     geometry = _WORKER_GEOMETRY[0]
+    try:
+        return shared_work(modality, geometry.case, lesion_id, geometry)
+    except (LatplanError, TypeError, ValueError):
+        return {}
+
+
+def _simulate_in_worker(job: SimulationJob, shared: Mapping[Hashable, Any]) -> SimulationResult:
+    geometry = _WORKER_GEOMETRY[0]
+    geometry.remember(shared)  # the lesion's shared work, computed once (phase 1) for every worker
     return run_simulation(job, geometry.case, geometry)
+
+
+def shared_work(modality: str, case: Case, lesion_id: str, geometry: CaseGeometry) -> dict[Hashable, Any]:
+    """What the planners of ``modality`` share per lesion (e.g. the trajectory), computed once onto
+    ``geometry`` (:meth:`CaseGeometry.memo`); {} when its spec has none."""
+    spec = MODALITIES.get(modality)
+    if spec is None or spec.shared is None:
+        return {}
+    return dict(spec.shared(case, lesion_id, geometry))
+
+
+def job_cost(job: SimulationJob) -> float:
+    """Expected relative time of ``job`` (its modality's ``expected_cost``; a scheduling hint only)."""
+    spec = MODALITIES.get(job.modality)
+    return 1.0 if spec is None else float(spec.expected_cost)
+
+
+def longest_first(jobs: Sequence[SimulationJob]) -> list[int]:
+    """Job indices, the longest expected first (longest-processing-time rule: the workers finish
+    together); ties keep job order."""
+    return sorted(range(len(jobs)), key=lambda i: (-job_cost(jobs[i]), i))
 
 
 def run_simulations(jobs: Sequence[SimulationJob], case: Case, geometry: CaseGeometry, workers: int = 1,
                     progress: Say | None = None) -> list[SimulationResult]:
-    """Run ``jobs``: in this process, or in ``workers`` processes when > 1 (each job is independent)."""
+    """Run ``jobs``: in this process, or in ``workers`` processes when > 1 (each job is independent).
+
+    With workers, the planners' shared per-lesion work (e.g. the trajectory, ``ModalitySpec.shared``)
+    runs first, once per lesion, in the workers; its results go to the parent's geometry and with
+    every job of the lesion. Jobs then start longest first (:func:`longest_first`). The results come
+    back in job order, the same as in this process (a cache never changes a plan)."""
     say = progress or _quiet
     if workers <= 1 or len(jobs) <= 1:
         results = []
@@ -114,10 +156,25 @@ def run_simulations(jobs: Sequence[SimulationJob], case: Case, geometry: CaseGeo
             say(f"{job.lesion_id}: simulating {job.modality}")
             results.append(run_simulation(job, case, geometry))
         return results
-    out: list[SimulationResult] = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
-        for n, result in enumerate(pool.map(_simulate_in_worker, jobs), 1):
-            out.append(result)
+    # the maps every worker needs, computed here once (they travel with the pickled geometry)
+    _ = geometry.large_vessels, geometry.body, geometry.structure_names
+    wanted = {(job.lesion_id, spec.shared): job.modality for job in jobs
+              if (spec := MODALITIES.get(job.modality)) is not None and spec.shared is not None}
+    out: list[SimulationResult | None] = [None] * len(jobs)
+    with single_threaded_children(), \
+            ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
+        shared_futures: dict[str, list[Future[dict[Hashable, Any]]]] = {lesion_id: [] for lesion_id, _fn in wanted}
+        for (lesion_id, _fn), modality in wanted.items():
+            shared_futures[lesion_id].append(pool.submit(_shared_in_worker, modality, lesion_id))
+        shared: dict[str, dict[Hashable, Any]] = {}
+        for lesion_id, futs in shared_futures.items():
+            shared[lesion_id] = {k: v for f in futs for k, v in f.result().items()}
+            geometry.remember(shared[lesion_id])
+        futures = {pool.submit(_simulate_in_worker, jobs[i], shared.get(jobs[i].lesion_id, {})): i
+                   for i in longest_first(jobs)}
+        for n, fut in enumerate(as_completed(futures), 1):
+            result = fut.result()
+            out[futures[fut]] = result
             say(f"{result.lesion_id}: simulated {result.modality} ({n}/{len(jobs)})")
-    return out
+    return [r for r in out if r is not None]

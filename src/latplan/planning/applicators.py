@@ -32,15 +32,16 @@ Decisions
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import ndimage, optimize
 
-from latplan.anatomy.geometry import case_geometry, structure_role
+from latplan.anatomy.geometry import LARGE_VESSEL_CALIBRE_MM, CaseGeometry, geometry_for, structure_role
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
 from latplan.imaging.volume import Volume
@@ -57,7 +58,9 @@ __all__ = [
     "find_trajectory",
     "fit_units",
     "heat_sink_vessels",
+    "shared_trajectory",
     "target_mask",
+    "trajectory_key",
     "unit_pattern_mm",
 ]
 
@@ -69,7 +72,6 @@ AVOID_ROLES = frozenset({StructureRole.BONE, StructureRole.LUNG, StructureRole.H
 COLLATERAL_ROLES = frozenset({StructureRole.BILE_DUCT, StructureRole.GALLBLADDER, StructureRole.KIDNEY,
                               StructureRole.DIAPHRAGM, StructureRole.LUNG, StructureRole.HEART,
                               StructureRole.ADRENAL, StructureRole.PANCREAS, StructureRole.SPLEEN} | HOLLOW_ORGAN_ROLES)
-LARGE_VESSEL_CALIBRE_MM = 3.0
 MAX_DEPTH_MM = 250.0
 RAY_OFFSET_MM = 2.5
 
@@ -129,29 +131,58 @@ def _fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
 
 
-def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = 600) -> Trajectory:
+DEFAULT_DIRECTIONS = 600
+
+
+def find_trajectory(case: Case, lesion_id: str, *, n_directions: int = DEFAULT_DIRECTIONS,
+                    geometry: CaseGeometry | None = None) -> Trajectory:
     """Best safe straight path from the skin to the centroid of ``lesion_id`` (see module doc).
 
     The skin is where the path leaves the body (:attr:`CaseGeometry.body`: the body label, or the body
     from the image) *inside* the image. A path that reaches the edge of the image still inside the
     body cannot be verified (the image does not show the abdominal wall along it): it is chosen only
     when no verified path avoids every structure at risk, and then it is not safe (``verified`` False).
+
+    Computed once per case, lesion and ``n_directions`` (kept on the case's :class:`CaseGeometry`,
+    :meth:`~CaseGeometry.memo`; every planner of the lesion reads the same path, also in worker
+    processes when the pipeline computed it before they started); each call returns its own copy.
     """
+    geo = geometry_for(case, geometry)
+    traj = geo.memo(trajectory_key(lesion_id, n_directions),
+                    lambda: _find_trajectory(geo, lesion_id, n_directions))
+    return copy.deepcopy(traj)
+
+
+def shared_trajectory(case: Case, lesion_id: str, geometry: CaseGeometry) -> dict[Hashable, Trajectory]:
+    """:func:`find_trajectory` of the lesion (default directions), computed once onto ``geometry``, as
+    its memo entry (the pipeline runs it before simulations fan out and sends it to every worker
+    planning the lesion: all its planners read the same path)."""
+    geo = geometry_for(case, geometry)
+    key = trajectory_key(lesion_id)
+    return {key: geo.memo(key, lambda: _find_trajectory(geo, lesion_id, DEFAULT_DIRECTIONS))}
+
+
+def trajectory_key(lesion_id: str, n_directions: int = DEFAULT_DIRECTIONS) -> tuple[str, str, int]:
+    """The :meth:`CaseGeometry.memo` key of :func:`find_trajectory`'s result."""
+    return "trajectory", lesion_id, int(n_directions)
+
+
+def _find_trajectory(geometry: CaseGeometry, lesion_id: str, n_directions: int) -> Trajectory:
+    case = geometry.case
     labels = case.labels
     lesion = case.lesion_mask(lesion_id).array
     h = labels.spacing_kji_mm
     target = labels.index_to_mm(np.argwhere(lesion).mean(axis=0))
     lab = labels.array
     value_to_name: dict[int, str] = {}
-    for n in _names_with_roles(case, AVOID_ROLES):
+    for n in geometry.names_with_roles(AVOID_ROLES):
         for value in case.label_table.values_for(n):
             value_to_name[int(value)] = n
     forbidden = np.isin(lab, list(value_to_name)) if value_to_name else np.zeros(lab.shape, bool)
-    geometry = case_geometry(case)  # computed once per case (latplan.anatomy.geometry)
     forbidden = forbidden | geometry.large_vessels
     body = geometry.body  # body label ∪ labelled voxels, or the body from the image ([L] field of view)
-    liver_names = _names_with_roles(case, {StructureRole.LIVER, StructureRole.LIVER_SEGMENT})
-    liver = np.isin(lab, [v for n in liver_names for v in case.label_table.values_for(n)])
+    # liver parenchyma: the case's liver without its lesions (a path's cover of liver tissue)
+    liver = geometry.liver & ~geometry.lesions if geometry.liver is not None else np.zeros(lab.shape, bool)
     lesion_dil = target_mask(lesion, 2.0, h)
 
     step = 0.5 * float(h.min())
@@ -397,12 +428,14 @@ def collateral_structures(case: Case, zone: Volume, lo: Sequence[int]) -> list[d
 
 def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
                       min_calibre_mm: float = LARGE_VESSEL_CALIBRE_MM,
-                      measurements: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                      measurements: dict[str, Any] | None = None,
+                      geometry: CaseGeometry | None = None) -> list[dict[str, Any]]:
     """Vessels ≥ ``min_calibre_mm`` within ``within_mm`` of the lesion: name, calibre, distance.
 
     Uses the anatomy measurements (``heat_sink_vessels``) when given, else measures on the
-    label map (distance = lesion surface to vessel voxels; calibre = 2 × largest inscribed
-    radius of the vessel within the search region + one voxel).
+    label map (distance = lesion surface to vessel voxels; calibre = the largest local calibre of the
+    vessel within the search region, from the case's one calibre map
+    :attr:`~latplan.anatomy.geometry.CaseGeometry.vessel_calibre_mm`).
     """
     if measurements and isinstance(measurements.get("heat_sink_vessels"), list):
         return [
@@ -411,22 +444,23 @@ def heat_sink_vessels(case: Case, lesion_id: str, *, within_mm: float = 10.0,
             if v.get("calibre_mm") is not None and v["calibre_mm"] >= min_calibre_mm
             and v.get("distance_mm") is not None and v["distance_mm"] <= within_mm
         ]
+    geo = geometry_for(case, geometry)
     lesion = case.lesion_mask(lesion_id).array
     h = case.labels.spacing_kji_mm
     lo, hi = crop_around(lesion, within_mm + 10.0, h)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     les = lesion[sl]
     dist = ndimage.distance_transform_edt(~les, sampling=h)
+    calibre_map = geo.vessel_calibre_mm[sl]
     out = []
-    for n in _names_with_roles(case, VESSEL_ROLES):
+    for n in geo.names_with_roles(VESSEL_ROLES):
         m = case.mask_array(n)[sl]
         if not m.any():
             continue
         near = m & (dist <= within_mm + 0.5 * float(h.max()))
         if not near.any():
             continue
-        inside = ndimage.distance_transform_edt(np.pad(m, 1), sampling=h)[1:-1, 1:-1, 1:-1]
-        calibre = 2.0 * float(inside[m & (dist <= within_mm + 6.0)].max())
+        calibre = float(calibre_map[m & (dist <= within_mm + 6.0)].max())
         if calibre < min_calibre_mm:
             continue
         gap = max(0.0, float(dist[near].min()) - 0.5 * float(h.mean()))

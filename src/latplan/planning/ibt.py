@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from latplan.anatomy.geometry import CaseGeometry, case_geometry, geometry_for
+from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES, StructureRole
 from latplan.errors import EmptyStructureError, InvalidInputError, PlanningError
 from latplan.imaging.volume import Volume
@@ -164,18 +164,14 @@ def _has(case: Any, name: str) -> bool:
 structure_names_cached = _names
 
 
-def liver_mask(case: Any) -> np.ndarray | None:
-    """Liver = the ``liver`` structure ∪ Couinaud segments ∪ lesions inside them; None when absent."""
-    parts = [n for n in _names(case)
-             if n == "liver" or case.role(n) == StructureRole.LIVER_SEGMENT]
-    if not parts:
+def liver_mask(case: Any, geometry: CaseGeometry | None = None) -> np.ndarray | None:
+    """Liver ∪ every lesion (lesions are labelled over the liver: they count as liver tissue); None
+    when the case has no liver. The liver is the case's one liver mask
+    (:attr:`latplan.anatomy.geometry.CaseGeometry.liver`); a new array each call."""
+    geo = geometry_for(case, geometry)
+    if geo.liver is None:
         return None
-    m = np.zeros(case.labels.shape, bool)
-    for n in parts:
-        m |= case.mask_array(n)
-    for n in case.lesion_ids:  # lesions are labelled over the liver: count them as liver tissue
-        m |= case.mask_array(n)
-    return m
+    return np.asarray(geo.liver | geo.lesions, bool)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,27 +185,35 @@ def _fibonacci_dirs(n: int) -> np.ndarray:
     return np.stack([np.cos(th) * np.sin(phi), np.sin(th) * np.sin(phi), np.cos(phi)], axis=1)
 
 
-def _body_mask(case: Any) -> np.ndarray:
-    if _has(case, "body"):
-        # the label map holds one label per voxel: organs inside the body are not "body" voxels
-        return case.mask_array("body") | (np.asarray(case.labels.array) > 0)
-    if str(getattr(case, "image_modality", "CT")).upper() == "CT":
-        body = np.asarray(case.image.array) > -400
-        if body.any() and body.mean() < 0.999:
-            return ndi.binary_fill_holes(body)
-    return np.ones(case.labels.shape, bool)
-
-
 def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: set[str],
-                        stride: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                        stride: np.ndarray | None = None, geometry: CaseGeometry | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(distance to the nearest forbidden voxel in mm, penalised mask, names of forbidden structures),
-    on the grid subsampled by ``stride`` (k, j, i) — the EDT runs on the coarse grid (speed/memory)."""
+    on the grid subsampled by ``stride`` (k, j, i) — the EDT runs on the coarse grid (speed/memory).
+
+    A vessel is forbidden where its local calibre (the case's one calibre map,
+    :attr:`~latplan.anatomy.geometry.CaseGeometry.vessel_calibre_mm`) is ≥ ``vessel_min_calibre_mm``.
+    Once per case and arguments (:meth:`~latplan.anatomy.geometry.CaseGeometry.memo`): it does not
+    depend on the lesion planned. The arrays returned are shared: do not modify them."""
+    geo = geometry_for(case, geometry)
+    stride = np.ones(3, int) if stride is None else np.asarray(stride, int)
+    key = ("ibt_forbidden_distance", float(vessel_min_calibre_mm), tuple(sorted(lesion_names)),
+           tuple(int(x) for x in stride))
+    dist, penal, names = geo.memo(key, lambda: _forbidden_distance_uncached(geo, vessel_min_calibre_mm,
+                                                                           lesion_names, stride))
+    return dist, penal, list(names)
+
+
+def _forbidden_distance_uncached(geometry: CaseGeometry, vessel_min_calibre_mm: float, lesion_names: set[str],
+                                 stride: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    case = geometry.case
     shape = case.labels.shape
     forbidden = np.zeros(shape, bool)
     penal = np.zeros(shape, bool)
     names = []
     sp = case.labels.spacing_kji_mm
-    for name in _names(case):
+    big_vessel = geometry.vessel_calibre_mm >= vessel_min_calibre_mm
+    for name in geometry.structure_names:
         if name in lesion_names:
             continue
         role = case.role(name)
@@ -217,26 +221,12 @@ def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: s
             forbidden |= case.mask_array(name)
             names.append(name)
         elif role in VESSEL_ROLES:
-            m = case.mask_array(name)
-            # local calibre ≈ 2 × the largest inscribed radius (EDT) within ± the calibre limit;
-            # computed inside the vessel's bounding box only (speed)
-            size = np.maximum(1, np.ceil(vessel_min_calibre_mm / sp).astype(int) * 2 + 1)
-            idx = np.argwhere(m)
-            if idx.size == 0:
-                continue
-            lo = np.maximum(idx.min(0) - size, 0)
-            hi = np.minimum(idx.max(0) + size + 1, np.asarray(shape))
-            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-            radius = ndi.distance_transform_edt(np.pad(m[box], 1), sampling=sp)[1:-1, 1:-1, 1:-1]
-            local = ndi.maximum_filter(radius, size=tuple(size))
-            big = np.zeros(shape, bool)
-            big[box] = m[box] & (2.0 * local >= vessel_min_calibre_mm)
+            big = case.mask_array(name) & big_vessel
             if big.any():
                 forbidden |= big
                 names.append(name)
         elif role in _PENALISED_ROLES:
             penal |= case.mask_array(name)
-    stride = np.ones(3, int) if stride is None else np.asarray(stride, int)
     sl = tuple(slice(0, None, int(x)) for x in stride)
     if stride.max() > 1:
         # keep thin structures: a coarse voxel is forbidden when any fine voxel of its block is
@@ -244,6 +234,11 @@ def _forbidden_distance(case: Any, vessel_min_calibre_mm: float, lesion_names: s
     f = forbidden[sl]
     dist = ndi.distance_transform_edt(~f, sampling=sp * stride) if f.any() else np.full(f.shape, 1e6)
     return dist, penal[sl], names
+
+
+def _placement_stride(spacing_kji_mm: np.ndarray) -> np.ndarray:
+    """Catheter placement works on a ~2 mm grid: placement needs no finer resolution."""
+    return np.maximum(1, np.rint(2.0 / np.asarray(spacing_kji_mm, float)).astype(int))
 
 
 @dataclass
@@ -339,24 +334,26 @@ def _kmeans_2d(pts: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 def place_catheters(case: Any, ctv: Volume, *, safety_mm: float = 3.0, vessel_min_calibre_mm: float = 3.0,
                     dwell_step_mm: float = 5.0, dwell_extension_mm: float = 2.5, n_catheters: int | None = None,
                     n_directions: int = 800, lesion_names: Sequence[str] = (), min_spacing_mm: float = 5.0,
-                    max_divergence_deg: float = 15.0) -> tuple[list[Catheter], list[str]]:
+                    max_divergence_deg: float = 15.0,
+                    geometry: CaseGeometry | None = None) -> tuple[list[Catheter], list[str]]:
     """Propose percutaneous catheters through the CTV; returns (catheters, notes).
 
     The main direction is the cheapest safe line through the CTV centre; the other catheters pass
     through pierce points spread over the CTV cross-section (k-means) and run parallel to it where
     that line is safe, otherwise within ``max_divergence_deg`` of it. A catheter whose axis comes
-    closer than ``min_spacing_mm`` to an accepted one inside the target is not used.
+    closer than ``min_spacing_mm`` to an accepted one inside the target is not used. The body and the
+    vessel calibre are the case's (:class:`~latplan.anatomy.geometry.CaseGeometry`, ``geometry``).
     """
+    geo = geometry_for(case, geometry)
     notes: list[str] = []
     ctv_arr = ctv.array.astype(bool)
     if not ctv_arr.any():
         raise EmptyStructureError("the CTV is empty; no catheter can be placed.")
-    # work on a ~2 mm grid: placement needs no finer resolution
-    stride = np.maximum(1, np.rint(2.0 / ctv.spacing_kji_mm).astype(int))
+    stride = _placement_stride(ctv.spacing_kji_mm)
     sl = tuple(slice(0, None, int(s)) for s in stride)
     grid = Volume(ctv_arr[sl], _strided_affine(ctv, stride))
-    dist, penal, names = _forbidden_distance(case, vessel_min_calibre_mm, set(lesion_names), stride)
-    ctx = _PlacementContext(grid, _body_mask(case)[sl], ctv_arr[sl], dist, penal)
+    dist, penal, names = _forbidden_distance(case, vessel_min_calibre_mm, set(lesion_names), stride, geo)
+    ctx = _PlacementContext(grid, geo.body[sl], ctv_arr[sl], dist, penal)
     if names:
         notes.append("catheters avoid " + ", ".join(sorted(set(names))) + f" by ≥ {safety_mm:g} mm "
                      f"(vessels only where the calibre is ≥ {vessel_min_calibre_mm:g} mm)")
@@ -987,7 +984,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     ``geometry``: the case's :class:`~latplan.anatomy.geometry.CaseGeometry`, computed once by the pipeline.
     """
     t_start = time.perf_counter()
-    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
+    geo = geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     proto = _protocol(case, prescription_gy, margin_mm if ctv_margin_mm is None else ctv_margin_mm, target_margin_mm,
                       oar_limits, ras_status)
     rx = proto.prescription_gy
@@ -1005,10 +1002,10 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
         cats, notes = place_catheters(case, ctv, safety_mm=safety_mm, vessel_min_calibre_mm=vessel_min_calibre_mm,
                                       dwell_step_mm=dwell_step_mm, dwell_extension_mm=dwell_extension_mm,
                                       n_catheters=n_catheters, lesion_names=sorted(lesion_names),
-                                      min_spacing_mm=min_catheter_spacing_mm)
+                                      min_spacing_mm=min_catheter_spacing_mm, geometry=geo)
     dist_ctv = _box_distance(ctv_arr, grid.spacing_kji_mm, 45.0)
     oar_structs = _organ_masks(case, proto.oar_limits, ctv_arr)
-    liver = liver_mask(case)
+    liver = liver_mask(case, geo)
     sm = _sample_problem(case, grid, ctv_arr, dist_ctv, oar_structs, proto.oar_limits, liver, grid_mm,
                          robust_shift_mm if plan_for_robustness else None)
     cats, res, n_rows, prune_notes = _optimise_and_prune(sm, list(cats), calc, rx, max_modulation, target_mean_weight,
@@ -1016,7 +1013,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     notes += prune_notes
     times = res.times_s
     metrics, curves, more = _evaluate(case, lesion_id, proto, grid, ctv_arr, dist_ctv, oar_structs, liver, calc, cats,
-                                      times, robustness_shifts_mm, alpha_beta_gy)
+                                      times, robustness_shifts_mm, alpha_beta_gy, geo)
     caveats += more
     limiting = metrics["limiting_constraint"] or (None if metrics["feasible"] else res.limiting_constraint
                                                   or "catheter_geometry")
@@ -1048,7 +1045,7 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
 def _evaluate(case: Any, lesion_id: str, proto: _Protocol, grid: Volume, ctv_arr: np.ndarray, dist_ctv: np.ndarray,
               oar_structs: Mapping[str, np.ndarray], liver: np.ndarray | None, calc: _DoseCalc,
               cats: Sequence[Catheter], times: np.ndarray, robustness_shifts_mm: Sequence[float],
-              alpha_beta_gy: float) -> tuple[dict[str, Any], list[DVHCurve], list[str]]:
+              alpha_beta_gy: float, geometry: CaseGeometry) -> tuple[dict[str, Any], list[DVHCurve], list[str]]:
     """Every metric of the plan (DVH metrics from sub-voxel sampling of the targets)."""
     rx = proto.prescription_gy
     caveats: list[str] = []
@@ -1104,19 +1101,18 @@ def _evaluate(case: Any, lesion_id: str, proto: _Protocol, grid: Volume, ctv_arr
         if device["ok"] is False:
             caveats.append(f"cardiac device: estimated dose {device['dose_gy_estimate']:.2f} Gy > "
                            f"{device['limit_gy']:g} Gy (TG-203); cardiology review needed")
-    verified, unverified = _catheter_paths_verified(case, cats)
+    verified, unverified = _catheter_paths_verified(geometry, cats)
     metrics["trajectory_verified"] = verified
     caveats.extend(unverified)
     return metrics, curves, caveats
 
 
-def _catheter_paths_verified(case: Any, cats: Sequence[Catheter]) -> tuple[bool, list[str]]:
+def _catheter_paths_verified(geometry: CaseGeometry, cats: Sequence[Catheter]) -> tuple[bool, list[str]]:
     """Does the image show each catheter leaving the body inside it ([L] skin and entry)?
 
     A path that reaches the image edge still inside the body cannot be verified on this image (the
     abdominal wall along it is not shown): the plan says so instead of calling it safe.
     """
-    geometry = case_geometry(case)
     notes: list[str] = []
     for n, cat in enumerate(cats, 1):
         check = geometry.path_check(np.asarray(cat.tip_mm, float), np.asarray(cat.entry_mm, float))

@@ -135,7 +135,7 @@ def plan_thermal(
     take it off the predicted zone (module doc); False keeps the plain zone (faster).
     """
     t_start = time.perf_counter()
-    geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
+    geo = geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
     if engine not in ("chart", "bioheat"):
         raise InvalidInputError(f"engine must be 'chart' or 'bioheat'; got {engine!r}.")
     if not 0.0 <= target_margin_mm <= 30.0:
@@ -145,7 +145,7 @@ def plan_thermal(
     h = case.labels.spacing_kji_mm
     dev, sizes, unit_sizes = _candidates(modality, device)
     max_units = MAX_UNITS[modality] if max_applicators is None else int(max_applicators)
-    traj = find_trajectory(case, lesion_id)
+    traj = find_trajectory(case, lesion_id, geometry=geo)
 
     biggest = max(sizes, key=lambda z: z.volume_ml)
     pad = 0.5 * max(biggest.length_mm, biggest.width_mm) + 45.0 + target_margin_mm
@@ -174,7 +174,7 @@ def plan_thermal(
                        "published in vivo RFA models reach Dice 0.42–0.73 (PHYSICS.md)")
     sinks = heat_sink_vessels(case, lesion_id, measurements=meas)
     # the lumen of a vessel ≥ 3 mm is blood that flows: never part of an ablation zone
-    lumen = _large_vessel_lumen(case, sl)
+    lumen = _large_vessel_lumen(geo, sl)
     if np.any(zone.array & lumen):
         zone = zone.with_array(zone.array & ~lumen)
         margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
@@ -368,11 +368,10 @@ RFA_DURATION_S = 720.0
 RFA_MAX_POWER_W = 200.0
 
 
-def _vessel_calibre_mm(case: Case, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _vessel_calibre_mm(geometry: CaseGeometry, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Vessel voxels of the crop and their local calibre (mm): the case's one calibre map
-    (:func:`latplan.anatomy.geometry.case_geometry`, computed once per case)."""
-    geo = case_geometry(case)
-    return geo.vessels[sl], geo.vessel_calibre_mm[sl]
+    (:attr:`latplan.anatomy.geometry.CaseGeometry.vessel_calibre_mm`, computed once per case)."""
+    return geometry.vessels[sl], geometry.vessel_calibre_mm[sl]
 
 
 def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int = 1,
@@ -394,7 +393,7 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int =
             out[np.isin(lab_case, vals)] = 1
         elif r == StructureRole.LESION:
             out[np.isin(lab_case, vals)] = 2
-    vessel, calibre = _vessel_calibre_mm(case, sl)
+    vessel, calibre = _vessel_calibre_mm(case_geometry(case), sl)
     info: dict[str, Any] = {"vessel_calibres_mm": []}
     if not vessels_as_sinks:
         out[vessel] = 1  # vessels replaced by liver: the comparison run without heat sink
@@ -421,9 +420,10 @@ def _to_kji(ref: Any, lo_shift: np.ndarray, p_mm: np.ndarray, h_sim: np.ndarray,
     return (idx / stride * up + 0.5 * (up - 1)) * h_sim
 
 
-def _large_vessel_lumen(case: Case, sl: tuple[slice, ...]) -> np.ndarray:
-    """Voxels of the crop inside a vessel ≥ 3 mm (flowing blood): the case's large-vessel map."""
-    return np.asarray(case_geometry(case).large_vessels[sl], bool)
+def _large_vessel_lumen(geometry: CaseGeometry, sl: tuple[slice, ...]) -> np.ndarray:
+    """Voxels of the crop inside a vessel ≥ 3 mm (flowing blood): the case's large-vessel map
+    (:attr:`latplan.anatomy.geometry.CaseGeometry.large_vessels`)."""
+    return np.asarray(geometry.large_vessels[sl], bool)
 
 
 def _board_metrics(modality: str, case: Case, zone: np.ndarray, lesion: np.ndarray, target: np.ndarray,
@@ -452,8 +452,8 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
     from scipy import ndimage
 
     h = case.labels.spacing_kji_mm
-    vessel, calibre = _vessel_calibre_mm(case, sl)
-    large = _large_vessel_lumen(case, sl)
+    vessel, calibre = _vessel_calibre_mm(case_geometry(case), sl)
+    large = _large_vessel_lumen(case_geometry(case), sl)
     if not large.any():
         return []
     lab = case.labels.array[sl]
@@ -503,8 +503,8 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     l_ws, l_wo = info.pop("log10_damage"), info_wo.pop("log10_damage")
     h = case.labels.spacing_kji_mm
     sl = tuple(slice(a, a + n) for a, n in zip(lo, ref.shape, strict=True))
-    vessel, _ = _vessel_calibre_mm(case, sl)
-    large = _large_vessel_lumen(case, sl)
+    vessel, _ = _vessel_calibre_mm(case_geometry(case), sl)
+    large = _large_vessel_lumen(case_geometry(case), sl)
     n_chart = int(zone.sum() + np.sum(zone & large))  # chart zone incl. the lumen (vessel-free liver)
     ranked = np.sort(l_wo.ravel())[::-1]
     heated = int(np.sum(ranked > LOG10_DAMAGE_FLOOR))
