@@ -120,11 +120,15 @@ def test_zone_band_of_a_sphere_matches_the_analytic_shells() -> None:
 
 @pytest.mark.slow
 def test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics() -> None:
-    """Reference: Lu et al., AJR 2002;178:47 and Yu et al. 2008 — tissue against the wall of a
-    vessel ≥ 3 mm escapes coagulation (less so with MWA, but not none). Synthetic case: Ø 6 mm
-    vessel 6 mm from an 18 mm lesion, 2 mm voxels. The chart zone reaches the vessel wall (margin
-    ≥ 5 mm); the physics zone stops at least one voxel short of it, so the margin towards the vessel
-    falls below 5 mm and the 5 mm target is not met; the lumen is never in either zone."""
+    """Reference: Lu et al., AJR 2002;178:47 and Yu et al., J Vasc Interv Radiol 2008;19:1087 — with
+    MWA the thermal injury reached the wall of the hepatic vein in every section, the margin being
+    concavely distorted in 39 % of them (more for larger veins): the vessel still cools (less so
+    with MWA, but not none). Synthetic case: Ø 6 mm vessel 6 mm from an 18 mm lesion, 2 mm voxels.
+    The chart zone reaches the vessel wall (margin ≥ 5 mm); the physics zone with the vessel is
+    smaller than without it and its margin is at most the chart's; the lumen is never in either
+    zone. (Formerly asserted: the physics zone stops one voxel short of the wall, margin < 5 mm —
+    an effect of the grid-dependent wall heat transfer, ≈ 2× Chato's film value at 1 mm; with the
+    boundary-layer wall (data file vessels.wall_nusselt) the MWA zone reaches the wall, as Yu 2008.)"""
     from latplan.planning.thermal import plan_mwa
 
     case = _vessel_case()
@@ -133,6 +137,7 @@ def test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics() -> None:
     assert chart.metrics["covered"] and chart.metrics["min_margin_mm"] >= 5.0
     hs = phys.metrics["heat_sink"]
     assert hs["min_margin_without_heat_sink_mm"] == pytest.approx(chart.metrics["min_margin_mm"])
-    assert phys.metrics["min_margin_mm"] < 5.0 and not phys.metrics["covered"]
+    assert hs["simulated_zone_ml_with_vessels"] < hs["simulated_zone_ml_without_vessels"]
+    assert phys.metrics["min_margin_mm"] <= hs["min_margin_without_heat_sink_mm"]
     for p in (chart, phys):
         assert not np.any(p.zone.array & _large_lumen(case, p.zone))

@@ -394,6 +394,7 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int =
         elif r == StructureRole.LESION:
             out[np.isin(lab_case, vals)] = 2
     vessel, calibre = _vessel_calibre_mm(case_geometry(case), sl)
+    grid_mm = float(np.min(case.labels.spacing_kji_mm)) * stride / up  # the simulation grid (wall heat transfer)
     info: dict[str, Any] = {"vessel_calibres_mm": []}
     if not vessels_as_sinks:
         out[vessel] = 1  # vessels replaced by liver: the comparison run without heat sink
@@ -402,7 +403,7 @@ def _bioheat_labels(case: Case, sl: tuple[slice, ...], stride: int, *, up: int =
         which = np.clip(np.searchsorted(bins, calibre[vessel], side="left"), 0, len(bins) - 1)
         vals = out[vessel]
         for b in np.unique(which):
-            table.append(bh.vessel_tissue(float(bins[b])))
+            table.append(bh.vessel_tissue(float(bins[b]), grid_mm=grid_mm))
             vals[which == b] = len(table) - 1
             info["vessel_calibres_mm"].append(float(bins[b]))
         out[vessel] = vals
@@ -577,6 +578,34 @@ def _cryo_run(ref: Any, fit: PlacementResult, device: str, lab: np.ndarray, tiss
     return res
 
 
+def _mwa_run(ref: Any, fit: PlacementResult, device: str, lab: np.ndarray, tissues: Any,
+             hs: tuple[float, float, float], h_sim: np.ndarray, stride: int, up: int, d: np.ndarray,
+             d_kji: np.ndarray) -> Any:
+    """MWA physics of the fitted antennas on the crop's tissues (perfused liver, vessels as heat
+    sinks by calibre), latent heat of vaporisation and dehydration: the device's source shape
+    (:func:`latplan.physics.bioheat.mwa_model`) at the INTERIM constant absorbed fraction of the
+    data file (``mwa_planner_efficiency``). The ex vivo calibration (η, β, a, cooled shaft) is not
+    used here yet: in vivo its Emprint absorbed power falls to ≈ 3 % of the generator's by 5 min
+    (a = 1.69) and its 25 °C shaft leaves a cold sleeve along each antenna, which the perivascular
+    planner tests reject (docs/ablation-physics.md, "MWA in the planner")."""
+    from latplan.physics import bioheat as bh
+
+    model = bh.mwa_model(device)
+    eta = float(bh.thermal_constants()["mwa_planner_efficiency"][device])
+    q = np.zeros(lab.shape, np.float32)
+    for tip in fit.tips_mm:
+        feed = _t3(_to_kji(ref, np.zeros(3), tip + model.feed_offset_from_tip_mm * d, h_sim, stride, up))
+        q += bh.mwa_source(lab.shape, hs, feed, _t3(d_kji), penetration_mm=model.penetration_mm,
+                           elongation=model.elongation, core_mm=model.core_mm)
+    s = fit.sizes[0].settings
+    units = len(fit.tips_mm)
+    res = bh.simulate_heating(lab, tissues, hs, float(s["time_s"]), source_w_m3_per_w=q / units,
+                              power_w=eta * float(s["power_w"]) * units, vaporisation_c=model.vaporisation_c,
+                              dried_sar_fraction=model.dried_sar_fraction)
+    res.info["mwa"] = {"efficiency": eta, "calibration": "interim: perfused fit on one chart row (data file)"}
+    return res
+
+
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
                  device: str, *, vessels_as_sinks: bool = True,
                  power_trace: tuple[float, np.ndarray] | None = None,
@@ -615,21 +644,9 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     shape = lab.shape
     t0 = time.perf_counter()
     if modality == "mwa":
-        model = bh.mwa_model(device)
-        # interim: the planner's absorbed power is the former perfused fit (data file
-        # mwa_planner_efficiency, see there), not the ex vivo calibration
-        eta = float(bh.thermal_constants()["mwa_planner_efficiency"][device])
-        q = np.zeros(shape, np.float32)
-        for tip in fit.tips_mm:
-            feed = tip + model.feed_offset_from_tip_mm * d
-            q += bh.mwa_source(shape, hs, _t3(_to_kji(ref, np.zeros(3), feed, h_sim, stride, up)), _t3(d_kji),
-                               penetration_mm=model.penetration_mm, elongation=model.elongation, core_mm=model.core_mm)
-        s = fit.sizes[0].settings
-        res = bh.simulate_heating(lab, tissues, hs, float(s["time_s"]), source_w_m3_per_w=q / len(fit.tips_mm),
-                                  power_w=eta * float(s["power_w"]) * len(fit.tips_mm),
-                                  vaporisation_c=model.vaporisation_c, dried_sar_fraction=model.dried_sar_fraction)
+        res = _mwa_run(ref, fit, device, lab, tissues, hs, h_sim, stride, up, d, d_kji)
         field_c = res.peak_temperature_c
-        info.update({"efficiency": eta, "calibration": "interim: perfused fit on one chart row (data file)"})
+        info.update(res.info["mwa"])
     elif modality == "rfa":
         q = np.zeros(shape, np.float32)
         sensor = np.zeros(shape, bool)
