@@ -16,6 +16,10 @@ Decisions
 * σ(T) = σ₃₇ (1 + α (T − 37)) rising ≈ 1.5 %/°C, collapsing by two orders of magnitude between
   99 and 100 °C (desiccation; reversible when the tissue cools) — data file ``rfa_generator.yaml``.
 * Internally cooled electrode: its voxels are held at the coolant temperature.
+* Boiling is latent heat (the kernel's enthalpy store between 99 and 100 °C, as for MWA): no
+  temperature cap, no energy deleted.
+* ``potential_factor`` 2 (the planner's 1 mm runs): the potential on a 2× coarser grid, the
+  electrode's near field re-solved on the thermal grid (:class:`TwoLevelPotential`).
 * Generator (impedance control as on the Cool-tip): power ramps towards the maximum; when the
   impedance rises a set amount above its lowest value since the last restart the output is cut
   for a pause, then restarts lower and ramps again (roll-off and recovery).
@@ -43,6 +47,7 @@ from latplan.physics.bioheat.controllers import (
     _fields,
     _heat_constants,
     _heating_result,
+    _latent_j,
     _vaporisation_store,
 )
 from latplan.physics.bioheat.data import BioheatResult, Tissue
@@ -59,7 +64,7 @@ from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxe
 RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
 #: largest thermal step of an RFA run (s): the generator reacts within seconds
 RFA_MAX_DT_S = 1.0
-#: tissue temperature cap (°C): water boils, the σ collapse cuts the current (see module doc)
+#: tissue water boils here (°C): the latent store fills between 99 and 100 °C, where σ collapses
 VAPORISATION_C = 100.0
 
 
@@ -186,6 +191,59 @@ def _joule_current(phi, sigma, b0, b1, b2, fixed, mask, h0, h1, h2, inside):  # 
     return out, current
 
 
+@nb.njit(cache=True)
+def _block_means(sigma, weight, f, c0, c1, c2):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """Means of σ and of the power weight over blocks of f³ voxels (edge blocks: their voxels only
+    for σ; the weight over the full f³, as the power is spread over the block's voxels)."""
+    nk, nj, ni = sigma.shape
+    sm = np.zeros((c0, c1, c2))
+    cnt = np.zeros((c0, c1, c2))
+    wm = np.zeros((c0, c1, c2))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                a, b, c = k // f, j // f, i // f
+                sm[a, b, c] += sigma[k, j, i]
+                cnt[a, b, c] += 1.0
+                wm[a, b, c] += weight[k, j, i]
+    full = float(f * f * f)
+    for a in range(c0):
+        for b in range(c1):
+            for c in range(c2):
+                sm[a, b, c] /= max(cnt[a, b, c], 1.0)
+                wm[a, b, c] /= full
+    return sm, wm
+
+
+@nb.njit(cache=True)
+def _spread(joule_c, wm, weight, f):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """Each block's coarse Joule density shared among its voxels ∝ ``weight`` (block power exact)."""
+    nk, nj, ni = weight.shape
+    out = np.zeros((nk, nj, ni))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                m = wm[k // f, j // f, i // f]
+                if m > 0.0:
+                    out[k, j, i] = joule_c[k // f, j // f, i // f] * weight[k, j, i] / m
+    return out
+
+
+@nb.njit(cache=True)
+def _sigma_t(sig37, t, alpha, t_ref, t0, t1, frac):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """σ(T) of :func:`conductivity_at`, one pass."""
+    nk, nj, ni = t.shape
+    out = np.empty((nk, nj, ni))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                tt = float(t[k, j, i])
+                rise = max(1.0 + alpha * (min(tt, t0) - t_ref), 0.05)
+                drop = min(max((tt - t0) / (t1 - t0), 0.0), 1.0)
+                out[k, j, i] = sig37[k, j, i] * rise * (1.0 - (1.0 - frac) * drop)
+    return out
+
+
 @cache
 def rfa_constants() -> dict[str, Any]:
     """The RFA data file (σ(T), electrode, generator, reference values), with citation."""
@@ -193,7 +251,7 @@ def rfa_constants() -> dict[str, Any]:
         data = yaml.safe_load(RFA_DATA_FILE.read_text())
     except (OSError, yaml.YAMLError) as exc:  # pragma: no cover - packaging error
         raise SourceDataError(f"cannot read {RFA_DATA_FILE}: {exc}") from exc
-    for key in ("citation", "electrical", "electrode", "generator", "reference"):
+    for key in ("citation", "electrical", "electrode", "generator", "reference", "calibration"):
         if key not in data:
             raise SourceDataError(f"{RFA_DATA_FILE} lacks the '{key}' section.")
     out: dict[str, Any] = data
@@ -312,10 +370,14 @@ def conductivity_at(sigma37_s_m: np.ndarray, temperature_c: np.ndarray) -> np.nd
 
 
 class PotentialSolver:
-    """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start."""
+    """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start.
+
+    ``surface="open"``: the box surface is the open (monopole absorbing) boundary; ``"dirichlet"``:
+    the surface voxels are held at the potential of :meth:`set_surface` (the near-field box of
+    :class:`TwoLevelPotential`)."""
 
     def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
-                 rtol: float = 1e-4) -> None:
+                 rtol: float = 1e-4, surface: str = "open") -> None:
         self.spacing_m = _spacing_m(spacing_kji_mm)
         self.mask = np.zeros(shape, bool)
         self.boost = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
@@ -325,22 +387,30 @@ class PotentialSolver:
             self.boost = [b * f for b, f in zip(self.boost, ev.face_factors(shape), strict=True)]
         if not self.mask.any():
             raise InvalidInputError("the RFA electrode lies outside the simulation box; move it or grow the box.")
-        surface = np.ones(shape, bool)
-        surface[1:-1, 1:-1, 1:-1] = False
-        if np.any(self.mask & surface):
+        self.surface = np.ones(shape, bool)
+        self.surface[1:-1, 1:-1, 1:-1] = False
+        if np.any(self.mask & self.surface):
             raise InvalidInputError("the RFA electrode touches the box surface (the open boundary); grow the box.")
         self.inside = _inside_share(spacing_kji_mm, needles[0])
-        self.fixed = self.mask
+        self.fixed = self.mask.copy()
         self.fixed_val = np.where(self.mask, 1.0, 0.0)
-        centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
-                          for nd in needles], axis=0)
-        self.outer = _open_boundary(shape, spacing_kji_mm, centre)
+        if surface == "open":
+            centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
+                              for nd in needles], axis=0)
+            self.outer = _open_boundary(shape, spacing_kji_mm, centre)
+        else:
+            self.fixed |= self.surface
+            self.outer = np.zeros(shape)
         self.x = np.zeros(tuple(n + 2 for n in shape))
         self.rtol = rtol
         self.iterations = 0
 
-    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
-        """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
+    def set_surface(self, values: np.ndarray) -> None:
+        """Potential (V at 1 V on the electrode) of the surface voxels (``surface="dirichlet"``)."""
+        self.fixed_val[self.surface] = values
+
+    def solve_raw(self, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(potential, face Joule density W/m³, electrode current A) at 1 V on the electrode."""
         h0, h1, h2 = (float(x) for x in self.spacing_m)
         b0, b1, b2 = self.boost
         diag, ck, cj, ci, rhs = _assemble(sigma, b0, b1, b2, self.fixed, self.fixed_val, h0, h1, h2, self.outer)
@@ -350,10 +420,88 @@ class PotentialSolver:
             raise PlanningError(f"RFA potential solve did not converge ({n} CG iterations, residual {res:.1e}).")
         phi = np.where(self.fixed, self.fixed_val, self.x[1:-1, 1:-1, 1:-1])
         joule, current_a = _joule_current(phi, sigma, b0, b1, b2, self.fixed, self.mask, h0, h1, h2, self.inside)
+        return phi, joule, float(current_a)
+
+    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
+        """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
+        _, joule, current_a = self.solve_raw(sigma)
         # U = 1 V: the generator's power is I; the box dissipates Σ joule·vol, the rest goes beyond it
         q: np.ndarray = joule / max(current_a, 1e-30)
         z = 1.0 / max(current_a, 1e-30)
         return q, z
+
+
+#: margin (mm) of the near-field box around the electrodes in :class:`TwoLevelPotential`
+NEAR_FIELD_MM = 6.0
+
+
+class TwoLevelPotential:
+    """The potential on a grid ``factor`` times coarser than the thermal grid, with the electrode's
+    near field re-solved on the thermal grid.
+
+    * Coarse solve (open boundary) on blocks of ``factor``³ thermal voxels, σ = the block mean.
+    * Near field: a box ``NEAR_FIELD_MM`` around the electrodes on the thermal grid, its surface
+      held at the coarse potential (trilinear), where σ(T) changes fastest (desiccation against
+      the electrode) and where most of the power is dissipated (∝ 1/r²); its Joule density and
+      its electrode current (the impedance) replace the coarse ones there.
+    * Outside the near field each block's coarse power is shared among its thermal voxels ∝ σ
+      (cooled electrode and shaft voxels get none): energy per block exact.
+    * Power normalisation: the coarse solve's share leaving through the open boundary goes beyond
+      the box; the rest is the deposited field's shape, so Σ Q·V + beyond = the generator's power.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
+                 factor: int, rtol: float = 1e-4) -> None:
+        sp = np.asarray(spacing_kji_mm, float)
+        self.factor = f = int(factor)
+        self.shape = shape
+        self.cshape = tuple(-(-n // f) for n in shape)
+        shift = 0.5 * (f - 1) * sp    # coarse voxel I's centre lies at fine mm I·H + shift
+        cn = [Needle(tuple((np.asarray(nd.tip_kji_mm) - shift).tolist()), nd.direction_kji, nd.active_length_mm,
+                     nd.radius_mm) for nd in needles]
+        self.coarse = PotentialSolver((self.cshape[0], self.cshape[1], self.cshape[2]), (sp * f).tolist(), cn, rtol)
+        full = PotentialSolver(shape, sp.tolist(), needles, rtol)   # the thermal grid's electrode (mask, face factors)
+        self.mask, self.boost, self.inside = full.mask, full.boost, full.inside
+        idx = np.argwhere(self.mask)
+        m = np.ceil(NEAR_FIELD_MM / sp).astype(int) + 1
+        self.lo = np.maximum(idx.min(axis=0) - m, 0)
+        self.hi = np.minimum(idx.max(axis=0) + m + 1, np.asarray(shape))
+        self.sl = tuple(slice(int(a), int(b)) for a, b in zip(self.lo, self.hi, strict=True))
+        nshape = tuple(int(b - a) for a, b in zip(self.lo, self.hi, strict=True))
+        origin = self.lo * sp
+        nn = [Needle(tuple((np.asarray(nd.tip_kji_mm) - origin).tolist()), nd.direction_kji, nd.active_length_mm,
+                     nd.radius_mm) for nd in needles]
+        self.near = PotentialSolver((nshape[0], nshape[1], nshape[2]), sp.tolist(), nn, rtol, surface="dirichlet")
+        surf = np.argwhere(self.near.surface) + self.lo
+        self.surf_coords = ((surf - 0.5 * (f - 1)) / f).T          # coarse index coordinates
+        self.interior = np.zeros(shape, bool)
+        self.interior[self.sl] = ~self.near.surface
+        self.spacing_m = full.spacing_m
+
+    @property
+    def iterations(self) -> int:
+        return self.coarse.iterations + self.near.iterations
+
+    def solve(self, sigma: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, float]:
+        """(Joule density W/m³ per W delivered, impedance Ω); ``weight``: the thermal voxels that
+        take Joule power (σ; 0 in the cooled electrode and shaft)."""
+        from scipy import ndimage
+
+        f = self.factor
+        sig_c, wm = _block_means(sigma, weight, f, *self.cshape)
+        phi_c, joule_c, i_c = self.coarse.solve_raw(sig_c)
+        vol_c = float(np.prod(self.coarse.spacing_m))
+        # through the open boundary to infinity (the coarse electrode cell's in-cell share is
+        # re-solved in the near field, so it is not the coolant's here)
+        beyond = float(np.sum(self.coarse.outer * sig_c * phi_c**2)) * vol_c / max(i_c, 1e-30)
+        q = _spread(joule_c, wm, weight, f)
+        self.near.set_surface(ndimage.map_coordinates(phi_c, self.surf_coords, order=1, mode="nearest"))
+        _, joule_n, i_n = self.near.solve_raw(sigma[self.sl])
+        q[self.interior] = joule_n[~self.near.surface]
+        vol = float(np.prod(self.spacing_m))
+        total = float(q.sum()) * vol
+        q *= (1.0 - beyond) / max(total, 1e-30)
+        return q, 1.0 / max(i_n, 1e-30)
 
 
 @dataclass
@@ -409,6 +557,20 @@ def _cooled_shafts(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float],
     return mask, boost
 
 
+def _damage_of_the_track(damage: np.ndarray, cold: np.ndarray) -> None:
+    """The cooled electrode's and shaft's own voxels (metal held at the coolant temperature) take the
+    largest damage of their tissue face neighbours: the track lies inside the zone it makes, not a
+    hole in it (in place)."""
+    from scipy import ndimage
+
+    if not cold.any():
+        return
+    tissue = np.where(cold, 0.0, damage.astype(np.float64))
+    cross = ndimage.generate_binary_structure(3, 1)
+    near = ndimage.grey_dilation(tissue, footprint=cross)
+    damage[cold] = near[cold].astype(damage.dtype)
+
+
 def _rfa_setup(labels: np.ndarray, tissues: Sequence[Tissue], g: RfaGenerator,
                initial_temperature_c: float, electrode_mask: np.ndarray,
                ) -> tuple[np.ndarray, list[Tissue], np.ndarray]:
@@ -434,6 +596,7 @@ def simulate_rfa(
     sigma_s_m: Sequence[float] | None = None,
     initial_temperature_c: float = 37.0,
     power_trace: tuple[float, np.ndarray] | None = None,
+    potential_factor: int = 1,
 ) -> BioheatResult:
     """One RFA run: potential solve with σ(T) every ``solve_interval_s``, Pennes heating, generator.
 
@@ -442,6 +605,12 @@ def simulate_rfa(
     (``max_power_w`` per electrode). ``sigma_s_m``:
     σ at 37 °C per tissue (default: data file by tissue name). ``power_trace`` ``(dt_s, W per
     step)`` replays an earlier run's generator power instead of the controller.
+    ``potential_factor`` > 1: the potential on a grid that many times coarser with the electrode's
+    near field on the thermal grid (:class:`TwoLevelPotential`; the planner's 1 mm runs use 2).
+
+    Tissue water boils as latent heat (``_vaporisation_store`` at ``VAPORISATION_C``, the kernel's
+    enthalpy exchange as for MWA): no temperature cap, no energy deleted; the first law holds to
+    the kernel's accuracy (``energy_latent_j`` holds what the vaporisation store took).
 
     ``info``: ``energy_j`` (generator output), ``energy_tissue_j`` (dissipated inside the box),
     ``rolloffs``, ``baseline_impedance_ohm``, ``impedance_ohm`` (per solve), ``solves``,
@@ -460,7 +629,10 @@ def simulate_rfa(
         raise InvalidInputError("an RFA run needs at least one electrode.")
     if len(nds) > 1:
         g = RfaGenerator(**{**g.__dict__, "max_power_w": g.max_power_w * len(nds)})
-    solver = PotentialSolver((shape[0], shape[1], shape[2]), spacing_kji_mm, nds)
+    shape3 = (shape[0], shape[1], shape[2])
+    solver: PotentialSolver | TwoLevelPotential = (
+        PotentialSolver(shape3, spacing_kji_mm, nds) if potential_factor <= 1
+        else TwoLevelPotential(shape3, spacing_kji_mm, nds, potential_factor))
     el = solver.mask
     shaft, shaft_boost = _cooled_shafts((shape[0], shape[1], shape[2]), spacing_kji_mm, nds, el)
     lab, all_t, t_init = _rfa_setup(lab0, tissues, g, initial_temperature_c, el | shaft)
@@ -473,11 +645,13 @@ def simulate_rfa(
     h = _spacing_m(spacing_kji_mm)
     dt, n = _choose_dt(duration_s, min(stability_limit_s(tissues, spacing_kji_mm), RFA_MAX_DT_S), None)
     t_old, t_new, peak, damage, _ = _fields(shape, t_init, None)
-    # the kernel has no temperature cap any more (latent heat instead, helper mwa, issue 14 [J] 3); the
-    # RFA model was calibrated with tissue capped at VAPORISATION_C, so the cap is applied here after
-    # each step (owner rfa: switch to latent heat, `_vaporisation_store(..., VAPORISATION_C, ...)`, and
-    # recalibrate — with it the 12-min energy falls to 26.5 kJ)
-    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], None, t_init)
+    # boiling as latent heat (no cap): the store fills between 99 and 100 °C, where σ collapses
+    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], VAPORISATION_C, t_init)
+    lat0 = _latent_j(lat, tab, h)
+    cold = el | shaft
+    e_c = rfa_constants()["electrical"]
+    s_args = tuple(float(e_c[k]) for k in ("temperature_coefficient_per_c", "reference_temperature_c",
+                                           "desiccation_start_c", "desiccation_end_c", "desiccated_fraction"))
     av, wv, _, _, _, _ = _coefficients(tab, lab, h, dt)
     # conduction into the cooled electrode with the same sub-voxel factors as the current: the
     # voxel line then draws the heat of a 0.735 mm cylinder on any grid (faces of the electrode
@@ -502,7 +676,9 @@ def simulate_rfa(
     for step in range(n):
         now = step * dt
         if step % every == 0:
-            qn, z = solver.solve(conductivity_at(sig37, t_old))
+            sig_t = _sigma_t(sig37, t_old, *s_args)
+            qn, z = (solver.solve(sig_t) if isinstance(solver, PotentialSolver)
+                     else solver.solve(sig_t, np.where(cold, 0.0, sig_t)))
             q[...] = qn
             in_box = float(qn.sum()) * vox_m3
             z_trace.append(z)
@@ -516,8 +692,8 @@ def simulate_rfa(
                np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, lat, vcap,
                np.float32(t_lo), np.float32(t_hi), latent_on, box)
         t_old, t_new = t_new, t_old
-        np.minimum(t_old, np.float32(VAPORISATION_C), out=t_old)
     wall = time.perf_counter() - start
+    _damage_of_the_track(damage, cold)
     return _heating_result(t_old, peak, damage, spacing_kji_mm, dt, n, duration_s, wall, powers, {
         "voxel_updates": n * int(np.prod(np.array(shape) - 2)),
         "damage_gate_c": gate,
@@ -525,11 +701,14 @@ def simulate_rfa(
         "rolloffs": ctl.rolloffs,
         "energy_j": float(powers.sum() * dt),
         "energy_tissue_j": tissue_j,
+        "energy_latent_j": _latent_j(lat, tab, h) - lat0,
+        "potential_factor": int(max(potential_factor, 1)),
         "baseline_impedance_ohm": z_trace[0],
         "impedance_ohm": np.asarray(z_trace),
         "solve_interval_s": every * dt,
         "solves": len(z_trace),
         "cg_iterations": solver.iterations,
         "electrode": el,
+        "cooled": cold,
         "backend": "cpu",
     }, 1.0)
