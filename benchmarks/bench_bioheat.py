@@ -82,9 +82,8 @@ def mwa_rows(rebuild: bool) -> list[tuple[str, float, float, str]]:
 
 def _rfa_rows() -> list[tuple[str, float, float, str]]:
     """RFA rows (helper rfa): a 12-min Cool-tip run (potential solve with σ(T) every 2 s, impedance
-    roll-off, latent heat) on a 75 mm box, perfused liver: 2 mm (one grid) and 1 mm (the planner's
-    configuration: potential on 2 mm, near field on 1 mm) — seconds per run, zone, energy and the
-    2 → 1 mm grid change (goal < 10 %, not met: docs/ablation-physics.md); and one RFA plan with the
+    roll-off, latent heat) on a 75 mm box, perfused liver, at 2 mm (the planner's grid) and 1 mm —
+    seconds per run, zone, energy and the 2 → 1 mm grid change (goal < 10 %); and one RFA plan with the
     heat-sink check (two runs on the crop) on the perivascular demo case."""
     from latplan.anatomy import measure_case
     from latplan.phantom.demo import build_demo_case
@@ -94,14 +93,13 @@ def _rfa_rows() -> list[tuple[str, float, float, str]]:
     out = []
     zones = {}
     liver = bh.default_tissues()["liver"]
-    for h, factor in ((2.0, 1), (1.0, 2)):
+    for h in (2.0, 1.0):
         n = round(75.0 / h) | 1
         c = (n // 2) * h
         r = rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [liver], (h, h, h), 720.0,
-                             rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0)), potential_factor=factor)
+                             rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0)))
         zones[h] = r.zone_volume_ml
-        out.append((f"12-min RFA (Cool-tip), 75 mm box @ {h:g} mm, potential ×{factor}" +
-                    (" (planner configuration)" if h == 1.0 else ""),
+        out.append((f"12-min RFA (Cool-tip), 75 mm box @ {h:g} mm" + (" (planner grid)" if h == 2.0 else ""),
                     r.wall_s, r.voxel_updates_per_s / 1e6,
                     f"zone {r.zone_volume_ml:.1f} ml, {r.info['energy_j'] / 1e3:.1f} kJ, {r.info['rolloffs']} roll-offs, "
                     f"{r.info['solves']} solves"))

@@ -374,8 +374,9 @@ LOG10_DAMAGE_FLOOR = -20.0
 ZONE_LEVEL = {"rfa": "device", "mwa": "chart"}
 #: RFA protocol duration (s) — Cool-tip 12 min (the generator: physics/data/ablation/rfa_generator.yaml)
 RFA_DURATION_S = 720.0
-#: grid of the RFA potential solve (mm); the electrode's near field is re-solved on the thermal grid
-RFA_POTENTIAL_GRID_MM = 2.0
+#: grid of the RFA runs (mm, heat and potential): the zone is grid-converged there (2 → 1 mm −6 %,
+#: docs/ablation-physics.md) and a 1 mm potential solve every 2 s costs minutes per run
+RFA_GRID_MM = 2.0
 #: RFA simulation box: the chart zone + this margin (mm); the in vivo zone lies inside the ex vivo
 #: chart zone (docs/ablation-physics.md), the potential's box surface is an open boundary
 RFA_CROP_MM = 10.0
@@ -612,18 +613,16 @@ def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: 
              h_sim: np.ndarray, stride: int, up: int, d_kji: np.ndarray,
              power_trace: tuple[float, np.ndarray] | None) -> Any:
     """RFA electro-thermal physics of the fitted electrodes (:func:`latplan.physics.bioheat.rfa.simulate_rfa`):
-    potential solve with σ(T) every 2 s (on a grid ``RFA_POTENTIAL_GRID_MM`` coarse, the
-    electrode's near field on the thermal grid), the data file's Cool-tip generator with impedance
-    roll-off, 12 min; several electrodes are driven in parallel by one generator. Vessels are blood
-    (σ 0.67 S/m) and heat sinks by calibre. ``power_trace`` replays an earlier run's power."""
+    potential solve with σ(T) every 2 s on the thermal grid (≈ 2 mm, ``RFA_GRID_MM``), the data
+    file's Cool-tip generator with impedance roll-off, 12 min; several electrodes are driven in
+    parallel by one generator. Vessels are blood (σ 0.67 S/m) and heat sinks by calibre.
+    ``power_trace`` replays an earlier run's power."""
     from latplan.physics.bioheat import rfa
 
     g = rfa.default_generator()
     needles = [rfa.electrode_needle(_t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji), g)
                for tip in fit.tips_mm]
-    factor = max(1, round(RFA_POTENTIAL_GRID_MM / float(min(hs))))
-    return rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace,
-                            potential_factor=factor)
+    return rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace)
 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
@@ -641,7 +640,7 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     # heating runs on a ≈ 1 mm grid (the heat-sink cut-back is a millimetre effect; the fused kernel
     # makes a 10-min run on an 80 mm crop ≈ 0.5 s); cryo (freeze–thaw–freeze, 25 min, frozen-tissue
     # stability limit) on ≈ 2 mm
-    grid_mm = 2.0 if modality == "cryo" else 1.0
+    grid_mm = 2.0 if modality == "cryo" else (RFA_GRID_MM if modality == "rfa" else 1.0)
     hmin = float(h.min())
     stride = max(1, round(grid_mm / hmin))
     up = max(1, round(hmin / grid_mm)) if hmin > 1.25 * grid_mm else 1

@@ -18,8 +18,6 @@ Decisions
 * Internally cooled electrode: its voxels are held at the coolant temperature.
 * Boiling is latent heat (the kernel's enthalpy store between 99 and 100 °C, as for MWA): no
   temperature cap, no energy deleted.
-* ``potential_factor`` 2 (the planner's 1 mm runs): the potential on a 2× coarser grid, the
-  electrode's near field re-solved on the thermal grid (:class:`TwoLevelPotential`).
 * Generator (impedance control as on the Cool-tip): power ramps towards the maximum; when the
   impedance rises a set amount above its lowest value since the last restart the output is cut
   for a pause, then restarts lower and ramps again (roll-off and recovery).
@@ -192,44 +190,6 @@ def _joule_current(phi, sigma, b0, b1, b2, fixed, mask, h0, h1, h2, inside):  # 
 
 
 @nb.njit(cache=True)
-def _block_means(sigma, weight, f, c0, c1, c2):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
-    """Means of σ and of the power weight over blocks of f³ voxels (edge blocks: their voxels only
-    for σ; the weight over the full f³, as the power is spread over the block's voxels)."""
-    nk, nj, ni = sigma.shape
-    sm = np.zeros((c0, c1, c2))
-    cnt = np.zeros((c0, c1, c2))
-    wm = np.zeros((c0, c1, c2))
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                a, b, c = k // f, j // f, i // f
-                sm[a, b, c] += sigma[k, j, i]
-                cnt[a, b, c] += 1.0
-                wm[a, b, c] += weight[k, j, i]
-    full = float(f * f * f)
-    for a in range(c0):
-        for b in range(c1):
-            for c in range(c2):
-                sm[a, b, c] /= max(cnt[a, b, c], 1.0)
-                wm[a, b, c] /= full
-    return sm, wm
-
-
-@nb.njit(cache=True)
-def _spread(joule_c, wm, weight, f):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
-    """Each block's coarse Joule density shared among its voxels ∝ ``weight`` (block power exact)."""
-    nk, nj, ni = weight.shape
-    out = np.zeros((nk, nj, ni))
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                m = wm[k // f, j // f, i // f]
-                if m > 0.0:
-                    out[k, j, i] = joule_c[k // f, j // f, i // f] * weight[k, j, i] / m
-    return out
-
-
-@nb.njit(cache=True)
 def _sigma_t(sig37, t, alpha, t_ref, t0, t1, frac):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
     """σ(T) of :func:`conductivity_at`, one pass."""
     nk, nj, ni = t.shape
@@ -373,8 +333,7 @@ class PotentialSolver:
     """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start.
 
     ``surface="open"``: the box surface is the open (monopole absorbing) boundary; ``"dirichlet"``:
-    the surface voxels are held at the potential of :meth:`set_surface` (the near-field box of
-    :class:`TwoLevelPotential`)."""
+    the surface voxels are held at the potential of :meth:`set_surface`."""
 
     def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
                  rtol: float = 1e-4, surface: str = "open") -> None:
@@ -429,79 +388,6 @@ class PotentialSolver:
         q: np.ndarray = joule / max(current_a, 1e-30)
         z = 1.0 / max(current_a, 1e-30)
         return q, z
-
-
-#: margin (mm) of the near-field box around the electrodes in :class:`TwoLevelPotential`
-NEAR_FIELD_MM = 6.0
-
-
-class TwoLevelPotential:
-    """The potential on a grid ``factor`` times coarser than the thermal grid, with the electrode's
-    near field re-solved on the thermal grid.
-
-    * Coarse solve (open boundary) on blocks of ``factor``³ thermal voxels, σ = the block mean.
-    * Near field: a box ``NEAR_FIELD_MM`` around the electrodes on the thermal grid, its surface
-      held at the coarse potential (trilinear), where σ(T) changes fastest (desiccation against
-      the electrode) and where most of the power is dissipated (∝ 1/r²); its Joule density and
-      its electrode current (the impedance) replace the coarse ones there.
-    * Outside the near field each block's coarse power is shared among its thermal voxels ∝ σ
-      (cooled electrode and shaft voxels get none): energy per block exact.
-    * Power normalisation: the coarse solve's share leaving through the open boundary goes beyond
-      the box; the rest is the deposited field's shape, so Σ Q·V + beyond = the generator's power.
-    """
-
-    def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
-                 factor: int, rtol: float = 1e-4) -> None:
-        sp = np.asarray(spacing_kji_mm, float)
-        self.factor = f = int(factor)
-        self.shape = shape
-        self.cshape = tuple(-(-n // f) for n in shape)
-        shift = 0.5 * (f - 1) * sp    # coarse voxel I's centre lies at fine mm I·H + shift
-        cn = [Needle(tuple((np.asarray(nd.tip_kji_mm) - shift).tolist()), nd.direction_kji, nd.active_length_mm,
-                     nd.radius_mm) for nd in needles]
-        self.coarse = PotentialSolver((self.cshape[0], self.cshape[1], self.cshape[2]), (sp * f).tolist(), cn, rtol)
-        full = PotentialSolver(shape, sp.tolist(), needles, rtol)   # the thermal grid's electrode (mask, face factors)
-        self.mask, self.boost, self.inside = full.mask, full.boost, full.inside
-        idx = np.argwhere(self.mask)
-        m = np.ceil(NEAR_FIELD_MM / sp).astype(int) + 1
-        self.lo = np.maximum(idx.min(axis=0) - m, 0)
-        self.hi = np.minimum(idx.max(axis=0) + m + 1, np.asarray(shape))
-        self.sl = tuple(slice(int(a), int(b)) for a, b in zip(self.lo, self.hi, strict=True))
-        nshape = tuple(int(b - a) for a, b in zip(self.lo, self.hi, strict=True))
-        origin = self.lo * sp
-        nn = [Needle(tuple((np.asarray(nd.tip_kji_mm) - origin).tolist()), nd.direction_kji, nd.active_length_mm,
-                     nd.radius_mm) for nd in needles]
-        self.near = PotentialSolver((nshape[0], nshape[1], nshape[2]), sp.tolist(), nn, rtol, surface="dirichlet")
-        surf = np.argwhere(self.near.surface) + self.lo
-        self.surf_coords = ((surf - 0.5 * (f - 1)) / f).T          # coarse index coordinates
-        self.interior = np.zeros(shape, bool)
-        self.interior[self.sl] = ~self.near.surface
-        self.spacing_m = full.spacing_m
-
-    @property
-    def iterations(self) -> int:
-        return self.coarse.iterations + self.near.iterations
-
-    def solve(self, sigma: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, float]:
-        """(Joule density W/m³ per W delivered, impedance Ω); ``weight``: the thermal voxels that
-        take Joule power (σ; 0 in the cooled electrode and shaft)."""
-        from scipy import ndimage
-
-        f = self.factor
-        sig_c, wm = _block_means(sigma, weight, f, *self.cshape)
-        phi_c, joule_c, i_c = self.coarse.solve_raw(sig_c)
-        vol_c = float(np.prod(self.coarse.spacing_m))
-        # through the open boundary to infinity (the coarse electrode cell's in-cell share is
-        # re-solved in the near field, so it is not the coolant's here)
-        beyond = float(np.sum(self.coarse.outer * sig_c * phi_c**2)) * vol_c / max(i_c, 1e-30)
-        q = _spread(joule_c, wm, weight, f)
-        self.near.set_surface(ndimage.map_coordinates(phi_c, self.surf_coords, order=1, mode="nearest"))
-        _, joule_n, i_n = self.near.solve_raw(sigma[self.sl])
-        q[self.interior] = joule_n[~self.near.surface]
-        vol = float(np.prod(self.spacing_m))
-        total = float(q.sum()) * vol
-        q *= (1.0 - beyond) / max(total, 1e-30)
-        return q, 1.0 / max(i_n, 1e-30)
 
 
 @dataclass
@@ -596,7 +482,6 @@ def simulate_rfa(
     sigma_s_m: Sequence[float] | None = None,
     initial_temperature_c: float = 37.0,
     power_trace: tuple[float, np.ndarray] | None = None,
-    potential_factor: int = 1,
 ) -> BioheatResult:
     """One RFA run: potential solve with σ(T) every ``solve_interval_s``, Pennes heating, generator.
 
@@ -605,8 +490,6 @@ def simulate_rfa(
     (``max_power_w`` per electrode). ``sigma_s_m``:
     σ at 37 °C per tissue (default: data file by tissue name). ``power_trace`` ``(dt_s, W per
     step)`` replays an earlier run's generator power instead of the controller.
-    ``potential_factor`` > 1: the potential on a grid that many times coarser with the electrode's
-    near field on the thermal grid (:class:`TwoLevelPotential`; the planner's 1 mm runs use 2).
 
     Tissue water boils as latent heat (``_vaporisation_store`` at ``VAPORISATION_C``, the kernel's
     enthalpy exchange as for MWA): no temperature cap, no energy deleted; the first law holds to
@@ -629,10 +512,7 @@ def simulate_rfa(
         raise InvalidInputError("an RFA run needs at least one electrode.")
     if len(nds) > 1:
         g = RfaGenerator(**{**g.__dict__, "max_power_w": g.max_power_w * len(nds)})
-    shape3 = (shape[0], shape[1], shape[2])
-    solver: PotentialSolver | TwoLevelPotential = (
-        PotentialSolver(shape3, spacing_kji_mm, nds) if potential_factor <= 1
-        else TwoLevelPotential(shape3, spacing_kji_mm, nds, potential_factor))
+    solver = PotentialSolver((shape[0], shape[1], shape[2]), spacing_kji_mm, nds)
     el = solver.mask
     shaft, shaft_boost = _cooled_shafts((shape[0], shape[1], shape[2]), spacing_kji_mm, nds, el)
     lab, all_t, t_init = _rfa_setup(lab0, tissues, g, initial_temperature_c, el | shaft)
@@ -677,8 +557,7 @@ def simulate_rfa(
         now = step * dt
         if step % every == 0:
             sig_t = _sigma_t(sig37, t_old, *s_args)
-            qn, z = (solver.solve(sig_t) if isinstance(solver, PotentialSolver)
-                     else solver.solve(sig_t, np.where(cold, 0.0, sig_t)))
+            qn, z = solver.solve(sig_t)
             q[...] = qn
             in_box = float(qn.sum()) * vox_m3
             z_trace.append(z)
@@ -702,7 +581,6 @@ def simulate_rfa(
         "energy_j": float(powers.sum() * dt),
         "energy_tissue_j": tissue_j,
         "energy_latent_j": _latent_j(lat, tab, h) - lat0,
-        "potential_factor": int(max(potential_factor, 1)),
         "baseline_impedance_ohm": z_trace[0],
         "impedance_ohm": np.asarray(z_trace),
         "solve_interval_s": every * dt,
