@@ -639,7 +639,7 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     h = case.labels.spacing_kji_mm
     # heating runs on a ≈ 1 mm grid (the heat-sink cut-back is a millimetre effect; the fused kernel
     # makes a 10-min run on an 80 mm crop ≈ 0.5 s); cryo (freeze–thaw–freeze, 25 min, frozen-tissue
-    # stability limit) on ≈ 2 mm
+    # stability limit) and RFA (a potential solve every 2 s; grid-converged at 2 mm) on ≈ 2 mm
     grid_mm = 2.0 if modality == "cryo" else (RFA_GRID_MM if modality == "rfa" else 1.0)
     hmin = float(h.min())
     stride = max(1, round(grid_mm / hmin))
