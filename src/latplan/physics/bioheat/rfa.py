@@ -330,13 +330,10 @@ def conductivity_at(sigma37_s_m: np.ndarray, temperature_c: np.ndarray) -> np.nd
 
 
 class PotentialSolver:
-    """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start.
-
-    ``surface="open"``: the box surface is the open (monopole absorbing) boundary; ``"dirichlet"``:
-    the surface voxels are held at the potential of :meth:`set_surface`."""
+    """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start."""
 
     def __init__(self, shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
-                 rtol: float = 1e-4, surface: str = "open") -> None:
+                 rtol: float = 1e-4) -> None:
         self.spacing_m = _spacing_m(spacing_kji_mm)
         self.mask = np.zeros(shape, bool)
         self.boost = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
@@ -353,20 +350,12 @@ class PotentialSolver:
         self.inside = _inside_share(spacing_kji_mm, needles[0])
         self.fixed = self.mask.copy()
         self.fixed_val = np.where(self.mask, 1.0, 0.0)
-        if surface == "open":
-            centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
-                              for nd in needles], axis=0)
-            self.outer = _open_boundary(shape, spacing_kji_mm, centre)
-        else:
-            self.fixed |= self.surface
-            self.outer = np.zeros(shape)
+        centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
+                          for nd in needles], axis=0)
+        self.outer = _open_boundary(shape, spacing_kji_mm, centre)
         self.x = np.zeros(tuple(n + 2 for n in shape))
         self.rtol = rtol
         self.iterations = 0
-
-    def set_surface(self, values: np.ndarray) -> None:
-        """Potential (V at 1 V on the electrode) of the surface voxels (``surface="dirichlet"``)."""
-        self.fixed_val[self.surface] = values
 
     def solve_raw(self, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """(potential, face Joule density W/m³, electrode current A) at 1 V on the electrode."""
