@@ -622,7 +622,10 @@ def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: 
     g = rfa.default_generator()
     needles = [rfa.electrode_needle(_t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji), g)
                for tip in fit.tips_mm]
-    return rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace)
+    res = rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace)
+    # the zone edge of the device calibration (ex vivo chart, perfusion off), not Ω ≥ 1
+    res.zone = res.damage >= 10.0 ** float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
+    return res
 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
