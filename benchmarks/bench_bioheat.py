@@ -82,25 +82,37 @@ def mwa_rows(rebuild: bool) -> list[tuple[str, float, float, str]]:
 
 def _rfa_rows() -> list[tuple[str, float, float, str]]:
     """RFA rows (helper rfa): a 12-min Cool-tip run (potential solve with σ(T) every 2 s, impedance
-    roll-off) on a 75 mm box, perfused liver, at 2, 1.5 and 1 mm — seconds per run, and the zone
-    and energy of each grid (the 2 → 1 mm grid study: goal < 10 % zone change)."""
+    roll-off, latent heat) on a 75 mm box, perfused liver, at 2 mm (the planner's grid) and 1 mm —
+    seconds per run, zone, energy and the 2 → 1 mm grid change (goal < 10 %); and one RFA plan with the
+    heat-sink check (two runs on the crop) on the perivascular demo case."""
+    from latplan.anatomy import measure_case
+    from latplan.phantom.demo import build_demo_case
     from latplan.physics.bioheat import rfa
+    from latplan.planning.thermal import plan_rfa
 
     out = []
     zones = {}
     liver = bh.default_tissues()["liver"]
-    for h in (2.0, 1.5, 1.0):
+    for h in (2.0, 1.0):
         n = round(75.0 / h) | 1
         c = (n // 2) * h
         r = rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [liver], (h, h, h), 720.0,
                              rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0)))
         zones[h] = r.zone_volume_ml
-        out.append((f"12-min RFA (Cool-tip), 75 mm box @ {h:g} mm" + (" (row of record)" if h == 1.5 else ""),
+        out.append((f"12-min RFA (Cool-tip), 75 mm box @ {h:g} mm" + (" (planner grid)" if h == 2.0 else ""),
                     r.wall_s, r.voxel_updates_per_s / 1e6,
                     f"zone {r.zone_volume_ml:.1f} ml, {r.info['energy_j'] / 1e3:.1f} kJ, {r.info['rolloffs']} roll-offs, "
                     f"{r.info['solves']} solves"))
     out.append(("  RFA grid study 2 → 1 mm (goal < 10 %)", float("nan"), float("nan"),
                 f"zone change {100.0 * (zones[1.0] - zones[2.0]) / zones[2.0]:+.1f} %"))
+    case = build_demo_case("perivascular-rfa")
+    meas = measure_case(case)
+    t0 = time.perf_counter()
+    p = plan_rfa(case, "lesion_1", meas)
+    hs = p.metrics["heat_sink"]
+    out.append(("RFA plan with heat-sink check (perivascular demo, 2 runs)", time.perf_counter() - t0, float("nan"),
+                f"zone {p.metrics['zone_volume_ml']:.1f} ml, cut-back {hs['cut_back_mm']:.1f} mm, "
+                f"{hs.get('energy_kj', float('nan')):.1f} kJ"))
     return out
 
 

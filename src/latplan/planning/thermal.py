@@ -12,17 +12,19 @@ case with perfusion, vessels as heat sinks and coagulation; slower, seconds).
 Vessels ≥ 3 mm (both engines, all modalities): their lumen is flowing blood and never part of
 a zone. Heat sink (RFA and MWA): when such a vessel lies within 10 mm of the lesion the zone is
 the thermal model's own, on the patient's anatomy: two Pennes runs of the fitted applicators on
-the crop (vessels as heat sinks by calibre, and vessels replaced by liver); the damage level Ω*
-whose zone in the vessel-free run has the chart zone's volume calibrates the model to the
-device chart (a chart is the zone in vessel-free liver), and the plan's zone is Ω ≥ Ω* of the
-run with the vessels within 10 mm of a vessel ≥ 3 mm — it wraps around them (no chart zone with
-islands cut out) — and the chart zone farther away. What the
+the crop (vessels as heat sinks by calibre, and vessels replaced by liver). MWA (``ZONE_LEVEL``
+"chart"): the damage level Ω* whose zone in the vessel-free run has the chart zone's volume
+calibrates the model to the device chart, and the plan's zone is Ω ≥ Ω* of the run with the
+vessels within 10 mm of a vessel ≥ 3 mm — it wraps around them (no chart zone with islands cut
+out) — and the chart zone farther away. RFA ("device"): the electro-thermal model
+(:func:`_rfa_run`) is calibrated once per device to its ex vivo chart with perfusion off (a damage
+level in rfa_generator.yaml); the plan's zone is that model's in vivo (perfused) zone with the
+vessels, everywhere — smaller than the ex vivo chart. What the
 vessels remove within 5 mm of a vessel ≥ 3 mm is ``heat_sink_lost`` (drawn in the report);
 ``metrics["heat_sink"]`` holds the cut-back, the lost volume and the margin before (chart) and
 after (physics); ``metrics["perivascular"]`` reports, per vessel ≥ 3 mm, the target left
-unablated within 5 mm of its wall and the tumour left viable there. When the model cannot reach
-the chart's volume at any damage level (RFA: it delivers less energy than a clinical generator,
-docs/ablation-physics.md) ``chart_volume_reached`` is false and the zone is the model's largest.
+unablated within 5 mm of its wall and the tumour left viable there. ``chart_volume_reached`` is
+false when the model's zone (vessel-free run) is smaller than the chart's; the zone is the model's.
 
 The target margin is a clinical parameter passed by :mod:`latplan.modalities`
 (5 mm default; 10 mm for RAS-mutant colorectal metastases).
@@ -249,8 +251,8 @@ def _vessel_caveats(modality: str, sinks: list[dict[str, Any]], collateral: list
     elif sinks:
         out.append("vessels ≥ 3 mm next to the lesion may act as heat sinks (less for MWA than RFA)")
     if heat_sink is not None and not heat_sink.get("chart_volume_reached", True):
-        out.append("the thermal model does not reach the chart zone's volume at any damage level (RFA model "
-                   "energy below a clinical generator's): the zone shown is the model's, smaller than the chart")
+        out.append("the thermal model's zone (in vivo, perfused liver) is smaller than the device chart's "
+                   "(ex vivo): the zone shown is the model's")
     if collateral:
         out.append("structures at risk inside the predicted zone: " + ", ".join(c["name"] for c in collateral))
     return out
@@ -287,7 +289,9 @@ def _reasons(modality: str, target: np.ndarray, h: np.ndarray, single: Placement
             f"heat sink: the {str(v0['name']).replace('_', ' ')} (Ø {v0['calibre_mm']:g} mm, {v0['distance_mm']:g} mm "
             f"from the lesion) cuts the zone back by up to {heat_sink['cut_back_mm']:.1f} mm "
             f"({heat_sink['zone_lost_ml']:.2f} ml); minimal margin {heat_sink['min_margin_without_heat_sink_mm']:.1f} → "
-            f"{heat_sink['min_margin_with_heat_sink_mm']:.1f} mm (Pennes simulation with and without the vessels)")
+            f"{heat_sink['min_margin_with_heat_sink_mm']:.1f} mm (Pennes simulation with and without the vessels"
+            + ("; before: the ex vivo chart zone, after: the in vivo zone of the model calibrated to it, so the "
+               "change includes perfusion, not the vessels alone)" if "in vivo" in str(heat_sink.get("engine")) else ")"))
     return reasons
 
 
@@ -363,9 +367,19 @@ HEAT_SINK_REACH_MM = 5.0
 PHYSICS_ZONE_REACH_MM = 10.0
 #: log10 Ω below which a voxel counts as unheated (the calibration ranks heated voxels only)
 LOG10_DAMAGE_FLOOR = -20.0
-#: RFA protocol duration (s) and generator limit (W) — Cool-tip 12 min, 200 W generator
+#: heat_sink_effect's zone edge: "chart" = Ω ≥ Ω*, the damage level whose zone in the vessel-free
+#: run has the chart zone's volume (the physics near the vessels, the chart zone beyond);
+#: "device" = the level at which the model, perfusion off, reproduces the device's ex vivo chart
+#: (RFA: rfa_generator.yaml `calibration`), its in vivo (perfused) zone everywhere; "omega1" = Ω ≥ 1.
+ZONE_LEVEL = {"rfa": "device", "mwa": "chart"}
+#: RFA protocol duration (s) — Cool-tip 12 min (the generator: physics/data/ablation/rfa_generator.yaml)
 RFA_DURATION_S = 720.0
-RFA_MAX_POWER_W = 200.0
+#: grid of the RFA runs (mm, heat and potential): the zone is grid-converged there (2 → 1 mm −6 %,
+#: docs/ablation-physics.md) and a 1 mm potential solve every 2 s costs minutes per run
+RFA_GRID_MM = 2.0
+#: RFA simulation box: the chart zone + this margin (mm); the in vivo zone lies inside the ex vivo
+#: chart zone (docs/ablation-physics.md), the potential's box surface is an open boundary
+RFA_CROP_MM = 10.0
 
 
 def _vessel_calibre_mm(geometry: CaseGeometry, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -509,7 +523,7 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     n_chart = int(zone.sum() + np.sum(zone & large))  # chart zone incl. the lumen (vessel-free liver)
     ranked = np.sort(l_wo.ravel())[::-1]
     heated = int(np.sum(ranked > LOG10_DAMAGE_FLOOR))
-    level = float(ranked[min(max(n_chart, 1), max(heated, 1)) - 1])
+    level = _zone_level(modality, ranked, n_chart, heated)
     ws = (l_ws >= level) & ~large
     wo = (l_wo >= level) & ~large
     near_large = (ndimage.distance_transform_edt(~large, sampling=h) <= HEAT_SINK_REACH_MM) if large.any() \
@@ -519,7 +533,9 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     # the chart zone farther away (where the chart is the better-validated shape)
     near_phys = (ndimage.distance_transform_edt(~large, sampling=h) <= PHYSICS_ZONE_REACH_MM) if large.any() \
         else np.zeros(vessel.shape, bool)
-    predicted = (zone & ~near_phys) | (ws & near_phys)
+    # chart-calibrated level: the physics zone near the vessels, the chart zone beyond; a model
+    # calibrated per device (ex vivo chart, perfusion off) and run in vivo: its zone everywhere
+    predicted = (zone & ~near_phys) | (ws & near_phys) if ZONE_LEVEL[modality] == "chart" else ws
     cut_back = float(ndimage.distance_transform_edt(~ws, sampling=h)[lost].max()) if lost.any() and ws.any() else 0.0
     ml = case.labels.voxel_volume_ml
     summary = {
@@ -528,14 +544,30 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
         "simulated_zone_ml_with_vessels": round(float(ws.sum()) * ml, 2),
         "simulated_zone_ml_without_vessels": round(float(wo.sum()) * ml, 2),
         "calibrated_log10_damage": round(level, 2),
-        "chart_volume_reached": bool(heated >= n_chart),
+        "chart_volume_reached": bool(heated >= n_chart) if ZONE_LEVEL[modality] == "chart"
+        else bool(wo.sum() >= n_chart),
         "engine": f"Pennes bioheat, {info.get('grid_spacing_mm', [0])[0]:g} mm grid, vessels as heat sinks by "
-                  "calibre, damage level calibrated to the chart zone's volume in vessel-free liver",
+                  "calibre, " + ("damage level calibrated to the chart zone's volume in vessel-free liver"
+                                 if ZONE_LEVEL[modality] == "chart" else
+                                 "in vivo (perfused) zone of the model calibrated per device to its ex vivo chart"),
         "wall_s": round(time.perf_counter() - t0, 2),
     }
     if "energy_kj" in info:
         summary["energy_kj"] = info["energy_kj"]
     return summary, predicted, lost
+
+
+def _zone_level(modality: str, ranked: np.ndarray, n_chart: int, heated: int) -> float:
+    """log10 Ω of the zone edge (see ``ZONE_LEVEL``); ``ranked``: log10 Ω of the vessel-free run,
+    descending; ``n_chart``: the chart zone's voxels; ``heated``: voxels above the floor."""
+    how = ZONE_LEVEL[modality]
+    if how == "chart":
+        return float(ranked[min(max(n_chart, 1), max(heated, 1)) - 1])
+    if how == "device" and modality == "rfa":
+        from latplan.physics.bioheat import rfa
+
+        return float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
+    return 0.0   # "omega1": Ω ≥ 1
 
 
 def _t3(v: np.ndarray) -> tuple[float, float, float]:
@@ -606,6 +638,25 @@ def _mwa_run(ref: Any, fit: PlacementResult, device: str, lab: np.ndarray, tissu
     return res
 
 
+def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: tuple[float, float, float],
+             h_sim: np.ndarray, stride: int, up: int, d_kji: np.ndarray,
+             power_trace: tuple[float, np.ndarray] | None) -> Any:
+    """RFA electro-thermal physics of the fitted electrodes (:func:`latplan.physics.bioheat.rfa.simulate_rfa`):
+    potential solve with σ(T) every 2 s on the thermal grid (≈ 2 mm, ``RFA_GRID_MM``), the data
+    file's Cool-tip generator with impedance roll-off, 12 min; several electrodes are driven in
+    parallel by one generator. Vessels are blood (σ 0.67 S/m) and heat sinks by calibre.
+    ``power_trace`` replays an earlier run's power."""
+    from latplan.physics.bioheat import rfa
+
+    g = rfa.default_generator()
+    needles = [rfa.electrode_needle(_t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji), g)
+               for tip in fit.tips_mm]
+    res = rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace)
+    # the zone edge of the device calibration (ex vivo chart, perfusion off), not Ω ≥ 1
+    res.zone = res.damage >= 10.0 ** float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
+    return res
+
+
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
                  device: str, *, vessels_as_sinks: bool = True,
                  power_trace: tuple[float, np.ndarray] | None = None,
@@ -620,15 +671,15 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     h = case.labels.spacing_kji_mm
     # heating runs on a ≈ 1 mm grid (the heat-sink cut-back is a millimetre effect; the fused kernel
     # makes a 10-min run on an 80 mm crop ≈ 0.5 s); cryo (freeze–thaw–freeze, 25 min, frozen-tissue
-    # stability limit) on ≈ 2 mm
-    grid_mm = 2.0 if modality == "cryo" else 1.0
+    # stability limit) and RFA (a potential solve every 2 s; grid-converged at 2 mm) on ≈ 2 mm
+    grid_mm = 2.0 if modality == "cryo" else (RFA_GRID_MM if modality == "rfa" else 1.0)
     hmin = float(h.min())
     stride = max(1, round(grid_mm / hmin))
     up = max(1, round(hmin / grid_mm)) if hmin > 1.25 * grid_mm else 1
     # simulate on the chart zone's box + 20 mm (the heated region), pasted back into ``ref``
     full_ref = ref
     if fit.zone.array.any():
-        slo, shi = crop_around(fit.zone.array, 20.0, h)
+        slo, shi = crop_around(fit.zone.array, RFA_CROP_MM if modality == "rfa" else 20.0, h)
         ref = ref.crop(slo, shi)
     else:
         slo = (0, 0, 0)
@@ -648,17 +699,11 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         field_c = res.peak_temperature_c
         info.update(res.info["mwa"])
     elif modality == "rfa":
-        q = np.zeros(shape, np.float32)
-        sensor = np.zeros(shape, bool)
-        for tip in fit.tips_mm:
-            qi, si = bh.rfa_source(shape, hs, _t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji))
-            q += qi
-            sensor |= si
-        ctrl = bh.RfaController(max_power_w=RFA_MAX_POWER_W * len(fit.tips_mm))
-        res = bh.simulate_heating(lab, tissues, hs, RFA_DURATION_S, source_w_m3_per_w=q / len(fit.tips_mm),
-                                  rfa=ctrl, sensor=sensor, power_trace=power_trace)
+        res = _rfa_run(ref, fit, lab, tissues, hs, h_sim, stride, up, d_kji, power_trace)
         field_c = res.peak_temperature_c
         info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1),
+                     "baseline_impedance_ohm": round(res.info["baseline_impedance_ohm"], 1),
+                     "model": "electro-thermal (potential solve with σ(T), impedance-controlled generator)",
                      "power_trace": (res.dt_s, res.power_w)})
     else:
         res = _cryo_run(ref, fit, device, lab, tissues, hs, h_sim, stride, up, d, d_kji)

@@ -16,6 +16,8 @@ Decisions
 * σ(T) = σ₃₇ (1 + α (T − 37)) rising ≈ 1.5 %/°C, collapsing by two orders of magnitude between
   99 and 100 °C (desiccation; reversible when the tissue cools) — data file ``rfa_generator.yaml``.
 * Internally cooled electrode: its voxels are held at the coolant temperature.
+* Boiling is latent heat (the kernel's enthalpy store between 99 and 100 °C, as for MWA): no
+  temperature cap, no energy deleted.
 * Generator (impedance control as on the Cool-tip): power ramps towards the maximum; when the
   impedance rises a set amount above its lowest value since the last restart the output is cut
   for a pause, then restarts lower and ramps again (roll-off and recovery).
@@ -43,6 +45,7 @@ from latplan.physics.bioheat.controllers import (
     _fields,
     _heat_constants,
     _heating_result,
+    _latent_j,
     _vaporisation_store,
 )
 from latplan.physics.bioheat.data import BioheatResult, Tissue
@@ -59,7 +62,7 @@ from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxe
 RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
 #: largest thermal step of an RFA run (s): the generator reacts within seconds
 RFA_MAX_DT_S = 1.0
-#: tissue temperature cap (°C): water boils, the σ collapse cuts the current (see module doc)
+#: tissue water boils here (°C): the latent store fills between 99 and 100 °C, where σ collapses
 VAPORISATION_C = 100.0
 
 
@@ -186,6 +189,21 @@ def _joule_current(phi, sigma, b0, b1, b2, fixed, mask, h0, h1, h2, inside):  # 
     return out, current
 
 
+@nb.njit(cache=True)
+def _sigma_t(sig37, t, alpha, t_ref, t0, t1, frac):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """σ(T) of :func:`conductivity_at`, one pass."""
+    nk, nj, ni = t.shape
+    out = np.empty((nk, nj, ni))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                tt = float(t[k, j, i])
+                rise = max(1.0 + alpha * (min(tt, t0) - t_ref), 0.05)
+                drop = min(max((tt - t0) / (t1 - t0), 0.0), 1.0)
+                out[k, j, i] = sig37[k, j, i] * rise * (1.0 - (1.0 - frac) * drop)
+    return out
+
+
 @cache
 def rfa_constants() -> dict[str, Any]:
     """The RFA data file (σ(T), electrode, generator, reference values), with citation."""
@@ -193,7 +211,7 @@ def rfa_constants() -> dict[str, Any]:
         data = yaml.safe_load(RFA_DATA_FILE.read_text())
     except (OSError, yaml.YAMLError) as exc:  # pragma: no cover - packaging error
         raise SourceDataError(f"cannot read {RFA_DATA_FILE}: {exc}") from exc
-    for key in ("citation", "electrical", "electrode", "generator", "reference"):
+    for key in ("citation", "electrical", "electrode", "generator", "reference", "calibration"):
         if key not in data:
             raise SourceDataError(f"{RFA_DATA_FILE} lacks the '{key}' section.")
     out: dict[str, Any] = data
@@ -325,12 +343,12 @@ class PotentialSolver:
             self.boost = [b * f for b, f in zip(self.boost, ev.face_factors(shape), strict=True)]
         if not self.mask.any():
             raise InvalidInputError("the RFA electrode lies outside the simulation box; move it or grow the box.")
-        surface = np.ones(shape, bool)
-        surface[1:-1, 1:-1, 1:-1] = False
-        if np.any(self.mask & surface):
+        self.surface = np.ones(shape, bool)
+        self.surface[1:-1, 1:-1, 1:-1] = False
+        if np.any(self.mask & self.surface):
             raise InvalidInputError("the RFA electrode touches the box surface (the open boundary); grow the box.")
         self.inside = _inside_share(spacing_kji_mm, needles[0])
-        self.fixed = self.mask
+        self.fixed = self.mask.copy()
         self.fixed_val = np.where(self.mask, 1.0, 0.0)
         centre = np.mean([np.asarray(nd.tip_kji_mm) - 0.5 * nd.active_length_mm * np.asarray(nd.direction_kji)
                           for nd in needles], axis=0)
@@ -339,8 +357,8 @@ class PotentialSolver:
         self.rtol = rtol
         self.iterations = 0
 
-    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
-        """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
+    def solve_raw(self, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(potential, face Joule density W/m³, electrode current A) at 1 V on the electrode."""
         h0, h1, h2 = (float(x) for x in self.spacing_m)
         b0, b1, b2 = self.boost
         diag, ck, cj, ci, rhs = _assemble(sigma, b0, b1, b2, self.fixed, self.fixed_val, h0, h1, h2, self.outer)
@@ -350,6 +368,11 @@ class PotentialSolver:
             raise PlanningError(f"RFA potential solve did not converge ({n} CG iterations, residual {res:.1e}).")
         phi = np.where(self.fixed, self.fixed_val, self.x[1:-1, 1:-1, 1:-1])
         joule, current_a = _joule_current(phi, sigma, b0, b1, b2, self.fixed, self.mask, h0, h1, h2, self.inside)
+        return phi, joule, float(current_a)
+
+    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
+        """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
+        _, joule, current_a = self.solve_raw(sigma)
         # U = 1 V: the generator's power is I; the box dissipates Σ joule·vol, the rest goes beyond it
         q: np.ndarray = joule / max(current_a, 1e-30)
         z = 1.0 / max(current_a, 1e-30)
@@ -409,6 +432,20 @@ def _cooled_shafts(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float],
     return mask, boost
 
 
+def _damage_of_the_track(damage: np.ndarray, cold: np.ndarray) -> None:
+    """The cooled electrode's and shaft's own voxels (metal held at the coolant temperature) take the
+    largest damage of their tissue face neighbours: the track lies inside the zone it makes, not a
+    hole in it (in place)."""
+    from scipy import ndimage
+
+    if not cold.any():
+        return
+    tissue = np.where(cold, 0.0, damage.astype(np.float64))
+    cross = ndimage.generate_binary_structure(3, 1)
+    near = ndimage.grey_dilation(tissue, footprint=cross)
+    damage[cold] = near[cold].astype(damage.dtype)
+
+
 def _rfa_setup(labels: np.ndarray, tissues: Sequence[Tissue], g: RfaGenerator,
                initial_temperature_c: float, electrode_mask: np.ndarray,
                ) -> tuple[np.ndarray, list[Tissue], np.ndarray]:
@@ -443,6 +480,10 @@ def simulate_rfa(
     σ at 37 °C per tissue (default: data file by tissue name). ``power_trace`` ``(dt_s, W per
     step)`` replays an earlier run's generator power instead of the controller.
 
+    Tissue water boils as latent heat (``_vaporisation_store`` at ``VAPORISATION_C``, the kernel's
+    enthalpy exchange as for MWA): no temperature cap, no energy deleted; the first law holds to
+    the kernel's accuracy (``energy_latent_j`` holds what the vaporisation store took).
+
     ``info``: ``energy_j`` (generator output), ``energy_tissue_j`` (dissipated inside the box),
     ``rolloffs``, ``baseline_impedance_ohm``, ``impedance_ohm`` (per solve), ``solves``,
     ``cg_iterations``, ``electrode`` (mask).
@@ -473,11 +514,13 @@ def simulate_rfa(
     h = _spacing_m(spacing_kji_mm)
     dt, n = _choose_dt(duration_s, min(stability_limit_s(tissues, spacing_kji_mm), RFA_MAX_DT_S), None)
     t_old, t_new, peak, damage, _ = _fields(shape, t_init, None)
-    # the kernel has no temperature cap any more (latent heat instead, helper mwa, issue 14 [J] 3); the
-    # RFA model was calibrated with tissue capped at VAPORISATION_C, so the cap is applied here after
-    # each step (owner rfa: switch to latent heat, `_vaporisation_store(..., VAPORISATION_C, ...)`, and
-    # recalibrate — with it the 12-min energy falls to 26.5 kJ)
-    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], None, t_init)
+    # boiling as latent heat (no cap): the store fills between 99 and 100 °C, where σ collapses
+    lat, vcap, t_lo, t_hi, latent_on = _vaporisation_store(all_t, tab["labels"], VAPORISATION_C, t_init)
+    lat0 = _latent_j(lat, tab, h)
+    cold = el | shaft
+    e_c = rfa_constants()["electrical"]
+    s_args = tuple(float(e_c[k]) for k in ("temperature_coefficient_per_c", "reference_temperature_c",
+                                           "desiccation_start_c", "desiccation_end_c", "desiccated_fraction"))
     av, wv, _, _, _, _ = _coefficients(tab, lab, h, dt)
     # conduction into the cooled electrode with the same sub-voxel factors as the current: the
     # voxel line then draws the heat of a 0.735 mm cylinder on any grid (faces of the electrode
@@ -502,7 +545,8 @@ def simulate_rfa(
     for step in range(n):
         now = step * dt
         if step % every == 0:
-            qn, z = solver.solve(conductivity_at(sig37, t_old))
+            sig_t = _sigma_t(sig37, t_old, *s_args)
+            qn, z = solver.solve(sig_t)
             q[...] = qn
             in_box = float(qn.sum()) * vox_m3
             z_trace.append(z)
@@ -516,8 +560,8 @@ def simulate_rfa(
                np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, lat, vcap,
                np.float32(t_lo), np.float32(t_hi), latent_on, box)
         t_old, t_new = t_new, t_old
-        np.minimum(t_old, np.float32(VAPORISATION_C), out=t_old)
     wall = time.perf_counter() - start
+    _damage_of_the_track(damage, cold)
     return _heating_result(t_old, peak, damage, spacing_kji_mm, dt, n, duration_s, wall, powers, {
         "voxel_updates": n * int(np.prod(np.array(shape) - 2)),
         "damage_gate_c": gate,
@@ -525,11 +569,13 @@ def simulate_rfa(
         "rolloffs": ctl.rolloffs,
         "energy_j": float(powers.sum() * dt),
         "energy_tissue_j": tissue_j,
+        "energy_latent_j": _latent_j(lat, tab, h) - lat0,
         "baseline_impedance_ohm": z_trace[0],
         "impedance_ohm": np.asarray(z_trace),
         "solve_interval_s": every * dt,
         "solves": len(z_trace),
         "cg_iterations": solver.iterations,
         "electrode": el,
+        "cooled": cold,
         "backend": "cpu",
     }, 1.0)
