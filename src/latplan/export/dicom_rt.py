@@ -96,12 +96,13 @@ def _contour_data(poly: np.ndarray) -> RawDataElement:
     so the text is made here with one format per value and stored as a raw element (written as is,
     decoded only if read back). Each value is ≤ 16 characters, padded to even length (PS3.5 6.2).
     """
-    text = "\\".join(f"{x:.3f}" for x in poly.reshape(-1).tolist())
+    values = poly.reshape(-1).tolist()
+    text = "\\".join(("%.3f",) * len(values)) % tuple(values)  # one formatting pass; the same text as f"{x:.3f}"
     raw = (text if len(text) % 2 == 0 else text + " ").encode("ascii")
     return RawDataElement(_CONTOUR_DATA, "DS", len(raw), raw, 0, False, True)
 
 
-def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Dataset:
+def _roi_contour_item(roi_number: int, spec: RoiSpec, sops: dict[int, tuple[str, str]]) -> Dataset:
     item = Dataset()
     item.ReferencedROINumber = roi_number
     item.ROIDisplayColor = _rgb(spec.colour_hex)
@@ -111,7 +112,6 @@ def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Datas
     # the mask's bounding box: find_contours then scans a few voxels around the ROI, not whole slices
     j_any, i_any = np.nonzero(arr.any(axis=(0, 2)))[0], np.nonzero(arr.any(axis=(0, 1)))[0]
     box = arr[:, j_any[0]:j_any[-1] + 1, i_any[0]:i_any[-1] + 1]
-    sops = ref.sop_by_k()
     for k in np.nonzero(box.any(axis=(1, 2)))[0]:
         sop = sops.get(int(k))
         for poly in _contours(box[k], aff, int(k), (int(j_any[0]), int(i_any[0]))):
@@ -162,6 +162,7 @@ def write_rtstruct(case: Case, ref: ImageSeries, rois: Sequence[RoiSpec], path: 
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
     rois_seq, contour_seq, obs_seq, numbers = [], [], [], {}
     rois = [r for r in rois if np.asarray(r.mask.array).any()]  # an empty ROI would have no contour: left out
+    sops = ref.sop_by_k()
     for n, spec in enumerate(rois, start=1):
         roi = Dataset()
         roi.ROINumber = n
@@ -169,7 +170,7 @@ def write_rtstruct(case: Case, ref: ImageSeries, rois: Sequence[RoiSpec], path: 
         roi.ROIName = spec.name[:64]
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
         rois_seq.append(roi)
-        contour_seq.append(_roi_contour_item(n, spec, ref))
+        contour_seq.append(_roi_contour_item(n, spec, sops))
         obs = Dataset()
         obs.ObservationNumber = n
         obs.ReferencedROINumber = n
