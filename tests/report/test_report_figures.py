@@ -327,3 +327,49 @@ def test_heat_sink_lost_region_drawn_where_it_is():
     figs = {f.key: f for f in F.plan_figures(case, plan)}
     assert "heat_sink" in figs and "6.0 mm without and 2.0 mm with" in figs["heat_sink"].caption
     assert figs["heat_sink"].png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _agg_rgb(draw, dpi=100):
+    """RGB pixels of a 3 × 3 in figure whose single axes ``draw(ax)`` fills."""
+    fig = Figure(figsize=(3, 3), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.5, 63.5)
+    ax.set_ylim(63.5, -0.5)
+    draw(ax)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def test_outlines_and_fills_are_the_pixels_of_matplotlib_contour():
+    """Reference: matplotlib's own ``ax.contour``/``ax.contourf`` (the drawing the report used before
+    its outlines became path collections). A disc and a ring at level 0.5, solid, dashed and dotted
+    lines and an alpha fill must give the same pixels (tolerance: 0 differing pixels)."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    r = np.hypot(xx - 30.3, yy - 33.7)
+    z = ((r < 14) & (r > 5)).astype(np.float32)
+    smooth = np.exp(-((r / 12.0) ** 2))
+    for style in ("solid", "dashed", "dotted"):
+        ref = _agg_rgb(lambda ax, s=style: (ax.contourf(z, levels=[0.5, 1.5], colors=["#2ca02c"], alpha=0.3),
+                                            ax.contour(smooth, levels=[0.4], colors=["#d62728"], linewidths=1.7,
+                                                       linestyles=s)))
+        new = _agg_rgb(lambda ax, s=style: (F._fill_between(ax, z, 0.5, 1.5, "#2ca02c", alpha=0.3),
+                                            F._iso_line(ax, smooth, 0.4, "#d62728", 1.7, linestyle=s)))
+        assert np.count_nonzero(np.abs(ref.astype(int) - new).sum(axis=-1)) == 0, style
+
+
+def test_figure_png_has_the_pixels_of_savefig():
+    """Reference: matplotlib's ``savefig(format="png", dpi, facecolor="white")``. figure_png writes the
+    same picture as an RGB PNG (the white background makes every pixel opaque). Tolerance: identical."""
+    from PIL import Image
+
+    case = make_case()
+    plan = make_plans(case)[("lesion_1", "mwa")]
+    fig, _, _ = F.ablation_figure(case, plan)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=70, facecolor="white")
+    ref = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA"))
+    png = F.figure_png(fig, dpi=70)
+    im = Image.open(io.BytesIO(png))
+    assert im.mode == "RGB" and (ref[..., 3] == 255).all()
+    assert np.array_equal(np.asarray(im), ref[..., :3])

@@ -51,6 +51,13 @@ class ImageSeries:
                 return str(ds.SOPClassUID), str(ds.SOPInstanceUID)
         return None
 
+    def sop_by_k(self) -> dict[int, tuple[str, str]]:
+        """``{case-grid slice index k: (SOP class, SOP instance)}`` (the first slice where two share a k, as sop_at)."""
+        out: dict[int, tuple[str, str]] = {}
+        for ds, kk in zip(self.datasets, self.k_of, strict=True):
+            out.setdefault(int(kk), (str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
+        return out
+
 
 def _input_dicom_folder(case: Case) -> Path | None:
     src = case.source_dir

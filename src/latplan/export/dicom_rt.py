@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
@@ -63,8 +63,11 @@ def _rgb(hex_colour: str) -> list[int]:
     return [int(h[i:i + 2], 16) for i in (0, 2, 4)]
 
 
-def _contours(mask: np.ndarray, affine: np.ndarray, k: int) -> list[np.ndarray]:
-    """Closed polygons (LPS mm, (n, 3)) of one slice of a binary mask (no repeated closing point)."""
+def _contours(mask: np.ndarray, affine: np.ndarray, k: int, offset_ji: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
+    """Closed polygons (LPS mm, (n, 3)) of one slice of a binary mask (no repeated closing point).
+
+    ``mask`` may be a crop of the slice whose first row and column are ``offset_ji`` of the full slice
+    (the polygons are the same: every mask voxel lies in the crop and the pad is outside)."""
     from skimage.measure import find_contours
 
     out = []
@@ -72,13 +75,17 @@ def _contours(mask: np.ndarray, affine: np.ndarray, k: int) -> list[np.ndarray]:
         rc = c[:-1] - 1.0 if np.allclose(c[0], c[-1]) else c - 1.0
         if len(rc) < 3:
             continue
-        ijk = np.column_stack([rc[:, 1], rc[:, 0], np.full(len(rc), float(k))])
+        ijk = np.column_stack([rc[:, 1] + offset_ji[1], rc[:, 0] + offset_ji[0], np.full(len(rc), float(k))])
         out.append(ijk @ affine[:3, :3].T + affine[:3, 3])
     return out
 
 
 #: (3006,0050) Contour Data
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
+#: (3006,0016) Contour Image Sequence, (3006,0042) Contour Geometric Type, (3006,0046) Number of Contour Points
+_CONTOUR_IMAGE_SEQ, _GEOMETRIC_TYPE, _N_POINTS = Tag(0x3006, 0x0016), Tag(0x3006, 0x0042), Tag(0x3006, 0x0046)
+#: (0008,1150) Referenced SOP Class UID, (0008,1155) Referenced SOP Instance UID
+_REF_SOP_CLASS, _REF_SOP_INSTANCE = Tag(0x0008, 0x1150), Tag(0x0008, 0x1155)
 
 
 def _contour_data(poly: np.ndarray) -> RawDataElement:
@@ -89,31 +96,38 @@ def _contour_data(poly: np.ndarray) -> RawDataElement:
     so the text is made here with one format per value and stored as a raw element (written as is,
     decoded only if read back). Each value is ≤ 16 characters, padded to even length (PS3.5 6.2).
     """
-    text = "\\".join(f"{x:.3f}" for x in poly.reshape(-1).tolist())
+    values = poly.reshape(-1).tolist()
+    text = "\\".join(("%.3f",) * len(values)) % tuple(values)  # one formatting pass; the same text as f"{x:.3f}"
     raw = (text if len(text) % 2 == 0 else text + " ").encode("ascii")
     return RawDataElement(_CONTOUR_DATA, "DS", len(raw), raw, 0, False, True)
 
 
-def _roi_contour_item(roi_number: int, spec: RoiSpec, ref: ImageSeries) -> Dataset:
+def _roi_contour_item(roi_number: int, spec: RoiSpec, sops: dict[int, tuple[str, str]]) -> Dataset:
     item = Dataset()
     item.ReferencedROINumber = roi_number
     item.ROIDisplayColor = _rgb(spec.colour_hex)
     contours = []
     arr = np.asarray(spec.mask.array) > 0
     aff = np.asarray(spec.mask.affine, float)
-    for k in np.nonzero(arr.any(axis=(1, 2)))[0]:
-        sop = ref.sop_at(int(k))
-        for poly in _contours(arr[k], aff, int(k)):
+    # the mask's bounding box: find_contours then scans a few voxels around the ROI, not whole slices
+    j_any, i_any = np.nonzero(arr.any(axis=(0, 2)))[0], np.nonzero(arr.any(axis=(0, 1)))[0]
+    box = arr[:, j_any[0]:j_any[-1] + 1, i_any[0]:i_any[-1] + 1]
+    for k in np.nonzero(box.any(axis=(1, 2)))[0]:
+        sop = sops.get(int(k))
+        for poly in _contours(box[k], aff, int(k), (int(j_any[0]), int(i_any[0]))):
             c = Dataset()
             # the item is written in the file's encoding (explicit VR little endian) and its own character set
             # (Contour Data is ASCII): saying so lets pydicom write the raw value as it is, not decode it first
             c.set_original_encoding(False, True, c._character_set)
+            # elements set by tag (DataElement), not by keyword: the same values without the keyword lookup
+            # and checks of Dataset.__setattr__ (some 10^4 contours per structure set)
             if sop is not None:
                 img = Dataset()
-                img.ReferencedSOPClassUID, img.ReferencedSOPInstanceUID = sop
-                c.ContourImageSequence = DicomSequence([img])
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(poly)
+                img[_REF_SOP_CLASS] = DataElement(_REF_SOP_CLASS, "UI", sop[0])
+                img[_REF_SOP_INSTANCE] = DataElement(_REF_SOP_INSTANCE, "UI", sop[1])
+                c[_CONTOUR_IMAGE_SEQ] = DataElement(_CONTOUR_IMAGE_SEQ, "SQ", DicomSequence([img]))
+            c[_GEOMETRIC_TYPE] = DataElement(_GEOMETRIC_TYPE, "CS", "CLOSED_PLANAR")
+            c[_N_POINTS] = DataElement(_N_POINTS, "IS", len(poly))
             c[_CONTOUR_DATA] = _contour_data(poly)
             contours.append(c)
     item.ContourSequence = DicomSequence(contours)
@@ -148,6 +162,7 @@ def write_rtstruct(case: Case, ref: ImageSeries, rois: Sequence[RoiSpec], path: 
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
     rois_seq, contour_seq, obs_seq, numbers = [], [], [], {}
     rois = [r for r in rois if np.asarray(r.mask.array).any()]  # an empty ROI would have no contour: left out
+    sops = ref.sop_by_k()
     for n, spec in enumerate(rois, start=1):
         roi = Dataset()
         roi.ROINumber = n
@@ -155,7 +170,7 @@ def write_rtstruct(case: Case, ref: ImageSeries, rois: Sequence[RoiSpec], path: 
         roi.ROIName = spec.name[:64]
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
         rois_seq.append(roi)
-        contour_seq.append(_roi_contour_item(n, spec, ref))
+        contour_seq.append(_roi_contour_item(n, spec, sops))
         obs = Dataset()
         obs.ObservationNumber = n
         obs.ReferencedROINumber = n
