@@ -13,15 +13,26 @@ collections agree). Two rules:
    tests' entries in :data:`DURATIONS_S` (seconds: setup + call + teardown, from a ``--durations`` run
    of the whole suite on 2 cores), else :data:`SLOW_DEFAULT_S` for a test marked ``slow`` and
    :data:`FAST_DEFAULT_S` for the rest. A stale table only makes the order less good, never a test
-   wrong; refresh it with ``make test PYTEST_ARGS="-n 2 --dist loadgroup --no-loadscope-reorder
-   --durations=60"`` and copy the figures (prefixes of node ids match every test under them).
+   wrong.
+
+Refreshing the table: set ``LATPLAN_TEST_TIMING_LOG=FILE`` and run the tests (any selection, with or
+without xdist); every test appends ``wall_s  cpu_s  load_1min  node_id`` to FILE as it finishes
+(:class:`TimingLog`, registered by ``tests/conftest.py``). CPU seconds (this process and the child
+processes it waited for) are what a test costs on an idle core; wall seconds on a loaded machine are
+not. ``python tests/support/ci_schedule.py FILE`` prints the entries for :data:`DURATIONS_S`
+(:func:`table_from_log`; prefixes of node ids match every test under them).
 
 Nothing here changes what a test asserts or which tests run.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +146,65 @@ def schedule(items: list[pytest.Item], table: dict[str, float] | None = None) ->
     ordered: Sequence[list[pytest.Item]] = sorted(
         units.values(), key=lambda unit: -sum(estimated_s(i, table) for i in unit))
     items[:] = [item for unit in ordered for item in unit]
+
+
+#: environment variable naming the timing log (:class:`TimingLog`); unset: nothing is recorded
+TIMING_LOG_ENV = "LATPLAN_TEST_TIMING_LOG"
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class TimingLog:
+    """pytest hooks appending one line per finished test to ``path``: wall s, CPU s (setup + call +
+    teardown; this process and the children it reaped), 1-minute load average, node id (tab-separated).
+    Lines are appended as each test ends, so a killed run keeps what it measured; xdist workers append
+    to the same file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._start: dict[str, tuple[float, float]] = {}
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self._start[nodeid] = (time.perf_counter(), _cpu_s())
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        if nodeid not in self._start:
+            return
+        wall0, cpu0 = self._start.pop(nodeid)
+        line = f"{time.perf_counter() - wall0:.2f}\t{_cpu_s() - cpu0:.2f}\t{os.getloadavg()[0]:.1f}\t{nodeid}\n"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def read_log(path: str | Path) -> dict[str, tuple[float, float]]:
+    """``{node id: (wall s, cpu s)}`` of a :class:`TimingLog` file (the last line of a node id wins)."""
+    out: dict[str, tuple[float, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        wall, cpu, _load, nodeid = line.split("\t", 3)
+        out[nodeid] = (float(wall), float(cpu))
+    return out
+
+
+def table_from_log(path: str | Path, min_s: float = 5.0) -> dict[str, float]:
+    """Seconds per test for :data:`DURATIONS_S` from a :class:`TimingLog` file, tests of ``min_s`` or more.
+
+    A test's figure is its CPU seconds, unless it mostly waits (subprocesses it does not reap, sleeps,
+    a browser): then its wall seconds divided by the log's typical wall/CPU ratio of CPU-bound tests
+    (the median over tests of ≥ 1 CPU s; this is how much the machine's load stretched a busy test).
+    """
+    rows = read_log(path)
+    busy = [w / c for w, c in rows.values() if c >= 1.0]
+    stretch = statistics.median(busy) if busy else 1.0
+    table = {nodeid: round(max(cpu, wall / stretch), 1) for nodeid, (wall, cpu) in rows.items()}
+    return dict(sorted(((k, v) for k, v in table.items() if v >= min_s), key=lambda kv: -kv[1]))
+
+
+if __name__ == "__main__":  # python tests/support/ci_schedule.py LOG [MIN_S]
+    log = sys.argv[1]
+    entries = table_from_log(log, float(sys.argv[2]) if len(sys.argv) > 2 else 5.0)
+    print(f"# {len(entries)} tests; sum {sum(entries.values()):.0f} s")
+    for key, value in entries.items():
+        print(f"    {key!r}: {value},")
