@@ -193,12 +193,14 @@ def table_from_log(path: str | Path, min_s: float = 5.0) -> dict[str, float]:
 
     A test's figure is its CPU seconds, unless it mostly waits (subprocesses it does not reap, sleeps,
     a browser): then its wall seconds divided by the log's typical wall/CPU ratio of CPU-bound tests
-    (the median over tests of ≥ 1 CPU s; this is how much the machine's load stretched a busy test).
+    (the median over tests of ≥ 1 CPU s with CPU ≤ wall; this is how much the machine's load stretched
+    a busy test). CPU above wall is child processes of earlier tests reaped late (a cluster's workers
+    at a module fixture's teardown): such a test is charged its wall seconds at most.
     """
     rows = read_log(path)
-    busy = [w / c for w, c in rows.values() if c >= 1.0]
+    busy = [w / c for w, c in rows.values() if 1.0 <= c <= w]
     stretch = statistics.median(busy) if busy else 1.0
-    table = {nodeid: round(max(cpu, wall / stretch), 1) for nodeid, (wall, cpu) in rows.items()}
+    table = {nodeid: round(max(min(cpu, wall), wall / stretch), 1) for nodeid, (wall, cpu) in rows.items()}
     return dict(sorted(((k, v) for k, v in table.items() if v >= min_s), key=lambda kv: -kv[1]))
 
 
