@@ -48,11 +48,13 @@ DURATIONS_S: dict[str, float] = {
     'tests/integration/test_demo.py::test_demo_case_renders[four-lesions-right-lobe]': 146.2,
     'tests/integration/test_demo.py::test_demo_case_renders[large-60mm]': 121.5,
     'tests/integration/test_demo.py::test_demo_case_renders[seg3-abutting-stomach-30mm]': 66.5,
-    'tests/web/test_web_browser.py::test_web_browser_board_flow': 59.2,
+    'tests/web/test_web_browser.py::test_web_browser_board_flow': 59.5,
     'tests/integration/test_demo.py::test_demo_case_renders[fig2-seg4a8-third-line]': 57.6,
     'tests/integration/test_demo.py::test_demo_case_renders[fig1-seg8-between-hepatic-veins]': 57.5,
     'tests/integration/test_demo.py::test_demo_case_renders[perivascular-rfa]': 53.2,
+    'tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode': 35.8,
     'tests/batch/test_split.py::test_split_case_gives_the_in_process_plan': 34.9,
+    'tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]': 34.0,
     'tests/planning/test_electroporation.py::test_planner_ire_too_large_lesion_reported_with_reason': 20.9,
     'tests/followup/test_followup_demo.py::test_followup_fig2_replanned_for_ibt': 20.5,
     'tests/web/test_web_crash.py::test_kill9_server_and_worker_then_restart': 20.5,
@@ -65,18 +67,17 @@ DURATIONS_S: dict[str, float] = {
     'tests/planning/test_ibt_target_geometry.py::test_v150_objective_lowers_dose_above_150_percent': 10.9,
     'tests/web/test_web_reliability.py::test_web_served_worker_restarted_after_crash': 10.8,
     'tests/batch/test_runner.py::test_rerun_plans_nothing_unchanged': 10.7,
-    'tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode': 10.5,  # earlier figure × 0.115 (not reached)
     'tests/export/test_export_demo.py::test_demo_main_report_page_limit_and_page_one': 10.4,
-    'tests/integration/test_demo.py::test_demo_cli': 10.0,  # earlier figure × 0.115 (not reached)
-    'tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]': 34.1,  # run_demo of this case alone, 3 mm, CPU s
     'tests/web/test_web_crash.py::test_kill9_server_alone_worker_exits': 9.4,
     'tests/report/test_report_summary.py::test_four_lesions_main_report_at_most_16_pages': 8.8,
+    'tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan': 8.8,
     'tests/pipeline/test_workers.py::test_spawned_worker_compiles_new_kernels_with_one_thread': 8.5,
     'tests/physics/test_dvh.py::test_point_source_in_spherical_shell_matches_analytic_dvh': 7.7,
     'tests/imaging/test_imaging_resample_insert.py::test_cli_insert_lesion_real_cases[totalseg-ct-dicom-inferior_vena_cava]': 6.6,
     'tests/physics/test_bioheat.py::test_bioheat_latent_heat_shrinks_iceball': 6.5,
     'tests/web/test_web_dask.py::test_web_job_on_dask_whose_lease_is_lost_writes_nothing': 6.5,
     'tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_dicom_ct_planned': 6.2,
+    'tests/integration/test_demo.py::test_demo_cli': 6.2,
     'tests/planning/test_electroporation.py::test_planner_generator_limits_are_respected': 6.2,
     'tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[sqlite]': 6.2,
     'tests/web/test_web_store.py::test_web_cli_serve_starts': 6.1,
@@ -84,8 +85,8 @@ DURATIONS_S: dict[str, float] = {
     'tests/report/test_report_html.py::test_write_reports_pdf_has_sections': 5.4,
     'tests/web/test_web_roles_audit.py::test_job_quota_per_case_and_per_user': 5.2,
     'tests/batch/test_runner.py::test_cohort_table_matches_specs': 5.0,
+    'tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli': 4.6,  # earlier figure × 0.121 (not reached)
     'tests/physics/test_dwell_opt.py::test_coverage_is_hard_and_objective_prefers_low_shell_dose': 4.4,
-    'tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli': 4.4,  # earlier figure × 0.115 (not reached)
     'tests/pipeline/test_plan.py::test_plan_case_folder_writes_valid_plan_json_and_reports': 4.3,
     'tests/followup/test_followup_demo.py::test_followup_fig2_demo_files': 4.2,
     'tests/web/test_web_uploads.py::test_web_hostile_upload_corpus': 4.2,
@@ -105,16 +106,16 @@ DURATIONS_S: dict[str, float] = {
     'tests/planning/test_electroporation.py::test_planner_ect_demo_lesion_reaches_95_percent': 3.0,
     'tests/web/test_web_api.py::test_web_quick_preview_real_chain': 3.0,
     'tests/web/test_web_upload_confinement.py::test_stored_upload_holds_every_file_planning_reads': 2.9,
-    'tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons': 2.8,  # earlier figure × 0.115 (not reached)
+    'tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons': 2.9,  # earlier figure × 0.121 (not reached)
     'tests/test_architecture.py::test_imported_third_party_packages_are_declared': 2.7,
+    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]': 2.7,  # earlier figure × 0.121 (not reached)
     'tests/web/test_web_dask.py::test_web_job_runs_on_dask_once_with_result_and_progress': 2.6,
-    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]': 2.5,  # earlier figure × 0.115 (not reached)
+    'tests/test_architecture.py::test_layers_import_only_downwards': 2.6,
+    'tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence': 2.5,  # earlier figure × 0.121 (not reached)
     'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[sqlite]': 2.4,
-    'tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence': 2.4,  # earlier figure × 0.115 (not reached)
     'tests/physics/test_bioheat_rfa.py::test_rfa_system_is_the_field_solvers': 2.3,
     'tests/web/test_web_api.py::test_web_upload_plan_decide_export[sqlite]': 2.3,
     'tests/planning/test_thermal.py::test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics': 2.3,
-    'tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan': 2.3,  # earlier figure × 0.115 (not reached)
     'tests/followup/test_followup_pipeline.py::test_followup_pipeline_registration_and_margin': 2.2,
     'tests/followup/test_followup_pipeline.py::test_followup_pipeline_tumour_rigid_and_no_registration': 2.2,
     'tests/physics/test_electroporation.py::test_sigma_fixed_point_converges_where_the_plain_update_oscillates': 2.2,
