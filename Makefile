@@ -19,9 +19,12 @@ $(BIN)/latplan: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(BIN)/latplan
 
-$(VENV)/.test-extras: $(BIN)/latplan
+# one pip run for latplan and its test extras (CI: not a second editable build after $(BIN)/latplan's)
+$(VENV)/.test-extras: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(VENV)/.test-extras
+	touch $(BIN)/latplan $(VENV)/.test-extras
 
 venv: $(BIN)/latplan
 

@@ -18,12 +18,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import matplotlib
 import pytest
-from ci_schedule import schedule  # tests/support (pytest's pythonpath)
+from ci_schedule import TIMING_LOG_ENV, TimingLog, schedule  # tests/support (pytest's pythonpath)
 
 matplotlib.use("Agg")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LATPLAN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``LATPLAN_TEST_TIMING_LOG=FILE``: record each test's wall and CPU seconds (refreshing
+    tests/support/ci_schedule.py's DURATIONS_S; nothing is recorded otherwise)."""
+    if os.environ.get(TIMING_LOG_ENV):
+        config.pluginmanager.register(TimingLog(os.environ[TIMING_LOG_ENV]), "latplan-timing-log")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the xdist_group marks into node-id suffixes

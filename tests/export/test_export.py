@@ -182,6 +182,7 @@ def test_dciodvfy_reports_no_errors(synthetic_export):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_dicom_input_case_is_referenced_not_rewritten(shared_data: Path, tmp_path: Path):
     """A case read from a real DICOM CT: the RT objects refer to the input series' SOP instances and frame
     of reference (not to a series written from the volume); highdicom reads the SEG; dciodvfy is clean."""

@@ -114,6 +114,7 @@ def test_followup_generator_deterministic(tmp_path) -> None:
     assert (a[0] / "outcomes.yaml").read_bytes() != (c[0] / "outcomes.yaml").read_bytes()
 
 
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_followup_cohort_ltp_from_images(tmp_path) -> None:
     """A lesion missing from outcomes.yaml takes its LTP date and margin from the imaging follow-up:
     the locally recurring phantom shows LTP at its 6-month scan (182 days after treatment), and

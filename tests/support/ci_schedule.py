@@ -13,88 +13,124 @@ collections agree). Two rules:
    tests' entries in :data:`DURATIONS_S` (seconds: setup + call + teardown, from a ``--durations`` run
    of the whole suite on 2 cores), else :data:`SLOW_DEFAULT_S` for a test marked ``slow`` and
    :data:`FAST_DEFAULT_S` for the rest. A stale table only makes the order less good, never a test
-   wrong; refresh it with ``make test PYTEST_ARGS="-n 2 --dist loadgroup --no-loadscope-reorder
-   --durations=60"`` and copy the figures (prefixes of node ids match every test under them).
+   wrong.
+
+Refreshing the table: set ``LATPLAN_TEST_TIMING_LOG=FILE`` and run the tests (any selection, with or
+without xdist); every test appends ``wall_s  cpu_s  load_1min  node_id`` to FILE as it finishes
+(:class:`TimingLog`, registered by ``tests/conftest.py``). CPU seconds (this process and the child
+processes it waited for) are what a test costs on an idle core; wall seconds on a loaded machine are
+not. ``python tests/support/ci_schedule.py FILE`` prints the entries for :data:`DURATIONS_S`
+(:func:`table_from_log`; prefixes of node ids match every test under them).
 
 Nothing here changes what a test asserts or which tests run.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 #: measured seconds of each test (setup + call + teardown), keyed by node id or by a prefix of node ids (a file,
 #: a test without its parameters: the figure then holds for each test under it); the longest matching key
-#: wins. Tests not named here get the defaults below. Figures: the whole suite at main aa3e4b1, `-n 2 --dist loadfile
-#: --durations=100`, 2 cores shared with other jobs (load 4–20; 58.6 min): only their ratios matter here.
+#: wins. Tests not named here get the defaults below; tests under 2 s are left out. Figures: :func:`table_from_log`
+#: of TimingLog runs at main 8f6143e + branch s3/ci (2026-12-02, 13:52–15:10 UTC): serial (no xdist),
+#: NUMBA_NUM_THREADS=1 as on the workers, 2 cores shared with six other engineers (1-min load 8–18; wall was
+#: 4–9× CPU, so these are CPU seconds, or wall / that stretch for tests that wait on subprocesses). Tests that
+#: run did not reach keep the earlier figure (main aa3e4b1, `-n 2 --dist loadfile --durations=100` at load
+#: 4–20) × the median ratio new/old of the tests measured in both; they say so.
 DURATIONS_S: dict[str, float] = {
-    "tests/integration/test_demo.py::test_demo_case_renders[four-lesions-right-lobe]": 1721.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[fig2-seg4a8-third-line]": 646.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[fig1-seg8-between-hepatic-veins]": 352.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[large-60mm]": 219.0,
-    "tests/batch/test_runner.py::test_failing_case_recorded_rest_planned": 204.0,
-    "tests/followup/test_followup_demo.py::test_followup_fig2_replanned_for_ibt": 197.0,
-    "tests/web/test_web_browser.py::test_web_browser_board_flow": 185.0,
-    "tests/batch/test_runner.py::test_rerun_plans_nothing_unchanged": 159.0,
-    "tests/export/test_export_demo.py::test_demo_main_report_page_limit_and_page_one": 137.0,
-    "tests/planning/test_thermal_planners.py::test_planner_heat_sink_cuts_rfa_more_than_mwa": 125.0,
-    "tests/web/test_web_reliability.py::test_web_served_worker_restarted_after_crash": 122.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[seg3-abutting-stomach-30mm]": 121.0,
-    "tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_dicom_ct_planned": 110.0,
-    "tests/planning/test_electroporation.py::test_planner_ire_too_large_lesion_reported_with_reason": 95.0,
-    "tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode": 91.0,
-    "tests/integration/test_demo.py::test_demo_cli": 87.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[perivascular-rfa]": 87.0,
-    "tests/batch/test_distributed.py::test_killed_worker_every_case_planned_exactly_once": 85.0,
-    "tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]": 84.0,
-    "tests/report/test_report_summary.py::test_four_lesions_main_report_at_most_16_pages": 73.0,
-    "tests/planning/test_thermal.py::test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein": 68.0,
-    "tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[sqlite]": 67.0,
-    "tests/web/test_web_crash.py::test_kill9_worker_alone_restarted_job_once": 61.0,
-    "tests/web/test_web_crash.py::test_kill9_server_and_worker_then_restart": 60.0,
-    "tests/web/test_web_crash.py::test_kill9_server_alone_worker_exits": 60.0,
-    "tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[postgres]": 59.0,
-    "tests/planning/test_electroporation.py::test_planner_ire_demo_lesion_with_margin": 49.0,
-    "tests/followup/test_followup_cohort.py::test_followup_cohort_ltp_from_images": 44.0,
-    "tests/web/test_web_uploads.py::test_web_hostile_upload_corpus": 43.0,
-    "tests/planning/test_electroporation.py::test_planner_generator_limits_are_respected": 40.0,
-    "tests/phantom/test_phantom_demo.py::test_all_demo_cases_ship_and_validate": 40.0,
-    "tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli": 38.0,
-    "tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_ct_import_capsule_entry_and_plan": 35.0,
-    "tests/web/test_web_store.py::test_web_cli_serve_starts": 31.0,
-    "tests/report/test_report_summary.py::test_single_lesion_main_report_at_most_8_pages": 28.0,
-    "tests/pipeline/test_plan.py::test_plan_case_folder_writes_valid_plan_json_and_reports": 27.0,
-    "tests/anatomy/test_anatomy_properties.py::test_gap_and_calibre_within_one_voxel": 26.0,
-    "tests/followup/test_followup_cohort.py::test_followup_outcomes_files_and_references": 25.0,
-    "tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons": 24.0,
-    "tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]": 22.0,
-    "tests/web/test_web_crash.py::test_heartbeat_notices_a_lost_lease": 21.0,
-    "tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence": 21.0,
-    "tests/followup/test_followup_demo.py::test_followup_fig2_residual_rim_found": 21.0,
-    "tests/planning/test_thermal.py::test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics": 20.0,
-    "tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan": 20.0,
-    "tests/planning/test_ibt_target_geometry.py::test_v150_objective_lowers_dose_above_150_percent": 19.0,
-    "tests/web/test_web_crash.py::test_worker_whose_lease_was_taken_writes_nothing": 18.0,
-    "tests/imaging/test_imaging_real_data_e2e.py::test_dcmqi_dicom_seg_liver_planned": 18.0,
-    "tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[sqlite]": 17.0,
-    "tests/imaging/test_imaging_real_data_e2e.py::test_dicompyler_rtstruct_case_planned": 17.0,
-    "tests/board/test_board_preferences.py::test_preferences_never_lift_contraindicated": 17.0,
-    "tests/web/test_web_headers_limits.py::test_security_headers_everywhere": 16.0,
-    "tests/planning/test_electroporation.py::test_planner_ect_demo_lesion_reaches_95_percent": 16.0,
-    "tests/physics/test_electroporation.py::test_ire_lethal_field_calibrated_in_vivo_and_checked_on_held_out_arm": 16.0,
-    "tests/physics/test_electroporation.py::test_sigma_fixed_point_converges_where_the_plain_update_oscillates": 15.0,
-    "tests/planning/test_thermal_planners.py::test_planner_rfa_cryo_on_synthetic_case": 14.0,
-    "tests/followup/test_followup_demo.py::test_followup_fig2_demo_files": 14.0,
-    "tests/web/test_web_dask.py::test_web_job_runs_on_dask_once_with_result_and_progress": 13.0,
-    "tests/planning/test_ibt_biology_source.py::test_cardiac_device_dose_check": 13.0,
-    "tests/planning/test_ibt.py::test_figure1_phantom_case": 13.0,
-    "tests/web/test_web_crash.py::test_running_job_rerun_only_after_lease_expiry": 12.0,
-    "tests/planning/test_ibt_biology_source.py::test_plan_bed_uses_delivery_time_and_decayed_source": 12.0,
+    'tests/integration/test_demo.py::test_demo_case_renders[four-lesions-right-lobe]': 146.2,
+    'tests/integration/test_demo.py::test_demo_case_renders[large-60mm]': 121.5,
+    'tests/integration/test_demo.py::test_demo_case_renders[seg3-abutting-stomach-30mm]': 66.5,
+    'tests/web/test_web_browser.py::test_web_browser_board_flow': 59.5,
+    'tests/integration/test_demo.py::test_demo_case_renders[fig2-seg4a8-third-line]': 57.6,
+    'tests/integration/test_demo.py::test_demo_case_renders[fig1-seg8-between-hepatic-veins]': 57.5,
+    'tests/integration/test_demo.py::test_demo_case_renders[perivascular-rfa]': 53.2,
+    'tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode': 35.8,
+    'tests/batch/test_split.py::test_split_case_gives_the_in_process_plan': 34.9,
+    'tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]': 34.0,
+    'tests/planning/test_electroporation.py::test_planner_ire_too_large_lesion_reported_with_reason': 20.9,
+    'tests/followup/test_followup_demo.py::test_followup_fig2_replanned_for_ibt': 20.5,
+    'tests/web/test_web_crash.py::test_kill9_server_and_worker_then_restart': 20.5,
+    'tests/batch/test_runner.py::test_failing_case_recorded_rest_planned': 18.7,
+    'tests/web/test_web_crash.py::test_kill9_worker_alone_restarted_job_once': 18.6,
+    'tests/batch/test_distributed.py::test_killed_worker_every_case_planned_exactly_once': 17.5,
+    'tests/planning/test_electroporation.py::test_planner_ire_demo_lesion_with_margin': 16.1,
+    'tests/planning/test_thermal.py::test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein': 14.5,
+    'tests/planning/test_thermal_planners.py::test_planner_heat_sink_cuts_rfa_more_than_mwa': 13.1,
+    'tests/planning/test_ibt_target_geometry.py::test_v150_objective_lowers_dose_above_150_percent': 10.9,
+    'tests/web/test_web_reliability.py::test_web_served_worker_restarted_after_crash': 10.8,
+    'tests/batch/test_runner.py::test_rerun_plans_nothing_unchanged': 10.7,
+    'tests/export/test_export_demo.py::test_demo_main_report_page_limit_and_page_one': 10.4,
+    'tests/web/test_web_crash.py::test_kill9_server_alone_worker_exits': 9.4,
+    'tests/report/test_report_summary.py::test_four_lesions_main_report_at_most_16_pages': 8.8,
+    'tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan': 8.8,
+    'tests/pipeline/test_workers.py::test_spawned_worker_compiles_new_kernels_with_one_thread': 8.5,
+    'tests/physics/test_dvh.py::test_point_source_in_spherical_shell_matches_analytic_dvh': 7.7,
+    'tests/imaging/test_imaging_resample_insert.py::test_cli_insert_lesion_real_cases[totalseg-ct-dicom-inferior_vena_cava]': 6.6,
+    'tests/physics/test_bioheat.py::test_bioheat_latent_heat_shrinks_iceball': 6.5,
+    'tests/web/test_web_dask.py::test_web_job_on_dask_whose_lease_is_lost_writes_nothing': 6.5,
+    'tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_dicom_ct_planned': 6.2,
+    'tests/integration/test_demo.py::test_demo_cli': 6.2,
+    'tests/planning/test_electroporation.py::test_planner_generator_limits_are_respected': 6.2,
+    'tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[sqlite]': 6.2,
+    'tests/web/test_web_store.py::test_web_cli_serve_starts': 6.1,
+    'tests/export/test_export.py::test_dicom_input_case_is_referenced_not_rewritten': 5.5,
+    'tests/report/test_report_html.py::test_write_reports_pdf_has_sections': 5.4,
+    'tests/web/test_web_roles_audit.py::test_job_quota_per_case_and_per_user': 5.2,
+    'tests/batch/test_runner.py::test_cohort_table_matches_specs': 5.0,
+    'tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli': 4.6,  # earlier figure × 0.121 (not reached)
+    'tests/physics/test_dwell_opt.py::test_coverage_is_hard_and_objective_prefers_low_shell_dose': 4.4,
+    'tests/pipeline/test_plan.py::test_plan_case_folder_writes_valid_plan_json_and_reports': 4.3,
+    'tests/followup/test_followup_demo.py::test_followup_fig2_demo_files': 4.2,
+    'tests/web/test_web_uploads.py::test_web_hostile_upload_corpus': 4.2,
+    'tests/followup/test_followup_cohort.py::test_followup_cohort_ltp_from_images': 4.0,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[labels-mirrored-x-symmetric-grid]': 3.8,
+    'tests/phantom/test_phantom_demo.py::test_all_demo_cases_ship_and_validate': 3.8,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[path-image-etc-passwd]': 3.7,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[labels-yaml-duplicate-key]': 3.6,
+    'tests/imaging/test_imaging_resample_insert.py::test_cli_missing_patient_message': 3.6,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[image-gz-truncated-half]': 3.5,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[case-yaml-latin1]': 3.4,
+    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[rtstruct-outside-image-z]': 3.4,
+    'tests/web/test_web_exports.py::test_web_seg_export_round_trip': 3.4,
+    'tests/followup/test_followup_pipeline.py::test_followup_cli_json_and_outcomes': 3.2,
+    'tests/report/test_report_summary.py::test_single_lesion_main_report_at_most_8_pages': 3.2,
+    'tests/web/test_web_api.py::test_web_idempotent_job_key[sqlite]': 3.2,
+    'tests/planning/test_electroporation.py::test_planner_ect_demo_lesion_reaches_95_percent': 3.0,
+    'tests/web/test_web_api.py::test_web_quick_preview_real_chain': 3.0,
+    'tests/web/test_web_upload_confinement.py::test_stored_upload_holds_every_file_planning_reads': 2.9,
+    'tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons': 2.9,  # earlier figure × 0.121 (not reached)
+    'tests/test_architecture.py::test_imported_third_party_packages_are_declared': 2.7,
+    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]': 2.7,  # earlier figure × 0.121 (not reached)
+    'tests/web/test_web_dask.py::test_web_job_runs_on_dask_once_with_result_and_progress': 2.6,
+    'tests/test_architecture.py::test_layers_import_only_downwards': 2.6,
+    'tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence': 2.5,  # earlier figure × 0.121 (not reached)
+    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[sqlite]': 2.4,
+    'tests/physics/test_bioheat_rfa.py::test_rfa_system_is_the_field_solvers': 2.3,
+    'tests/web/test_web_api.py::test_web_upload_plan_decide_export[sqlite]': 2.3,
+    'tests/planning/test_thermal.py::test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics': 2.3,
+    'tests/followup/test_followup_pipeline.py::test_followup_pipeline_registration_and_margin': 2.2,
+    'tests/followup/test_followup_pipeline.py::test_followup_pipeline_tumour_rigid_and_no_registration': 2.2,
+    'tests/physics/test_electroporation.py::test_sigma_fixed_point_converges_where_the_plain_update_oscillates': 2.2,
+    'tests/physics/test_electroporation.py::test_ire_lethal_field_calibrated_in_vivo_and_checked_on_held_out_arm': 2.2,
+    'tests/planning/test_electroporation.py::test_field_solver_options_agree': 2.2,
+    'tests/web/test_web_api.py::test_web_failed_job_shown_and_requeued': 2.2,
+    'tests/planning/test_thermal_planners.py::test_planner_rfa_cryo_on_synthetic_case': 2.1,
+    'tests/planning/test_ibt_target_geometry.py::test_plan_for_robustness_holds_under_3mm_shifts': 2.0,
+    'tests/report/test_report_html.py::test_report_html_is_well_formed_and_self_contained': 2.0,
+    'tests/web/test_web_api.py::test_web_append_only_tables[sqlite]': 2.0,
+    'tests/web/test_web_roles_audit.py::test_concurrent_identical_plan_posts_one_job[sqlite]': 2.0,
+    'tests/planning/test_ibt.py::test_figure1_phantom_case': 2.0,
 }
-SLOW_DEFAULT_S = 20.0
-FAST_DEFAULT_S = 0.5
+SLOW_DEFAULT_S = 5.0  # about the median of the measured slow tests (2.3 s), rounded up: unmeasured slow ones go early
+FAST_DEFAULT_S = 0.2
 
 def estimated_s(item: pytest.Item, table: dict[str, float] | None = None) -> float:
     """Estimated seconds of one test: the entry of :data:`DURATIONS_S` with the longest key that is its
@@ -135,3 +171,71 @@ def schedule(items: list[pytest.Item], table: dict[str, float] | None = None) ->
     ordered: Sequence[list[pytest.Item]] = sorted(
         units.values(), key=lambda unit: -sum(estimated_s(i, table) for i in unit))
     items[:] = [item for unit in ordered for item in unit]
+
+
+#: environment variable naming the timing log (:class:`TimingLog`); unset: nothing is recorded
+TIMING_LOG_ENV = "LATPLAN_TEST_TIMING_LOG"
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class TimingLog:
+    """pytest hooks appending one line per finished test to ``path``: wall s, CPU s (setup + call +
+    teardown; this process and the children it reaped), 1-minute load average, node id (tab-separated).
+    Lines are appended as each test ends, so a killed run keeps what it measured; xdist workers append
+    to the same file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._start: dict[str, tuple[float, float]] = {}
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self._start[nodeid] = (time.perf_counter(), _cpu_s())
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        if nodeid not in self._start:
+            return
+        wall0, cpu0 = self._start.pop(nodeid)
+        line = f"{time.perf_counter() - wall0:.2f}\t{_cpu_s() - cpu0:.2f}\t{os.getloadavg()[0]:.1f}\t{nodeid}\n"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def read_log(path: str | Path) -> dict[str, tuple[float, float, float]]:
+    """``{node id: (wall s, cpu s, 1-min load)}`` of a :class:`TimingLog` file (the last line of a node id wins)."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        wall, cpu, load, nodeid = line.split("\t", 3)
+        out[nodeid] = (float(wall), float(cpu), max(float(load), 1.0))
+    return out
+
+
+def table_from_log(path: str | Path, min_s: float = 5.0) -> dict[str, float]:
+    """Seconds per test for :data:`DURATIONS_S` from a :class:`TimingLog` file, tests of ``min_s`` or more.
+
+    A test's figure is its CPU seconds, unless it mostly waits (on subprocesses it does not reap, sleeps,
+    a browser): then it is the seconds a busy test would have used in its wall time, wall / (k × load),
+    where k is the median of wall / (CPU × load) over the log's tests of ≥ 1 CPU s (a CPU-bound test's
+    wall time grows with the load). "Mostly waits": CPU below half of that. CPU above wall is child
+    processes of earlier tests reaped late (a cluster's workers at a module fixture's teardown): such a
+    test is charged its wall seconds at most.
+    """
+    rows = read_log(path)
+    busy = [w / (c * load) for w, c, load in rows.values() if 1.0 <= c <= w]
+    k = statistics.median(busy) if busy else 1.0
+    table = {}
+    for nodeid, (wall, cpu, load) in rows.items():
+        cpu, busy_s = min(cpu, wall), wall / (k * load)
+        table[nodeid] = round(cpu if cpu >= 0.5 * busy_s else busy_s, 1)
+    return dict(sorted(((n, v) for n, v in table.items() if v >= min_s), key=lambda kv: -kv[1]))
+
+
+if __name__ == "__main__":  # python tests/support/ci_schedule.py LOG [MIN_S]
+    log = sys.argv[1]
+    entries = table_from_log(log, float(sys.argv[2]) if len(sys.argv) > 2 else 5.0)
+    print(f"# {len(entries)} tests; sum {sum(entries.values()):.0f} s")
+    for key, value in entries.items():
+        print(f"    {key!r}: {value},")

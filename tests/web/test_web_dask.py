@@ -104,6 +104,7 @@ def test_web_job_runs_on_dask_once_with_result_and_progress(tmp_path, case_zip, 
     eng.dispose()
 
 
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_web_job_on_dask_whose_lease_is_lost_writes_nothing(tmp_path, case_zip, dask_client):
     """The lease is taken over at the first progress update: the heartbeat notices, the next update
     raises LeaseLostError, the remote task is cancelled and the run writes no result, row or audit."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 from webtest_helpers import login, upload
 
@@ -115,6 +116,7 @@ def test_last_plan_stays_visible_while_a_new_job_runs(sqlite_client, sqlite_sett
     assert sqlite_client.get(f"/cases/{case_id}/viewer/index.json").status_code == 200
 
 
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_job_quota_per_case_and_per_user(sqlite_client, sqlite_settings, case_zip):
     """A case with a waiting job cannot queue another with other settings (429); a user may have at most
     3 waiting jobs (before: unlimited)."""

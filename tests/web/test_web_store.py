@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 from webtest_helpers import LiveServer
@@ -86,6 +87,7 @@ def test_web_cli_user_add(tmp_path):
     assert r.exit_code != 0 and "role 'wizard' is unknown" in str(r.exception)
 
 
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_web_cli_serve_starts(tmp_path):
     """`latplan serve --no-worker` listens on 127.0.0.1, applies migrations and answers /healthz and /login."""
     port = LiveServer(None).port

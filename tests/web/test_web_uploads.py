@@ -13,6 +13,7 @@ import stat
 import zipfile
 from pathlib import Path
 
+import pytest
 from webtest_helpers import login, small_case, upload
 
 from latplan.imaging.case_folder import save_case_folder
@@ -69,6 +70,7 @@ CORPUS = {
 }
 
 
+@pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_web_hostile_upload_corpus(sqlite_client, sqlite_settings, tmp_path):
     """Each hostile upload → 422 (413-like size errors included) with its reason in words; store untouched."""
     csrf = login(sqlite_client, "coord")
