@@ -135,6 +135,7 @@ def test_bioheat_arrhenius_gate_and_log_space() -> None:
     assert 1.0 / rate < 60.0
 
 
+@pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_bioheat_latent_heat_shrinks_iceball() -> None:
     """PHYSICS.md: without latent heat iceballs come out too large. The same probe with the
     latent heat (apparent heat capacity over −8…−1 °C) freezes a smaller 0 °C volume, and the

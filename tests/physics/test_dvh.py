@@ -77,6 +77,7 @@ def test_step_dose() -> None:
     assert o["d0_1cc_gy"] == o["d1cc_gy"] == o["d2cc_gy"] == 20.0 and o["dmax_gy"] == 20.0
 
 
+@pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_point_source_in_spherical_shell_matches_analytic_dvh() -> None:
     """Reference: a point source (L = 0, g ≡ 1, F ≡ 1 → Ḋ = S_K·Λ/r²) centred in a shell r0..R.
     Cumulative DVH: V(≥ d)/V = (r_d³ − r0³)/(R³ − r0³), r_d = √(k/d). D90/D50/D10 within 2 %

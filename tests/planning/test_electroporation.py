@@ -135,6 +135,7 @@ def test_planner_ire_too_large_lesion_reported_with_reason() -> None:
     assert max(m["voltages_v"]) <= 3000.0
 
 
+@pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_planner_generator_limits_are_respected(seg6_case) -> None:  # type: ignore[no-untyped-def]
     """Lower generator limits bind: at 800 V no pair voltage (searched or planned) exceeds 800 V,
     the goal is missed (measured 37 % coverage) and the plan names the voltage limit; at 5 A even

@@ -170,6 +170,7 @@ def test_quality_indices(plan10: TreatmentPlan) -> None:
     assert m["prescription_isodose_volume_ml"] == pytest.approx(v_grid, rel=0.08)
 
 
+@pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_v150_objective_lowers_dose_above_150_percent(case: Case, plan10: TreatmentPlan) -> None:
     """The optional V150 objective is IPSA's linear surrogate (Lessard & Pouliot 2001): dose above 1.5 × Rx in the
     CTV is penalised in the LP. Metamorphic check with the independent TG-43: the mean dose excess above 30 Gy over

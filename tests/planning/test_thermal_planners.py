@@ -107,6 +107,7 @@ def test_planner_demo_large_lesion_not_one_rfa_electrode() -> None:
     assert "one RFA electrode cannot cover" in p.metrics["reason"]
 
 
+@pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
     """Reference: PHYSICS.md / seed — RFA suffers most from the heat sink of vessels ≥ 3 mm (heat
     sink in 73 % of veins > 3 mm), MWA much less. On the perivascular demo case (Ø 10 mm portal
