@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from latplan.physics.warmup import cache_is_cold
 from latplan.pipeline.workers import (
     CHILD_THREAD_ENV,
     init_worker,
@@ -108,14 +109,15 @@ def test_every_numba_kernel_is_cached() -> None:
     assert not uncached, f"numba kernels without cache=True (compiled again in every process): {uncached}"
 
 
-def _cache_misses_after_warm_up(families: tuple[str, ...]) -> tuple[int, int]:
+def _cache_misses_after_warm_up(families: tuple[str, ...]) -> tuple[int, int, bool]:
     """In a fresh worker: the families' kernels run; (compiles, cache loads) over physics' dispatchers."""
     from numba.core.registry import CPUDispatcher
 
     from latplan.physics import electroporation, tg43
     from latplan.physics.bioheat import cryo_kernels, kernels, rfa
-    from latplan.physics.warmup import warm_kernels
+    from latplan.physics.warmup import cache_is_cold, warm_kernels
 
+    cold = cache_is_cold()
     warm_kernels(families)
     misses = hits = 0
     for module in (tg43, electroporation, kernels, cryo_kernels, rfa):
@@ -123,7 +125,7 @@ def _cache_misses_after_warm_up(families: tuple[str, ...]) -> tuple[int, int]:
             if isinstance(obj, CPUDispatcher) and obj._cache.__class__.__name__ != "NullCache":
                 misses += sum(obj.stats.cache_misses.values())
                 hits += sum(obj.stats.cache_hits.values())
-    return misses, hits
+    return misses, hits, cold
 
 
 @pytest.mark.slow
@@ -136,10 +138,12 @@ def test_warm_kernel_cache_leaves_later_workers_nothing_to_compile(tmp_path, mon
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # spawned children start from this env: cold
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=ctx, initializer=init_worker) as pool:
-        took = warm_kernel_cache(pool, families)
+        assert pool.submit(cache_is_cold).result(), "an empty NUMBA_CACHE_DIR should read as cold"
+        took = warm_kernel_cache(pool, families, only_if_cold=False)  # this process's cache dir is not tmp
     assert set(took) == set(families) and all(t > 0 for t in took.values())
     assert list(tmp_path.rglob("*.nbi")), "the warm-up wrote no numba cache index"
     with ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker) as pool:
-        misses, hits = pool.submit(_cache_misses_after_warm_up, families).result()
+        misses, hits, cold = pool.submit(_cache_misses_after_warm_up, families).result()
+    assert cold is (set(families) != {"tg43", "heating", "cryo", "electroporation"})  # two families: still cold
     assert misses == 0, f"{misses} kernels compiled again after the warm-up"
     assert hits > 0

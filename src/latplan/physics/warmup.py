@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numba.core.caching import NullCache
+from numba.core.registry import CPUDispatcher
 
 from latplan.physics import bioheat as bh
 from latplan.physics import electroporation as ep
 from latplan.physics import tg43
-from latplan.physics.bioheat import rfa
-from latplan.physics.bioheat.kernels import SERIAL_BELOW_VOXELS
+from latplan.physics.bioheat import cryo_kernels, kernels, rfa
 
-__all__ = ["FAMILIES", "warm_kernels"]
+__all__ = ["FAMILIES", "cache_is_cold", "warm_kernels"]
 
 
 def _tg43() -> None:
@@ -55,7 +57,7 @@ def _heating() -> None:
     q = np.zeros((n, n, n), np.float32)
     q[n // 2, n // 2, n // 2] = 1.0 / (h * 1e-3) ** 3
     bh.simulate_heating(lab, [liver], (h, h, h), 20.0, source_w_m3_per_w=q, power_w=1.0)
-    big = round(SERIAL_BELOW_VOXELS ** (1 / 3)) + 1  # a box above the serial limit: the threaded kernel
+    big = round(kernels.SERIAL_BELOW_VOXELS ** (1 / 3)) + 1  # a box above the serial limit: the threaded kernel
     qb = np.zeros((big, big, big), np.float32)
     qb[big // 2, big // 2, big // 2] = 1.0 / (h * 1e-3) ** 3
     bh.simulate_heating(np.zeros((big, big, big), np.uint8), [liver], (h, h, h), 5.0, source_w_m3_per_w=qb,
@@ -90,3 +92,19 @@ def warm_kernels(families: tuple[str, ...] | None = None) -> dict[str, float]:
         FAMILIES[name]()
         took[name] = time.perf_counter() - t0
     return took
+
+
+def _cached_kernels() -> list[Any]:
+    return [obj for module in (tg43, ep, kernels, cryo_kernels, rfa) for obj in vars(module).values()
+            if isinstance(obj, CPUDispatcher) and not isinstance(getattr(obj, "_cache", NullCache()), NullCache)
+            and obj.targetoptions.get("inline") != "always"]  # inlined helpers are cached in their callers
+
+
+def cache_is_cold() -> bool:
+    """True when some ``cache=True`` kernel has nothing in numba's on-disk cache for its current
+    source (a new install or checkout path, an edited module): then :func:`warm_kernels` is worth its
+    compile. Reads numba's cache index (≈ ms); any doubt (another numba's internals) counts as cold."""
+    try:
+        return any(not k._cache._cache_file._load_index() for k in _cached_kernels())
+    except (AttributeError, OSError):
+        return True

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 import numba
 
-from latplan.physics.warmup import FAMILIES, warm_kernels
+from latplan.physics.warmup import FAMILIES, cache_is_cold, warm_kernels
 
 __all__ = ["CHILD_THREAD_ENV", "init_worker", "single_threaded_children", "warm_kernel_cache"]
 
@@ -82,10 +82,14 @@ def _warm_family(name: str) -> float:
     return warm_kernels((name,))[name]
 
 
-def warm_kernel_cache(pool: Executor, families: tuple[str, ...] | None = None) -> dict[str, float]:
+def warm_kernel_cache(pool: Executor, families: tuple[str, ...] | None = None, *,
+                      only_if_cold: bool = True) -> dict[str, float]:
     """Compile (cold cache) or load each numba kernel family once, one family per worker of ``pool``,
     and wait for all: afterwards the on-disk cache holds every kernel, so the jobs load, never compile.
-    Call it right after the pool starts, before submitting jobs. Returns seconds per family (≈ 0.1–2 s
-    each with a warm cache; tens of seconds cold)."""
+    Call it right after the pool starts, before submitting jobs. Returns seconds per family (tens of
+    seconds each cold); {} without running anything when ``only_if_cold`` and every kernel is already
+    in this process's view of the cache (:func:`~latplan.physics.warmup.cache_is_cold`, ≈ ms)."""
+    if only_if_cold and not cache_is_cold():
+        return {}
     names = list(families or FAMILIES)  # longest compile first (physics.warmup orders them so)
     return dict(zip(names, pool.map(_warm_family, names), strict=True))
