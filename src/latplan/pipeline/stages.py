@@ -32,7 +32,7 @@ from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities.registry import MODALITIES
 from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker, single_threaded_children, warm_kernel_cache
+from latplan.pipeline.workers import init_worker, single_threaded_children
 
 __all__ = ["CaseAssessment", "PreparedCase", "SimulationJob", "SimulationResult", "assess", "finish", "job_cost",
            "longest_first", "prepare", "run_simulation", "run_simulations", "shared_work", "simulation_jobs"]
@@ -164,7 +164,6 @@ def run_simulations(jobs: Sequence[SimulationJob], case: Case, geometry: CaseGeo
     with single_threaded_children(), \
             ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
-        warm_kernel_cache(pool)  # a cold numba cache: each kernel compiled once, not once per worker
         shared_futures: dict[str, list[Future[dict[Hashable, Any]]]] = {lesion_id: [] for lesion_id, _fn in wanted}
         for (lesion_id, _fn), modality in wanted.items():
             shared_futures[lesion_id].append(pool.submit(_shared_in_worker, modality, lesion_id))
