@@ -5,7 +5,11 @@ kernel is compiled once per install and loaded from the cache afterwards (≈ 0.
 seconds). The cache is written only when a compile *finishes*: processes started together with a cold
 cache (the pipeline's worker pool, ``latplan demo``) would each compile the same kernels concurrently.
 :func:`warm_kernels` runs a tiny problem per family through the public API (same argument types as
-the planners), so a parent that calls it before starting a pool leaves its children only cache loads.
+the planners), so a parent that calls it before starting a pool leaves its children only cache loads
+(``python -m latplan.physics.warmup`` does it from a shell). Measured (round 2 session 3, load 3–6 on 2
+cores, cold cache, 2 workers): warming before the pool did NOT pay — one plan 65.6 s with vs 60.7 s
+without, two demo cases 93.6 vs 89.4 s — because workers rarely need the same kernel at the same time
+(the first to finish writes the cache, the other loads it), so the pipeline does not call it by default.
 
 Where the cache goes (numba's own rules): ``NUMBA_CACHE_DIR`` when set; else ``__pycache__`` next to
 the module when that is writable (a checkout, an editable or a user-writable install); else numba's
@@ -108,3 +112,7 @@ def cache_is_cold() -> bool:
         return any(not k._cache._cache_file._load_index() for k in _cached_kernels())
     except (AttributeError, OSError):
         return True
+
+
+if __name__ == "__main__":  # `python -m latplan.physics.warmup`: fill numba's cache once (CI, after install)
+    print({name: round(s, 1) for name, s in warm_kernels().items()})

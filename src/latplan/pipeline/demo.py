@@ -34,7 +34,7 @@ from latplan.phantom import build_demo_case, demo_cases, demo_spec
 from latplan.pipeline.plan import plan_case, write_outputs
 from latplan.pipeline.progress import Progress, silent
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker, single_threaded_children, warm_kernel_cache
+from latplan.pipeline.workers import init_worker, single_threaded_children
 from latplan.report.demo import DemoRow, summary_cells, write_demo_index
 from latplan.report.writer import ReportError
 
@@ -149,8 +149,6 @@ def _run_parallel(wanted: Sequence[str], out: Path, builder: Callable[[str], Cas
     with single_threaded_children(), \
             ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=init_worker,
                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-        if simulate:
-            warm_kernel_cache(pool)  # a cold numba cache: each kernel compiled once, not once per worker
         futures: dict[Future[Any], int] = {}
         for _cost, i in tasks:
             if i == total:

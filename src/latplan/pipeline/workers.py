@@ -13,7 +13,8 @@ sets numba's run-time thread count in each child.
 Numba compiles a kernel once per install into its on-disk cache, but writes the cache only when the
 compile finishes: with a cold cache (the first run after ``pip install``, a new checkout path) every
 worker would compile the same kernels at the same time. :func:`warm_kernel_cache` compiles each kernel
-family once, one family per worker, before any job starts (:mod:`latplan.physics.warmup`).
+family once, one family per worker, before any job starts (:mod:`latplan.physics.warmup`; the pools
+here do not call it: measured, it did not pay with 2 workers — see that module).
 """
 
 from __future__ import annotations
