@@ -9,6 +9,12 @@ Thread counts of OpenBLAS/OpenMP/MKL are read from the environment when numpy is
 a spawned child before any initializer runs: :func:`single_threaded_children` sets them in the
 parent's environment while a pool starts its children (restored afterwards); :func:`init_worker`
 sets numba's run-time thread count in each child.
+
+Numba compiles a kernel once per install into its on-disk cache, but writes the cache only when the
+compile finishes: with a cold cache (the first run after ``pip install``, a new checkout path) every
+worker would compile the same kernels at the same time. :func:`warm_kernel_cache` compiles each kernel
+family once, one family per worker, before any job starts (:mod:`latplan.physics.warmup`; the pools
+here do not call it: measured, it did not pay with 2 workers — see that module).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 
 import numba
 
-__all__ = ["CHILD_THREAD_ENV", "init_worker", "single_threaded_children"]
+from latplan.physics.warmup import FAMILIES, cache_is_cold, warm_kernels
+
+__all__ = ["CHILD_THREAD_ENV", "init_worker", "single_threaded_children", "warm_kernel_cache"]
 
 #: the environment of a worker process: one thread for every BLAS/OpenMP library it loads. Not
 #: NUMBA_NUM_THREADS: numba re-reads its environment when it compiles, and a changed value in a process
@@ -68,3 +77,20 @@ def init_worker() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     numba.set_num_threads(1)
+
+
+def _warm_family(name: str) -> float:
+    return warm_kernels((name,))[name]
+
+
+def warm_kernel_cache(pool: Executor, families: tuple[str, ...] | None = None, *,
+                      only_if_cold: bool = True) -> dict[str, float]:
+    """Compile (cold cache) or load each numba kernel family once, one family per worker of ``pool``,
+    and wait for all: afterwards the on-disk cache holds every kernel, so the jobs load, never compile.
+    Call it right after the pool starts, before submitting jobs. Returns seconds per family (tens of
+    seconds each cold); {} without running anything when ``only_if_cold`` and every kernel is already
+    in this process's view of the cache (:func:`~latplan.physics.warmup.cache_is_cold`, ≈ ms)."""
+    if only_if_cold and not cache_is_cold():
+        return {}
+    names = list(families or FAMILIES)  # longest compile first (physics.warmup orders them so)
+    return dict(zip(names, pool.map(_warm_family, names), strict=True))
