@@ -133,7 +133,7 @@ def test_warm_kernel_cache_leaves_later_workers_nothing_to_compile(tmp_path, mon
     """Reference: numba's own cache statistics (``Dispatcher.stats``: a miss is a compile). With an
     empty cache directory, :func:`warm_kernel_cache` compiles the families once (one per worker); a
     fresh worker running the same kernels afterwards compiles nothing and loads them from the cache.
-    Two families (the two cheapest to compile) keep the test short; the pipeline warms all four."""
+    Two families (the two cheapest to compile) keep the test short; `warm_kernels()` covers four (opt-in)."""
     families = ("cryo", "electroporation")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # spawned children start from this env: cold
     ctx = multiprocessing.get_context("spawn")
