@@ -236,14 +236,32 @@ def _rank_reason(ranking: Mapping[str, Any]) -> str:
 
 def _lesion_size(meas: Mapping[str, Any]) -> str:
     bits = []
+    at_least = "≥ " if meas.get("truncated_by_fov") is True else ""   # cut by the field of view: lower bounds
     if isinstance(meas.get("max_diameter_mm"), (int, float)):
-        bits.append(f"{format_number(float(meas['max_diameter_mm']))} mm")
+        bits.append(f"{at_least}{format_number(float(meas['max_diameter_mm']))} mm")
     if isinstance(meas.get("volume_ml"), (int, float)):
-        bits.append(f"{format_number(float(meas['volume_ml']))} ml")
+        bits.append(f"{at_least}{format_number(float(meas['volume_ml']))} ml")
     segs = meas.get("segments") or []
     if segs:
         bits.append("segment " + ", ".join(str(s).replace("liver_segment_", "") for s in segs))
     return ", ".join(bits) or "size unknown"
+
+
+def truncation_alerts(plan_json: Mapping[str, Any], measurements: Mapping[str, Any]) -> list[str]:
+    """Page 1 (issue 13): every lesion cut by the edge of the scan, said first — its size and margins are lower
+    bounds, every option of it is conditional."""
+    m_by_id = {str(m.get("id")): m for m in measurements.get("lesions", []) or []}
+    out = []
+    for le in plan_json.get("lesions", []) or []:
+        lid = str(le.get("id"))
+        meas = m_by_id.get(lid) or le.get("measurements") or {}
+        if meas.get("truncated_by_fov") is not True:
+            continue
+        faces = ", ".join(str(f) for f in meas.get("truncated_by_fov_faces") or []) or "an edge"
+        out.append(f"{lid.replace('_', ' ')} is cut by the edge of the scan ({faces}): its size ({_lesion_size(meas)}) "
+                   "and margins are lower bounds, and every option for it is conditional — image the whole lesion "
+                   "before deciding.")
+    return out
 
 
 def _input_name(key: str) -> str:
@@ -349,6 +367,7 @@ def build_summary(proposal: Any) -> dict[str, Any]:
     unknowns = _unknowns(plan_json, measurements)
     return {
         "patient_line": patient_line(proposal.case, measurements),
+        "alerts": truncation_alerts(plan_json, measurements),
         "summary_lesions": lesions,
         "top_strategies": strategies[:SUMMARY_STRATEGIES],
         "all_strategies": strategies,
