@@ -138,3 +138,22 @@ def test_truncated_lesion_every_option_conditional_targets_uncertain(vignette, m
     assert o["mwa"]["tier"] == "indicated" and o["resection"]["tier"] == "indicated"
     assert {"resection", "mwa", "rfa"} <= top_tier(prop)
     assert TRUNCATED_CONDITION in prop.plan_json["lesions"][0]["conditions"]
+
+
+def test_truncated_lesion_miss_is_not_conclusive(vignette, monkeypatch) -> None:
+    """The real-CT numbers of round 2: on a lesion cut by the scan the thermal zones reach a 0.0 mm minimal margin
+    (at the cut face) — not conclusive: 'uncertain', MWA keeps its tier (no silent demotion), and the whole-lesion
+    imaging condition is shown; ECT/IRE whose needles fall outside the grid are 'simulation_failed', ranked below."""
+    cut = dict(THERMAL_6MM, min_margin_mm=0.0)
+    monkeypatch.setattr(simulate, "planner_for", planners({"mwa": cut, "rfa": cut}, raising=("ect", "ire")))
+    les = vignette.lesion(d=22)
+    les.update({"truncated_by_fov": True, "truncated_by_fov_faces": ["superior (k = 29)"]})
+    prop = plan_case(object(), measurements=vignette.measurements(les), patient=fit(vignette, molecular=None))
+    o = lesions_of(prop)["lesion_1"]
+    assert o["mwa"]["target_status"] == "uncertain" and o["mwa"]["tier"] == "indicated"
+    assert "simulated: misses" in o["mwa"]["target"]["text"]
+    assert o["ect"]["target_status"] == "simulation_failed"
+    assert all(o["ect"]["rank"] > x["rank"] for x in o.values()
+               if x["rank"] and x["tier"] == o["ect"]["tier"] and x["target_status"] != "simulation_failed")
+    expect(prop, top_tier_has={"resection", "mwa"}, never_first=REGIONAL | {"ect", "ire"})
+    assert prop.plan_json["strategies"][0]["kind"] != "systemic"

@@ -259,9 +259,9 @@ def _apply_verdict(option: Option, rules: RuleSet) -> None:
     a = option.assessment
     target = a.parameters.get("target_margin_mm")
     v, text = verdict(option.modality, plan, target)
-    if v == "fails" and option.modality in ABLATIVE:
+    if v == "fails" and (option.modality in ABLATIVE or option.truncated):
         j = _target_judgement(option)[0]
-        if j.status == "uncertain":  # optimistic end of the band, or RAS unknown: tier kept, ranked below
+        if j.status == "uncertain":  # optimistic end of the band, RAS unknown, lesion cut by the FOV: tier kept
             v, text = "unclear", j.text
     option.verdict = (v, text)
     cite_id = _SIM_CITATION_RULE.get(option.modality, "")

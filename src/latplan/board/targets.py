@@ -173,15 +173,18 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
 
 
 def _truncated(j: TargetJudgement, truncated_lesion: bool) -> TargetJudgement:
-    """Issue 13: a lesion cut by the field of view — its size and margins are lower bounds, so an ablative or
-    radiation target is at best ``uncertain`` (tier kept; the option carries :data:`TRUNCATED_CONDITION`)."""
+    """Issue 13: a lesion cut by the field of view — its true extent is unknown, so a simulated ablative or
+    radiation result is ``uncertain`` either way: a reach may not hold beyond the image, and a miss may be the
+    cut itself (the zone meets the image edge: a 0 mm margin there). Tier kept; the option carries
+    :data:`TRUNCATED_CONDITION` ("image the whole lesion before deciding")."""
     if not truncated_lesion:
         return j
     j.truncated_lesion = True
     j.target["lesion_truncated_by_fov"] = True
-    if j.status == "reaches" and j.target.get("kind") in ("ablative", "radiation"):
+    if j.status in ("reaches", "misses") and j.target.get("kind") in ("ablative", "radiation"):
+        j.text += (f"; simulated: {j.status}, but the lesion is cut by the edge of the scan (its true extent and "
+                   "margins are unknown): not conclusive")
         j.status = "uncertain"
-        j.text += "; the lesion is cut by the edge of the scan (its true extent is unknown)"
     return j
 
 
