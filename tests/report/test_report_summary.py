@@ -177,6 +177,14 @@ def test_key_figures_from_the_contract_keys():
     assert rad == "D100 15 Gy; D90 21 Gy; BED10 65.1 Gy; D90 at +5 mm 12.5 Gy"
 
 
+def test_key_figure_shows_the_zone_volume_band():
+    """[J] zone_volume_range_ml (physics.zone_uncertainty, helper D) beside the nominal zone volume."""
+    abl = key_figure("cryo", {"min_margin_mm": 6.0, "coverage_percent": 100.0, "zone_volume_ml": 22.0,
+                              "zone_volume_range_ml": [17.0, 27.0]})
+    assert abl == "margin 6 mm; coverage 100 %; zone 22 ml (17–27 ml)"
+    assert key_figure("mwa", {"zone_volume_ml": 22.0}) == "zone 22 ml"
+
+
 def test_badges_wrap_inside_their_column():
     """'relative contraindication' printed over the next column because the badge did not wrap:
     the badge CSS allows wrapping and never exceeds its cell (max-width 100 %)."""

@@ -160,6 +160,11 @@ def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
         cov = _num(metrics, "coverage_percent")
         if cov is not None:
             parts.append(f"coverage {format_number(cov)} %")
+        zone = _num(metrics, "zone_volume_ml")
+        zrng = metrics.get("zone_volume_range_ml")   # [J] the zone's uncertainty band (physics.zone_uncertainty)
+        if zone is not None:
+            zr = _range_text(zrng, "ml")
+            parts.append(f"zone {format_number(zone)} ml" + (f" ({zr})" if zr else ""))
         target = _num(metrics, "target_margin_mm")
         if target is not None:
             parts.append(f"target margin {format_number(target)} mm")
