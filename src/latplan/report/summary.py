@@ -191,11 +191,22 @@ def _figure_text(option: Mapping[str, Any], plan: Any) -> str:
     return f"not simulated{': ' + str(why) if why else ''}"
 
 
+#: conditions that decide the option come first on page 1 (one line per option there): the lesion cut by the
+#: scan, a failed simulation, the RAS status that changes the target; then the clearances to verify
+_DECISIVE_CONDITIONS = ("conditional — the lesion is cut by the edge of the scan", "simulation failed",
+                        "RAS status would change the target")
+
+
+def _condition_priority(text: str) -> int:
+    return next((i for i, p in enumerate(_DECISIVE_CONDITIONS) if text.startswith(p)), len(_DECISIVE_CONDITIONS))
+
+
 def _conditions(option: Mapping[str, Any]) -> list[str]:
-    """plan.json ``conditions`` (board helper) when present; else the rules that could not be assessed."""
+    """plan.json ``conditions`` (board helper) when present, the decisive ones first; else the rules that
+    could not be assessed."""
     conds = option.get("conditions")
     if isinstance(conds, Sequence) and not isinstance(conds, str):
-        return [str(c) for c in conds]
+        return sorted((str(c) for c in conds), key=_condition_priority)
     out = []
     for c in option.get("cannot_assess") or []:
         text = str(c.get("text", "")) if isinstance(c, Mapping) else str(c)
