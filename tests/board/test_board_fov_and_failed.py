@@ -157,3 +157,13 @@ def test_truncated_lesion_miss_is_not_conclusive(vignette, monkeypatch) -> None:
                if x["rank"] and x["tier"] == o["ect"]["tier"] and x["target_status"] != "simulation_failed")
     expect(prop, top_tier_has={"resection", "mwa"}, never_first=REGIONAL | {"ect", "ire"})
     assert prop.plan_json["strategies"][0]["kind"] != "systemic"
+
+
+def test_ep_fov_limited_plan_is_at_best_uncertain() -> None:
+    """Helper A's ECT/IRE keys: a plan whose simulated field reaches past the image edge (tissue assumed) that
+    would reach 5 mm is 'uncertain' and says how far and where; fov_limited false changes nothing."""
+    base = {"coverage_percent": 100.0, "min_margin_mm": 6.0, "organ_volumes_in_zone_ml": {}}
+    j = judge("ire", dict(base, fov_limited=True, fov_limited_faces=["left (i = last slice)"], fov_extension_mm=4.5), 5.0)
+    assert j.status == "uncertain" and "4.5 mm past the image edge (left (i = last slice))" in j.text
+    assert judge("ire", dict(base, fov_limited=False, fov_limited_faces=[], fov_extension_mm=0.0), 5.0).status == "reaches"
+    assert judge("ect", dict(base, min_margin_mm=2.0, fov_limited=True), 5.0).status == "misses"

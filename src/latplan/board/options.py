@@ -225,6 +225,8 @@ def _judge_target(option: Option, rules: RuleSet) -> None:
         option.conditions.append(f"RAS status would change the target (5 mm wild-type, 10 mm mutant; {by})")
     if t.status == "simulation_failed":
         option.conditions.append(f"simulation failed — {t.text}")
+    if t.fov_limited is not None:
+        option.conditions.append(f"conditional — field of view: {t.fov_limited}; image the whole region")
     for organ, ml, measure in t.organs:
         option.eligibility = worse(option.eligibility, Eligibility.RELATIVE_CONTRAINDICATION)
         option.ranking_basis = worse(option.ranking_basis, Eligibility.RELATIVE_CONTRAINDICATION)

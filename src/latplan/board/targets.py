@@ -72,6 +72,7 @@ class TargetJudgement:
     by_margin: dict[str, str] = field(default_factory=dict)             # RAS unknown: margin → status
     trajectory_unverified: bool = False                                 # [L] path not verifiable on the image
     truncated_lesion: bool = False                                      # issue 13: lesion cut by the FOV
+    fov_limited: str | None = None                                      # ECT/IRE field past the image edge
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "text": self.text, "target": self.target,
@@ -167,9 +168,25 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
     elif metrics is None:
         j = TargetJudgement("not_simulated", "not simulated: target not checked", target)
     else:
-        j = _unverified_path(_judge_simulated(modality, metrics, margin_mm, prescription_gy, alt_margins_mm, target),
-                             metrics)
+        j = _fov_limited(_unverified_path(_judge_simulated(modality, metrics, margin_mm, prescription_gy,
+                                                           alt_margins_mm, target), metrics), metrics)
     return _truncated(j, truncated_lesion)
+
+
+def _fov_limited(j: TargetJudgement, metrics: Mapping[str, Any]) -> TargetJudgement:
+    """Helper A's ECT/IRE key ``fov_limited``: the simulated region reaches past the image edge (tissue there
+    assumed) — "reaches" is at best "uncertain" (tier kept); ``fov_limited_faces`` / ``fov_extension_mm`` shown."""
+    if metrics.get("fov_limited") is not True:
+        return j
+    faces = ", ".join(str(f) for f in metrics.get("fov_limited_faces") or []) or "an image face"
+    ext = _num(metrics.get("fov_extension_mm"))
+    j.target["fov_limited"] = True
+    j.fov_limited = (f"the simulated field reaches {'' if ext is None else f'{ext:g} mm '}past the image edge "
+                     f"({faces}); tissue there was assumed")
+    if j.status == "reaches":
+        j.status = "uncertain"
+        j.text += f"; {j.fov_limited}"
+    return j
 
 
 def _truncated(j: TargetJudgement, truncated_lesion: bool) -> TargetJudgement:
