@@ -46,3 +46,35 @@ def test_real_ct_inserted_lesion_unknown_anatomy(shared_data, vignette) -> None:
     assert opts["mwa"]["tier"] == "indicated"
     for m in ("ect", "ire"):
         assert opts[m]["rank"] > opts["mwa"]["rank"] and opts[m]["rank"] > opts["rfa"]["rank"]
+
+
+@pytest.mark.shared_data
+def test_real_ct_lesion_cut_by_the_scan_is_flagged(shared_data, vignette) -> None:
+    """Round 2's real-case check: a 20 mm lesion centred on the top slice of the real CT (k = 29, where the
+    liver is cut) is half a lesion (volume < the sphere's 4.19 ml). The measurement says so (superior face, size a
+    lower bound), every option is conditional, MWA's simulated result is 'uncertain' and keeps the indicated
+    tier (COLLISION), and page 1 of the report flags the lesion."""
+    from latplan.board.targets import TRUNCATED_CONDITION
+    from latplan.imaging import case_folder, insert
+    from latplan.report.summary import build_summary
+
+    d = shared_data / "external" / "totalseg-ct-3mm"
+    case = case_folder.load_case_from_images(d / "image.nii.gz", d / "labels.nii.gz", d / "labels.yaml",
+                                             vignette.patient(ecog=0, asa=2, molecular=None))
+    depth = ndimage.distance_transform_edt(case.mask_array("liver"))
+    centre_kji = np.unravel_index(np.argmax(depth), depth.shape)
+    assert centre_kji[0] == case.labels.shape[0] - 1  # the round-2 default: on the cut face
+    case = insert.insert_lesion(case, list(case.labels.index_to_mm(np.array(centre_kji, float))), 20.0)
+    prop = plan_case(case, simulate={"mwa"})
+    jsonschema.validate(json.loads(plan_json_text(prop)), plan_schema())
+    le = prop.plan_json["lesions"][0]
+    m = le["measurements"]
+    assert m["truncated_by_fov"] is True and m["size_is_lower_bound"] is True
+    assert any(f.startswith("superior") for f in m["truncated_by_fov_faces"])
+    assert m["volume_lower_bound_ml"] == m["volume_ml"] < 4 / 3 * np.pi
+    opts = {o["modality"]: o for o in le["options"]}
+    assert all(TRUNCATED_CONDITION in o["conditions"] and o["needs_review"] for o in opts.values())
+    assert opts["mwa"]["simulation"] is not None
+    assert opts["mwa"]["target_status"] == "uncertain" and opts["mwa"]["tier"] == "indicated"
+    alerts = build_summary(prop)["alerts"]
+    assert len(alerts) == 1 and "cut by the edge of the scan (superior" in alerts[0] and "≥ " in alerts[0]

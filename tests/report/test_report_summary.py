@@ -18,7 +18,7 @@ import pytest
 from report_builders import make_case, make_measurements, make_plan_json, make_plans
 
 from latplan.case import Case, LabelTable
-from latplan.report.summary import build_summary, key_figure, top_tier_options
+from latplan.report.summary import build_summary, key_figure, summary_option, top_tier_options
 from latplan.report.writer import html_to_pdf, render_reports
 from tests.report.test_report_html import SECTION_HEADINGS, check_html
 
@@ -175,6 +175,29 @@ def test_key_figures_from_the_contract_keys():
     rad = key_figure("ibt", {"d100_gy": 15.0, "d90_gy": 21.0, "bed10_gy": 65.1,
                              "margin_dose_gy": {"5": {"d100_gy": 9.0, "d90_gy": 12.5}}})
     assert rad == "D100 15 Gy; D90 21 Gy; BED10 65.1 Gy; D90 at +5 mm 12.5 Gy"
+
+
+def test_key_figure_shows_the_zone_volume_band():
+    """[J] zone_volume_range_ml (physics.zone_uncertainty, helper D) beside the nominal zone volume."""
+    abl = key_figure("cryo", {"min_margin_mm": 6.0, "coverage_percent": 100.0, "zone_volume_ml": 22.0,
+                              "zone_volume_range_ml": [17.0, 27.0]})
+    assert abl == "margin 6 mm; coverage 100 %; zone 22 ml (17–27 ml)"
+    assert key_figure("mwa", {"zone_volume_ml": 22.0}) == "zone 22 ml"
+
+
+def test_decisive_conditions_first_on_page_one():
+    """Issue 13: page 1 shows one condition per option — the lesion cut by the scan, a failed simulation and the
+    RAS status come before the clearances to verify (plan.json keeps its own order)."""
+    opt = {"modality": "mwa", "rank": 1, "tier": "indicated", "conditions": [
+        "conditional — verify clearance of bile_duct on imaging",
+        "RAS status would change the target (5 mm wild-type, 10 mm mutant; 5 mm: reaches, 10 mm: misses)",
+        "conditional — the lesion is cut by the edge of the scan: its size and margins are lower bounds — image the "
+        "whole lesion before deciding"]}
+    s = summary_option(opt, None, max_conditions=2)
+    assert s.conditions[0].startswith("conditional — the lesion is cut by the edge of the scan")
+    assert s.conditions[1].startswith("RAS status would change the target")
+    assert s.more_conditions == 1
+    assert opt["conditions"][0].startswith("conditional — verify clearance")
 
 
 def test_badges_wrap_inside_their_column():

@@ -252,6 +252,36 @@ def _face_values(labels: np.ndarray) -> tuple[frozenset[int], ...]:
     return tuple(frozenset(int(v) for v in np.unique(f) if v != 0) for f in faces)
 
 
+#: LPS axis → (words for +, words for −)
+_LPS_WORDS = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
+
+
+def _faces_touched(ctx: _Ctx, lesion_values: list[int]) -> list[str]:
+    """[L] the image faces a lesion touches, in patient words from the grid's direction: ``"superior (k = 29)"``."""
+    shape = ctx.labels.shape
+    grid = ctx.case.labels
+    origin = grid.index_to_mm(np.zeros(3))
+    out = []
+    for face, values in enumerate(ctx.face_values):
+        if not any(v in values for v in lesion_values):
+            continue
+        ax, high = face // 2, face % 2 == 1
+        step = np.zeros(3)
+        step[ax] = 1.0
+        direction = (grid.index_to_mm(step) - origin) * (1.0 if high else -1.0)
+        lps = int(np.argmax(np.abs(direction)))
+        words = _LPS_WORDS[lps][0 if direction[lps] > 0 else 1]
+        out.append(f"{words} ({'kji'[ax]} = {shape[ax] - 1 if high else 0})")
+    return out
+
+
+def _size_bounds(volume_ml: float, feret_mm: float | None, truncated: bool) -> dict[str, Any]:
+    """[L] a lesion cut by the field of view: its measured size is a lower bound (new keys; the numbers stay)."""
+    return {"size_is_lower_bound": truncated,
+            "volume_lower_bound_ml": _round(volume_ml, 3) if truncated else None,
+            "max_diameter_lower_bound_mm": _round(feret_mm) if truncated and feret_mm is not None else None}
+
+
 def _distances_limited_by_fov(ctx: _Ctx, surf_kji: np.ndarray, distances: dict[str, float | None]) -> list[str]:
     """[L] structures whose gap may be smaller beyond the image: the structure reaches a face of the image
     and the lesion's gap to that face (to its voxel layer, as the capsule's edge) is below the measured gap."""
@@ -571,6 +601,7 @@ def _measure_lesion(ctx: _Ctx, lid: str, params: dict[str, Any], required: list[
         "dome": dome,
         "voxel_count": nvox,
         **fov,
+        **_size_bounds(volume_ml, feret, bool(fov.get("truncated_by_fov"))),
     }
     if organ != "liver":
         entry["note"] = (f"lesion lies in the {organ}, not the liver: it is measured and counted for its organ; "
@@ -762,8 +793,10 @@ def _capsule_fov(ctx: _Ctx, lesion: _LesionSurface, envelope_values: set[int], c
     is then ``capsule_distance_limited_by_fov`` and ``subcapsular`` is decided only when that lower
     bound already exceeds the subcapsular limit. Keys: ``capsule_distance_limited_by_fov``,
     ``capsule_distance_in_image_mm`` (gap to the liver surface shown, when there is one),
-    ``truncated_by_fov`` (the lesion touches the image edge) and ``subcapsular`` when limited."""
+    ``truncated_by_fov`` (the lesion touches the image edge), ``truncated_by_fov_faces`` (which faces) and
+    ``subcapsular`` when limited."""
     out: dict[str, Any] = {"truncated_by_fov": any(v in ctx.edge_values for v in lesion_values)}
+    out["truncated_by_fov_faces"] = _faces_touched(ctx, lesion_values)
     if capsule is None:
         return out
     if "__capsule_shell__" not in ctx.trees:

@@ -74,6 +74,11 @@ class LesionMeasurement:
     capsule_distance_in_image_mm: float | None = None
     truncated_by_fov: bool | None = None
     distances_limited_by_fov: tuple[str, ...] | None = None
+    #: issue 13: the faces a truncated lesion touches; its size is then a lower bound (the numbers above stay)
+    truncated_by_fov_faces: tuple[str, ...] | None = None
+    size_is_lower_bound: bool | None = None
+    volume_lower_bound_ml: float | None = None
+    max_diameter_lower_bound_mm: float | None = None
     note: str | None = None
 
     @classmethod
@@ -102,6 +107,11 @@ class LesionMeasurement:
             truncated_by_fov=d.get("truncated_by_fov"),
             distances_limited_by_fov=None if d.get("distances_limited_by_fov") is None else
             tuple(str(n) for n in d["distances_limited_by_fov"]),
+            truncated_by_fov_faces=None if d.get("truncated_by_fov_faces") is None else
+            tuple(str(n) for n in d["truncated_by_fov_faces"]),
+            size_is_lower_bound=d.get("size_is_lower_bound"),
+            volume_lower_bound_ml=_num(d.get("volume_lower_bound_ml")),
+            max_diameter_lower_bound_mm=_num(d.get("max_diameter_lower_bound_mm")),
             note=None if d.get("note") is None else str(d["note"]))
 
     def to_json(self) -> JsonObject:
@@ -129,6 +139,12 @@ class LesionMeasurement:
             out["truncated_by_fov"] = self.truncated_by_fov
         if self.distances_limited_by_fov is not None:
             out["distances_limited_by_fov"] = list(self.distances_limited_by_fov)
+        if self.truncated_by_fov_faces is not None:
+            out["truncated_by_fov_faces"] = list(self.truncated_by_fov_faces)
+        if self.size_is_lower_bound is not None:
+            out["size_is_lower_bound"] = self.size_is_lower_bound
+            out["volume_lower_bound_ml"] = self.volume_lower_bound_ml
+            out["max_diameter_lower_bound_mm"] = self.max_diameter_lower_bound_mm
         if self.note is not None:
             out["note"] = self.note
         return out

@@ -8,7 +8,9 @@ Ranking (visible in each option's ``ranking``):
    of X on imaging"): unknown is shown and never assumed safe, but it does not silently
    demote an option below weaker ones;
 3. within a tier, options that reach their target come before uncertain / not simulated
-   ones, and those before options that miss it (:mod:`latplan.board.targets`);
+   ones, those before options that miss it, and a failed simulation (planner raised or could not place
+   its applicators) last (:mod:`latplan.board.targets`); a lesion cut by the field of view makes every
+   option conditional and its targets at best uncertain (tier kept);
 4. then total = evidence weight × patient-weighted criteria sum (0–1,
    :mod:`latplan.board.preferences`) + clinical score (fired rule score effects, ∓ simulation,
    − a small cost per unknown adverse rule).
@@ -38,7 +40,15 @@ from latplan.modalities.simulate import PLANNERS, SimulationJob, SimulationResul
 from latplan.planning.types import TreatmentPlan
 
 from .preferences import criteria_values, weighted_sum
-from .targets import ABLATIVE, STATUS_ORDER, TRAJECTORY_CONDITION, TargetJudgement, judge
+from .targets import (
+    ABLATIVE,
+    STATUS_ORDER,
+    TRAJECTORY_CONDITION,
+    TRUNCATED_CONDITION,
+    TargetJudgement,
+    judge,
+    simulation_failed_why,
+)
 
 #: tier names (plan.json ``tier``) in ranking order
 TIERS = ("indicated", "eligible", "relative", "refer")
@@ -82,6 +92,7 @@ class Option:
     handoff: str | None = None
     lobe: str | None = None
     diameter_mm: float | None = None
+    truncated: bool = False        # issue 13: the lesion is cut by the field of view (size/margins lower bounds)
 
     @property
     def rankable(self) -> bool:
@@ -179,20 +190,43 @@ def judge_simulation(option: Option, rules: RuleSet) -> None:
     _judge_target(option, rules)
 
 
-def _judge_target(option: Option, rules: RuleSet) -> None:
-    """One target per kind (targets.py); organs in the zone → relative contraindication naming them."""
+#: RAS unknown: the ablative targets shown side by side (wild-type 5 mm, mutant 10 mm: MARGIN-5MM, MARGIN-RAS-10MM)
+RAS_ALTERNATIVE_MARGINS_MM = (5.0, 10.0)
+
+
+def _target_judgement(option: Option) -> tuple[TargetJudgement, tuple[float, ...]]:
+    """The option's one target (targets.py): simulated metrics, a failed simulation, a lesion cut by the field
+    of view; RAS unknown (the conservative 10 mm applied) → both targets, and a miss of 10 mm that reaches 5 mm is
+    ``uncertain`` (the unknown RAS decides: a condition, not a demotion of the ablative kind — issue [I] item 2)."""
     a = option.assessment
     margin = a.parameters.get("target_margin_mm")
     alts: tuple[float, ...] = ()
     if "conservative_because_unknown" in a.parameters and option.modality in ABLATIVE:
-        alts = (5.0, 10.0)
+        alts = RAS_ALTERNATIVE_MARGINS_MM
     plan = option.plan
-    presc = plan.prescription_gy if plan is not None else None
-    option.target = judge(option.modality, dict(plan.metrics) if plan is not None else None, margin, presc, alts)
+    metrics = dict(plan.metrics) if plan is not None else None
+    t = judge(option.modality, metrics, margin, plan.prescription_gy if plan is not None else None, alts,
+              failed_why=simulation_failed_why(metrics, option.simulation_why), truncated_lesion=option.truncated)
+    lower = f"{min(alts):g}" if alts else None
+    if t.status == "misses" and lower is not None and t.by_margin.get(lower) in ("reaches", "uncertain"):
+        t.status = "uncertain"
+        t.text += (f"; reaches the {lower} mm target of RAS wild-type disease: the unknown RAS status decides "
+                   "(test RAS before deciding)")
+    return t, alts
+
+
+def _judge_target(option: Option, rules: RuleSet) -> None:
+    """One target per kind (targets.py); organs in the zone → relative contraindication naming them."""
+    option.target, alts = _target_judgement(option)
+    plan = option.plan
     t = option.target
     if alts:
         by = ", ".join(f"{k} mm: {v}" for k, v in t.by_margin.items()) if t.by_margin else "not simulated"
         option.conditions.append(f"RAS status would change the target (5 mm wild-type, 10 mm mutant; {by})")
+    if t.status == "simulation_failed":
+        option.conditions.append(f"simulation failed — {t.text}")
+    if t.fov_limited is not None:
+        option.conditions.append(f"conditional — field of view: {t.fov_limited}; image the whole region")
     for organ, ml, measure in t.organs:
         option.eligibility = worse(option.eligibility, Eligibility.RELATIVE_CONTRAINDICATION)
         option.ranking_basis = worse(option.ranking_basis, Eligibility.RELATIVE_CONTRAINDICATION)
@@ -227,9 +261,9 @@ def _apply_verdict(option: Option, rules: RuleSet) -> None:
     a = option.assessment
     target = a.parameters.get("target_margin_mm")
     v, text = verdict(option.modality, plan, target)
-    if v == "fails" and option.modality in ABLATIVE:
-        j = judge(option.modality, dict(plan.metrics), target)
-        if j.status == "uncertain":  # reached only at the optimistic end of the band: tier kept, ranked below
+    if v == "fails" and (option.modality in ABLATIVE or option.truncated):
+        j = _target_judgement(option)[0]
+        if j.status == "uncertain":  # optimistic end of the band, RAS unknown, lesion cut by the FOV: tier kept
             v, text = "unclear", j.text
     option.verdict = (v, text)
     cite_id = _SIM_CITATION_RULE.get(option.modality, "")
@@ -339,6 +373,9 @@ def assess_options(site: Site, patient: Patient, rules: RuleSet,
         o.diameter_mm = ctx["lesion"].get("max_diameter_mm")
         if ctx["lesion"].get("in_liver") is False:
             o.handoff = HANDOFF.get(organ, f"the {organ.replace('_', ' ')} team (outside the liver)")
+        if site.lesion.get("truncated_by_fov") is True:
+            o.truncated = True
+            o.conditions.append(TRUNCATED_CONDITION)
         _conditions_from_unknowns(o)
         pf = ctx["patient"]
         for flag in ((pf.get("child_pugh_detail") or {}).get("disagreement"), pf.get("bclc_disagreement")):
@@ -528,7 +565,8 @@ def option_json(o: Option) -> dict[str, Any]:
         "local_control_basis": "figure" if o.lc_value is not None else "ordinal class (no comparable figure)",
         "reasons": reasons,
         # an unverified access path ([L]) is a fact the team must still check, like an unassessable rule
-        "needs_review": a.needs_review or (o.target is not None and o.target.trajectory_unverified),
+        "needs_review": a.needs_review or o.truncated or (o.target is not None and o.target.trajectory_unverified),
+        "lesion_truncated_by_fov": o.truncated,
         "cannot_assess": [c.to_json() for c in a.cannot_assess],
         "parameters": {k: v for k, v in a.parameters.items()},
         "simulation": sim,

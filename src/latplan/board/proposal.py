@@ -60,7 +60,9 @@ from .strategies import build_strategies
 
 #: 2.0 (round 2, issue [H]): strategy steps may name the whole-patient steps of latplan.modalities.StepModality;
 #: options may carry the new optional keys of [I]–[K] (tier, target_status, ranges). Every 1.0 key stays.
-PLAN_JSON_VERSION = "2.0"
+#: 2.1 (issue 13): target_status "simulation_failed"; options' lesion_truncated_by_fov; lesions' measurements may
+#: carry truncated_by_fov_faces, size_is_lower_bound, volume_lower_bound_ml, max_diameter_lower_bound_mm.
+PLAN_JSON_VERSION = "2.1"
 
 
 @dataclass

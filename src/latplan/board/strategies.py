@@ -241,7 +241,7 @@ def _resection_plans(lesion_ids: Sequence[str], ranked: Mapping[str, Sequence[Op
 
 
 def _resection_suits_better(res: Option, abl: Option | None) -> bool:
-    return abl is None or abl.target_status == "misses" or abl.tier > res.tier
+    return abl is None or abl.target_status in ("misses", "simulation_failed") or abl.tier > res.tier
 
 
 def _two_stage(lesion_ids: Sequence[str], res: Mapping[str, Option], pctx: Mapping[str, Any]) -> list[Strategy]:

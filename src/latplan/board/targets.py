@@ -7,8 +7,9 @@ colorectal — Wang 2013, Odisio 2017, Calandri 2018); tumour coverage alone is 
 organ limits ([K]), and report the dose at lesion + 5 / + 10 mm beside it.
 
 Status: ``reaches`` (nominal value meets the target), ``uncertain`` (only the optimistic end
-of the uncertainty band meets it, or a key the judgement needs is absent), ``misses``,
-``not_simulated``. Keys follow the cross-helper contract; an absent key is unknown, never safe.
+of the uncertainty band meets it, or a key the judgement needs is absent, or the lesion is cut by
+the field of view), ``misses``, ``not_simulated`` (no planner, simulations off) and
+``simulation_failed`` (the planner raised or reported ``placement_failed``: ranked below a miss). Keys follow the cross-helper contract; an absent key is unknown, never safe.
 A plan whose needle/catheter path could not be verified on the image (``trajectory_verified: false``, [L]:
 the abdominal wall is outside the field of view) is at best ``uncertain`` and carries
 :data:`TRAJECTORY_CONDITION`.
@@ -44,7 +45,17 @@ ORGANS_AT_RISK: dict[str, tuple[str, str]] = {
     "bile_duct": ("central bile duct", "bile-duct cooling or a non-thermal method (IRE/ECT)"),
 }
 CAUTION_ORGANS = {"diaphragm": "diaphragm (caution: pain, diaphragmatic injury; artificial ascites may protect it)"}
-STATUS_ORDER = {"reaches": 0, "uncertain": 1, "not_simulated": 1, "misses": 2}
+#: within a tier: reaches > uncertain = not simulated (no planner, simulations off: unknown) > misses > the
+#: simulation failed (the planner raised or could not place the applicators: a simulated result, even a miss, is
+#: evidence; a failed one is none, and it must not outrank it — issue 13)
+STATUS_ORDER = {"reaches": 0, "uncertain": 1, "not_simulated": 1, "misses": 2, "simulation_failed": 3}
+#: plan metrics by which a planner says it could not place its applicators (a failed simulation)
+PLACEMENT_FAILED_KEY, PLACEMENT_FAILED_WHY_KEY = "placement_failed", "placement_failed_why"
+#: simulate.simulate_job's ``why`` prefixes of a planner that ran and failed (not: no planner / switched off)
+FAILED_WHY_PREFIXES = ("planner failed", "planner could not produce a plan")
+#: issue 13: the condition every option of a lesion cut by the field of view carries
+TRUNCATED_CONDITION = ("conditional — the lesion is cut by the edge of the scan: its size and margins are lower "
+                       "bounds — image the whole lesion before deciding")
 #: [L] the condition an option carries when its needle/catheter path could not be verified on the image
 TRAJECTORY_CONDITION = ("conditional — verify the access path on imaging (the image does not show the abdominal "
                         "wall along the path)")
@@ -60,6 +71,8 @@ class TargetJudgement:
     unchecked: list[str] = field(default_factory=list)
     by_margin: dict[str, str] = field(default_factory=dict)             # RAS unknown: margin → status
     trajectory_unverified: bool = False                                 # [L] path not verifiable on the image
+    truncated_lesion: bool = False                                      # issue 13: lesion cut by the FOV
+    fov_limited: str | None = None                                      # ECT/IRE field past the image edge
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "text": self.text, "target": self.target,
@@ -125,9 +138,22 @@ def _radiation_status(modality: str, m: Mapping[str, Any], prescription_gy: floa
     return "reaches", f"activity {act:g} GBq"
 
 
+def simulation_failed_why(metrics: Mapping[str, Any] | None, why: str | None) -> str | None:
+    """Why the simulation failed (planner raised, or ``placement_failed`` in its metrics), or None."""
+    if metrics is not None:
+        if metrics.get(PLACEMENT_FAILED_KEY) is True:
+            return str(metrics.get(PLACEMENT_FAILED_WHY_KEY) or "the planner could not place its applicators")
+        return None
+    if why is not None and why.startswith(FAILED_WHY_PREFIXES):
+        return why
+    return None
+
+
 def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | None,
-          prescription_gy: float | None = None, alt_margins_mm: tuple[float, ...] = ()) -> TargetJudgement:
-    """The target judgement of one option (metrics None → not simulated)."""
+          prescription_gy: float | None = None, alt_margins_mm: tuple[float, ...] = (),
+          failed_why: str | None = None, truncated_lesion: bool = False) -> TargetJudgement:
+    """The target judgement of one option (metrics None → not simulated; ``failed_why`` → the simulation failed;
+    ``truncated_lesion``: the lesion is cut by the field of view, so at best ``uncertain``)."""
     if modality in ABLATIVE:
         target: dict[str, Any] = {"kind": "ablative", "definition": f"lesion + {margin_mm or 0:g} mm ablative margin",
                                   "margin_mm": margin_mm}
@@ -136,10 +162,47 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
                   "prescription_gy": prescription_gy}
     else:
         target = {"kind": "other", "definition": "no geometric target (surgical or regional/systemic)"}
-    if metrics is None:
-        return TargetJudgement("not_simulated", "not simulated: target not checked", target)
-    j = _judge_simulated(modality, metrics, margin_mm, prescription_gy, alt_margins_mm, target)
-    return _unverified_path(j, metrics)
+    if failed_why is not None:
+        j = TargetJudgement("simulation_failed", f"simulation failed ({failed_why}): target not checked; ranked "
+                            "below the simulated options of its tier", target)
+    elif metrics is None:
+        j = TargetJudgement("not_simulated", "not simulated: target not checked", target)
+    else:
+        j = _fov_limited(_unverified_path(_judge_simulated(modality, metrics, margin_mm, prescription_gy,
+                                                           alt_margins_mm, target), metrics), metrics)
+    return _truncated(j, truncated_lesion)
+
+
+def _fov_limited(j: TargetJudgement, metrics: Mapping[str, Any]) -> TargetJudgement:
+    """Helper A's ECT/IRE key ``fov_limited``: the simulated region reaches past the image edge (tissue there
+    assumed) — "reaches" is at best "uncertain" (tier kept); ``fov_limited_faces`` / ``fov_extension_mm`` shown."""
+    if metrics.get("fov_limited") is not True:
+        return j
+    faces = ", ".join(str(f) for f in metrics.get("fov_limited_faces") or []) or "an image face"
+    ext = _num(metrics.get("fov_extension_mm"))
+    j.target["fov_limited"] = True
+    j.fov_limited = (f"the simulated field reaches {'' if ext is None else f'{ext:g} mm '}past the image edge "
+                     f"({faces}); tissue there was assumed")
+    if j.status == "reaches":
+        j.status = "uncertain"
+        j.text += f"; {j.fov_limited}"
+    return j
+
+
+def _truncated(j: TargetJudgement, truncated_lesion: bool) -> TargetJudgement:
+    """Issue 13: a lesion cut by the field of view — its true extent is unknown, so a simulated ablative or
+    radiation result is ``uncertain`` either way: a reach may not hold beyond the image, and a miss may be the
+    cut itself (the zone meets the image edge: a 0 mm margin there). Tier kept; the option carries
+    :data:`TRUNCATED_CONDITION` ("image the whole lesion before deciding")."""
+    if not truncated_lesion:
+        return j
+    j.truncated_lesion = True
+    j.target["lesion_truncated_by_fov"] = True
+    if j.status in ("reaches", "misses") and j.target.get("kind") in ("ablative", "radiation"):
+        j.text += (f"; simulated: {j.status}, but the lesion is cut by the edge of the scan (its true extent and "
+                   "margins are unknown): not conclusive")
+        j.status = "uncertain"
+    return j
 
 
 def _unverified_path(j: TargetJudgement, metrics: Mapping[str, Any]) -> TargetJudgement:

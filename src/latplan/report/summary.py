@@ -160,6 +160,11 @@ def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
         cov = _num(metrics, "coverage_percent")
         if cov is not None:
             parts.append(f"coverage {format_number(cov)} %")
+        zone = _num(metrics, "zone_volume_ml")
+        zrng = metrics.get("zone_volume_range_ml")   # [J] the zone's uncertainty band (physics.zone_uncertainty)
+        if zone is not None:
+            zr = _range_text(zrng, "ml")
+            parts.append(f"zone {format_number(zone)} ml" + (f" ({zr})" if zr else ""))
         target = _num(metrics, "target_margin_mm")
         if target is not None:
             parts.append(f"target margin {format_number(target)} mm")
@@ -186,11 +191,22 @@ def _figure_text(option: Mapping[str, Any], plan: Any) -> str:
     return f"not simulated{': ' + str(why) if why else ''}"
 
 
+#: conditions that decide the option come first on page 1 (one line per option there): the lesion cut by the
+#: scan, a failed simulation, the RAS status that changes the target; then the clearances to verify
+_DECISIVE_CONDITIONS = ("conditional — the lesion is cut by the edge of the scan", "simulation failed",
+                        "RAS status would change the target")
+
+
+def _condition_priority(text: str) -> int:
+    return next((i for i, p in enumerate(_DECISIVE_CONDITIONS) if text.startswith(p)), len(_DECISIVE_CONDITIONS))
+
+
 def _conditions(option: Mapping[str, Any]) -> list[str]:
-    """plan.json ``conditions`` (board helper) when present; else the rules that could not be assessed."""
+    """plan.json ``conditions`` (board helper) when present, the decisive ones first; else the rules that
+    could not be assessed."""
     conds = option.get("conditions")
     if isinstance(conds, Sequence) and not isinstance(conds, str):
-        return [str(c) for c in conds]
+        return sorted((str(c) for c in conds), key=_condition_priority)
     out = []
     for c in option.get("cannot_assess") or []:
         text = str(c.get("text", "")) if isinstance(c, Mapping) else str(c)
@@ -236,14 +252,32 @@ def _rank_reason(ranking: Mapping[str, Any]) -> str:
 
 def _lesion_size(meas: Mapping[str, Any]) -> str:
     bits = []
+    at_least = "≥ " if meas.get("truncated_by_fov") is True else ""   # cut by the field of view: lower bounds
     if isinstance(meas.get("max_diameter_mm"), (int, float)):
-        bits.append(f"{format_number(float(meas['max_diameter_mm']))} mm")
+        bits.append(f"{at_least}{format_number(float(meas['max_diameter_mm']))} mm")
     if isinstance(meas.get("volume_ml"), (int, float)):
-        bits.append(f"{format_number(float(meas['volume_ml']))} ml")
+        bits.append(f"{at_least}{format_number(float(meas['volume_ml']))} ml")
     segs = meas.get("segments") or []
     if segs:
         bits.append("segment " + ", ".join(str(s).replace("liver_segment_", "") for s in segs))
     return ", ".join(bits) or "size unknown"
+
+
+def truncation_alerts(plan_json: Mapping[str, Any], measurements: Mapping[str, Any]) -> list[str]:
+    """Page 1 (issue 13): every lesion cut by the edge of the scan, said first — its size and margins are lower
+    bounds, every option of it is conditional."""
+    m_by_id = {str(m.get("id")): m for m in measurements.get("lesions", []) or []}
+    out = []
+    for le in plan_json.get("lesions", []) or []:
+        lid = str(le.get("id"))
+        meas = m_by_id.get(lid) or le.get("measurements") or {}
+        if meas.get("truncated_by_fov") is not True:
+            continue
+        faces = ", ".join(str(f) for f in meas.get("truncated_by_fov_faces") or []) or "an edge"
+        out.append(f"{lid.replace('_', ' ')} is cut by the edge of the scan ({faces}): its size ({_lesion_size(meas)}) "
+                   "and margins are lower bounds, and every option for it is conditional — image the whole lesion "
+                   "before deciding.")
+    return out
 
 
 def _input_name(key: str) -> str:
@@ -349,6 +383,7 @@ def build_summary(proposal: Any) -> dict[str, Any]:
     unknowns = _unknowns(plan_json, measurements)
     return {
         "patient_line": patient_line(proposal.case, measurements),
+        "alerts": truncation_alerts(plan_json, measurements),
         "summary_lesions": lesions,
         "top_strategies": strategies[:SUMMARY_STRATEGIES],
         "all_strategies": strategies,
