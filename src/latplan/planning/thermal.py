@@ -692,7 +692,6 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
     d = fit.direction
     d_kji = (inv @ d)[::-1] * h
     d_kji /= np.linalg.norm(d_kji)
-    shape = lab.shape
     t0 = time.perf_counter()
     if modality == "mwa":
         res = _mwa_run(ref, fit, device, lab, tissues, hs, h_sim, stride, up, d, d_kji)
