@@ -221,7 +221,7 @@ def _sink_run(kind: str, vessel: tuple[float, float] | None) -> float:
 
 @pytest.mark.slow
 def test_bioheat_heat_sink_by_calibre_rfa_more_than_mwa() -> None:
-    """Reference: clinical heat-sink behaviour (PHYSICS.md: RFA heat sink in 73 % of veins
+    """Reference: clinical heat-sink behaviour (Lu et al., AJR 2002;178:47, in vivo pig liver: RFA heat sink beside 73 % of veins
     > 3 mm, none below 3 mm, MWA much less affected). A vessel parallel to the applicator,
     its axis 1 mm (5 mm vessel) or 2 mm (1 mm vessel) inside the vessel-free zone edge:
     the 5 mm vessel cuts the zone back on its side by ≥ 2 mm, the 1 mm vessel by < 1 mm,

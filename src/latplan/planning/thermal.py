@@ -247,7 +247,8 @@ def _vessel_caveats(modality: str, sinks: list[dict[str, Any]], collateral: list
     out = []
     if sinks and modality == "rfa":
         out.append("vessels ≥ 3 mm next to the lesion act as heat sinks: RFA zones are cut back beside them "
-                   "(heat sink in 73 % of veins > 3 mm, PHYSICS.md); consider MWA or the bioheat engine")
+                   "(heat sink beside 73 % of veins > 3 mm, none < 3 mm: Lu et al., AJR 2002;178:47, in vivo pig liver); "
+                   "consider MWA or the bioheat engine")
     elif sinks:
         out.append("vessels ≥ 3 mm next to the lesion may act as heat sinks (less for MWA than RFA)")
     if heat_sink is not None and not heat_sink.get("chart_volume_reached", True):
