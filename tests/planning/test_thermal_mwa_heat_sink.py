@@ -73,12 +73,13 @@ def test_heat_sink_5mm_vessel_5mm_from_applicator_both_modalities(plans) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 14 [J] 3 goal not reached on the planner path (measured on s3/mwa with main's RFA model, "
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14 [J] 3 goal not reached on the planner path (still failing with the electro-thermal RFA now in the "
+    "planner; removed when [J] 3 is met). Measured on s3/mwa (former analytic RFA source, "
     "boundary-layer vessel wall): cut-back RFA 7.0 mm vs MWA 5.2 mm (planner's interim MWA η); with the "
     "ex vivo-calibrated MWA (no wall film) 8.7 vs 6.2 mm. Both zone edges are conduction-driven beside "
     "the vessel: the model's MWA deposits too little power beyond it (docs/ablation-physics.md, "
-    "'MWA in the planner'). The physics-level test (tests/physics/test_bioheat.py, 75 W / 300 s) passes"))
+    "'MWA in the planner'). The physics-level RFA > MWA test (tests/physics/test_bioheat.py, by calibre) passes"))
 def test_heat_sink_rfa_cut_back_at_least_twice_mwa(plans) -> None:  # type: ignore[no-untyped-def]
     """Reference: Primavesi et al., Oncol Lett 2018;15:2913 (online Dec 2017) (perfused porcine liver: significant
     heat-sink effect for RFA, none for MWA) and Yu et al. 2008 (MWA injury reached the vein wall in
