@@ -49,7 +49,12 @@ class Labs(_Strict):
 
 
 class Biliary(_Strict):
-    """Biliary history: each raises liver-abscess risk after TACE/ablation (CLINICAL.md)."""
+    """Biliary history: each raises liver-abscess risk after TACE/ablation.
+
+    Sources: Kim W et al., J Vasc Interv Radiol 2001;12:965-968 (TACE); Shibata T et al., J Vasc
+    Interv Radiol 2003;14:1535-1542 (ablation); Lv WF et al., Medicine 2016;95:e3503 (57 % of
+    post-TACE abscesses had a bilioenteric anastomosis or biliary stent). Sphincterotomy is listed
+    as in Kim 2001 (unverified here)."""
 
     bilioenteric_anastomosis: bool | None = None
     stent: bool | None = None

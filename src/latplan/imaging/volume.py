@@ -1,6 +1,6 @@
 """`Volume`: a numpy array that always travels with its 4×4 affine (DICOM patient LPS, mm).
 
-Convention (ARCHITECTURE.md): arrays are indexed ``(k, j, i)`` = (slice, row, column);
+Convention (docs/architecture.md, "Conventions"; DICOM patient coordinates, LPS): arrays are indexed ``(k, j, i)`` = (slice, row, column);
 the affine maps the homogeneous *index* vector ``(i, j, k, 1)`` to LPS millimetres.
 So ``affine[:3, 0]`` is the step (mm) along the last array axis (i), ``affine[:3, 2]``
 along the first (k). This is the ITK/DICOM ordering of columns, with numpy's C order.

@@ -26,7 +26,7 @@ __all__ = ["MetricRow", "build_context", "format_value", "metric_rows", "plain_l
 
 _DATA_DIR = Path(__file__).with_name("data")
 
-#: plan.json metric key → (plain name, unit, meaning). Units are in the key names (STYLE.md).
+#: plan.json metric key → (plain name, unit, meaning). Units are in the key names (docs/architecture.md conventions).
 METRIC_NAMES: dict[str, tuple[str, str, str]] = {
     "d100_gy": ("D100", "Gy", "minimum dose received by the whole target"),
     "d98_gy": ("D98", "Gy", "dose received by 98 % of the target"),

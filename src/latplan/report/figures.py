@@ -1,4 +1,4 @@
-"""Figures clinicians expect (STYLE.md "Pictures clinicians expect"), for the report and the web app.
+"""Figures clinicians expect (listed in docs/report.md), for the report and the web app.
 
 Every function here *draws* results that were computed elsewhere; the only numbers
 computed here are those needed to place things on a picture (slice positions, the
