@@ -53,8 +53,9 @@ class Biliary(_Strict):
 
     Sources: Kim W et al., J Vasc Interv Radiol 2001;12:965-968 (TACE); Shibata T et al., J Vasc
     Interv Radiol 2003;14:1535-1542 (ablation); Lv WF et al., Medicine 2016;95:e3503 (57 % of
-    post-TACE abscesses had a bilioenteric anastomosis or biliary stent). Sphincterotomy is listed
-    as in Kim 2001 (unverified here)."""
+    post-TACE abscesses had a bilioenteric anastomosis or biliary stent); sphincterotomy as a
+    compromised sphincter of Oddi (Agahi KN et al., Curr Oncol 2022;29:7051-7058, after Y-90; the
+    Kim 2001 risk-factor list is unverified here)."""
 
     bilioenteric_anastomosis: bool | None = None
     stent: bool | None = None
