@@ -1,6 +1,6 @@
 """Patient-level summary: organs involved, lesion counts without double counting, oligometastatic status.
 
-Reference: CLINICAL.md / seed (Kovács 2021): oligometastatic = ≤ 3 organs, < 5 lesions, primary
+Reference: seed (Kovács et al., Front Oncol 2021;11:616058): oligometastatic = ≤ 3 organs, < 5 lesions, primary
 resected or resectable; alternative 1–5 metastases in ≤ 2 organs; not applicable to HCC; unknown
 (with the missing fields named) when primary status or metastatic sites are missing.
 """

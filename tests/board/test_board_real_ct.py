@@ -2,7 +2,7 @@
 via ../shared/data/external/totalseg-ct-3mm) with a 20 mm synthetic lesion inserted at the deepest liver point.
 No bile ducts or hepatic veins are segmented there.
 
-Reference: CLINICAL.md "Unknown is not safe" — thermal options must carry cannot_assess reasons naming the
+Reference: latplan requirement "unknown is not safe" (docs/architecture.md) — thermal options must carry cannot_assess reasons naming the
 missing structures, be flagged for review and not be ranked as if safe. Issue [I] replaced the round-1
 assertions that they are then ranked as relative contraindications below every assessable option (indicated
 MWA/RFA fell to ranks 8-9 below ECT and IRE): the unknown is a condition "verify clearance of X on imaging",

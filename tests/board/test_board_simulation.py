@@ -1,7 +1,7 @@
 """Where a simulation exists it decides coverage and margin: the size rule is a prior it confirms or
 overturns, and disagreement is shown; a planner failure never removes the option.
 
-Reference: CLINICAL.md ("the size rule is the prior it confirms or overturns, and the output shows both
+Reference: latplan requirement, not a paper ("the size rule is the prior a simulation confirms or overturns; the output shows both
 when they disagree"); the planners are replaced by fakes returning chosen metrics, so the expected
 verdicts follow directly from those metrics. Exact checks.
 """
@@ -107,7 +107,7 @@ def test_tare_verdict(metrics: dict, verdict: str) -> None:
     ("ire", {"coverage_percent": 100.0, "min_margin_mm": 2.0}, "fails")])
 def test_electroporation_verdict_uses_the_plans_goal(modality: str, metrics: dict, verdict: str) -> None:
     """ECT/IRE: the planner states its goal (≥ 95 % of the target above the field threshold; ECT's target
-    is the tumour, IRE's tumour + margin — PHYSICS.md coverage definition); the verdict follows it."""
+    is the tumour, IRE's tumour + margin — coverage as in Miklavčič et al., BioMed Eng OnLine 2010;9:10); the verdict follows it."""
     v, text = simulate.verdict(modality, TreatmentPlan(modality, "lesion_1", metrics), 5.0)
     assert v == verdict
     if verdict == "fails" and "limited_by" in metrics:

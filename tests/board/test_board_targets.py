@@ -2,7 +2,7 @@
 
 References: Wang 2013 (CVIR 36:166: local tumour progression by minimal margin — the margin, not tumour coverage,
 decides) and Odisio 2017 (10 mm for RAS-mutant); issue [I] item 2 (an option that reaches the target only at the
-optimistic end of its uncertainty band is "uncertain"); CIRSE 2020 (organs at risk, hydrodissection); CLINICAL.md
+optimistic end of its uncertainty band is "uncertain"); CIRSE 2020 (organs at risk, hydrodissection); latplan requirement
 "Comparing outcomes honestly" (figures only side by side at the same endpoint and time point). Exact checks on
 hand-chosen metrics (the expected status follows from the numbers).
 """

@@ -2,7 +2,7 @@
 
 References: seed (Kovács 2021: RFA ≤ 3.5 cm, heat sink most pronounced in RFA, radioablation
 limited near radiation-sensitive organs, TACE → IBT sequence in Figures 1-2, EVT for several
-lesions in one lobe / progression under 1st-2nd line); CLINICAL.md (unknown is not safe);
+lesions in one lobe / progression under 1st-2nd line); latplan requirement 'unknown is not safe' (docs/architecture.md: absent data → cannot_assess);
 plan.schema.json. Tolerance: exact ranks/eligibilities (the rules are deterministic).
 """
 
@@ -166,7 +166,7 @@ def test_fig2_like_progression_third_line_ranks_sequence_first(vignette) -> None
 
 def test_unknown_anatomy_is_flagged_not_ranked_as_safe(vignette) -> None:
     """No bile ducts / hepatic veins segmented: thermal options carry cannot_assess naming them and need review
-    (CLINICAL.md: unknown is not safe). Issue [I] replaced the round-1 assertions that such an option is ranked as
+    (latplan requirement: unknown is not safe, docs/architecture.md). Issue [I] replaced the round-1 assertions that such an option is ranked as
     a relative contraindication below every fully assessable option (indicated MWA/RFA fell below ECT/IRE on real
     segmentations): the unknown is now a condition "verify clearance of X" on the option, listed once, the tier is
     kept, and the option still ranks below fully assessable options of its own tier."""

@@ -90,7 +90,7 @@ def test_followup_cox_margin_effect_and_refusal(cohort) -> None:
 
 def test_followup_outcomes_files_and_references(cohort, tmp_path) -> None:
     """run_outcomes writes PNG + CSV + summary.json; reference points carry their source
-    (CLOCC OS 56.9/43.1/35.9 % vs 55.2/30.3/8.9 % at 3/5/8 years, CLINICAL.md)."""
+    (CLOCC OS 56.9/43.1/35.9 % vs 55.2/30.3/8.9 % at 3/5/8 years, Ruers et al., J Natl Cancer Inst 2017;109:djx015, PMID 28376151)."""
     summary = run_outcomes(cohort / "cases", tmp_path / "out")
     for name in ("km_ltp_free_by_modality.png", "km_overall_survival.png", "lesions.csv", "patients.csv",
                  "km_ltp_free_by_modality.csv", "km_overall_survival.csv", "summary.json"):

@@ -1,7 +1,7 @@
 """The rule condition language: three-valued (Kleene) logic, unknown inputs named, no eval().
 
 Reference: Kleene's strong three-valued logic (False ∧ Unknown = False, True ∨ Unknown = True);
-CLINICAL.md "Unknown is not safe" (a missing structure is unknown, never far away).
+latplan requirement "unknown is not safe" (docs/architecture.md) (a missing structure is unknown, never far away).
 """
 
 from __future__ import annotations

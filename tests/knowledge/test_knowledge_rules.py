@@ -1,8 +1,8 @@
-"""Rule files: validation on load, hospital overrides by id, and the deciding numbers of CLINICAL.md.
+"""Rule files: validation on load, hospital overrides by id, and the deciding numbers of the clinical sources below.
 
-References: CLINICAL.md / PHYSICS.md (RFA ≤ 3.5 cm and MWA/cryo ≤ 5 cm, seed; heat sink for
+References: seed (Kovács et al., Front Oncol 2021;11:616058: RFA ≤ 3.5 cm and MWA/cryo ≤ 5 cm); heat sink for
 vessels ≥ 3 mm within 10 mm, Lu 2003; FLR 20/30/40 %, Abdalla 2006; RAS → 10 mm margin,
-Odisio 2017 / Calandri 2018). Tolerance: exact (thresholds are data).
+Odisio 2017 / Calandri 2018. Tolerance: exact (thresholds are data).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_core_rules_load_and_every_rule_cites() -> None:
     ("TARE-LUNG-SHUNT", "0.2"),
 ])
 def test_clinical_numbers_are_rules(rule_id: str, number: str) -> None:
-    """Every deciding number of CLINICAL.md lives in a rule condition (not in code)."""
+    """Every deciding number of the clinical sources (module docstring) lives in a rule condition (not in code)."""
     assert number in load_rule_set()[rule_id].condition.text
 
 

@@ -9,7 +9,7 @@ from latplan.knowledge import radiation as rk
 
 
 def test_tg101_rows_by_fraction() -> None:
-    """Reference: TG-101 table (PHYSICS.md): stomach < 10 cc 11.2/16.5/18 Gy for 1/3/5 fractions."""
+    """Reference: AAPM TG-101 table (Benedict et al., Med Phys 2010;37:4078, doi 10.1118/1.3438081; 1-fx 11.2 Gy also in the TG-101-based table of Radiat Oncol 2011;6:146, PMC3247184; 3/5-fx values not re-checked): stomach < 10 cc 11.2/16.5/18 Gy for 1/3/5 fractions."""
     for fx, thr in ((1, 11.2), (3, 16.5), (5, 18.0)):
         rows = {(r["organ"], r["volume_ml"]): r for r in rk.tg101_constraints(fx)}
         assert rows[("stomach", 10)]["threshold_gy"] == thr

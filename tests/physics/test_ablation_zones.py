@@ -89,7 +89,7 @@ def test_zones_acculis_feed_point_and_flagged_rows_noted() -> None:
 @pytest.mark.parametrize(("device", "v3", "v5"), [("cooltip", 28.5, 48.3), ("rita_1500x", 17.1, 39.4),
                                                  ("rf3000", 29.7, 71.8), ("celon", 28.8, 93.9)])
 def test_zones_rfa_volumes_match_ex_vivo_table(device: str, v3: float, v5: float) -> None:
-    """Reference: PMC4463338 ex vivo RFA volumes (PHYSICS.md); spheroid volume equals the
+    """Reference: PMC4463338 ex vivo RFA volumes (bovine liver, 3 cm / 5 cm protocols, abstract values); spheroid volume equals the
     published volume to 1e-6 relative."""
     assert rfa_zone_size(device, "3cm").volume_ml == pytest.approx(v3, rel=1e-6)
     assert rfa_zone_size(device, "5cm").volume_ml == pytest.approx(v5, rel=1e-6)

@@ -60,7 +60,7 @@ def _point_source_error(h: float, half_mm: float, r_eval_mm: float) -> tuple[flo
 
 
 def test_bioheat_steady_point_source_perfused_within_2_percent() -> None:
-    """Reference: steady point source in perfused tissue (PHYSICS.md)
+    """Reference: steady point source in perfused tissue (Pennes, J Appl Physiol 1948;1:93; analytic Green's function)
     T − T_b = P/(4πkr)·exp(−r·√(ω_b ρ_b c_b/k)); liver perfusion, 1 mm grid, P = 1 W.
     Tolerance 2 % beyond six voxels (7 ≤ r/h ≤ 20) along an axis (decay length ≈ 4.6 mm; a 7-point
     stencil is ≈ 11 % off at 2 voxels)."""
@@ -113,13 +113,13 @@ def test_bioheat_energy_conservation_without_perfusion() -> None:
 def test_bioheat_stability_limit_enforced() -> None:
     """A step above the explicit stability limit is refused with a message naming the limit."""
     lim = bh.stability_limit_s([LIVER], (1.0, 1.0, 1.0))
-    assert 1.0 < lim < 1.5  # PHYSICS.md: ≈ 1.2 s at 1 mm
+    assert 1.0 < lim < 1.5  # FTCS 3-D limit h²/(6α), α = k/(ρc) of liver: 1.22 s at 1 mm (hand)
     with pytest.raises(InvalidInputError, match="stability limit"):
         bh.simulate_heating(np.zeros((5, 5, 5), np.uint8), [LIVER], (1.0, 1.0, 1.0), 10.0, dt_s=2 * lim)
 
 
 def test_bioheat_arrhenius_gate_and_log_space() -> None:
-    """PHYSICS.md: the Arrhenius constants 'kill' tissue at 43 °C within ≈ 8.5 min if taken
+    """Hand computation: the Arrhenius constants 'kill' tissue at 43 °C within ≈ 8.5 min (1/(A·exp(−Ea/RT))) if taken
     literally; with the 45 °C gate, 43 °C held for 20 min accumulates no damage, while 60 °C
     coagulates within seconds (Ω ≥ 1). exp(ln A − Ea/RT) stays finite in float32."""
     n = 7
@@ -138,7 +138,7 @@ def test_bioheat_arrhenius_gate_and_log_space() -> None:
 
 @pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_bioheat_latent_heat_shrinks_iceball() -> None:
-    """PHYSICS.md: without latent heat iceballs come out too large. The same probe with the
+    """Energy balance: without latent heat iceballs come out too large (latent heat is an assumption, unverified). The same probe with the
     latent heat (apparent heat capacity over −8…−1 °C) freezes a smaller 0 °C volume, and the
     −40 °C lethal zone lies inside the 0 °C iceball (≈ 1 cm inside its edge, accept 3–14 mm)."""
     from latplan.physics.electroporation import Needle, needle_mask

@@ -1,4 +1,4 @@
-"""LQ model against textbook values (Fowler 1989; PHYSICS.md examples)."""
+"""LQ model against textbook values (Fowler, Br J Radiol 1989;62:679; hand-computed BED/EQD2 examples)."""
 
 from __future__ import annotations
 

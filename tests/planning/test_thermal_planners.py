@@ -109,7 +109,7 @@ def test_planner_demo_large_lesion_not_one_rfa_electrode() -> None:
 
 @pytest.mark.slow  # ≥ 5 CPU s (tests/support/ci_schedule.py): runs in make test / CI, not in make test-fast
 def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
-    """Reference: PHYSICS.md / seed — RFA suffers most from the heat sink of vessels ≥ 3 mm (heat
+    """Reference: Lu et al., AJR 2002;178:47 (PMID 11756085) / seed (Kovács 2021) — RFA suffers most from the heat sink of vessels ≥ 3 mm (heat
     sink in 73 % of veins > 3 mm), MWA much less. On the perivascular demo case (Ø 10 mm portal
     vein 2 mm from the lesion) the planners run the Pennes engine with and without the vessels
     and the zone is the calibrated physics zone with the vessels (it wraps around the vein, no

@@ -89,7 +89,7 @@ def test_lesion_outline_colour_at_lesion_position_and_orientation(plane, expect)
 
 @pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
 def test_orientation_letters_on_every_slice(plane):
-    """Reference: STYLE.md — orientation labels A/P/L/R/S/I on every slice; radiological layout."""
+    """Reference: radiological display convention (orientation letters as in DICOM PS3.3 C.7.6.1.1.1, which writes H/F where latplan shows S/I) — orientation labels A/P/L/R/S/I on every slice; radiological layout."""
     _, _, fig = _render(make_case(), plane, LESION_CENTRE_MM)
     texts = {t.get_text() for t in fig.axes[0].texts}
     expected = {"axial": {"R", "L", "A", "P"}, "coronal": {"R", "L", "S", "I"}, "sagittal": {"A", "P", "S", "I"}}[plane]
@@ -100,7 +100,7 @@ def test_orientation_letters_on_every_slice(plane):
 
 
 def test_flipped_storage_gives_the_same_picture():
-    """Metamorphic (STYLE.md: geometry travels with every grid): the same anatomy stored with the
+    """Metamorphic (geometry travels with every grid, as in highdicom volume.py): the same anatomy stored with the
     i axis reversed (array flipped, affine column negated) must render the same slice, because
     slices are sampled at LPS mm points. Tolerance: ≥ 99 % identical pixels (anti-aliasing)."""
     case = make_case()

@@ -1,7 +1,7 @@
 """Export round trips: DICOM SEG (lesions and predicted zones) read back with [A1]'s reader, and
 the derived CT series it references lies on the case grid.
 
-Reference: highdicom round-trip habit (STYLE.md: every writer is read back); tolerance: voxel
+Reference: highdicom round-trip habit (highdicom tests/utils.py write_and_read_dataset: every writer is read back); tolerance: voxel
 counts equal (binary segments on the same grid).
 """
 

@@ -1,7 +1,7 @@
 """HDR dwell-time optimisation by linear programming (scipy HiGHS).
 
 Why LP: symmetric least squares under-covers targets because of the very high doses next
-to the sources (PHYSICS.md); clinical LP formulations (Gorissen et al. 2013) use hard
+to the sources (latplan's rationale, not checked against a paper); clinical LP formulations (Gorissen et al. 2013, arXiv:1408.2746: LP < 15 s) use hard
 minimum-dose constraints and minimise the dose outside the target. Here:
 
     minimise     mean dose over the normal-tissue points (shell / liver outside the CTV)

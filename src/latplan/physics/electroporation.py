@@ -3,7 +3,7 @@
     ∇·(σ(E) ∇Φ) = 0     per electrode pair, Φ = U on one needle, 0 on the other
 
 Why: ECT/IRE treat what the field reaches above a tissue threshold (reversible for ECT,
-irreversible for IRE); U/d alone can misjudge the local field badly (PHYSICS.md), so the
+irreversible for IRE); U/d alone can misjudge the local field badly (Čorović et al., BioMed Eng OnLine 2007;6:37), so the
 field is solved on the patient grid. Pure numerics: thresholds and voltages are parameters
 (defaults in ``data/ablation/electroporation.yaml`` with citations).
 

@@ -4,7 +4,7 @@ Why a module of its own: SBRT schedules (3 × 15 Gy, 5 × 10 Gy) and single-frac
 doses are compared through BED; α/β must always be a parameter (10 Gy by convention for
 tumour, 20 Gy and ≈ 43 Gy fitted for liver/colorectal metastases by Klement et al.,
 Radiother Oncol 123:218, 2017). The LQ model is unreliable above ≈ 10 Gy per fraction;
-callers must say so when they display it (PHYSICS.md).
+callers must say so when they display it (Kirkpatrick, Meyer & Marks, Semin Radiat Oncol 2008;18:240, PMID 18725110; Brenner, Semin Radiat Oncol 2008, PMC2750078: LQ validated to ≈ 10 Gy/fraction).
 
 Formulas (Fowler, Br J Radiol 62:679, 1989; Lea & Catcheside, J Genet 44:216, 1942):
 

@@ -11,9 +11,9 @@ generator's limits and verify the coverage on a fine grid — or say that it can
 Decisions
 ---------
 * **Target.** IRE: tumour + ``target_margin_mm`` (IRE is an ablation; the margin comes from the
-  modalities layer: 5 mm, 10 mm RAS-mutant). ECT: the tumour — PHYSICS.md defines ECT coverage
+  modalities layer: 5 mm, 10 mm RAS-mutant). ECT: the tumour — ECT coverage is defined (Miklavčič et al., BioMed Eng OnLine 2010;9:10)
   as the fraction of tumour volume above the reversible threshold, and neither the seed nor
-  CLINICAL.md/PHYSICS.md give an ECT ablative margin (the 5/10 mm margins come from thermal
+  (as far as checked here) any other source gives an ECT ablative margin (the 5/10 mm margins come from thermal
   ablation series); the margin achieved is still reported, and
   ``coverage_target="tumour+margin"`` asks for it. Vessel lumen (blood) is not target.
   Thresholds are tissue-specific (tumour / liver; reversible for ECT, irreversible for IRE),

@@ -5,7 +5,7 @@ fits device zones over lesion + target margin (one applicator first, then severa
 reports the predicted zone, applicators, minimal margin, margin histogram, coverage, the
 vessels acting as heat sinks and collateral structures inside the zone.
 
-Engines: ``engine="chart"`` (default, fast: device-chart ellipsoids, PHYSICS.md charts)
+Engines: ``engine="chart"`` (default, fast: device-chart ellipsoids, manufacturer charts in physics/data/ablation/*.yaml)
 or ``engine="bioheat"`` (the chart placement, then a Pennes simulation on a crop of the
 case with perfusion, vessels as heat sinks and coagulation; slower, seconds).
 
@@ -173,7 +173,7 @@ def plan_thermal(
         engine_info.pop("power_trace", None)  # arrays stay out of plan.json
         margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else fit.margin
         caveats.append("bioheat engine: parameter uncertainty (perfusion, tissue properties) dominates; "
-                       "published in vivo RFA models reach Dice 0.42–0.73 (PHYSICS.md)")
+                       "published in vivo RFA models reach Dice 0.42–0.73 (van Erp et al., Cancers 2023;15:5684)")
     sinks = heat_sink_vessels(case, lesion_id, measurements=meas)
     # the lumen of a vessel ≥ 3 mm is blood that flows: never part of an ablation zone
     lumen = _large_vessel_lumen(geo, sl)

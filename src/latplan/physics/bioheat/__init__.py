@@ -1,6 +1,6 @@
 """Pennes bioheat engine (package): heating (MWA, RFA) and freezing (cryo), Arrhenius/CEM43 damage.
 
-    ρc ∂T/∂t = ∇·(k∇T) + ρ_b c_b ω (T_b − T) + Q            (PHYSICS.md)
+    ρc ∂T/∂t = ∇·(k∇T) + ρ_b c_b ω (T_b − T) + Q            (Pennes, J Appl Physiol 1948;1:93)
 
 Why an own engine: the device charts ignore perfusion and vessels; latplan must *show* the
 heat-sink of a nearby vessel on the patient's anatomy. Pure numerics: no clinical logic.
@@ -31,7 +31,7 @@ Numerics (decisions)
   calibre (3 mm) thrombose when coagulated and stop acting as sinks. Vessels can instead be
   held at T_b (``vessel_model="dirichlet"``).
 * Damage: Arrhenius Ω = ∫ exp(ln A − E_a/(R T)) dt accumulated only at T ≥ the gate
-  (45 °C by default, PHYSICS.md); CEM43 as an option (minutes at 43 °C, R = 0.5 above 43 °C,
+  (45 °C by default, an assumption: the constants are fitted for ablative temperatures); CEM43 as an option (minutes at 43 °C, R = 0.5 above 43 °C,
   0.25 below). Ω is capped at 1e6 to stay finite in float32.
 * MWA source: ``Q = P_abs(t) · s(r)`` with s a normalised teardrop around the antenna's feed point,
   ``exp(−2 r_eff/δ) / max(r_eff, r₀)²``, ``r_eff² = ρ² + (z/γ)²``; the absorbed power's fraction,
