@@ -20,29 +20,24 @@ from latplan.board import plan_case
 from latplan.board.options import rank_options
 from latplan.board.proposal import assess_case
 from latplan.board.targets import STATUS_ORDER, TRUNCATED_CONDITION, judge, simulation_failed_why
-from latplan.errors import InvalidInputError
 from latplan.knowledge.rules import load_rule_set
 from latplan.modalities import simulate
-from latplan.planning.types import TreatmentPlan
-from tests.board.test_board_guideline_vignettes import REGIONAL, expect, fit, lesions_of, top, top_tier
+from tests.board.test_board_guideline_vignettes import (
+    REGIONAL,
+    expect,
+    fake_planner,
+    fit,
+    lesions_of,
+    top,
+    top_tier,
+)
 
 THERMAL_6MM = {"coverage_percent": 100.0, "min_margin_mm": 6.0, "organ_volumes_in_zone_ml": {}, "unsegmented_organs": []}
 
 
 def planners(metrics: dict[str, dict[str, Any]], raising: tuple[str, ...] = ()):
     """Fake planners: metrics for some modalities, a real planner's InvalidInputError for ``raising``."""
-    def planner_for(modality: str):
-        if modality in raising:
-            def fail(case, lesion_id, measurements=None, **_kw):
-                raise InvalidInputError("needle 2 lies outside the grid: move it or enlarge the grid")
-            return fail
-        if modality not in metrics:
-            raise simulate.NotAvailableError(f"no fake planner for {modality}")
-
-        def plan(case, lesion_id, measurements=None, **_kw):
-            return TreatmentPlan(modality, lesion_id, dict(metrics[modality]), applicators=[], engine="fake")
-        return plan
-    return planner_for
+    return fake_planner(metrics, raising)
 
 
 def test_failed_is_not_not_simulated_and_ranks_below_a_miss() -> None:

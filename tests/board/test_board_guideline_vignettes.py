@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from latplan.board import plan_case
+from latplan.errors import InvalidInputError
 from latplan.modalities import simulate
 from latplan.planning.types import TreatmentPlan
 from tests.board.test_board_vignettes import check_invariants
@@ -79,8 +80,14 @@ def hcc(vignette, **kw):
     return vignette.patient(**base)
 
 
-def fake_planner(metrics: dict[str, dict[str, Any]]):
+def fake_planner(metrics: dict[str, dict[str, Any]], raising: tuple[str, ...] = ()):
+    """Fake planners: ``metrics`` for some modalities, a real planner's InvalidInputError ("needle lies outside
+    the grid") for those in ``raising``, NotAvailableError for the rest."""
     def planner_for(modality: str):
+        if modality in raising:
+            def fail(case, lesion_id, measurements=None, **_kw):
+                raise InvalidInputError("needle 2 lies outside the grid: move it or enlarge the grid")
+            return fail
         if modality not in metrics:
             raise simulate.NotAvailableError(f"no fake planner for {modality}")
 

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from dicompyler_dvh import dicompyler_ctv_dvh
 from report_builders import make_case, make_plans
 
 from latplan.export import write_result_files
@@ -124,23 +125,11 @@ def test_seg_zones_read_by_highdicom_voxel_for_voxel(synthetic_export):
 def test_dicompyler_dvh_matches_the_plan(synthetic_export):
     """dicompyler-core's CTV DVH from RTDOSE + RTSTRUCT against the plan's D90 / V100.
 
-    dicompyler-core 0.5.6 (its latest release) imports ``pydicom.dicomio.read_file``, a name pydicom 3
-    removed (it is ``pydicom.dcmread``); the alias is restored here so the released reader runs as is."""
-    import pydicom
-    import pydicom.dicomio
-
-    if not hasattr(pydicom.dicomio, "read_file"):
-        pydicom.dicomio.read_file = pydicom.dcmread  # type: ignore[attr-defined]
-    from dicompylercore import dicomparser, dvhcalc
-
+    dicompyler-core is read through tests/support/dicompyler_dvh.py (it restores a name pydicom 3 removed)."""
     proposal, _, files = synthetic_export
     ibt = proposal.plans[("lesion_1", "ibt")]
-    ss = dicomparser.DicomParser(str(files["dicom_rtstruct"]))
-    roi = next(n for n, s in ss.GetStructures().items() if s["name"] == "lesion_1 IBT CTV")
-    dvh = dvhcalc.get_dvh(str(files["dicom_rtstruct"]), str(files["dicom_rtdose/lesion_1/ibt"]), roi)
-    d90 = float(dvh.relative_volume.statistic("D90").value)
+    _dvh, d90, v100 = dicompyler_ctv_dvh(files, "lesion_1", ibt.prescription_gy)
     assert abs(d90 - ibt.metrics["d90_gy"]) <= max(0.02 * ibt.metrics["d90_gy"], 0.3)
-    v100 = float(dvh.relative_volume.statistic(f"V{ibt.prescription_gy:g}Gy").value)
     assert abs(v100 - ibt.metrics["v100_percent"]) <= 2.0
 
 

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 
 import pytest
+from dicompyler_dvh import dicompyler_ctv_dvh
 
 from latplan.export import write_result_files
 
@@ -59,19 +60,10 @@ def test_demo_main_report_page_limit_and_page_one(demo):
 
 def test_demo_dicompyler_dvh_and_rtplan_times(demo):
     import pydicom
-    import pydicom.dicomio
-
-    if not hasattr(pydicom.dicomio, "read_file"):  # dicompyler-core 0.5.6 imports a name pydicom 3 removed
-        pydicom.dicomio.read_file = pydicom.dcmread  # type: ignore[attr-defined]
-    from dicompylercore import dicomparser, dvhcalc
 
     proposal, _, files = demo
     ibt = proposal.plans[("lesion_1", "ibt")]
-    ss = dicomparser.DicomParser(str(files["dicom_rtstruct"]))
-    roi = next(n for n, s in ss.GetStructures().items() if s["name"] == "lesion_1 IBT CTV")
-    dvh = dvhcalc.get_dvh(str(files["dicom_rtstruct"]), str(files["dicom_rtdose/lesion_1/ibt"]), roi)
-    d90 = float(dvh.relative_volume.statistic("D90").value)
-    v100 = float(dvh.relative_volume.statistic(f"V{ibt.prescription_gy:g}Gy").value)
+    dvh, d90, v100 = dicompyler_ctv_dvh(files, "lesion_1", ibt.prescription_gy)
     # the same voxel sampling: the plan's own dose grid (the case grid here) on its CTV (plan.target),
     # through latplan's DVH. (plan.json's D90 of this demo is evaluated on other CTV points — its D100
     # 20.0 Gy vs 24.2 Gy on plan.target — so it is not the same sampling; see docs/report.md.)

@@ -40,14 +40,16 @@ def test_followup_fig2_residual_rim_found(fig2) -> None:
 @pytest.mark.slow
 def test_followup_fig2_replanned_for_ibt(fig2) -> None:
     """Re-presentation: the 3-month case lists the TACE among prior therapies and the board ([D])
-    produces an IBT plan for the residue (lesion_1 = the residual rim, smaller than the baseline tumour)."""
+    produces an IBT plan for the residue (lesion_1 = the residual rim, smaller than the baseline tumour).
+    Only IBT is simulated: the IBT plan is what is asserted (every planner of a demo case runs in
+    tests/integration/test_demo.py)."""
     from latplan.board import plan_case
 
     case = case_for_timepoint(fig2, "3m")
     assert "tace" in [p.kind for p in case.patient.prior_therapies]
     base = load_baseline(fig2)
     assert 0 < case.mask_array("lesion_1").sum() < base.mask_array("lesion_1").sum()
-    proposal = plan_case(case, simulate=True)
+    proposal = plan_case(case, simulate={"ibt"})
     assert ("lesion_1", "ibt") in proposal.plans
 
 

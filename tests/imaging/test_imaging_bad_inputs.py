@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_builders import rtstruct_dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from typer.testing import CliRunner
 
@@ -187,28 +187,7 @@ def _dicom_folder(folder: Path, n: int = 6, edit: Callable[[int, pydicom.Dataset
 
 
 def _rtstruct(folder: Path, contours: list[np.ndarray]) -> None:
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "RTSTRUCT"
-    roi = pydicom.Dataset()
-    roi.ROINumber, roi.ROIName = 1, "GTV"
-    ds.StructureSetROISequence = DicomSequence([roi])
-    rc = pydicom.Dataset()
-    rc.ReferencedROINumber = 1
-    rc.ContourSequence = DicomSequence()
-    for pts in contours:
-        c = pydicom.Dataset()
-        c.ContourGeometricType = "CLOSED_PLANAR"
-        c.NumberOfContourPoints = len(pts)
-        c.ContourData = [float(x) for x in np.asarray(pts).reshape(-1)]
-        rc.ContourSequence.append(c)
-    ds.ROIContourSequence = DicomSequence([rc])
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.save_as(str(folder / "rtstruct.dcm"), enforce_file_format=True)
+    rtstruct_dataset({"GTV": contours}).save_as(str(folder / "rtstruct.dcm"), enforce_file_format=True)
 
 
 def _square(cx: float, cy: float, half: float, z: float) -> np.ndarray:
@@ -275,26 +254,24 @@ def _lab(folder: Path) -> Path:
     return folder / "labels.nii.gz"
 
 
-def _labels_yaml(text: str | bytes) -> Callable[[Path], None]:
+def _file_text(name: str, text: str | bytes) -> Callable[[Path], None]:
+    """A mutation writing ``text`` (str as UTF-8, bytes as they are) into the case folder's file ``name``."""
     def mutate(folder: Path) -> None:
-        p = folder / "labels.yaml"
+        p = folder / name
         if isinstance(text, bytes):
             p.write_bytes(text)
         else:
             p.write_text(text, encoding="utf-8")
 
     return mutate
+
+
+def _labels_yaml(text: str | bytes) -> Callable[[Path], None]:
+    return _file_text("labels.yaml", text)
 
 
 def _case_text(text: str | bytes) -> Callable[[Path], None]:
-    def mutate(folder: Path) -> None:
-        p = folder / "case.yaml"
-        if isinstance(text, bytes):
-            p.write_bytes(text)
-        else:
-            p.write_text(text, encoding="utf-8")
-
-    return mutate
+    return _file_text("case.yaml", text)
 
 
 def _pixdim(target: Callable[[Path], Path], idx: int, value: float) -> Callable[[Path], None]:

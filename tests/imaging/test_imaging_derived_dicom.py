@@ -9,12 +9,12 @@ data: dcmqi CT slices + liver SEG (QIICR/dcmqi @b6137d9e, BSD-3). Stored values 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from real_cases import dcmqi_seg_case_folder
 from typer.testing import CliRunner
 
 from latplan.cli import app
@@ -23,11 +23,7 @@ from latplan.imaging.case_folder import load_case_folder
 
 @pytest.mark.shared_data
 def test_insert_lesion_dicom_in_dicom_out(shared_data: Path, tmp_path: Path) -> None:
-    d = shared_data / "external" / "dcmqi-liver-seg"
-    src = tmp_path / "src"
-    shutil.copytree(d / "ct", src / "dicom")
-    shutil.copyfile(d / "liver-seg.dcm", src / "seg.dcm")
-    (src / "case.yaml").write_text("patient: {id: DCM-1, primary: hcc}\n", encoding="utf-8")
+    src = dcmqi_seg_case_folder(shared_data, tmp_path / "src", "DCM-1")
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["insert-lesion", str(src), "--diameter-mm", "3", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_cases import dcmqi_seg_case_folder
 from scipy import ndimage
 from typer.testing import CliRunner
 
@@ -105,11 +106,7 @@ def test_totalsegmentator_dicom_ct_planned(shared_data: Path, tmp_path: Path) ->
 
 def test_dcmqi_dicom_seg_liver_planned(shared_data: Path, tmp_path: Path) -> None:
     """Three real CT slices + the dcmqi liver SEG as a case folder: SEG names → liver, lesion in it, planned."""
-    d = shared_data / "external" / "dcmqi-liver-seg"
-    src = tmp_path / "src"
-    shutil.copytree(d / "ct", src / "dicom")
-    shutil.copyfile(d / "liver-seg.dcm", src / "seg.dcm")
-    (src / "case.yaml").write_text("patient: {id: E2E-SEG, primary: hcc}\n", encoding="utf-8")
+    src = dcmqi_seg_case_folder(shared_data, tmp_path / "src", "E2E-SEG")
     case = load_case_folder(src)
     assert case.structure_names() == ["liver"]
     case_dir = save_case_folder(insert_lesion(case, None, 3.0), tmp_path / "case")

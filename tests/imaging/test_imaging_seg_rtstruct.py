@@ -10,9 +10,8 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_builders import rtstruct_dataset
+from pydicom.uid import generate_uid
 
 from latplan.errors import EmptyStructureError, GeometryMismatchError
 from latplan.imaging import Volume
@@ -83,34 +82,6 @@ def test_seg_frames_off_the_reference_grid(dcmqi):
         read_seg(d / "liver-seg.dcm", Volume(ct.array, aff))
 
 
-def _rtstruct(rois: dict[str, list[np.ndarray]]) -> pydicom.Dataset:
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "RTSTRUCT"
-    ds.StructureSetROISequence = Sequence()
-    ds.ROIContourSequence = Sequence()
-    for num, (name, contours) in enumerate(rois.items(), start=1):
-        roi = pydicom.Dataset()
-        roi.ROINumber, roi.ROIName = num, name
-        ds.StructureSetROISequence.append(roi)
-        rc = pydicom.Dataset()
-        rc.ReferencedROINumber = num
-        rc.ContourSequence = Sequence()
-        for pts in contours:
-            c = pydicom.Dataset()
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(pts)
-            c.ContourData = [float(x) for x in np.asarray(pts).reshape(-1)]
-            rc.ContourSequence.append(c)
-        ds.ROIContourSequence.append(rc)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
-
-
 def _square(half: float, z: float) -> np.ndarray:
     return np.array([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]])
 
@@ -122,7 +93,7 @@ def test_rtstruct_hole_by_even_odd(tmp_path):
     ref = Volume(np.zeros((7, 30, 30), np.float32), np.array([[1.0, 0, 0, -15], [0, 1, 0, -15], [0, 0, 2, -2], [0, 0, 0, 1]]))
     contours = [c for z in (0, 2, 4, 6, 8) for c in (_square(9.5, z), _square(4.5, z))]
     path = tmp_path / "rt.dcm"
-    _rtstruct({"liver": contours, "empty_one": []}).save_as(str(path), enforce_file_format=True)
+    rtstruct_dataset({"liver": contours, "empty_one": []}).save_as(str(path), enforce_file_format=True)
     labels, names, empty = read_rtstruct(path, ref)
     assert labels.same_geometry(ref)
     assert names == {1: "liver"}
@@ -137,7 +108,7 @@ def test_rtstruct_hole_by_even_odd(tmp_path):
 def test_rtstruct_without_contours_is_an_error(tmp_path):
     """An RTSTRUCT with no contour at all: EmptyStructureError saying nothing can be rasterised."""
     path = tmp_path / "rt.dcm"
-    _rtstruct({"a": [], "b": []}).save_as(str(path), enforce_file_format=True)
+    rtstruct_dataset({"a": [], "b": []}).save_as(str(path), enforce_file_format=True)
     with pytest.raises(EmptyStructureError, match=r"no closed planar contours"):
         read_rtstruct(path, None)
 

@@ -1,6 +1,6 @@
 """`latplan demo` end to end (moved from tests/report/test_report_integration.py, every assertion kept):
 demo phantoms on a coarse grid (session-cached), planned with simulations through
-:func:`latplan.pipeline.run_demo`, reports checked with the report tests' HTML checker.
+:func:`latplan.pipeline.run_demo`, reports checked by tests/support/report_checks.py (shared with the real-CT report test).
 
 One test per demo case (parametrised) replaces the test that planned the whole demo serially, so
 pytest-xdist spreads the cases over the workers. Independent reference: the report's section list
@@ -9,42 +9,18 @@ pytest-xdist spreads the cases over the workers. Independent reference: the repo
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from report_checks import check_report_folder
 from typer.testing import CliRunner
 
 from latplan.cli import app
 from latplan.phantom import demo_cases
 from latplan.pipeline import run_demo
-from tests.report.test_report_html import SECTION_HEADINGS, check_html
+from tests.report.test_report_html import check_html
 
 from .conftest import coarse_demo_case
-
-
-def _pdf_text(path: Path) -> str:
-    from pypdf import PdfReader
-
-    return re.sub(r"\s+", " ", " ".join(p.extract_text() or "" for p in PdfReader(path).pages))
-
-
-def _check_report_folder(out: Path) -> str:
-    """Common checks of OUT: all five files, well-formed self-contained HTML, PDF sections."""
-    for name in ("plan.json", "report.html", "report.pdf", "patient.html", "patient.pdf"):
-        assert (out / name).is_file(), name
-    html = (out / "report.html").read_text(encoding="utf-8")
-    chk = check_html(html)
-    assert chk.errors == [] and chk.stack == []
-    assert all(ref.startswith(("#", "data:image/png;base64,")) for _, ref in chk.refs)
-    assert "Pictures not drawn" not in html, "a figure failed to draw"
-    text = _pdf_text(out / "report.pdf")
-    for heading in SECTION_HEADINGS:
-        if heading.startswith(("Lesion: lesion 1", "Options for lesion 1")):
-            continue  # lesion names depend on the case
-        assert heading in text, heading
-    assert "Your treatment choices" in _pdf_text(out / "patient.pdf")
-    return html
 
 
 @pytest.mark.slow
@@ -55,7 +31,7 @@ def test_demo_case_renders(tmp_path: Path, name: str, demo_names: list[str]) -> 
     (this was a separate test planning the same case a second time)."""
     res = run_demo(tmp_path, [name], build_case=coarse_demo_case)
     assert res.errors == {}
-    _check_report_folder(tmp_path / "reports" / name)
+    check_report_folder(tmp_path / "reports" / name)
     if name != demo_names[0]:
         return
     assert (tmp_path / "cases" / name / "case.yaml").is_file()

@@ -89,22 +89,22 @@ def _one_lesion_proposal() -> SimpleNamespace:
     return SimpleNamespace(case=case, measurements=meas, plan_json=pj, plans=plans)
 
 
-@pytest.fixture(scope="module")
-def one_lesion(tmp_path_factory) -> tuple[SimpleNamespace, str, list[str]]:
-    prop = _one_lesion_proposal()
+def _rendered(prop: SimpleNamespace, folder: Path) -> tuple[SimpleNamespace, str, list[str]]:
+    """(proposal, main report HTML at 60 dpi, text of each page of its PDF written into ``folder``)."""
     html, _appendix = render_reports(prop, dpi=60)
-    pdf = tmp_path_factory.mktemp("one") / "report.pdf"
+    pdf = folder / "report.pdf"
     html_to_pdf(html, pdf)
     return prop, html, _pdf_pages(pdf)
+
+
+@pytest.fixture(scope="module")
+def one_lesion(tmp_path_factory) -> tuple[SimpleNamespace, str, list[str]]:
+    return _rendered(_one_lesion_proposal(), tmp_path_factory.mktemp("one"))
 
 
 @pytest.fixture(scope="module")
 def four_lesions(tmp_path_factory) -> tuple[SimpleNamespace, str, list[str]]:
-    prop = _four_lesion_proposal()
-    html, _appendix = render_reports(prop, dpi=60)
-    pdf = tmp_path_factory.mktemp("four") / "report.pdf"
-    html_to_pdf(html, pdf)
-    return prop, html, _pdf_pages(pdf)
+    return _rendered(_four_lesion_proposal(), tmp_path_factory.mktemp("four"))
 
 
 def test_single_lesion_main_report_at_most_8_pages(one_lesion):

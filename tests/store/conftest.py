@@ -8,14 +8,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
 
 import pytest
-from webtest_helpers import postgres_url, reset_postgres
+from webtest_helpers import DB_BACKENDS, empty_db_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DB_BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an EMPTY database: a SQLite file, or a fresh schema on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url = postgres_url()
-    reset_postgres(url)
-    return url
+    return empty_db_url(request.param, tmp_path / "store.db")

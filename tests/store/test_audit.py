@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -47,6 +48,24 @@ def _tamper(eng: Engine, sql: str) -> None:
 def _verify(eng: Engine) -> audit.ChainReport:
     with session_factory(eng)() as s:
         return audit.verify(s)
+
+
+def _in_threads(fn: Callable[[int], None], n: int) -> list[BaseException]:
+    """Run ``fn(0) … fn(n - 1)`` in ``n`` threads started together (each joined within 60 s); the exceptions raised."""
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            fn(k)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
 
 
 def test_intact_chain_verifies_and_matches_an_independent_hash(engine):
@@ -103,26 +122,15 @@ def test_cli_audit_verify(tmp_path):
 
 def test_concurrent_writers_keep_one_chain(db_url):
     """20 threads appending at once: one unbroken chain of 20 rows (the head row serialises writers)."""
-    import threading
-
     eng = make_engine(db_url)
     migrate(eng)
     factory = session_factory(eng)
-    errors: list[BaseException] = []
 
     def write(n: int) -> None:
-        try:
-            with transaction(factory) as s:
-                audit.record(s, "view", username=f"t{n}")
-        except BaseException as exc:
-            errors.append(exc)
+        with transaction(factory) as s:
+            audit.record(s, "view", username=f"t{n}")
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert _in_threads(write, 20) == []
     report = _verify(eng)
     eng.dispose()
     assert report.ok and report.rows == 20
@@ -136,7 +144,6 @@ def test_group_commit_writes_one_chain_in_few_transactions(db_url, monkeypatch):
     the first test above, by an independent hashlib recomputation); the batching is forced by
     holding the first writer inside its transaction until the other 19 have queued.
     """
-    import threading
     import time
 
     from sqlalchemy import event
@@ -160,20 +167,12 @@ def test_group_commit_writes_one_chain_in_few_transactions(db_url, monkeypatch):
 
     monkeypatch.setattr(audit, "append", held_append)
     ids: list[int] = []
-    errors: list[BaseException] = []
 
     def view(n: int) -> None:
-        try:
-            with factory() as s:
-                ids.append(writer.record(s, "view", username=f"t{n}", object_type="case", object_id=n))
-        except BaseException as exc:
-            errors.append(exc)
+        with factory() as s:
+            ids.append(writer.record(s, "view", username=f"t{n}", object_type="case", object_id=n))
 
-    threads = [threading.Thread(target=view, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = _in_threads(view, 20)
     report = _verify(eng)
     with factory() as s:
         stored = {(e.id, e.username) for e in s.scalars(audit.select(audit.AuditEvent))}

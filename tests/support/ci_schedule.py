@@ -39,95 +39,67 @@ import pytest
 #: measured seconds of each test (setup + call + teardown), keyed by node id or by a prefix of node ids (a file,
 #: a test without its parameters: the figure then holds for each test under it); the longest matching key
 #: wins. Tests not named here get the defaults below; tests under 2 s are left out. Figures: :func:`table_from_log`
-#: of TimingLog runs at main 8f6143e + branch s3/ci (2026-12-02, 13:52–15:10 UTC): serial (no xdist),
-#: NUMBA_NUM_THREADS=1 as on the workers, 2 cores shared with six other engineers (1-min load 8–18; wall was
-#: 4–9× CPU, so these are CPU seconds, or wall / that stretch for tests that wait on subprocesses). Tests that
-#: run did not reach keep the earlier figure (main aa3e4b1, `-n 2 --dist loadfile --durations=100` at load
-#: 4–20) × the median ratio new/old of the tests measured in both; they say so.
+#: of TimingLog runs at main 337090c + branch s4/ci (2026-12-02, 19:25–20:20 UTC): serial (no xdist),
+#: NUMBA_NUM_THREADS=1 as on the workers, 2 cores shared with other helpers (1-min load 1.5–4.3), numba cache
+#: cold at the first demo case: the whole fast loop (996 tests, 192 CPU s), every demo case, the web crash,
+#: reliability, browser and batch tests. Entries marked "earlier figure" were not in that run (session 3 figures).
 DURATIONS_S: dict[str, float] = {
-    'tests/integration/test_demo.py::test_demo_case_renders[four-lesions-right-lobe]': 146.2,
-    'tests/integration/test_demo.py::test_demo_case_renders[large-60mm]': 121.5,
-    'tests/integration/test_demo.py::test_demo_case_renders[seg3-abutting-stomach-30mm]': 66.5,
-    'tests/web/test_web_browser.py::test_web_browser_board_flow': 59.5,
-    'tests/integration/test_demo.py::test_demo_case_renders[fig2-seg4a8-third-line]': 57.6,
-    'tests/integration/test_demo.py::test_demo_case_renders[fig1-seg8-between-hepatic-veins]': 57.5,
-    'tests/integration/test_demo.py::test_demo_case_renders[perivascular-rfa]': 53.2,
-    'tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode': 35.8,
-    'tests/batch/test_split.py::test_split_case_gives_the_in_process_plan': 34.9,
-    'tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]': 34.0,
-    'tests/planning/test_electroporation.py::test_planner_ire_too_large_lesion_reported_with_reason': 20.9,
-    'tests/followup/test_followup_demo.py::test_followup_fig2_replanned_for_ibt': 20.5,
-    'tests/web/test_web_crash.py::test_kill9_server_and_worker_then_restart': 20.5,
-    'tests/batch/test_runner.py::test_failing_case_recorded_rest_planned': 18.7,
-    'tests/web/test_web_crash.py::test_kill9_worker_alone_restarted_job_once': 18.6,
-    'tests/batch/test_distributed.py::test_killed_worker_every_case_planned_exactly_once': 17.5,
-    'tests/planning/test_electroporation.py::test_planner_ire_demo_lesion_with_margin': 16.1,
-    'tests/planning/test_thermal.py::test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein': 14.5,
-    'tests/planning/test_thermal_planners.py::test_planner_heat_sink_cuts_rfa_more_than_mwa': 13.1,
-    'tests/planning/test_ibt_target_geometry.py::test_v150_objective_lowers_dose_above_150_percent': 10.9,
-    'tests/web/test_web_reliability.py::test_web_served_worker_restarted_after_crash': 10.8,
-    'tests/batch/test_runner.py::test_rerun_plans_nothing_unchanged': 10.7,
-    'tests/export/test_export_demo.py::test_demo_main_report_page_limit_and_page_one': 10.4,
-    'tests/web/test_web_crash.py::test_kill9_server_alone_worker_exits': 9.4,
-    'tests/report/test_report_summary.py::test_four_lesions_main_report_at_most_16_pages': 8.8,
-    'tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan': 8.8,
-    'tests/pipeline/test_workers.py::test_spawned_worker_compiles_new_kernels_with_one_thread': 8.5,
-    'tests/physics/test_dvh.py::test_point_source_in_spherical_shell_matches_analytic_dvh': 7.7,
-    'tests/imaging/test_imaging_resample_insert.py::test_cli_insert_lesion_real_cases[totalseg-ct-dicom-inferior_vena_cava]': 6.6,
-    'tests/physics/test_bioheat.py::test_bioheat_latent_heat_shrinks_iceball': 6.5,
-    'tests/web/test_web_dask.py::test_web_job_on_dask_whose_lease_is_lost_writes_nothing': 6.5,
-    'tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_dicom_ct_planned': 6.2,
-    'tests/integration/test_demo.py::test_demo_cli': 6.2,
-    'tests/planning/test_electroporation.py::test_planner_generator_limits_are_respected': 6.2,
-    'tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[sqlite]': 6.2,
-    'tests/web/test_web_store.py::test_web_cli_serve_starts': 6.1,
-    'tests/export/test_export.py::test_dicom_input_case_is_referenced_not_rewritten': 5.5,
-    'tests/report/test_report_html.py::test_write_reports_pdf_has_sections': 5.4,
-    'tests/web/test_web_roles_audit.py::test_job_quota_per_case_and_per_user': 5.2,
-    'tests/batch/test_runner.py::test_cohort_table_matches_specs': 5.0,
-    'tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli': 4.6,  # earlier figure × 0.121 (not reached)
-    'tests/physics/test_dwell_opt.py::test_coverage_is_hard_and_objective_prefers_low_shell_dose': 4.4,
-    'tests/pipeline/test_plan.py::test_plan_case_folder_writes_valid_plan_json_and_reports': 4.3,
-    'tests/followup/test_followup_demo.py::test_followup_fig2_demo_files': 4.2,
-    'tests/web/test_web_uploads.py::test_web_hostile_upload_corpus': 4.2,
-    'tests/followup/test_followup_cohort.py::test_followup_cohort_ltp_from_images': 4.0,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[labels-mirrored-x-symmetric-grid]': 3.8,
-    'tests/phantom/test_phantom_demo.py::test_all_demo_cases_ship_and_validate': 3.8,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[path-image-etc-passwd]': 3.7,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[labels-yaml-duplicate-key]': 3.6,
-    'tests/imaging/test_imaging_resample_insert.py::test_cli_missing_patient_message': 3.6,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[image-gz-truncated-half]': 3.5,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[case-yaml-latin1]': 3.4,
-    'tests/imaging/test_imaging_bad_inputs.py::test_bad_input_through_the_console_script[rtstruct-outside-image-z]': 3.4,
-    'tests/web/test_web_exports.py::test_web_seg_export_round_trip': 3.4,
-    'tests/followup/test_followup_pipeline.py::test_followup_cli_json_and_outcomes': 3.2,
-    'tests/report/test_report_summary.py::test_single_lesion_main_report_at_most_8_pages': 3.2,
-    'tests/web/test_web_api.py::test_web_idempotent_job_key[sqlite]': 3.2,
-    'tests/planning/test_electroporation.py::test_planner_ect_demo_lesion_reaches_95_percent': 3.0,
-    'tests/web/test_web_api.py::test_web_quick_preview_real_chain': 3.0,
-    'tests/web/test_web_upload_confinement.py::test_stored_upload_holds_every_file_planning_reads': 2.9,
-    'tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons': 2.9,  # earlier figure × 0.121 (not reached)
-    'tests/test_architecture.py::test_imported_third_party_packages_are_declared': 2.7,
-    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]': 2.7,  # earlier figure × 0.121 (not reached)
-    'tests/web/test_web_dask.py::test_web_job_runs_on_dask_once_with_result_and_progress': 2.6,
-    'tests/test_architecture.py::test_layers_import_only_downwards': 2.6,
-    'tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence': 2.5,  # earlier figure × 0.121 (not reached)
-    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[sqlite]': 2.4,
-    'tests/physics/test_bioheat_rfa.py::test_rfa_system_is_the_field_solvers': 2.3,
-    'tests/web/test_web_api.py::test_web_upload_plan_decide_export[sqlite]': 2.3,
-    'tests/planning/test_thermal.py::test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics': 2.3,
-    'tests/followup/test_followup_pipeline.py::test_followup_pipeline_registration_and_margin': 2.2,
-    'tests/followup/test_followup_pipeline.py::test_followup_pipeline_tumour_rigid_and_no_registration': 2.2,
-    'tests/physics/test_electroporation.py::test_sigma_fixed_point_converges_where_the_plain_update_oscillates': 2.2,
-    'tests/physics/test_electroporation.py::test_ire_lethal_field_calibrated_in_vivo_and_checked_on_held_out_arm': 2.2,
-    'tests/planning/test_electroporation.py::test_field_solver_options_agree': 2.2,
-    'tests/web/test_web_api.py::test_web_failed_job_shown_and_requeued': 2.2,
-    'tests/planning/test_thermal_planners.py::test_planner_rfa_cryo_on_synthetic_case': 2.1,
+    'tests/integration/test_demo.py::test_demo_case_renders[four-lesions-right-lobe]': 73.1,
+    'tests/integration/test_demo.py::test_demo_case_renders[fig1-seg8-between-hepatic-veins]': 49.2,
+    'tests/integration/test_demo.py::test_demo_case_renders[seg3-abutting-stomach-30mm]': 43.6,
+    'tests/integration/test_demo.py::test_demo_case_renders[large-60mm]': 39.7,
+    'tests/integration/test_demo.py::test_demo_case_renders[fig2-seg4a8-third-line]': 38.1,
+    'tests/planning/test_thermal_planners.py::test_planner_demo_large_lesion_not_one_rfa_electrode': 35.8,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/web/test_web_browser.py::test_web_browser_board_flow': 32.7,
+    'tests/integration/test_demo.py::test_demo_case_renders[perivascular-rfa]': 30.8,
+    'tests/planning/test_electroporation.py::test_planner_ire_too_large_lesion_reported_with_reason': 20.9,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/batch/test_distributed.py::test_killed_worker_every_case_planned_exactly_once': 18.9,
+    'tests/web/test_web_crash.py::test_kill9_server_alone_worker_exits': 16.7,
+    'tests/web/test_web_browser.py::test_web_browser_viewer_lesion_buttons': 16.2,
+    'tests/planning/test_electroporation.py::test_planner_ire_demo_lesion_with_margin': 16.1,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/batch/test_split.py::test_split_case_gives_the_in_process_plan': 15.3,
+    'tests/planning/test_thermal.py::test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein': 14.5,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/web/test_web_reliability.py::test_web_served_worker_restarted_after_crash': 13.3,
+    'tests/planning/test_thermal_planners.py::test_planner_heat_sink_cuts_rfa_more_than_mwa': 13.1,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/integration/test_demo.py::test_demo_case_renders[seg6-peripheral-18mm]': 11.7,
+    'tests/web/test_web_crash.py::test_kill9_worker_alone_restarted_job_once': 11.3,
+    'tests/web/test_web_crash.py::test_kill9_server_and_worker_then_restart': 11.0,
+    'tests/planning/test_ibt_target_geometry.py::test_v150_objective_lowers_dose_above_150_percent': 10.9,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/batch/test_runner.py::test_failing_case_recorded_rest_planned': 10.2,
+    'tests/report/test_report_integration.py::test_real_ct_with_inserted_lesion_via_cli': 9.6,
+    'tests/pipeline/test_plan.py::test_parallel_simulations_give_the_sequential_plan': 8.8,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/physics/test_dvh.py::test_point_source_in_spherical_shell_matches_analytic_dvh': 7.7,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/physics/test_bioheat.py::test_bioheat_latent_heat_shrinks_iceball': 6.5,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/web/test_web_dask.py::test_web_job_on_dask_whose_lease_is_lost_writes_nothing': 6.5,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/imaging/test_imaging_real_data_e2e.py::test_totalsegmentator_dicom_ct_planned': 6.2,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/planning/test_electroporation.py::test_planner_generator_limits_are_respected': 6.2,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/web/test_web_store.py::test_web_cli_serve_starts': 6.1,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/export/test_export.py::test_dicom_input_case_is_referenced_not_rewritten': 5.5,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/export/test_export_demo.py::test_demo_main_report_page_limit_and_page_one': 5.5,
+    'tests/report/test_report_summary.py::test_four_lesions_main_report_at_most_16_pages': 5.4,
+    'tests/pipeline/test_workers.py::test_spawned_worker_compiles_new_kernels_with_one_thread': 5.3,
+    'tests/web/test_web_roles_audit.py::test_job_quota_per_case_and_per_user': 5.2,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/imaging/test_imaging_resample_insert.py::test_cli_insert_lesion_real_cases[totalseg-ct-dicom-inferior_vena_cava]': 4.4,
+    'tests/physics/test_tg43_kernels.py::test_dose_linear_in_time_and_sk': 4.3,
+    'tests/web/test_web_uploads.py::test_web_hostile_upload_corpus': 4.2,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/physics/test_cryo.py::test_cryo_subvoxel_probe_matches_pennes_cylinder': 4.2,
+    'tests/followup/test_followup_cohort.py::test_followup_cohort_ltp_from_images': 4.0,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/integration/test_demo.py::test_demo_cli': 4.0,
+    'tests/web/test_web_reliability.py::test_web_worker_killed_mid_job_completes_once[sqlite]': 3.4,
+    'tests/web/test_web_dask.py::test_web_job_runs_on_dask_once_with_result_and_progress': 3.4,
+    'tests/report/test_report_html.py::test_write_reports_pdf_has_sections': 3.2,
+    'tests/web/test_web_reliability.py::test_web_concurrent_decisions_all_stored[postgres]': 2.7,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/followup/test_followup_pipeline.py::test_followup_predicted_vs_observed_from_recorded_plan': 2.6,
+    'tests/physics/test_bioheat.py::test_bioheat_point_source_second_order_convergence': 2.5,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/phantom/test_phantom_demo.py::test_all_demo_cases_ship_and_validate': 2.5,
+    'tests/physics/test_dwell_opt.py::test_coverage_is_hard_and_objective_prefers_low_shell_dose': 2.4,
+    'tests/planning/test_thermal_planners.py::test_planner_rfa_cryo_on_synthetic_case': 2.4,
+    'tests/planning/test_thermal.py::test_mwa_margin_towards_a_6mm_vessel_comes_from_the_physics': 2.3,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/planning/test_electroporation.py::test_planner_ect_demo_lesion_reaches_95_percent': 2.3,
+    'tests/pipeline/test_plan.py::test_plan_case_folder_writes_valid_plan_json_and_reports': 2.2,
+    'tests/planning/test_ibt.py::test_figure1_phantom_case': 2.0,  # earlier figure (not in the 2026-12-02 19:25–20:20 UTC run)
+    'tests/followup/test_followup_pipeline.py::test_followup_cli_json_and_outcomes': 2.0,
     'tests/planning/test_ibt_target_geometry.py::test_plan_for_robustness_holds_under_3mm_shifts': 2.0,
-    'tests/report/test_report_html.py::test_report_html_is_well_formed_and_self_contained': 2.0,
-    'tests/web/test_web_api.py::test_web_append_only_tables[sqlite]': 2.0,
-    'tests/web/test_web_roles_audit.py::test_concurrent_identical_plan_posts_one_job[sqlite]': 2.0,
-    'tests/planning/test_ibt.py::test_figure1_phantom_case': 2.0,
 }
 SLOW_DEFAULT_S = 5.0  # about the median of the measured slow tests (2.3 s), rounded up: unmeasured slow ones go early
 FAST_DEFAULT_S = 0.2

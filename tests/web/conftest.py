@@ -16,20 +16,16 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from webtest_helpers import make_settings, postgres_url, reset_postgres, seed_users, small_case, zip_folder
+from webtest_helpers import DB_BACKENDS, empty_db_url, make_settings, seed_users, small_case, zip_folder
 
 from latplan.imaging.case_folder import save_case_folder
 from latplan.store.config import StoreSettings
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DB_BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an EMPTY database: a SQLite file, or a fresh schema on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'web.db'}"
-    url = postgres_url()
-    reset_postgres(url)
-    return url
+    return empty_db_url(request.param, tmp_path / "web.db")
 
 
 @pytest.fixture

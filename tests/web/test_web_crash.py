@@ -15,11 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 from webtest_helpers import LiveServer, http_login, make_settings, seed_users, upload
 
 from latplan.store.blobs import BlobStore
@@ -202,13 +204,19 @@ def _queued_job(settings: StoreSettings, case_zip: bytes) -> None:
         client.post(f"/cases/{case_id}/plan", headers={"X-CSRF-Token": csrf})
 
 
-def test_running_job_rerun_only_after_lease_expiry(sqlite_settings, case_zip):
-    """A job held by a live worker elsewhere is not re-queued while its lease runs; once it lapses, it is."""
+@pytest.fixture
+def queued(sqlite_settings: StoreSettings, case_zip: bytes) -> Iterator[tuple[sessionmaker[Session], BlobStore]]:
+    """One queued job of the small case in a fresh SQLite store (users seeded): (session factory, blob store)."""
     seed_users(sqlite_settings)
     _queued_job(sqlite_settings, case_zip)
     eng = make_engine(sqlite_settings.database_url)
-    factory = session_factory(eng)
-    store = BlobStore(sqlite_settings.data_dir)
+    yield session_factory(eng), BlobStore(sqlite_settings.data_dir)
+    eng.dispose()
+
+
+def test_running_job_rerun_only_after_lease_expiry(queued):
+    """A job held by a live worker elsewhere is not re-queued while its lease runs; once it lapses, it is."""
+    factory, store = queued
     lease = jobs._claim(factory, 30.0)
     assert lease is not None
     with transaction(factory) as s:  # the holder runs on another host: its pid cannot be checked here
@@ -219,16 +227,11 @@ def test_running_job_rerun_only_after_lease_expiry(sqlite_settings, case_zip):
     assert jobs.reclaim(factory, store) == 1
     with factory() as s:
         assert s.scalar(select(Job)).status == "queued"
-    eng.dispose()
 
 
-def test_worker_whose_lease_was_taken_writes_nothing(sqlite_settings, case_zip):
+def test_worker_whose_lease_was_taken_writes_nothing(sqlite_settings, queued):
     """While a run plans, its lease is taken over: it writes no result, no option rows and no audit row."""
-    seed_users(sqlite_settings)
-    _queued_job(sqlite_settings, case_zip)
-    eng = make_engine(sqlite_settings.database_url)
-    factory = session_factory(eng)
-    store = BlobStore(sqlite_settings.data_dir)
+    factory, store = queued
 
     def planner(case_dir, out_dir, progress, parameters=None):
         (out_dir / "plan.json").write_text('{"lesions": [{"id": "lesion_1", "options": [{"modality": "mwa"}]}]}')
@@ -254,15 +257,11 @@ def test_worker_whose_lease_was_taken_writes_nothing(sqlite_settings, case_zip):
     with factory() as s:
         assert s.scalar(select(Job)).status == "running"  # not 'failed': the failure was not this run's to write
         assert "plan_failed" not in set(s.scalars(select(AuditEvent.action)))
-    eng.dispose()
 
 
-def test_heartbeat_notices_a_lost_lease(sqlite_settings, case_zip):
+def test_heartbeat_notices_a_lost_lease(queued):
     """The heartbeat renews a held lease and flags a taken one; progress then stops the planner."""
-    seed_users(sqlite_settings)
-    _queued_job(sqlite_settings, case_zip)
-    eng = make_engine(sqlite_settings.database_url)
-    factory = session_factory(eng)
+    factory, _store = queued
     lease = jobs._claim(factory, 0.6)
     with factory() as s:
         before = s.scalar(select(Job)).lease_expires_at
@@ -276,4 +275,3 @@ def test_heartbeat_notices_a_lost_lease(sqlite_settings, case_zip):
         while not beat.lost.is_set():
             assert time.monotonic() < deadline, "the heartbeat did not notice the lost lease"
             time.sleep(0.05)
-    eng.dispose()

@@ -2,12 +2,9 @@
 
 The bundle builder and the profile checker alone are tested in ``tests/interop/test_fhir.py``.
 
-Independent references:
-- base structure: ``fhir.resources.R4B`` parses the bundle back (R4B models; the resources used
-  have the R4 structure);
-- profiles: the mCODE STU3 (3.0.0) / US Core 5.0.1 rules encoded with their sources in
-  ``latplan/interop/fhir_mcode_rules.yaml`` — the checker must pass the export AND flag each
-  violation we plant (a checker that accepts everything would pass the first test alone);
+Independent references: those of ``tests/interop/test_fhir.py`` (``fhir.resources.R4B`` parses the
+bundle back; the checker's mCODE STU3 / US Core 5.0.1 rules, ``latplan/interop/fhir_mcode_rules.yaml``,
+must pass the export AND flag each violation planted), and:
 - values: the tumour size in the bundle equals the plan's measured maximum diameter (plan.json).
 """
 

@@ -88,6 +88,19 @@ def reset_postgres(url: str) -> None:
     eng.dispose()
 
 
+#: the database backends of the ``db_url`` fixtures (tests/web/conftest.py, tests/store/conftest.py)
+DB_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def empty_db_url(backend: str, sqlite_file: Path) -> str:
+    """The URL of an EMPTY database: the SQLite file ``sqlite_file``, or a fresh schema on the test PostgreSQL."""
+    if backend == "sqlite":
+        return f"sqlite:///{sqlite_file}"
+    url = postgres_url()
+    reset_postgres(url)
+    return url
+
+
 def make_settings(db_url: str, data_dir: Path, **kw: object) -> StoreSettings:
     base: dict[str, object] = {
         "database_url": db_url, "data_dir": data_dir, "secret_key": "test-secret-" + "x" * 40,
