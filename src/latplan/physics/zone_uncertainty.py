@@ -44,8 +44,8 @@ import yaml
 from latplan.errors import InvalidInputError
 from latplan.physics import bioheat as bh
 from latplan.physics import electroporation as ep
-from latplan.physics.bioheat import rfa
 from latplan.physics.ablation_zones import DATA_DIR, cryo_probe_offsets_mm, uncertainty_data
+from latplan.physics.bioheat import rfa
 
 UNCERTAINTY_FILE = DATA_DIR / "zone_uncertainty.yaml"
 
