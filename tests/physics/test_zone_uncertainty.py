@@ -21,6 +21,17 @@ def _stored(key: str) -> dict:
     return az.uncertainty_data()["derived"][key]
 
 
+def _assert_matches_stored(comps: list[zu.ComponentBand], stored: dict) -> None:
+    """Every re-derived component and the combined band equal the stored entry within TOL."""
+    for c in comps:
+        s = stored["components"][c.name]
+        assert c.lower == pytest.approx(float(s["lower"]), abs=TOL), (c, s)
+        assert c.upper == pytest.approx(float(s["upper"]), abs=TOL), (c, s)
+    lo, hi = zu.combine(comps)
+    assert lo == pytest.approx(float(stored["lower"]), abs=TOL)
+    assert hi == pytest.approx(float(stored["upper"]), abs=TOL)
+
+
 def test_band_combination_is_root_sum_square_of_each_side() -> None:
     """Reference: first-order propagation of independent parameters (root-sum-square), written
     out by hand: components (−0.3, +0.4), (−0.4, +0.3) and (−0.1, −0.05) give
@@ -38,13 +49,7 @@ def test_cryo_band_rederived_from_the_physics_at_the_parameter_bounds() -> None:
     the zone (Pennes: the sink term grows), −20 °C encloses more than −40 °C."""
     comps = zu.derive_cryo()
     stored = _stored("cryo")
-    for c in comps:
-        s = stored["components"][c.name]
-        assert c.lower == pytest.approx(float(s["lower"]), abs=TOL), (c, s)
-        assert c.upper == pytest.approx(float(s["upper"]), abs=TOL), (c, s)
-    lo, hi = zu.combine(comps)
-    assert lo == pytest.approx(float(stored["lower"]), abs=TOL)
-    assert hi == pytest.approx(float(stored["upper"]), abs=TOL)
+    _assert_matches_stored(comps, stored)
     perf = next(c for c in comps if c.name == "perfusion")
     thr = next(c for c in comps if c.name == "threshold")
     assert perf.lower < 0.0 < perf.upper and thr.lower < 0.0 < thr.upper
@@ -66,13 +71,7 @@ def test_heating_band_rederived_from_the_physics_at_the_parameter_bounds(modalit
     comps = zu.derive_heating(modality)
     stored = _stored(modality)
     assert stored["grid_mm"] == 2.0
-    for c in comps:
-        s = stored["components"][c.name]
-        assert c.lower == pytest.approx(float(s["lower"]), abs=TOL), (c, s)
-        assert c.upper == pytest.approx(float(s["upper"]), abs=TOL), (c, s)
-    lo, hi = zu.combine(comps)
-    assert lo == pytest.approx(float(stored["lower"]), abs=TOL)
-    assert hi == pytest.approx(float(stored["upper"]), abs=TOL)
+    _assert_matches_stored(comps, stored)
     perf = next(c for c in comps if c.name == "perfusion")
     assert perf.lower < 0.0 < perf.upper
     assert az.zone_uncertainty_bounds(modality) == (float(stored["lower"]), float(stored["upper"]))
