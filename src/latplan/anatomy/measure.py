@@ -41,16 +41,7 @@ from latplan.case.vocabulary import HOLLOW_ORGAN_ROLES, VESSEL_ROLES
 from latplan.errors import EmptyStructureError, InvalidInputError
 from latplan.imaging.volume import Volume
 
-__all__ = [
-    "MEASURE_SCHEMA_VERSION",
-    "liver_mask",
-    "load_oligometastatic_definitions",
-    "measure_case",
-    "measure_schema",
-    "measurement_parameters",
-    "structure_mask",
-    "validate_measurements",
-]
+# the public names: latplan.anatomy.__all__ (the package re-exports them; one list)
 
 MEASURE_SCHEMA_VERSION = "1.0"
 #: mean underestimate (voxels) of a digitised tube's inscribed radius by the voxel-centre EDT

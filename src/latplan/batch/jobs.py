@@ -46,6 +46,7 @@ from latplan.anatomy.geometry import CaseGeometry, case_geometry
 from latplan.case import Case
 from latplan.errors import LatplanError
 from latplan.imaging.case_folder import load_case_folder
+from latplan.imaging.hashing import file_sha256
 from latplan.knowledge.rules import default_rule_files
 from latplan.pipeline import (
     CaseAssessment,
@@ -138,21 +139,13 @@ class CasePrep:
     jobs: list[SimulationJob] = field(default_factory=list)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(case_dir: Path, options: PlanOptions) -> str:
     """sha256 over the case folder's files, the rule files and the options that change a plan."""
     digest = hashlib.sha256()
     for path in sorted(p for p in case_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(f"case:{path.relative_to(case_dir).as_posix()}:{_sha256_file(path)}\n".encode())
+        digest.update(f"case:{path.relative_to(case_dir).as_posix()}:{file_sha256(path)}\n".encode())
     for path in [*default_rule_files(), *options.rule_paths]:
-        digest.update(f"rules:{Path(path).name}:{_sha256_file(Path(path))}\n".encode())
+        digest.update(f"rules:{Path(path).name}:{file_sha256(Path(path))}\n".encode())
     simulate = options.simulate if isinstance(options.simulate, bool) else sorted(options.simulate)
     prefs = sorted((options.preferences or {}).items())
     digest.update(f"options:simulate={simulate};pdf={options.pdf};preferences={prefs}\n".encode())

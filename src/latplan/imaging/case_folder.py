@@ -21,7 +21,6 @@ Decisions (recorded in docs/imaging.md):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ from latplan.errors import (
 from latplan.imaging.components import split_lesion_components
 from latplan.imaging.dicom_series import dcmread_checked
 from latplan.imaging.errors import ContoursOutsideImageError, EmptyLabelMapError, TruncatedDicomError
+from latplan.imaging.hashing import file_sha256
 from latplan.imaging.nifti import read_image, read_labels
 from latplan.imaging.output import output_dir
 from latplan.imaging.paths import confine, require_inside
@@ -83,15 +83,6 @@ def _note(notes: list[str] | None, msg: str) -> None:
     log.warning(msg)
     if notes is not None:
         notes.append(msg)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (provenance: Case.input_hashes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hash_inputs(folder: Path, paths: list[Path]) -> dict[str, str]:

@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from latplan._version import __version__
 from latplan.imaging.errors import NotLatplanOutputError, OutputNotWritableError
+from latplan.imaging.hashing import file_sha256
 
 __all__ = [
     "MANIFEST_NAME",
@@ -115,18 +115,10 @@ def prepare_output_dir(path: str | os.PathLike[str], overwrite: bool = False, ki
     return PreparedOutput(final=final, staging=staging, kind=kind, manifest=manifest)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path, kind: str) -> Path:
     """Write :data:`MANIFEST_NAME` listing every file of ``folder`` with its sha256."""
     files = {
-        p.relative_to(folder).as_posix(): _sha256(p)
+        p.relative_to(folder).as_posix(): file_sha256(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST_NAME
     }

@@ -905,8 +905,12 @@ def build_patient_context(proposal: Any, *, now: dt.datetime | None = None) -> d
         # the others are named below it
         more = [o["name"] for o in options[PATIENT_GRID_OPTIONS:]]
         options = options[:PATIENT_GRID_OPTIONS]
+        # cut by the edge of the scan: the size is a lower bound and every choice waits for a whole-lesion scan
+        truncated = meas.get("truncated_by_fov") is True
         lesions.append({"number": n, "id": lid, "options": options, "not_suitable": not_suitable, "more": more,
-                        "size_cm": f"{diam / 10.0:.1f}" if isinstance(diam, (int, float)) else None})
+                        "size_cm": f"{diam / 10.0:.1f}" if isinstance(diam, (int, float)) else None,
+                        "size_word": "at least" if truncated else "about",
+                        "truncated": str(texts["truncated_lesion"]).strip() if truncated else None})
     plans = []
     for s in sorted(plan_json.get("strategies", []) or [], key=lambda s: (s.get("rank") is None, s.get("rank") or 0))[:3]:
         steps = sorted(s.get("steps", []) or [], key=lambda st: st.get("order") or 0)

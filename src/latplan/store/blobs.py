@@ -15,6 +15,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from latplan.imaging.hashing import file_sha256
+
 
 class BlobStore:
     """Folders and files addressed by content hash under ``root``."""
@@ -68,14 +70,6 @@ def restrict_modes(root: Path) -> None:
     for path in root.rglob("*"):
         if not path.is_symlink():
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_sha256(folder: Path) -> str:

@@ -128,6 +128,14 @@ def _upload_allowed(st: AppState) -> Callable[[dict], Awaitable[bool]]:
     return allow
 
 
+def _status_handler(status: int, headers: dict[str, str] | None = None,
+                    ) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """An exception handler answering ``status`` with the error's message (HTML page or JSON)."""
+    async def handle(request: Request, exc: Exception) -> Response:
+        return error_response(request, status, str(exc), headers=headers)
+    return handle
+
+
 def _exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:
@@ -147,29 +155,11 @@ def _exception_handlers(app: FastAPI) -> None:
         await anyio.to_thread.run_sync(_log)
         return error_response(request, 403, str(exc))
 
-    @app.exception_handler(ForbiddenError)
-    async def _forbidden(request: Request, exc: ForbiddenError) -> Response:
-        return error_response(request, 403, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(request: Request, exc: NotFoundError) -> Response:
-        return error_response(request, 404, str(exc))
-
-    @app.exception_handler(QuotaError)
-    async def _quota(request: Request, exc: QuotaError) -> Response:
-        return error_response(request, 429, str(exc), headers={"Retry-After": "30"})
-
-    @app.exception_handler(InvalidInputError)
-    async def _invalid(request: Request, exc: InvalidInputError) -> Response:
-        return error_response(request, 422, str(exc))
-
-    @app.exception_handler(NotAvailableError)
-    async def _not_available(request: Request, exc: NotAvailableError) -> Response:
-        return error_response(request, 501, str(exc))
-
-    @app.exception_handler(LatplanError)
-    async def _latplan(request: Request, exc: LatplanError) -> Response:
-        return error_response(request, 422, str(exc))
+    # one handler per named error: its HTTP status (Starlette picks the most specific class by MRO)
+    for exc_type, status, headers in ((ForbiddenError, 403, None), (NotFoundError, 404, None),
+                                      (QuotaError, 429, {"Retry-After": "30"}), (InvalidInputError, 422, None),
+                                      (NotAvailableError, 501, None), (LatplanError, 422, None)):
+        app.add_exception_handler(exc_type, _status_handler(status, headers))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
