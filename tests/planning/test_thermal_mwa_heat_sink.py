@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latplan.case import Case, LabelTable, Patient
-from latplan.imaging.volume import Volume
+from latplan.case import Case
+from tests.planning.helpers import centred_case
 
 VESSEL_AXIS_MM = 5.0       # vessel axis from the lesion centre (the applicator passes through it)
 VESSEL_CALIBRE_MM = 5.0
@@ -26,12 +26,7 @@ def _vessel_beside_the_applicator_case() -> Case:
     lab[kk**2 + jj**2 + ii**2 <= 6.0**2] = 2
     lab[((jj - VESSEL_AXIS_MM) ** 2 + kk**2 <= (VESSEL_CALIBRE_MM / 2) ** 2) & (ii > -35)] = 3
     lab[:, :, :3] = 0
-    aff = np.diag([h, h, h, 1.0])
-    aff[:3, 3] = -n * h / 2
-    labels = Volume(lab, aff)
-    table = LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body"})
-    return Case(Patient(id="SYN-HS5", primary="colorectal"), labels.with_array(np.zeros(lab.shape, np.int16)),
-                labels, table)
+    return centred_case(lab, h, {1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body"}, "SYN-HS5")
 
 
 @pytest.fixture(scope="module")
