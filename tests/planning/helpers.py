@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latplan.case import Case, LabelTable, Patient
+from latplan.case import Case, LabelTable, Patient, PrimaryTumour
 from latplan.imaging.volume import Volume
 
 
@@ -15,5 +15,5 @@ def centred_case(lab: np.ndarray, spacing_mm: float, names: dict[int, str], pati
     aff = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
     aff[:3, 3] = -n * spacing_mm / 2
     labels = Volume(lab, aff)
-    return Case(Patient(id=patient_id, primary="colorectal"), labels.with_array(np.zeros(lab.shape, np.int16)),
+    return Case(Patient(id=patient_id, primary=PrimaryTumour.COLORECTAL), labels.with_array(np.zeros(lab.shape, np.int16)),
                 labels, LabelTable.from_mapping(names))
