@@ -215,7 +215,8 @@ def _sink_run(kind: str, vessel: tuple[float, float] | None) -> float:
     else:   # the electro-thermal RFA model (potential solve with σ(T), roll-off), as the planner runs it
         from latplan.physics.bioheat import rfa
 
-        r = rfa.simulate_rfa(lab, tissues, (h, h, h), 720.0, rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0)))
+        r = rfa.simulate_rfa(lab, rfa.in_vivo_tissues(tissues), (h, h, h), 720.0,
+                             rfa.electrode_needle((c + 15.0, c, c), (1.0, 0.0, 0.0)))
     return _side_extent_mm(r.damage, n // 2, h)
 
 
