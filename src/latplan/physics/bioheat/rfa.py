@@ -15,6 +15,11 @@ Decisions
   the generator power.
 * σ(T) = σ₃₇ (1 + α (T − 37)) rising ≈ 1.5 %/°C, collapsing by two orders of magnitude between
   99 and 100 °C (desiccation; reversible when the tissue cools) — data file ``rfa_generator.yaml``.
+* k(T) = k₃₇ (1 + β (T − 37)) up to 90 °C (β = 0.0082 /°C, Guntur et al. 2013; data file
+  ``thermal``): the face conductivities follow the temperature at every potential solve.
+* Perfused liver: :func:`in_vivo_tissues` gives liver the data file's in vivo perfusion (CT-measured,
+  Bader et al. 2000); callers apply it explicitly (perfusion off = ex vivo). The Pennes sink stops
+  where the tissue coagulates (the kernel's Ω ≥ 1 rule).
 * Internally cooled electrode: its voxels are held at the coolant temperature.
 * Boiling is latent heat (the kernel's enthalpy store between 99 and 100 °C, as for MWA): no
   temperature cap, no energy deleted.
