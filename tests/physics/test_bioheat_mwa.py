@@ -113,10 +113,34 @@ def test_mwa_in_vivo_zone_smaller_than_ex_vivo() -> None:
     Ruiter et al., Eur Radiol 2019;29:4026, PMC6611060) and the Pennes perfusion term. Emprint
     100 W / 300 s: the in vivo zone (perfused liver, ω = 0.0064 s⁻¹) is smaller than the ex vivo
     one, and the ex vivo model zone (chart-equivalent π/6·L·W·D, the chart's definition) is within
-    ±20 % of the chart (23.61 ml). The in vivo/ex vivo ratio itself is not checked against a
-    published figure (none verified; reported in the docs)."""
+    ±20 % of the chart (23.61 ml). The in vivo/ex vivo ratio at this setting is not checked against a
+    published figure (none verified for 5 min; the short-exposure ratio is, in the next test)."""
     m = bh.mwa_model("covidien_emprint")
     ex = bh.simulate_mwa_zone(m, 100.0, 300.0, spacing_mm=2.0, box_mm=39.0)
     inv = bh.simulate_mwa_zone(m, 100.0, 300.0, spacing_mm=2.0, box_mm=39.0, perfused=True)
     assert inv["volume_ml"] < ex["volume_ml"] and inv["chart_volume_ml"] < ex["chart_volume_ml"]
     assert ex["chart_volume_ml"] == pytest.approx(23.61, rel=0.20)
+
+
+#: KoreaMed Synapse 1068729 (abstract verified): 60 W / 60 s MWA, maximum mean lesion diameter
+#: ex vivo porcine liver 1.4 ± 0.1 cm (n = 5 livers), in vivo porcine liver 1.5 ± 0.1 cm
+EX_VIVO_60S_CM, IN_VIVO_60S_CM, SD_60S_CM = 1.4, 1.5, 0.1
+
+
+def test_mwa_in_vivo_over_ex_vivo_diameter_at_60_s_matches_porcine_data() -> None:
+    """Reference: the same 60 W / 60 s microwave coagulation in ex vivo and in vivo porcine liver
+    (https://synapse.koreamed.org/articles/1068729, abstract: maximum mean diameter 1.4 ± 0.1 cm ex vivo,
+    1.5 ± 0.1 cm in vivo; authors and journal not retrieved). Published ratio in vivo/ex vivo 1.07;
+    tolerance the ratio's range from the means ± 1 SD, (1.5 − 0.1)/(1.4 + 0.1) … (1.5 + 0.1)/(1.4 − 0.1)
+    = 0.93 … 1.23 (a short exposure: perfusion, 1/ω ≈ 156 s, has little time to act). The model: the
+    Emprint calibration (ex vivo, perfusion off) run ex vivo and in vivo (ω = 0.0064 s⁻¹), 1 mm grid;
+    diameter ratio = cube root of the coagulated-volume ratio (self-similar zones; avoids the axes'
+    one-voxel quantisation, 1 mm in 17–21 mm). The device differs from the study's (not named in the
+    abstract): the check is on the ratio, which perfusion sets, not on the diameters."""
+    m = bh.mwa_model("covidien_emprint")
+    ex = bh.simulate_mwa_zone(m, 60.0, 60.0, spacing_mm=1.0, box_mm=4.0)
+    inv = bh.simulate_mwa_zone(m, 60.0, 60.0, spacing_mm=1.0, box_mm=4.0, perfused=True)
+    ratio = (inv["volume_ml"] / ex["volume_ml"]) ** (1.0 / 3.0)
+    lo = (IN_VIVO_60S_CM - SD_60S_CM) / (EX_VIVO_60S_CM + SD_60S_CM)
+    hi = (IN_VIVO_60S_CM + SD_60S_CM) / (EX_VIVO_60S_CM - SD_60S_CM)
+    assert lo <= ratio <= hi, (ratio, lo, hi)

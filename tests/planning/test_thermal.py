@@ -10,13 +10,11 @@ from scipy import ndimage
 
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.planning.applicators import zone_uncertainty_band
+from tests.planning.helpers import centred_case
 
 
 def _vessel_case():  # type: ignore[no-untyped-def]
     """Body ⊃ liver block ⊃ Ø 18 mm lesion, a Ø 6 mm vessel 6 mm beside it, 2 mm voxels."""
-    from latplan.case import Case, LabelTable, Patient
-    from latplan.imaging.volume import Volume
-
     n, h = 60, 2.0
     ax = np.arange(n) * h - n * h / 2
     kk, jj, ii = np.meshgrid(ax, ax, ax, indexing="ij")
@@ -25,12 +23,7 @@ def _vessel_case():  # type: ignore[no-untyped-def]
     lab[(jj - 18) ** 2 + ii**2 <= 3.0**2] = 3
     lab[kk**2 + jj**2 + ii**2 <= 9.0**2] = 2
     lab[:, :, :2] = 0
-    aff = np.diag([h, h, h, 1.0])
-    aff[:3, 3] = -n * h / 2
-    labels = Volume(lab, aff)
-    table = LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body"})
-    return Case(Patient(id="SYN-V", primary="colorectal"), labels.with_array(np.zeros(lab.shape, np.int16)),
-                labels, table)
+    return centred_case(lab, h, {1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body"}, "SYN-V")
 
 
 @pytest.fixture(scope="module")
