@@ -116,8 +116,9 @@ def test_rfa_energy_in_vivo_within_the_clinical_generators_range() -> None:
     8.49 ± 0.35 kcal = 35.5 ± 1.5 kJ in vivo (porcine). Tolerance: the issue's 32–36 kJ (the two
     means) in vivo, and the ex vivo run within Song's ex vivo mean ± 1 SD (28.1–36.3 kJ). With
     k(T) (Guntur et al., Ultrasound Med Biol 2013) and the CT-measured liver perfusion (Bader et
-    al., Invest Radiol 2000;35:539), nothing fitted. Planner configuration (2 mm grid, 75 mm box;
-    at 1 mm the model delivers less, 28.2 kJ: docs/ablation-physics.md, Known limits); with
+    al., Invest Radiol 2000;35:539), nothing fitted. Planner configuration (2 mm grid, 75 mm box) —
+    the energy is NOT grid-converged there: 1.5 mm 29.3 kJ, 1 mm 28.2 kJ, so the converged model
+    delivers ≈ 28 kJ, below 32 kJ (docs/ablation-physics.md, Known limits); with
     impedance roll-offs, never above 200 W, from a baseline impedance of 40–100 Ω (clinical
     Cool-tip range)."""
     r = _run(2.0, 75.0, 1.0)
