@@ -18,8 +18,10 @@ LIVER = bh.default_tissues()["liver"]
 
 
 def _liver(perfusion_scale: float) -> bh.Tissue:
+    """Liver with ``perfusion_scale`` × the RFA model's in vivo perfusion (rfa_generator.yaml)."""
+    w = rfa.in_vivo_tissues([LIVER])[0].perfusion_per_s
     return bh.Tissue("liver", LIVER.density_kg_m3, LIVER.heat_capacity_j_kg_k, LIVER.conductivity_w_m_k,
-                     LIVER.perfusion_per_s * perfusion_scale)
+                     w * perfusion_scale)
 
 
 @cache
@@ -108,18 +110,22 @@ def test_rfa_perfusion_lowers_the_zone() -> None:
 
 
 @pytest.mark.slow
-def test_rfa_energy_in_vivo_within_the_published_spread() -> None:
+def test_rfa_energy_in_vivo_within_the_clinical_generators_range() -> None:
     """Reference: Song et al., Br J Radiol 2015;88:20140497 (Results): a 17 G internally cooled
     electrode with a 3 cm tip delivers 7.70 ± 0.98 kcal = 32.2 ± 4.1 kJ in 12 min ex vivo (bovine) and
-    8.49 ± 0.35 kcal = 35.5 ± 1.5 kJ in vivo (porcine). Tolerance: the ex vivo mean ± 2 SD,
-    24.0–40.4 kJ — NOT the 32–36 kJ of the two means: the model, with boiling as latent heat,
-    delivers ≈ 27 kJ (desiccation-limited: neither the roll-off threshold, ramp, pause nor restart
-    level moves it by more than 1 kJ; docs/ablation-physics.md). Planner configuration (2 mm grid,
-    75 mm box, perfused liver); with impedance roll-offs, never above 200 W, from a baseline
-    impedance of 40–100 Ω (clinical Cool-tip range)."""
+    8.49 ± 0.35 kcal = 35.5 ± 1.5 kJ in vivo (porcine). Tolerance: the issue's 32–36 kJ (the two
+    means) in vivo, and the ex vivo run within Song's ex vivo mean ± 1 SD (28.1–36.3 kJ). With
+    k(T) (Guntur et al., Ultrasound Med Biol 2013) and the CT-measured liver perfusion (Bader et
+    al., Invest Radiol 2000;35:539), nothing fitted. Planner configuration (2 mm grid, 75 mm box) —
+    the energy is NOT grid-converged there: 1.5 mm 29.3 kJ, 1 mm 28.2 kJ, so the converged model
+    delivers ≈ 28 kJ, below 32 kJ (docs/ablation-physics.md, Known limits); with
+    impedance roll-offs, never above 200 W, from a baseline impedance of 40–100 Ω (clinical
+    Cool-tip range)."""
     r = _run(2.0, 75.0, 1.0)
     e_kj = r.info["energy_j"] / 1000.0
-    assert 32.2 - 2 * 4.1 <= e_kj <= 32.2 + 2 * 4.1, e_kj
+    assert 32.0 <= e_kj <= 36.0, e_kj
+    e_ex_kj = _run(2.0, 75.0, 0.0).info["energy_j"] / 1000.0
+    assert 32.2 - 4.1 <= e_ex_kj <= 32.2 + 4.1, e_ex_kj
     assert r.info["rolloffs"] >= 1
     assert float(r.power_w.max()) <= 200.0 + 1e-6
     assert 40.0 <= r.info["baseline_impedance_ohm"] <= 100.0
@@ -127,6 +133,27 @@ def test_rfa_energy_in_vivo_within_the_published_spread() -> None:
     # for as tissue + beyond the box + coolant, the tissue share ≤ the generator's output
     assert r.info["energy_latent_j"] > 0.0
     assert r.info["energy_tissue_j"] <= r.info["energy_j"] * (1.0 + 1e-9)
+
+
+def test_rfa_thermal_conductivity_rises_with_temperature() -> None:
+    """Reference: Guntur et al., Ultrasound Med Biol 2013 (ex vivo porcine liver: k rises by 45 %
+    from 35 to 90 °C): the data file's k(T) gives k(90)/k(37) = 1 + 53 × 0.0082 = 1.43 (within 3 % of
+    Guntur's 1.45), constant above 90 °C, on the face conductivities (exact to 1e-6, float32): a
+    tissue face takes the mean factor of its voxels, a face of the cooled electrode its tissue side's."""
+    beta, until = rfa._conductivity_law()
+    assert 1.0 + beta * (90.0 - 37.0) == pytest.approx(1.45, rel=0.03)
+    t = np.full((3, 1, 1), 37.0, np.float32)
+    t[1], t[2] = 90.0, 120.0
+    cold = np.zeros(t.shape, bool)
+    base = [np.ones(t.shape, np.float32) for _ in range(3)]
+    out = [np.ones(t.shape, np.float32) for _ in range(3)]
+    rfa._conductivity_with_temperature(*base, *out, t, cold, beta, 37.0, until)
+    k90 = 1.0 + beta * 53.0
+    assert out[0][0, 0, 0] == pytest.approx(0.5 * (1.0 + k90), rel=1e-6)
+    assert out[0][1, 0, 0] == pytest.approx(k90, rel=1e-6)       # 90 and 120 °C: both at the plateau
+    cold[0] = True
+    rfa._conductivity_with_temperature(*base, *out, t, cold, beta, 37.0, until)
+    assert out[0][0, 0, 0] == pytest.approx(k90, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -149,16 +176,18 @@ def test_rfa_zone_converges_from_2_to_1_mm() -> None:
 
 
 @pytest.mark.slow
-def test_rfa_calibrated_ex_vivo_to_the_chart_and_smaller_in_vivo() -> None:
+def test_rfa_calibrated_ex_vivo_to_the_chart_and_in_vivo_ratio_published() -> None:
     """Calibration check: the data file's damage level Ω* (rfa_generator.yaml `calibration`) is the
     one at which the ex vivo run (perfusion off, 37 °C; the planner's 2 mm grid, 75 mm box) has the Cool-tip
     3 cm protocol's chart volume, 28.5 ml (rfa_ex_vivo.yaml, PMC4463338): 5 %. The in vivo run
-    (perfused) at the same Ω* is smaller (Song et al., Br J Radiol 2015;88:20140497: in vivo 7.79 vs
-    ex vivo 23.86 ml). The published ratio (Song 0.33 ± 0.09; Cardiovasc Intervent Radiol
-    2009;32:1235-1240, 2 cm IC electrode: 5.76/11.08 = 0.52) is NOT reached (model 0.69 at Ω*, 0.52 at
-    Ω ≥ 1): no assertion on it — docs/ablation-physics.md, Known limits."""
+    (perfused) at the same Ω* is smaller, and its ratio to the ex vivo zone lies within the published
+    ratios for internally cooled electrodes: Song et al., Br J Radiol 2015;88:20140497 (17 G, 3 cm):
+    7.79/23.86 = 0.33 (− 0.09 from the SDs); Cardiovasc Intervent Radiol 2009;32:1235-1240 (2 cm):
+    5.76/11.08 = 0.52 (+ 0.09): tolerance 0.24–0.61."""
     level = float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
     ex, iv = _run(2.0, 75.0, 0.0), _run(2.0, 75.0, 1.0)
     v_ex = _volume_at_ml(ex, level)
     assert v_ex == pytest.approx(28.5, rel=0.05), v_ex
-    assert _volume_at_ml(iv, level) < v_ex
+    v_iv = _volume_at_ml(iv, level)
+    assert v_iv < v_ex
+    assert 0.24 <= v_iv / v_ex <= 0.61, (v_iv, v_ex)

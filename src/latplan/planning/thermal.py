@@ -645,14 +645,16 @@ def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: 
     """RFA electro-thermal physics of the fitted electrodes (:func:`latplan.physics.bioheat.rfa.simulate_rfa`):
     potential solve with σ(T) every 2 s on the thermal grid (≈ 2 mm, ``RFA_GRID_MM``), the data
     file's Cool-tip generator with impedance roll-off, 12 min; several electrodes are driven in
-    parallel by one generator. Vessels are blood (σ 0.67 S/m) and heat sinks by calibre.
+    parallel by one generator. Vessels are blood (σ 0.67 S/m) and heat sinks by calibre; liver has
+    the RFA model's in vivo perfusion (:func:`~latplan.physics.bioheat.rfa.in_vivo_tissues`).
     ``power_trace`` replays an earlier run's power."""
     from latplan.physics.bioheat import rfa
 
     g = rfa.default_generator()
     needles = [rfa.electrode_needle(_t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji), g)
                for tip in fit.tips_mm]
-    res = rfa.simulate_rfa(lab, tissues, hs, RFA_DURATION_S, needles, generator=g, power_trace=power_trace)
+    res = rfa.simulate_rfa(lab, rfa.in_vivo_tissues(tissues), hs, RFA_DURATION_S, needles, generator=g,
+                           power_trace=power_trace)
     # the zone edge of the device calibration (ex vivo chart, perfusion off), not Ω ≥ 1
     res.zone = res.damage >= 10.0 ** float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
     return res

@@ -15,6 +15,11 @@ Decisions
   the generator power.
 * σ(T) = σ₃₇ (1 + α (T − 37)) rising ≈ 1.5 %/°C, collapsing by two orders of magnitude between
   99 and 100 °C (desiccation; reversible when the tissue cools) — data file ``rfa_generator.yaml``.
+* k(T) = k₃₇ (1 + β (T − 37)) up to 90 °C (β = 0.0082 /°C, Guntur et al. 2013; data file
+  ``thermal``): the face conductivities follow the temperature at every potential solve.
+* Perfused liver: :func:`in_vivo_tissues` gives liver the data file's in vivo perfusion (CT-measured,
+  Bader et al. 2000); callers apply it explicitly (perfusion off = ex vivo). The Pennes sink stops
+  where the tissue coagulates (the kernel's Ω ≥ 1 rule).
 * Internally cooled electrode: its voxels are held at the coolant temperature.
 * Boiling is latent heat (the kernel's enthalpy store between 99 and 100 °C, as for MWA): no
   temperature cap, no energy deleted.
@@ -30,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -211,7 +216,7 @@ def rfa_constants() -> dict[str, Any]:
         data = yaml.safe_load(RFA_DATA_FILE.read_text())
     except (OSError, yaml.YAMLError) as exc:  # pragma: no cover - packaging error
         raise SourceDataError(f"cannot read {RFA_DATA_FILE}: {exc}") from exc
-    for key in ("citation", "electrical", "electrode", "generator", "reference", "calibration"):
+    for key in ("citation", "electrical", "thermal", "perfusion", "electrode", "generator", "reference", "calibration"):
         if key not in data:
             raise SourceDataError(f"{RFA_DATA_FILE} lacks the '{key}' section.")
     out: dict[str, Any] = data
@@ -315,6 +320,13 @@ def tissue_conductivity_s_m(tissues: Sequence[Tissue]) -> np.ndarray:
     return np.asarray(out)
 
 
+def in_vivo_tissues(tissues: Sequence[Tissue]) -> list[Tissue]:
+    """``tissues`` with the data file's in vivo perfusion (``perfusion.liver_in_vivo_per_s``) for the
+    tissue named ``liver`` (the other tissues unchanged): the RFA model's perfused liver."""
+    w = float(rfa_constants()["perfusion"]["liver_in_vivo_per_s"])
+    return [replace(t, perfusion_per_s=w) if t.name == "liver" else t for t in tissues]
+
+
 def conductivity_at(sigma37_s_m: np.ndarray, temperature_c: np.ndarray) -> np.ndarray:
     """σ(T) (S/m): +α per °C from 37 °C, falling linearly to ``desiccated_fraction`` between the
     desiccation start and end temperatures (data file)."""
@@ -377,6 +389,48 @@ class PotentialSolver:
         q: np.ndarray = joule / max(current_a, 1e-30)
         z = 1.0 / max(current_a, 1e-30)
         return q, z
+
+
+def _conductivity_law() -> tuple[float, float]:
+    """k(T) of the data file: (linear temperature coefficient 1/°C, temperature °C above which k stays)."""
+    th = rfa_constants()["thermal"]
+    return float(th["conductivity_temperature_coefficient_per_c"]), float(th["conductivity_rise_until_c"])
+
+
+@nb.njit(cache=True)
+def _conductivity_with_temperature(b0, b1, b2, o0, o1, o2, t, cold, beta, t_ref, t_max):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """k(T) = k₃₇ (1 + β (T − 37)) up to ``t_max``, in place on the face conductivities ``o0..o2``
+    (towards +k, +j, +i; ``b0..b2`` those at 37 °C): each face takes the mean factor of its two
+    voxels; a face of the cooled electrode or shaft the factor of its tissue side (the metal's own
+    conductivity does not change)."""
+    nk, nj, ni = t.shape
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                ma = max(1.0 + beta * (min(float(t[k, j, i]), t_max) - t_ref), 0.05)
+                ca = cold[k, j, i]
+                for ax in range(3):
+                    if ax == 0:
+                        if k + 1 >= nk:
+                            continue
+                        kb, jb, ib = k + 1, j, i
+                    elif ax == 1:
+                        if j + 1 >= nj:
+                            continue
+                        kb, jb, ib = k, j + 1, i
+                    else:
+                        if i + 1 >= ni:
+                            continue
+                        kb, jb, ib = k, j, i + 1
+                    mb = max(1.0 + beta * (min(float(t[kb, jb, ib]), t_max) - t_ref), 0.05)
+                    cb = cold[kb, jb, ib]
+                    f = mb if ca else (ma if cb else 0.5 * (ma + mb))
+                    if ax == 0:
+                        o0[k, j, i] = b0[k, j, i] * f
+                    elif ax == 1:
+                        o1[k, j, i] = b1[k, j, i] * f
+                    else:
+                        o2[k, j, i] = b2[k, j, i] * f
 
 
 @dataclass
@@ -530,6 +584,8 @@ def simulate_rfa(
     for ax, (kf, b) in enumerate(zip((kfk, kfj, kfi), [a * b for a, b in zip(solver.boost, shaft_boost, strict=True)],
                                      strict=True)):
         kf[tuple(slice(0, shape[ax] - 1) if a == ax else slice(None) for a in range(3))] *= b.astype(np.float32)
+    k_beta, k_until_c = _conductivity_law()
+    kf_base = (kfk.copy(), kfj.copy(), kfi.copy()) if k_beta != 0.0 else None
     box = np.array([1, shape[0] - 1, 1, shape[1] - 1, 1, shape[2] - 1], np.int64)
     kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
     hot_c = np.float32(min(40.0, gate))
@@ -546,6 +602,8 @@ def simulate_rfa(
         now = step * dt
         if step % every == 0:
             sig_t = _sigma_t(sig37, t_old, *s_args)
+            if kf_base is not None:
+                _conductivity_with_temperature(*kf_base, kfk, kfj, kfi, t_old, cold, k_beta, s_args[1], k_until_c)
             qn, z = solver.solve(sig_t)
             q[...] = qn
             in_box = float(qn.sum()) * vox_m3
