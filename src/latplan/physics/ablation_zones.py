@@ -464,6 +464,7 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
     shape = shapes[probe_count]
     dia = table[probe_count]
     lethal = float(data["lethal_isotherm_c"])
+    own = _cryo_probe_isotherms(data, probe, probe_count)
     return ZoneSize(
         modality="cryo",
         device=f"{probe}_{probe_count}_probes",
@@ -479,6 +480,7 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
             "protocol": "chart: one 15-min freeze (phantom); physics: freeze 10 – thaw 8 – freeze 10 min",
             "lethal_isotherm_c": lethal,
             "lethal_isotherm_source": " ".join(str(data["lethal_isotherm_source"]).split()),
+            **own,
         },
         caveat=chart_caveat("cryo"),
         method="published lethal-isotherm diameter by probe type and count; length/depth from the calibrated physics",
@@ -486,6 +488,20 @@ def cryo_zone_size(probe_count: int, probe: str = "cryo_2.4mm") -> ZoneSize:
                "apart (PMC2762356); length and depth: latplan's calibrated cryo physics in the same phantom "
                "(30 mm freezing segment assumed)",),
     )
+
+
+def _cryo_probe_isotherms(data: dict[str, Any], probe: str, probe_count: int) -> dict[str, Any]:
+    """The probe type's own published isotherm diameters (``isotherm_measurements`` entries whose
+    ``probe_key`` is ``probe`` and ``probe_count`` matches): reference values carried with the chart
+    zone (level °C as text → mean diameter mm), their conditions and source; empty when none."""
+    for key, m in (data.get("isotherm_measurements") or {}).items():
+        if m.get("probe_key") != probe or int(m.get("probe_count", 0)) != probe_count:
+            continue
+        dia = {f"{float(lv):g}": float(v[0]) for lv, v in (m.get("isotherm_diameter_mm") or {}).items()}
+        return {"probe_isotherm_diameters_mm": dia, "probe_isotherm_data": key,
+                "probe_isotherm_conditions": f"{m['probe']}; {m['tissue']}; {m['protocol']}",
+                "probe_isotherm_source": " ".join(str(m["citation"]).split())}
+    return {}
 
 
 def cryo_probe_offsets_mm(probe_count: int, spacing_mm: float = 20.0) -> np.ndarray:
