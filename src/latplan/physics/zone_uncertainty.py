@@ -144,7 +144,8 @@ def _heating_run(modality: str, perfusion_scale: float, grid_mm: float) -> bh.Bi
 
     * MWA: the Emprint source shape at the data file's planner efficiency, 100 W, 10 min;
     * RFA: the electro-thermal model (:func:`latplan.physics.bioheat.rfa.simulate_rfa`: potential
-      solve with σ(T), the data file's Cool-tip generator with roll-off), ``rfa_run.duration_s``.
+      solve with σ(T), the data file's Cool-tip generator with roll-off) in its in vivo liver
+      (:func:`latplan.physics.bioheat.rfa.in_vivo_tissues`, perfusion × the bound), ``rfa_run.duration_s``.
 
     The result's ``zone`` is the model's nominal zone criterion (:func:`nominal_zone`)."""
     n, c = _box(modality, grid_mm)
@@ -164,6 +165,9 @@ def _heating_run(modality: str, perfusion_scale: float, grid_mm: float) -> bh.Bi
     duration_s = float(uncertainty_data()["parameters"]["rfa_run"]["duration_s"])
     g = rfa.default_generator()
     needle = rfa.electrode_needle((c[0] + 0.5 * g.active_length_mm, c[1], c[2]), (1.0, 0.0, 0.0), g)
+    # the RFA model's in vivo liver (rfa_generator.yaml perfusion), scaled to the bound
+    tis = [dataclasses.replace(t, perfusion_per_s=t.perfusion_per_s * perfusion_scale)
+           for t in rfa.in_vivo_tissues([bh.default_tissues()["liver"]])]
     res = rfa.simulate_rfa(lab, tis, hs, duration_s, needle, generator=g)
     res.zone = nominal_zone("rfa", res)
     return res
