@@ -530,17 +530,14 @@ def simulate_rfa(
 
     ``needles``: the electrode's active tip in grid mm (:class:`~latplan.physics.electroporation.Needle`,
     see :func:`electrode_needle`), or several electrodes driven in parallel by one generator
-    (``max_power_w`` per electrode). ``sigma_s_m``:
-    σ at 37 °C per tissue (default: data file by tissue name). ``power_trace`` ``(dt_s, W per
-    step)`` replays an earlier run's generator power instead of the controller.
-
+    (``max_power_w`` per electrode). ``sigma_s_m``: σ at 37 °C per tissue (default: data file by tissue
+    name). ``power_trace`` ``(dt_s, W per step)`` replays an earlier run's generator power instead.
     Tissue water boils as latent heat (``_vaporisation_store`` at ``VAPORISATION_C``, the kernel's
     enthalpy exchange as for MWA): no temperature cap, no energy deleted; the first law holds to
     the kernel's accuracy (``energy_latent_j`` holds what the vaporisation store took).
 
-    ``info``: ``energy_j`` (generator output), ``energy_tissue_j`` (dissipated inside the box),
-    ``rolloffs``, ``baseline_impedance_ohm``, ``impedance_ohm`` (per solve), ``solves``,
-    ``cg_iterations``, ``electrode`` (mask).
+    ``info``: ``energy_j`` (generator output), ``energy_tissue_j`` (dissipated inside the box), ``rolloffs``,
+    ``baseline_impedance_ohm``, ``impedance_ohm`` (per solve), ``solves``, ``cg_iterations``, ``electrode``.
     """
     g = generator or default_generator()
     lab0 = np.asarray(labels)
