@@ -100,7 +100,7 @@ def test_heat_sink_5mm_vessel_5mm_from_applicator_both_modalities(plans) -> None
     "HEAT_SINK_REACH_MM = 5 mm of the wall): "
     "5.2 mm with the interim η, 5.2 with the ex vivo calibration + cooled shaft, 5.4 without the shaft, "
     "so ≥ 2× needs RFA ≥ 10.4 mm, i.e. a zone pulled back > 5 mm off the near wall as well "
-    "(docs/ablation-physics.md, 'Heat sink, MWA side')"))
+    "(docs/ablation-physics.md, 'Heat sink, MWA side'). Removed by issue [J] 14 part 3 (MWA heat sink from the physics)."))
 def test_heat_sink_rfa_cut_back_at_least_twice_mwa(plans) -> None:  # type: ignore[no-untyped-def]
     """Reference: Primavesi et al., Oncol Lett 2018;15:2913 (online Dec 2017) (perfused porcine liver: significant
     heat-sink effect for RFA, none for MWA) and Yu et al. 2008 (MWA injury reached the vein wall all
@@ -118,7 +118,7 @@ def test_heat_sink_rfa_cut_back_at_least_twice_mwa(plans) -> None:  # type: igno
     "of the absorbed power is deposited there directly, 5.8 % in the lumen); published 27/48 for 3–6 mm veins; "
     "physics level with Yu's 45 W for 300/600 s: 0 %/26 % (docs). Caveat: this vessel runs along the antenna "
     "through the whole zone, a worst case against Yu's veins within 1 cm in any orientation "
-    "(docs/ablation-physics.md, 'Heat sink, MWA side')"))
+    "(docs/ablation-physics.md, 'Heat sink, MWA side'). Removed by issue [J] 14 part 3 (MWA heat sink from the physics)."))
 def test_mwa_sections_without_perivascular_distortion_match_yu_2008(plans) -> None:  # type: ignore[no-untyped-def]
     """Reference: Yu et al., J Vasc Interv Radiol 2008;19:1087 (in vivo porcine MWA at 45 W for 5–10 min
     within 1 cm of hepatic veins; histology every 0.5 cm): beside medium (3–6 mm) veins the injury reached
