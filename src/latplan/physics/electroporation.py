@@ -81,6 +81,7 @@ import scipy.sparse.linalg as spla
 import yaml
 
 from latplan.errors import InvalidInputError, PlanningError, SourceDataError
+from latplan.physics.field_stencil import add_face
 
 __all__ = [
     "ElectroTissue",
@@ -668,7 +669,6 @@ def _assemble_into(sigma: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.nda
         for j in range(nj):
             for i in range(ni):
                 sa = sigma[k, j, i]
-                fa = not fixed[k, j, i]
                 for ax in range(3):
                     if ax == 0:
                         if k + 1 >= nk:
@@ -687,22 +687,7 @@ def _assemble_into(sigma: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.nda
                         w = w2[k, j, i]
                     sb = sigma[kb, jb, ib]
                     g = 2.0 * sa * sb / (sa + sb) * w if sa + sb > 0.0 else 0.0
-                    fb = not fixed[kb, jb, ib]
-                    if fa:
-                        diag[k + 1, j + 1, i + 1] += g
-                        if not fb:
-                            rhs[k + 1, j + 1, i + 1] += g * fixed_val[kb, jb, ib]
-                    if fb:
-                        diag[kb + 1, jb + 1, ib + 1] += g
-                        if not fa:
-                            rhs[kb + 1, jb + 1, ib + 1] += g * fixed_val[k, j, i]
-                    if fa and fb:
-                        if ax == 0:
-                            ck[k + 1, j + 1, i + 1] = g
-                        elif ax == 1:
-                            cj[k + 1, j + 1, i + 1] = g
-                        else:
-                            ci[k + 1, j + 1, i + 1] = g
+                    add_face(g, ax, k, j, i, kb, jb, ib, fixed, fixed_val, diag, ck, cj, ci, rhs)
     for k in range(nk):
         for j in range(nj):
             for i in range(ni):
