@@ -81,6 +81,7 @@ import scipy.sparse.linalg as spla
 import yaml
 
 from latplan.errors import InvalidInputError, PlanningError, SourceDataError
+from latplan.physics.field_stencil import add_face
 
 __all__ = [
     "ElectroTissue",
@@ -444,10 +445,33 @@ def _mic_factor(diag: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarray
     return inv_e
 
 
+@nb.njit(nogil=True, fastmath=True, cache=True, inline="always")
+def _forward(inv_e: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarray, r: np.ndarray, z: np.ndarray,
+             k: int, j: int, i: int) -> None:  # pragma: no cover - numba
+    """The forward MIC(0) sweep at one voxel (needs z of its −k, −j, −i neighbours)."""
+    z[k, j, i] = inv_e[k, j, i] * (r[k, j, i] + ck[k - 1, j, i] * z[k - 1, j, i]
+                                   + cj[k, j - 1, i] * z[k, j - 1, i] + ci[k, j, i - 1] * z[k, j, i - 1])
+
+
+@nb.njit(nogil=True, fastmath=True, cache=True, inline="always")
+def _backward(inv_e: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarray, r: np.ndarray, z: np.ndarray,
+              k: int, j: int, i: int) -> float:  # pragma: no cover - numba
+    """The backward MIC(0) sweep at one voxel (needs z of its +k, +j, +i neighbours); returns r·z there."""
+    zv = z[k, j, i] + inv_e[k, j, i] * (ck[k, j, i] * z[k + 1, j, i] + cj[k, j, i] * z[k, j + 1, i]
+                                        + ci[k, j, i] * z[k, j, i + 1])
+    z[k, j, i] = zv
+    return float(zv * r[k, j, i])
+
+
 @nb.njit(nogil=True, fastmath=True, cache=True)
 def _precondition(inv_e: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarray, r: np.ndarray,
                   z: np.ndarray, mic: bool) -> float:  # pragma: no cover - numba
-    """z = M⁻¹ r (MIC(0): forward and backward sweeps; else Jacobi); returns r·z."""
+    """z = M⁻¹ r (MIC(0): forward and backward sweeps; else Jacobi); returns r·z.
+
+    Each sweep is a chain (a voxel needs its row neighbour's new z): two rows go together, the second
+    one voxel behind the first (it needs the first row's z at the same i), so the core runs two
+    independent chains at once — the same z, voxel by voxel, in ≈ 15 % less time (measured on a
+    70×60×64 needle-pair system, round 2 session 4)."""
     nk, nj, ni = r.shape[0] - 2, r.shape[1] - 2, r.shape[2] - 2
     rz = 0.0
     if not mic:
@@ -459,17 +483,29 @@ def _precondition(inv_e: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndar
                     rz += zv * r[k, j, i]
         return rz
     for k in range(1, nk + 1):
-        for j in range(1, nj + 1):
+        j = 1
+        while j + 1 <= nj:  # rows j and j + 1, the second one voxel behind
+            _forward(inv_e, ck, cj, ci, r, z, k, j, 1)
+            for i in range(2, ni + 1):
+                _forward(inv_e, ck, cj, ci, r, z, k, j, i)
+                _forward(inv_e, ck, cj, ci, r, z, k, j + 1, i - 1)
+            _forward(inv_e, ck, cj, ci, r, z, k, j + 1, ni)
+            j += 2
+        if j == nj:
             for i in range(1, ni + 1):
-                z[k, j, i] = inv_e[k, j, i] * (r[k, j, i] + ck[k - 1, j, i] * z[k - 1, j, i]
-                                               + cj[k, j - 1, i] * z[k, j - 1, i] + ci[k, j, i - 1] * z[k, j, i - 1])
+                _forward(inv_e, ck, cj, ci, r, z, k, j, i)
     for k in range(nk, 0, -1):
-        for j in range(nj, 0, -1):
+        j = nj
+        while j - 1 >= 1:  # rows j and j − 1, the second one voxel behind
+            rz += _backward(inv_e, ck, cj, ci, r, z, k, j, ni)
+            for i in range(ni - 1, 0, -1):
+                rz += _backward(inv_e, ck, cj, ci, r, z, k, j, i)
+                rz += _backward(inv_e, ck, cj, ci, r, z, k, j - 1, i + 1)
+            rz += _backward(inv_e, ck, cj, ci, r, z, k, j - 1, 1)
+            j -= 2
+        if j == 1:
             for i in range(ni, 0, -1):
-                zv = z[k, j, i] + inv_e[k, j, i] * (ck[k, j, i] * z[k + 1, j, i] + cj[k, j, i] * z[k, j + 1, i]
-                                                    + ci[k, j, i] * z[k, j, i + 1])
-                z[k, j, i] = zv
-                rz += zv * r[k, j, i]
+                rz += _backward(inv_e, ck, cj, ci, r, z, k, j, i)
     return rz
 
 
@@ -668,7 +704,6 @@ def _assemble_into(sigma: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.nda
         for j in range(nj):
             for i in range(ni):
                 sa = sigma[k, j, i]
-                fa = not fixed[k, j, i]
                 for ax in range(3):
                     if ax == 0:
                         if k + 1 >= nk:
@@ -687,28 +722,30 @@ def _assemble_into(sigma: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.nda
                         w = w2[k, j, i]
                     sb = sigma[kb, jb, ib]
                     g = 2.0 * sa * sb / (sa + sb) * w if sa + sb > 0.0 else 0.0
-                    fb = not fixed[kb, jb, ib]
-                    if fa:
-                        diag[k + 1, j + 1, i + 1] += g
-                        if not fb:
-                            rhs[k + 1, j + 1, i + 1] += g * fixed_val[kb, jb, ib]
-                    if fb:
-                        diag[kb + 1, jb + 1, ib + 1] += g
-                        if not fa:
-                            rhs[kb + 1, jb + 1, ib + 1] += g * fixed_val[k, j, i]
-                    if fa and fb:
-                        if ax == 0:
-                            ck[k + 1, j + 1, i + 1] = g
-                        elif ax == 1:
-                            cj[k + 1, j + 1, i + 1] = g
-                        else:
-                            ci[k + 1, j + 1, i + 1] = g
+                    add_face(g, ax, k, j, i, kb, jb, ib, fixed, fixed_val, diag, ck, cj, ci, rhs)
     for k in range(nk):
         for j in range(nj):
             for i in range(ni):
                 if fixed[k, j, i] or diag[k + 1, j + 1, i + 1] <= 0.0:
                     diag[k + 1, j + 1, i + 1] = 1.0
                     rhs[k + 1, j + 1, i + 1] = 0.0
+
+
+@nb.njit(nogil=True, fastmath=False, cache=True, inline="always")
+def _mean_face_field(p: float, below: float, above: float, f_below: float, f_above: float, has_below: bool,
+                     has_above: bool) -> float:  # pragma: no cover - numba
+    """One axis's field component at a voxel of potential ``p``: the mean over its faces along the axis
+    (one at the border) of the potential drop × the face's factor / h (``below``/``above``: the
+    neighbours' potentials, read only where ``has_below``/``has_above``)."""
+    s = 0.0
+    c = 0
+    if has_below:
+        s += (p - below) * f_below
+        c += 1
+    if has_above:
+        s += (above - p) * f_above
+        c += 1
+    return s / c
 
 
 @nb.njit(nogil=True, fastmath=False, cache=True)
@@ -732,37 +769,19 @@ def _field_sigma_step(x: np.ndarray, fixed: np.ndarray, fixed_val: np.ndarray, f
                 p = phi[k, j, i]
                 e2 = 0.0
                 if nk > 1:
-                    s = 0.0
-                    c = 0
-                    if k > 0:
-                        s += (p - phi[k - 1, j, i]) * f0[k - 1, j, i]
-                        c += 1
-                    if k < nk - 1:
-                        s += (phi[k + 1, j, i] - p) * f0[k, j, i]
-                        c += 1
-                    s /= c
+                    lo, hi = max(k - 1, 0), min(k + 1, nk - 1)
+                    s = _mean_face_field(p, phi[lo, j, i], phi[hi, j, i], f0[lo, j, i], f0[min(k, nk - 2), j, i],
+                                         k > 0, k < nk - 1)
                     e2 += s * s
                 if nj > 1:
-                    s = 0.0
-                    c = 0
-                    if j > 0:
-                        s += (p - phi[k, j - 1, i]) * f1[k, j - 1, i]
-                        c += 1
-                    if j < nj - 1:
-                        s += (phi[k, j + 1, i] - p) * f1[k, j, i]
-                        c += 1
-                    s /= c
+                    lo, hi = max(j - 1, 0), min(j + 1, nj - 1)
+                    s = _mean_face_field(p, phi[k, lo, i], phi[k, hi, i], f1[k, lo, i], f1[k, min(j, nj - 2), i],
+                                         j > 0, j < nj - 1)
                     e2 += s * s
                 if ni > 1:
-                    s = 0.0
-                    c = 0
-                    if i > 0:
-                        s += (p - phi[k, j, i - 1]) * f2[k, j, i - 1]
-                        c += 1
-                    if i < ni - 1:
-                        s += (phi[k, j, i + 1] - p) * f2[k, j, i]
-                        c += 1
-                    s /= c
+                    lo, hi = max(i - 1, 0), min(i + 1, ni - 1)
+                    s = _mean_face_field(p, phi[k, j, lo], phi[k, j, hi], f2[k, j, lo], f2[k, j, min(i, ni - 2)],
+                                         i > 0, i < ni - 1)
                     e2 += s * s
                 ev = math.sqrt(e2) / 100.0
                 e[k, j, i] = ev

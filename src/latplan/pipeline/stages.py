@@ -17,7 +17,7 @@ strategies); the planners in :mod:`latplan.planning` behind the :mod:`latplan.mo
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +27,17 @@ from latplan.anatomy.measurements import CaseMeasurements, measure
 from latplan.board.proposal import BoardProposal, CaseAssessment, assess_case, finish_case
 from latplan.board.proposal import simulation_jobs as board_simulation_jobs
 from latplan.case import Case
-from latplan.errors import LatplanError
 from latplan.knowledge.rules import RuleSet, load_rule_set
 from latplan.modalities.registry import MODALITIES
 from latplan.modalities.simulate import SimulationJob, SimulationResult, simulate_job
+from latplan.modalities.worker import (
+    init_simulation_worker,
+    shared_in_worker,
+    shared_work,
+    simulate_in_worker,
+)
 from latplan.pipeline.types import PlanOptions
-from latplan.pipeline.workers import init_worker, single_threaded_children
+from latplan.pipeline.workers import single_threaded_children
 
 __all__ = ["CaseAssessment", "PreparedCase", "SimulationJob", "SimulationResult", "assess", "finish", "job_cost",
            "longest_first", "prepare", "run_simulation", "run_simulations", "shared_work", "simulation_jobs"]
@@ -92,43 +97,6 @@ def prepare(case: Case, options: PlanOptions = PlanOptions(), progress: Say | No
     return PreparedCase(case, geometry, assessment, simulation_jobs(assessment))
 
 
-# --- the process pool -----------------------------------------------------------------------------
-#: the geometry (with its case) of a simulation worker process, set once by its initializer
-_WORKER_GEOMETRY: list[CaseGeometry] = []
-
-
-def _init_simulation_worker(geometry: CaseGeometry) -> None:
-    init_worker()
-    # the geometry travels with its case and the maps the parent computed (CaseGeometry pickles them)
-    _WORKER_GEOMETRY[:] = [geometry]
-
-
-def _shared_in_worker(modality: str, lesion_id: str) -> dict[Hashable, Any]:
-    """The shared per-lesion work of ``modality``'s planner (its spec's ``shared``), in a worker. An
-    error gives nothing to share: each planner then meets it itself and its result says why (as in
-    one process), instead of the whole run failing here."""
-    geometry = _WORKER_GEOMETRY[0]
-    try:
-        return shared_work(modality, geometry.case, lesion_id, geometry)
-    except (LatplanError, TypeError, ValueError):
-        return {}
-
-
-def _simulate_in_worker(job: SimulationJob, shared: Mapping[Hashable, Any]) -> SimulationResult:
-    geometry = _WORKER_GEOMETRY[0]
-    geometry.remember(shared)  # the lesion's shared work, computed once (phase 1) for every worker
-    return run_simulation(job, geometry.case, geometry)
-
-
-def shared_work(modality: str, case: Case, lesion_id: str, geometry: CaseGeometry) -> dict[Hashable, Any]:
-    """What the planners of ``modality`` share per lesion (e.g. the trajectory), computed once onto
-    ``geometry`` (:meth:`CaseGeometry.memo`); {} when its spec has none."""
-    spec = MODALITIES.get(modality)
-    if spec is None or spec.shared is None:
-        return {}
-    return dict(spec.shared(case, lesion_id, geometry))
-
-
 def job_cost(job: SimulationJob) -> float:
     """Expected relative time of ``job`` (its modality's ``expected_cost``; a scheduling hint only)."""
     spec = MODALITIES.get(job.modality)
@@ -163,15 +131,15 @@ def run_simulations(jobs: Sequence[SimulationJob], case: Case, geometry: CaseGeo
     out: list[SimulationResult | None] = [None] * len(jobs)
     with single_threaded_children(), \
             ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                initializer=_init_simulation_worker, initargs=(geometry,)) as pool:
+                                initializer=init_simulation_worker, initargs=(geometry,)) as pool:
         shared_futures: dict[str, list[Future[dict[Hashable, Any]]]] = {lesion_id: [] for lesion_id, _fn in wanted}
         for (lesion_id, _fn), modality in wanted.items():
-            shared_futures[lesion_id].append(pool.submit(_shared_in_worker, modality, lesion_id))
+            shared_futures[lesion_id].append(pool.submit(shared_in_worker, modality, lesion_id))
         shared: dict[str, dict[Hashable, Any]] = {}
         for lesion_id, futs in shared_futures.items():
             shared[lesion_id] = {k: v for f in futs for k, v in f.result().items()}
             geometry.remember(shared[lesion_id])
-        futures = {pool.submit(_simulate_in_worker, jobs[i], shared.get(jobs[i].lesion_id, {})): i
+        futures = {pool.submit(simulate_in_worker, jobs[i], shared.get(jobs[i].lesion_id, {})): i
                    for i in longest_first(jobs)}
         for n, fut in enumerate(as_completed(futures), 1):
             result = fut.result()

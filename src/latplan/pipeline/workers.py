@@ -25,8 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 
-import numba
-
+from latplan.modalities.worker import one_thread
 from latplan.physics.warmup import FAMILIES, cache_is_cold, warm_kernels
 
 __all__ = ["CHILD_THREAD_ENV", "init_worker", "single_threaded_children", "warm_kernel_cache"]
@@ -70,13 +69,9 @@ def single_threaded_children() -> Iterator[None]:
 
 
 def init_worker() -> None:
-    """ProcessPoolExecutor initializer: one numba / BLAS thread in this process."""
-    # NUMBA_NUM_THREADS is left alone: numba read it at import (before this initializer runs in a
-    # spawned process), and changing it afterwards makes numba refuse to compile ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have
-    # been launched"); set_num_threads is numba's run-time switch.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    numba.set_num_threads(1)
+    """ProcessPoolExecutor initializer: one numba / BLAS thread in this process
+    (:func:`latplan.modalities.worker.one_thread`)."""
+    one_thread()
 
 
 def _warm_family(name: str) -> float:

@@ -63,6 +63,7 @@ from latplan.physics.bioheat.grid import (
 )
 from latplan.physics.bioheat.kernels import SERIAL_BELOW_VOXELS, _step_heat, _step_heat_serial
 from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxels
+from latplan.physics.field_stencil import add_face
 
 RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
 #: largest thermal step of an RFA run (s): the generator reacts within seconds
@@ -100,7 +101,6 @@ def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: 
     for k in range(nk):
         for j in range(nj):
             for i in range(ni):
-                fa = not fixed[k, j, i]
                 for ax in range(3):
                     if ax == 0:
                         if k + 1 >= nk:
@@ -117,22 +117,7 @@ def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: 
                             continue
                         kb, jb, ib = k, j, i + 1
                         g = _face_g(sigma, b2, 2, k, j, i, h2)
-                    fb = not fixed[kb, jb, ib]
-                    if fa:
-                        diag[k + 1, j + 1, i + 1] += g
-                        if not fb:
-                            rhs[k + 1, j + 1, i + 1] += g * fixed_val[kb, jb, ib]
-                    if fb:
-                        diag[kb + 1, jb + 1, ib + 1] += g
-                        if not fa:
-                            rhs[kb + 1, jb + 1, ib + 1] += g * fixed_val[k, j, i]
-                    if fa and fb:
-                        if ax == 0:
-                            ck[k + 1, j + 1, i + 1] = g
-                        elif ax == 1:
-                            cj[k + 1, j + 1, i + 1] = g
-                        else:
-                            ci[k + 1, j + 1, i + 1] = g
+                    add_face(g, ax, k, j, i, kb, jb, ib, fixed, fixed_val, diag, ck, cj, ci, rhs)
     for k in range(nk + 2):
         for j in range(nj + 2):
             for i in range(ni + 2):
