@@ -191,6 +191,11 @@ def _side_extent_mm(damage: np.ndarray, ic: int, h: float) -> float:
     return best
 
 
+#: the heat-sink runs below share their vessel-free baselines (same arguments, same deterministic run):
+#: both heat-sink tests run on one xdist worker (``_SINK_GROUP``) and the baseline is simulated once
+_SINK_GROUP = pytest.mark.xdist_group("bioheat-heat-sink-runs")
+
+
 @functools.cache  # deterministic runs: the vessel-free baselines are shared by the tests below
 def _sink_run(kind: str, vessel: tuple[float, float] | None) -> float:
     h, n = 1.0, 61
@@ -221,6 +226,7 @@ def _sink_run(kind: str, vessel: tuple[float, float] | None) -> float:
 
 
 @pytest.mark.slow
+@_SINK_GROUP
 def test_bioheat_heat_sink_by_calibre_rfa_more_than_mwa() -> None:
     """Reference: clinical heat-sink behaviour (Lu et al., AJR 2002;178:47, in vivo pig liver: RFA heat sink beside 73 % of veins
     > 3 mm, none below 3 mm, MWA much less affected). A vessel parallel to the applicator,
@@ -248,6 +254,7 @@ def test_bioheat_heat_sink_by_calibre_rfa_more_than_mwa() -> None:
     "vessel gives the same cut-back (4.2 mm; the perfused zone is saturated, 14.5 → 14.6 mm for +39 % energy). "
     "Beyond the electrode's few-mm Joule core both zone edges are conduction-driven and wrap behind the vessel "
     "alike; RFA ≫ MWA needs MW power deposited beyond the vessel (the MWA source puts 1.8 % there: BOARD, mwa)"))
+@_SINK_GROUP
 def test_bioheat_heat_sink_rfa_at_least_twice_mwa_for_5mm_vessel_at_5mm() -> None:
     """Reference: Lu et al., AJR 2002;178:47-51 (in vivo RFA: vessels ≥ 3 mm next to the zone cut it
     back) and Yu et al., Radiology 2008 (in vivo MWA vs RFA beside hepatic veins: MWA zones far

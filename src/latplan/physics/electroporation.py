@@ -81,7 +81,7 @@ import scipy.sparse.linalg as spla
 import yaml
 
 from latplan.errors import InvalidInputError, PlanningError, SourceDataError
-from latplan.physics.field_stencil import add_face
+from latplan.physics.field_stencil import face_conductances_into, gather_system_into
 
 __all__ = [
     "ElectroTissue",
@@ -682,55 +682,6 @@ def _voxel_sigma(e_v_per_cm: np.ndarray, params: np.ndarray, model: str) -> np.n
 LOOSE_CG_RTOL = 1e-2
 
 
-@nb.njit(nogil=True, cache=True)
-def _assemble_into(sigma: np.ndarray, w0: np.ndarray, w1: np.ndarray, w2: np.ndarray, fixed: np.ndarray,
-                   fixed_val: np.ndarray, diag: np.ndarray, ck: np.ndarray, cj: np.ndarray, ci: np.ndarray,
-                   rhs: np.ndarray) -> None:  # pragma: no cover - numba
-    """:func:`_stencil_system` written into preallocated padded arrays (one pass, no temporaries).
-
-    ``w0``/``w1``/``w2``: per-face weight (electrode factor / h², n − 1 faces along the axis); the face
-    conductance is the harmonic mean of its two voxels' σ times the weight. The padding of ``ck``,
-    ``cj``, ``ci`` and ``rhs`` stays 0 and of ``diag`` 1 (set by the caller once)."""
-    nk, nj, ni = sigma.shape
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                diag[k + 1, j + 1, i + 1] = 0.0
-                rhs[k + 1, j + 1, i + 1] = 0.0
-                ck[k + 1, j + 1, i + 1] = 0.0
-                cj[k + 1, j + 1, i + 1] = 0.0
-                ci[k + 1, j + 1, i + 1] = 0.0
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                sa = sigma[k, j, i]
-                for ax in range(3):
-                    if ax == 0:
-                        if k + 1 >= nk:
-                            continue
-                        kb, jb, ib = k + 1, j, i
-                        w = w0[k, j, i]
-                    elif ax == 1:
-                        if j + 1 >= nj:
-                            continue
-                        kb, jb, ib = k, j + 1, i
-                        w = w1[k, j, i]
-                    else:
-                        if i + 1 >= ni:
-                            continue
-                        kb, jb, ib = k, j, i + 1
-                        w = w2[k, j, i]
-                    sb = sigma[kb, jb, ib]
-                    g = 2.0 * sa * sb / (sa + sb) * w if sa + sb > 0.0 else 0.0
-                    add_face(g, ax, k, j, i, kb, jb, ib, fixed, fixed_val, diag, ck, cj, ci, rhs)
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                if fixed[k, j, i] or diag[k + 1, j + 1, i + 1] <= 0.0:
-                    diag[k + 1, j + 1, i + 1] = 1.0
-                    rhs[k + 1, j + 1, i + 1] = 0.0
-
-
 @nb.njit(nogil=True, fastmath=False, cache=True, inline="always")
 def _mean_face_field(p: float, below: float, above: float, f_below: float, f_above: float, has_below: bool,
                      has_above: bool) -> float:  # pragma: no cover - numba
@@ -859,6 +810,8 @@ class _PairSystem:
     w: list[np.ndarray]
     f: list[np.ndarray]
     bufs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    faces: list[np.ndarray]          # face conductances of the current σ (buffers, towards +k, +j, +i)
+    no_diag: np.ndarray              # the diagonal's start: 0 (no open boundary in the field solver)
 
     @classmethod
     def build(cls, anode: ElectrodeVoxels, cathode: ElectrodeVoxels, volt: float, spacing_m: np.ndarray) -> _PairSystem:
@@ -870,11 +823,17 @@ class _PairSystem:
         bufs = (diag, np.zeros(padded), np.zeros(padded), np.zeros(padded), np.zeros(padded))
         return cls(fixed, np.where(anode.mask, volt, 0.0), boost,
                    [np.ascontiguousarray(b / spacing_m[ax] ** 2) for ax, b in enumerate(boost)],
-                   [np.ascontiguousarray(b / spacing_m[ax]) for ax, b in enumerate(boost)], bufs)
+                   [np.ascontiguousarray(b / spacing_m[ax]) for ax, b in enumerate(boost)], bufs,
+                   [np.zeros(b.shape) for b in boost], np.zeros(shape))
 
     def assemble(self, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The padded system of :func:`_stencil_system` for ``sigma``, in the preallocated buffers
+        (:mod:`latplan.physics.field_stencil`: face conductances, then the gather assembly)."""
         diag, ck, cj, ci, rhs = self.bufs
-        _assemble_into(sigma, self.w[0], self.w[1], self.w[2], self.fixed, self.fixed_val, diag, ck, cj, ci, rhs)
+        for ax in range(3):
+            face_conductances_into(sigma, self.w[ax], ax, self.faces[ax])
+        g0, g1, g2 = self.faces
+        gather_system_into(g0, g1, g2, self.no_diag, self.fixed, self.fixed_val, diag, ck, cj, ci, rhs)
         return self.bufs
 
 

@@ -63,7 +63,7 @@ from latplan.physics.bioheat.grid import (
 )
 from latplan.physics.bioheat.kernels import SERIAL_BELOW_VOXELS, _step_heat, _step_heat_serial
 from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxels
-from latplan.physics.field_stencil import add_face
+from latplan.physics.field_stencil import gather_system_into
 
 RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
 #: largest thermal step of an RFA run (s): the generator reacts within seconds
@@ -84,47 +84,42 @@ def _face_g(sigma, boost, ax, k, j, i, h):  # type: ignore[no-untyped-def]  # nu
 
 
 @nb.njit(cache=True)
-def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
-    """The padded 7-point system of :func:`latplan.physics.electroporation._stencil_system`
-    (same arrays, same elimination of the Dirichlet voxels), assembled in one pass, plus the
-    open-boundary conductance ``outer`` × σ on the diagonal of the box's surface voxels."""
-    nk, nj, ni = sigma.shape
-    diag = np.zeros((nk + 2, nj + 2, ni + 2))
+def _face_conductances(sigma, boost, ax, h):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """Conductance / h² (S/m³) of every face towards +``ax`` (the harmonic mean of the two voxels'
+    σ × the face's sub-voxel factor ``boost``; 0 between two non-conducting voxels)."""
+    nk, nj, ni = boost.shape
+    g = np.empty((nk, nj, ni))
+    dk, dj, di = (1, 0, 0) if ax == 0 else ((0, 1, 0) if ax == 1 else (0, 0, 1))
     for k in range(nk):
         for j in range(nj):
             for i in range(ni):
-                diag[k + 1, j + 1, i + 1] = outer[k, j, i] * sigma[k, j, i]
+                a = sigma[k, j, i]
+                b = sigma[k + dk, j + dj, i + di]
+                g[k, j, i] = 0.0 if a + b <= 0.0 else 2.0 * a * b / (a + b) / (h * h) * boost[k, j, i]
+    return g
+
+
+@nb.njit(cache=True)
+def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
+    """The padded 7-point system of :func:`latplan.physics.electroporation._stencil_system`
+    (same arrays, same elimination of the Dirichlet voxels; assembled by
+    :func:`latplan.physics.field_stencil.gather_system_into`), plus the open-boundary conductance
+    ``outer`` × σ on the diagonal of the box's surface voxels."""
+    nk, nj, ni = sigma.shape
+    g0 = _face_conductances(sigma, b0, 0, h0)
+    g1 = _face_conductances(sigma, b1, 1, h1)
+    g2 = _face_conductances(sigma, b2, 2, h2)
+    d0 = np.empty((nk, nj, ni))
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                d0[k, j, i] = outer[k, j, i] * sigma[k, j, i]
+    diag = np.ones((nk + 2, nj + 2, ni + 2))
     rhs = np.zeros((nk + 2, nj + 2, ni + 2))
     ck = np.zeros((nk + 2, nj + 2, ni + 2))
     cj = np.zeros((nk + 2, nj + 2, ni + 2))
     ci = np.zeros((nk + 2, nj + 2, ni + 2))
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                for ax in range(3):
-                    if ax == 0:
-                        if k + 1 >= nk:
-                            continue
-                        kb, jb, ib = k + 1, j, i
-                        g = _face_g(sigma, b0, 0, k, j, i, h0)
-                    elif ax == 1:
-                        if j + 1 >= nj:
-                            continue
-                        kb, jb, ib = k, j + 1, i
-                        g = _face_g(sigma, b1, 1, k, j, i, h1)
-                    else:
-                        if i + 1 >= ni:
-                            continue
-                        kb, jb, ib = k, j, i + 1
-                        g = _face_g(sigma, b2, 2, k, j, i, h2)
-                    add_face(g, ax, k, j, i, kb, jb, ib, fixed, fixed_val, diag, ck, cj, ci, rhs)
-    for k in range(nk + 2):
-        for j in range(nj + 2):
-            for i in range(ni + 2):
-                inner = 0 < k <= nk and 0 < j <= nj and 0 < i <= ni
-                if not inner or fixed[k - 1, j - 1, i - 1] or diag[k, j, i] <= 0.0:
-                    diag[k, j, i] = 1.0
-                    rhs[k, j, i] = 0.0
+    gather_system_into(g0, g1, g2, d0, fixed, fixed_val, diag, ck, cj, ci, rhs)
     return diag, ck, cj, ci, rhs
 
 
