@@ -831,7 +831,7 @@ class _PairSystem:
         (:mod:`latplan.physics.field_stencil`: face conductances, then the gather assembly)."""
         diag, ck, cj, ci, rhs = self.bufs
         for ax in range(3):
-            face_conductances_into(sigma, self.w[ax], ax, self.faces[ax])
+            face_conductances_into(sigma, self.w[ax], ax, 1.0, self.faces[ax])
         g0, g1, g2 = self.faces
         gather_system_into(g0, g1, g2, self.no_diag, self.fixed, self.fixed_val, diag, ck, cj, ci, rhs)
         return self.bufs

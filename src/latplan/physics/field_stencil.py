@@ -21,9 +21,13 @@ __all__ = ["face_conductances_into", "gather_system_into"]
 
 
 @nb.njit(cache=True, nogil=True)
-def face_conductances_into(sigma: np.ndarray, w: np.ndarray, ax: int, out: np.ndarray) -> None:  # pragma: no cover - numba
+def face_conductances_into(sigma: np.ndarray, w: np.ndarray, ax: int, h2: float,
+                           out: np.ndarray) -> None:  # pragma: no cover - numba
     """Conductance of every face towards +``ax`` into ``out`` (shape of ``w``: n − 1 faces along
-    ``ax``): 2 σa σb / (σa + σb) × ``w`` (the face weight, factor / h²); 0 between two voxels of σ 0."""
+    ``ax``): 2 σa σb / (σa + σb) / ``h2`` × ``w``; 0 between two voxels of σ 0. The electroporation
+    solver folds 1/h² into its face weight ``w`` and passes ``h2`` = 1 (an exact division); RFA
+    passes its spacing squared and the sub-voxel factor as ``w`` (one kernel, both systems to the
+    bit as before)."""
     nk, nj, ni = w.shape
     dk, dj, di = (1, 0, 0) if ax == 0 else ((0, 1, 0) if ax == 1 else (0, 0, 1))
     for k in range(nk):
@@ -31,7 +35,7 @@ def face_conductances_into(sigma: np.ndarray, w: np.ndarray, ax: int, out: np.nd
             for i in range(ni):
                 a = sigma[k, j, i]
                 b = sigma[k + dk, j + dj, i + di]
-                out[k, j, i] = 2.0 * a * b / (a + b) * w[k, j, i] if a + b > 0.0 else 0.0
+                out[k, j, i] = 2.0 * a * b / (a + b) / h2 * w[k, j, i] if a + b > 0.0 else 0.0
 
 
 @nb.njit(cache=True, nogil=True)

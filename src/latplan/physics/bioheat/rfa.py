@@ -63,7 +63,7 @@ from latplan.physics.bioheat.grid import (
 )
 from latplan.physics.bioheat.kernels import SERIAL_BELOW_VOXELS, _step_heat, _step_heat_serial
 from latplan.physics.electroporation import Needle, _pcg_stencil, electrode_voxels
-from latplan.physics.field_stencil import gather_system_into
+from latplan.physics.field_stencil import face_conductances_into, gather_system_into
 
 RFA_DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ablation" / "rfa_generator.yaml"
 #: largest thermal step of an RFA run (s): the generator reacts within seconds
@@ -84,31 +84,18 @@ def _face_g(sigma, boost, ax, k, j, i, h):  # type: ignore[no-untyped-def]  # nu
 
 
 @nb.njit(cache=True)
-def _face_conductances(sigma, boost, ax, h):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
-    """Conductance / h² (S/m³) of every face towards +``ax`` (the harmonic mean of the two voxels'
-    σ × the face's sub-voxel factor ``boost``; 0 between two non-conducting voxels)."""
-    nk, nj, ni = boost.shape
-    g = np.empty((nk, nj, ni))
-    dk, dj, di = (1, 0, 0) if ax == 0 else ((0, 1, 0) if ax == 1 else (0, 0, 1))
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                a = sigma[k, j, i]
-                b = sigma[k + dk, j + dj, i + di]
-                g[k, j, i] = 0.0 if a + b <= 0.0 else 2.0 * a * b / (a + b) / (h * h) * boost[k, j, i]
-    return g
-
-
-@nb.njit(cache=True)
 def _assemble(sigma, b0, b1, b2, fixed, fixed_val, h0, h1, h2, outer):  # type: ignore[no-untyped-def]  # numba  # pragma: no cover
     """The padded 7-point system of :func:`latplan.physics.electroporation._stencil_system`
     (same arrays, same elimination of the Dirichlet voxels; assembled by
     :func:`latplan.physics.field_stencil.gather_system_into`), plus the open-boundary conductance
     ``outer`` × σ on the diagonal of the box's surface voxels."""
     nk, nj, ni = sigma.shape
-    g0 = _face_conductances(sigma, b0, 0, h0)
-    g1 = _face_conductances(sigma, b1, 1, h1)
-    g2 = _face_conductances(sigma, b2, 2, h2)
+    g0 = np.empty(b0.shape)
+    g1 = np.empty(b1.shape)
+    g2 = np.empty(b2.shape)
+    face_conductances_into(sigma, b0, 0, h0 * h0, g0)
+    face_conductances_into(sigma, b1, 1, h1 * h1, g1)
+    face_conductances_into(sigma, b2, 2, h2 * h2, g2)
     d0 = np.empty((nk, nj, ni))
     for k in range(nk):
         for j in range(nj):
