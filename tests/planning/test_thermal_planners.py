@@ -168,3 +168,38 @@ def test_planner_no_heat_sink_check_without_large_vessel() -> None:
     case2 = Case(case.patient, case.image, case.labels.with_array(lab), case.label_table)
     p = plan_mwa(case2, "lesion_1")
     assert "heat_sink" not in p.metrics and p.heat_sink_lost is None
+
+
+def _cut_along_i(case: Case, gap_vox: int) -> Case:
+    """``case`` with its image cut along i ``gap_vox`` voxels past the lesion's last voxel (a cropped scan)."""
+    m = case.lesion_mask("lesion_1").array
+    at = int(np.nonzero(m)[2].max()) + 1 + gap_vox
+    lo, hi = (0, 0, 0), (m.shape[0], m.shape[1], at)
+    return Case(patient=case.patient, image=case.image.crop(lo, hi), labels=case.labels.crop(lo, hi),
+                label_table=case.label_table)
+
+
+@pytest.mark.parametrize("plan", [plan_mwa, plan_rfa, plan_cryo], ids=["mwa", "rfa", "cryo"])
+def test_planner_thermal_target_past_the_image_edge_is_fov_limited(plan) -> None:  # type: ignore[no-untyped-def]
+    """Found on a real CT (TotalSegmentator example, a 25 mm lesion 9 mm below the scan's top face): the MWA
+    zone was clipped by the image and its margin read off the part shown ("8.5 mm, reaches"). Reference: the
+    crop geometry — the image face 2 voxels (4 mm) past the lesion, the 5 mm target passes it by 5 − 4 =
+    1.0 mm (exact, voxel boundaries); the zone reaches the face, so it is cut there. The plan says so
+    (``fov_limited``, the face named from the affine: +i is patient left), the board's target is at best
+    "uncertain" with the condition in words; the uncut case is not FOV-limited (0.0 mm)."""
+    from latplan.board.targets import judge
+
+    whole = _synthetic_case()
+    cut = _cut_along_i(whole, 2)
+    kw = {} if plan is plan_cryo else {"heat_sink_check": False}
+    m = plan(cut, "lesion_1", None, target_margin_mm=5.0, **kw).metrics
+    assert m["fov_limited"] is True and m["fov_limited_faces"] == ["left (i = last slice)"]
+    assert m["fov_extension_mm"] == pytest.approx(1.0, abs=1e-9)
+    assert m["fov_zone_cut_faces"] == ["left (i = last slice)"]
+    assert "conditional — field of view" in m["reason"] and "1 mm beyond the left" in m["fov_limited_note"]
+    j = judge(plan.__name__.removeprefix("plan_"), m, 5.0)
+    assert j.status in ("uncertain", "misses") and j.fov_limited is not None
+    assert "1 mm past the image edge (left (i = last slice))" in j.fov_limited
+    ok = plan(whole, "lesion_1", None, target_margin_mm=5.0, **kw).metrics
+    assert ok["fov_limited"] is False and ok["fov_limited_faces"] == [] and ok["fov_extension_mm"] == 0.0
+    assert ok["fov_limited_note"] == ""

@@ -62,7 +62,9 @@ from .strategies import build_strategies
 #: options may carry the new optional keys of [I]–[K] (tier, target_status, ranges). Every 1.0 key stays.
 #: 2.1 (issue 13): target_status "simulation_failed"; options' lesion_truncated_by_fov; lesions' measurements may
 #: carry truncated_by_fov_faces, size_is_lower_bound, volume_lower_bound_ml, max_diameter_lower_bound_mm.
-PLAN_JSON_VERSION = "2.1"
+#: 2.2: RFA/MWA/cryo, IBT and SBRT simulations carry fov_limited, fov_limited_faces, fov_extension_mm, fov_zone_cut_faces and
+#: fov_limited_note (latplan.planning.fov.fov_check).
+PLAN_JSON_VERSION = "2.2"
 
 
 @dataclass

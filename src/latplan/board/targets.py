@@ -27,6 +27,8 @@ from typing import Any
 
 ABLATIVE = ("rfa", "mwa", "cryo", "hifu", "ect", "ire")
 RADIATION = ("ibt", "sbrt", "tare")
+#: field solvers: beyond the image the edge tissue is continued (planning.electroporation)
+ELECTROPORATION = ("ect", "ire")
 #: coverage (percent of the target) counted as complete: one boundary voxel layer of tolerance
 COVERAGE_COMPLETE_PERCENT = 99.0
 #: organ volume inside a predicted ablation zone that counts as involvement (ml)
@@ -169,20 +171,24 @@ def judge(modality: str, metrics: Mapping[str, Any] | None, margin_mm: float | N
         j = TargetJudgement("not_simulated", "not simulated: target not checked", target)
     else:
         j = _fov_limited(_unverified_path(_judge_simulated(modality, metrics, margin_mm, prescription_gy,
-                                                           alt_margins_mm, target), metrics), metrics)
+                                                           alt_margins_mm, target), metrics), metrics, modality)
     return _truncated(j, truncated_lesion)
 
 
-def _fov_limited(j: TargetJudgement, metrics: Mapping[str, Any]) -> TargetJudgement:
-    """Helper A's ECT/IRE key ``fov_limited``: the simulated region reaches past the image edge (tissue there
-    assumed) — "reaches" is at best "uncertain" (tier kept); ``fov_limited_faces`` / ``fov_extension_mm`` shown."""
+def _fov_limited(j: TargetJudgement, metrics: Mapping[str, Any], modality: str) -> TargetJudgement:
+    """``fov_limited``: ECT/IRE — the simulated region reaches past the image edge (tissue there assumed);
+    RFA/MWA/cryo — the target or the zone reaches past it (:func:`latplan.planning.thermal.fov_check`).
+    "reaches" is at best "uncertain" (tier kept); ``fov_limited_faces`` / ``fov_extension_mm`` shown."""
     if metrics.get("fov_limited") is not True:
         return j
     faces = ", ".join(str(f) for f in metrics.get("fov_limited_faces") or []) or "an image face"
     ext = _num(metrics.get("fov_extension_mm"))
+    ext = ext if ext is not None and ext > 0 else None  # 0: only the zone is cut (thermal), no overshoot known
     j.target["fov_limited"] = True
     j.fov_limited = (f"the simulated field reaches {'' if ext is None else f'{ext:g} mm '}past the image edge "
-                     f"({faces}); tissue there was assumed")
+                     f"({faces}); tissue there was assumed") if modality in ELECTROPORATION else (
+        f"the treatment region reaches {'' if ext is None else f'{ext:g} mm '}past the image edge ({faces}); "
+        "the zone and what lies there are not shown")
     if j.status == "reaches":
         j.status = "uncertain"
         j.text += f"; {j.fov_limited}"

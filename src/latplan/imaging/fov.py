@@ -38,6 +38,8 @@ __all__ = [
     "body_mask_from_image",
     "capsule_distance_in_fov",
     "edge_faces",
+    "face_name",
+    "faces_reached_beyond",
     "path_inside_image_and_through_body",
     "skin_mask",
     "touches_image_edge",
@@ -56,6 +58,38 @@ def edge_faces(mask: BoolArray) -> list[str]:
     m = np.asarray(mask, bool)
     faces = {"k0": m[0], "k1": m[-1], "j0": m[:, 0], "j1": m[:, -1], "i0": m[:, :, 0], "i1": m[:, :, -1]}
     return [name for name, face in faces.items() if face.any()]
+
+
+#: LPS axis → (words for +, words for −)
+_LPS_SIDES = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
+
+
+def face_name(affine: NDArray[np.float64], ax: int, upper: bool) -> str:
+    """Anatomical side of the image face at the lower/upper end of index axis ``ax`` (k, j, i), from the
+    grid's direction (DICOM LPS): ``"left (i = last slice)"``."""
+    col = np.asarray(affine, float)[:3, 2 - ax] * (1.0 if upper else -1.0)
+    d = int(np.argmax(np.abs(col)))
+    return f"{_LPS_SIDES[d][0 if col[d] > 0 else 1]} ({'kji'[ax]} = {'last' if upper else 'first'} slice)"
+
+
+def faces_reached_beyond(mask: BoolArray, reach_mm: float, spacing_kji_mm: NDArray[np.float64],
+                         affine: NDArray[np.float64]) -> dict[str, float]:
+    """{image face: mm} for each face that ``mask`` grown by ``reach_mm`` passes: how far the grown region
+    would extend beyond the image (``reach_mm`` − the gap between the mask's outermost voxel and the face,
+    both voxel boundaries). Why: a treatment region (lesion + target margin) that reaches past the edge of
+    the scan cannot be checked there — what lies beyond is not shown."""
+    idx = np.nonzero(np.asarray(mask, bool))
+    if len(idx[0]) == 0:
+        return {}
+    h = np.asarray(spacing_kji_mm, float)
+    out: dict[str, float] = {}
+    for ax in range(3):
+        n = mask.shape[ax]
+        for upper, gap_vox in ((False, int(idx[ax].min())), (True, int(n - 1 - idx[ax].max()))):
+            beyond = float(reach_mm) - gap_vox * float(h[ax])
+            if beyond > 1e-9:
+                out[face_name(affine, ax, upper)] = round(beyond, 1)
+    return out
 
 
 def touches_image_edge(mask: BoolArray) -> bool:

@@ -82,6 +82,7 @@ from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InfeasiblePlanError, InvalidInputError, SourceDataError
+from latplan.imaging.fov import face_name
 from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import electroporation as ep
 from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
@@ -532,15 +533,6 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
 
 #: ``limiting`` of the InfeasiblePlanError raised when the image does not hold the lesion or the needles
 FOV_LIMITING = "field_of_view"
-#: LPS axis directions (+x, +y, +z) and their opposites, to name an image face
-_LPS_SIDES = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
-
-
-def _face_name(affine: np.ndarray, ax: int, upper: bool) -> str:
-    """Anatomical side of the image face at the lower/upper end of index axis ``ax`` (k, j, i)."""
-    col = np.asarray(affine, float)[:3, 2 - ax] * (1.0 if upper else -1.0)
-    d = int(np.argmax(np.abs(col)))
-    return f"{_LPS_SIDES[d][0 if col[d] > 0 else 1]} ({'kji'[ax]} = {'last' if upper else 'first'} slice)"
 
 
 def _faces_touched(mask: np.ndarray, affine: np.ndarray) -> list[str]:
@@ -549,7 +541,7 @@ def _faces_touched(mask: np.ndarray, affine: np.ndarray) -> list[str]:
     for ax in range(3):
         for upper in (False, True):
             if np.take(mask, mask.shape[ax] - 1 if upper else 0, axis=ax).any():
-                out.append(_face_name(affine, ax, upper))
+                out.append(face_name(affine, ax, upper))
     return out
 
 
@@ -585,7 +577,7 @@ def _fov_padding(sim_lo: np.ndarray, sim_hi: np.ndarray, shape: Sequence[int], h
     for ax in range(3):
         for upper, vox in ((False, before[ax]), (True, after[ax])):
             if vox > 0:
-                faces[_face_name(affine, ax, upper)] = round(float(vox * h[ax]), 1)
+                faces[face_name(affine, ax, upper)] = round(float(vox * h[ax]), 1)
     return (int(lo[0]), int(lo[1]), int(lo[2])), (int(hi[0]), int(hi[1]), int(hi[2])), before, after, faces
 
 

@@ -42,6 +42,7 @@ from latplan.errors import EmptyStructureError, InvalidInputError, PlanningError
 from latplan.imaging.volume import Volume
 from latplan.physics import dvh, lq, tg43
 from latplan.physics.dwell_opt import OARConstraint, optimise_dwell_times
+from latplan.planning.fov import fov_check
 from latplan.planning.types import DVHCurve, TreatmentPlan
 
 __all__ = [
@@ -1015,6 +1016,11 @@ def plan_ibt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None =
     metrics, curves, more = _evaluate(case, lesion_id, proto, grid, ctv_arr, dist_ctv, oar_structs, liver, calc, cats,
                                       times, robustness_shifts_mm, alpha_beta_gy, geo)
     caveats += more
+    fov = fov_check(case, case.lesion_mask(lesion_id).array, proto.ctv_margin_mm,
+                    f"the CTV (lesion + {proto.ctv_margin_mm:g} mm)")
+    metrics.update(fov)
+    if fov["fov_limited"]:
+        caveats.append(str(fov["fov_limited_note"]))
     limiting = metrics["limiting_constraint"] or (None if metrics["feasible"] else res.limiting_constraint
                                                   or "catheter_geometry")
     metrics["limiting_constraint"] = limiting

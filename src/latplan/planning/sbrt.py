@@ -21,6 +21,7 @@ from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.errors import InvalidInputError
 from latplan.knowledge import radiation as rk
 from latplan.physics import lq, sbrt_screen
+from latplan.planning.fov import fov_check
 from latplan.planning.ibt import liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
@@ -189,6 +190,10 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         "prior_radiotherapy_courses": len(prior), "organs": res.organs, "estimate": True,
     }
     metrics.update(_local_control(bed10, getattr(getattr(case, "patient", None), "primary", None)))
+    motion = float(breathing_motion_mm or 0.0)
+    fov = fov_check(case, g, margin + 0.5 * motion, f"the PTV (lesion + {margin:g} mm"
+                    + (f" + {0.5 * motion:g} mm motion)" if motion else ")"))
+    metrics.update(fov)
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{lam:.1f} mm) outside the PTV, λ calibrated to the R50% limit "
                f"({r50_table:.1f}) of the RTOG 0915 conformity table for a {ptv_ml:.0f} ml PTV — a LUNG SBRT "
@@ -199,6 +204,8 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
                "local-control estimates (colorectal/metastases: Chang 2011 + Klement 2017 anchors at 12/24 months; "
                "HCC and colorectal: a published 6-month dose-response fitted mostly on hypofractionated doses)"]
     caveats += prior_notes
+    if fov["fov_limited"]:
+        caveats.append(str(fov["fov_limited_note"]))
     if not res.feasible:
         caveats.append(f"schedule {fractions} × {dose_per_fraction_gy:g} Gy infeasible by the estimate: limiting organ "
                        f"{res.limiting_organ}; the largest dose per fraction meeting every constraint is "

@@ -58,6 +58,7 @@ from latplan.planning.applicators import (
     target_mask,
     zone_uncertainty_band,
 )
+from latplan.planning.fov import fov_check
 from latplan.planning.types import TreatmentPlan
 
 __all__ = ["plan_cryo", "plan_mwa", "plan_rfa", "plan_thermal"]
@@ -197,6 +198,10 @@ def plan_thermal(
     covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
 
     reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks)
+    fov = fov_check(case, lesion_full, target_margin_mm, f"the lesion + {target_margin_mm:g} mm target", zone.array, lo)
+    if fov["fov_limited"]:
+        reasons.append(str(fov["fov_limited_note"]))
+        caveats.append(str(fov["fov_limited_note"]))
     collateral = collateral_structures(case, zone, lo)
     caveats += _vessel_caveats(modality, sinks, collateral, heat_sink)
 
@@ -217,7 +222,7 @@ def plan_thermal(
         "trajectory_depth_mm": round(float(traj.depth_mm), 1),
         "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
     }
-    metrics.update({"perivascular": perivascular, **board_keys})
+    metrics.update({"perivascular": perivascular, **board_keys, **fov})
     metrics.update({k: v for k, v in (("bioheat", engine_info), ("heat_sink", heat_sink)) if v})
     plan = TreatmentPlan(
         modality=modality,
