@@ -78,3 +78,39 @@ def test_real_ct_lesion_cut_by_the_scan_is_flagged(shared_data, vignette) -> Non
     assert opts["mwa"]["target_status"] == "uncertain" and opts["mwa"]["tier"] == "indicated"
     alerts = build_summary(prop)["alerts"]
     assert len(alerts) == 1 and "cut by the edge of the scan (superior" in alerts[0] and "≥ " in alerts[0]
+
+
+@pytest.mark.shared_data
+def test_real_ct_target_past_the_top_of_the_scan_is_conditional(shared_data, vignette) -> None:
+    """Found this round on the same real CT: a lesion just below the scan's top face (inside the image, not cut)
+    got an MWA zone clipped by the image whose margin, read off the part shown, "reached" the target. Reference:
+    the geometry — the gap between the lesion's top voxel and the superior face (whole voxels of 3 mm) and each
+    option's target margin give the overshoot exactly; the MWA and SBRT targets pass the face, so both plans are
+    conditional on what the image does not show (at best "uncertain", tier kept), and no condition is listed twice."""
+    from latplan.imaging import case_folder, insert
+
+    d = shared_data / "external" / "totalseg-ct-3mm"
+    case = case_folder.load_case_from_images(d / "image.nii.gz", d / "labels.nii.gz", d / "labels.yaml",
+                                             vignette.patient(ecog=0, asa=2))
+    top = case.labels.shape[0] - 1
+    depth = ndimage.distance_transform_edt(case.mask_array("liver")[top - 4])
+    j, i = np.unravel_index(np.argmax(depth), depth.shape)
+    case = insert.insert_lesion(case, list(case.labels.index_to_mm(np.array([top - 4, j, i], float))), 20.0)
+    lesion = case.lesion_mask(case.lesion_ids[0]).array
+    h_k = float(case.labels.spacing_kji_mm[0])
+    gap_mm = (top - int(np.nonzero(lesion)[0].max())) * h_k
+    assert 0 < gap_mm < 5.0  # inside the image, closer to its top face than any target margin
+    prop = plan_case(case, simulate={"mwa", "sbrt"})
+    jsonschema.validate(json.loads(plan_json_text(prop)), plan_schema())
+    le = prop.plan_json["lesions"][0]
+    assert le["measurements"]["truncated_by_fov"] is False
+    opts = {o["modality"]: o for o in le["options"]}
+    for m, margin_key in (("mwa", "target_margin_mm"), ("sbrt", "ptv_margin_mm")):
+        sim = opts[m]["simulation"]
+        assert sim["fov_limited"] is True and sim["fov_limited_faces"][0].startswith("superior")
+        assert sim["fov_extension_mm"] == pytest.approx(sim[margin_key] - gap_mm, abs=1e-6)
+        assert opts[m]["target_status"] == "uncertain", opts[m]["target"]
+        assert any(c.startswith("conditional — field of view") for c in opts[m]["conditions"])
+    assert opts["mwa"]["tier"] == "indicated"
+    for o in opts.values():
+        assert len(o["conditions"]) == len(set(o["conditions"])), o["conditions"]

@@ -185,8 +185,9 @@ def test_planner_thermal_target_past_the_image_edge_is_fov_limited(plan) -> None
     zone was clipped by the image and its margin read off the part shown ("8.5 mm, reaches"). Reference: the
     crop geometry — the image face 2 voxels (4 mm) past the lesion, the 5 mm target passes it by 5 − 4 =
     1.0 mm (exact, voxel boundaries); the zone reaches the face, so it is cut there. The plan says so
-    (``fov_limited``, the face named from the affine: +i is patient left), the board's target is at best
-    "uncertain" with the condition in words; the uncut case is not FOV-limited (0.0 mm)."""
+    (``fov_limited``, the face named from the affine: +i is patient left), the margin is the uncut scan's
+    (second reference: the same plan on the whole image), and the board's target is "uncertain" with the
+    condition in words; the uncut case is not FOV-limited (0.0 mm)."""
     from latplan.board.targets import judge
 
     whole = _synthetic_case()
@@ -197,9 +198,12 @@ def test_planner_thermal_target_past_the_image_edge_is_fov_limited(plan) -> None
     assert m["fov_extension_mm"] == pytest.approx(1.0, abs=1e-9)
     assert m["fov_zone_cut_faces"] == ["left (i = last slice)"]
     assert "conditional — field of view" in m["reason"] and "1 mm beyond the left" in m["fov_limited_note"]
-    j = judge(plan.__name__.removeprefix("plan_"), m, 5.0)
-    assert j.status in ("uncertain", "misses") and j.fov_limited is not None
-    assert "1 mm past the image edge (left (i = last slice))" in j.fov_limited
     ok = plan(whole, "lesion_1", None, target_margin_mm=5.0, **kw).metrics
     assert ok["fov_limited"] is False and ok["fov_limited_faces"] == [] and ok["fov_extension_mm"] == 0.0
     assert ok["fov_limited_note"] == ""
+    # the image face is not the zone's edge: the margin (and its band) is the uncut scan's, exactly (the chart
+    # zone continues past the face analytically), not the 4 mm gap to the face; the board calls it uncertain
+    assert m["min_margin_mm"] == ok["min_margin_mm"] >= 5.0 and m["min_margin_range_mm"] == ok["min_margin_range_mm"]
+    j = judge(plan.__name__.removeprefix("plan_"), m, 5.0)
+    assert j.status == "uncertain" and j.fov_limited is not None
+    assert "1 mm past the image edge (left (i = last slice))" in j.fov_limited

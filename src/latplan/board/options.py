@@ -241,8 +241,10 @@ def _judge_target(option: Option, rules: RuleSet) -> None:
         option.score += SIMULATION_FAILS_PENALTY
         option.extra_reasons.append(_rule_reason(rules, _SIM_CITATION_RULE.get(option.modality, ""),
                                                  f"Target missed: {t.text}.", "relative_contraindication", "simulation"))
-    for u in t.unchecked:
-        option.conditions.append(f"conditional — verify clearance of {u} on imaging")
+    for u in t.unchecked:  # once each: the rules' unknown anatomy may have asked for the same structure
+        text = f"conditional — verify clearance of {u} on imaging"
+        if text not in option.conditions:
+            option.conditions.append(text)
     _unverified_path_condition(option)
 
 

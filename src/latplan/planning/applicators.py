@@ -55,9 +55,12 @@ __all__ = [
     "Trajectory",
     "collateral_structures",
     "crop_around",
+    "crop_beyond",
     "find_trajectory",
     "fit_units",
+    "grown_grid",
     "heat_sink_vessels",
+    "margin_beyond",
     "shared_trajectory",
     "target_mask",
     "trajectory_key",
@@ -112,12 +115,28 @@ def crop_around(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> 
     return lo, hi  # type: ignore[return-value]
 
 
+def crop_beyond(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> list[tuple[int, int]]:
+    """Per axis (k, j, i): the voxels before/after the image that :func:`crop_around`'s box would need
+    (0, 0 when the padded box fits in the image)."""
+    idx = np.nonzero(mask)
+    pad = np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int)
+    return [(int(max(p - a.min(), 0)), int(max(a.max() + 1 + p - n, 0)))
+            for a, p, n in zip(idx, pad, mask.shape, strict=True)]
+
+
 def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray) -> np.ndarray:
-    """Lesion dilated by ``margin_mm`` (mm-true, Euclidean)."""
-    if margin_mm <= 0:
+    """Lesion dilated by ``margin_mm`` (mm-true, Euclidean); distances within the lesion's box grown by the
+    margin (+ 1 voxel), which holds every voxel within reach (exact, and small next to the crop)."""
+    if margin_mm <= 0 or not lesion.any():
         return lesion.copy()
-    d = ndimage.distance_transform_edt(~lesion, sampling=spacing_kji_mm)
-    return d <= margin_mm
+    h = np.asarray(spacing_kji_mm, float)
+    idx = np.nonzero(lesion)
+    pad = np.ceil(margin_mm / h).astype(int) + 1
+    box = tuple(slice(int(max(a.min() - q, 0)), int(min(a.max() + 1 + q, n)))
+                for a, q, n in zip(idx, pad, lesion.shape, strict=True))
+    out = np.zeros(lesion.shape, bool)
+    out[box] = ndimage.distance_transform_edt(~lesion[box], sampling=h) <= margin_mm
+    return out
 
 
 def _names_with_roles(case: Case, roles: frozenset[StructureRole] | set[StructureRole]) -> list[str]:
@@ -297,6 +316,8 @@ class PlacementResult:
     zone: Volume
     spacing_mm: float = 0.0
     tried: list[str] = field(default_factory=list)
+    #: the zone on the crop grown past the image's cut faces (``fit_units(beyond_vox=…)``), else None
+    zone_beyond: np.ndarray | None = None
 
 
 def _frame(direction: np.ndarray) -> np.ndarray:
@@ -324,14 +345,19 @@ def fit_units(
     max_units: int = 1,
     unit_sizes: Callable[[int], Sequence[ZoneSize]] | None = None,
     spacings_mm: Sequence[float] = tuple(np.arange(5.0, 45.1, 2.5)),
+    beyond_vox: Sequence[tuple[int, int]] | None = None,
 ) -> PlacementResult:
     """Smallest set of parallel units (≤ ``max_units``) whose zones cover ``target``.
 
     ``sizes`` are the candidate zones of one unit (device settings); ``unit_sizes(n)`` may
     give different candidates for ``n`` units. Returns the best found even when nothing
-    covers (``covers`` False, largest zone / most units tried).
+    covers (``covers`` False, largest zone / most units tried). ``beyond_vox``: per axis (k, j, i)
+    the voxels before/after the crop ``ref`` that lie past the image's edge; the margin is then
+    measured on the grid grown by them (the chart zone continues there, analytically; the lesion
+    does not), so the image edge is never taken as the zone's edge (:func:`margin_beyond`).
     """
     h = ref.spacing_kji_mm
+    grown = grown_grid(ref, beyond_vox) if beyond_vox is not None and any(a or b for a, b in beyond_vox) else None
     frame = _frame(direction)
     surf = target & ~ndimage.binary_erosion(target)
     pts_mm = ref.index_to_mm(np.argwhere(surf).astype(float))
@@ -349,9 +375,11 @@ def fit_units(
                                       size.depth_mm))
             tips.append(c_mm - size.centre_offset_from_tip_mm * frame[0])
         zone = rasterise_zones(ref, ells)
-        margin = ablative_margin_arrays_safe(lesion, zone.array, h)
+        beyond = None if grown is None or beyond_vox is None else rasterise_zones(grown, ells).array
+        margin = (ablative_margin_arrays_safe(lesion, zone.array, h) if beyond is None or beyond_vox is None else
+                  margin_beyond(lesion, zone.array, beyond, beyond_vox, h))
         return PlacementResult(ells, [size] * len(ells), tips, frame[0], margin.min_margin_mm >= target_margin_mm - 1e-6,
-                               margin, zone, spacing, list(tried))
+                               margin, zone, spacing, list(tried), beyond)
 
     for n in range(1, max_units + 1):
         cands = list(unit_sizes(n)) if unit_sizes is not None else list(sizes)
@@ -398,6 +426,32 @@ def fit_units(
     pr.tried = tried
     pr.covers = False
     return pr
+
+
+def grown_grid(ref: Volume, beyond_vox: Sequence[tuple[int, int]]) -> Volume:
+    """``ref`` grown by (before, after) voxels per axis (k, j, i), its affine shifted (array zeros: a grid
+    for analytic zones past the edge of the image)."""
+    before = np.array([b for b, _a in beyond_vox], float)
+    shape = tuple(int(n + b + a) for n, (b, a) in zip(ref.shape, beyond_vox, strict=True))
+    aff = np.array(ref.affine)
+    aff[:3, 3] = ref.index_to_mm(-before)
+    return Volume(np.zeros(shape, bool), aff)
+
+
+def margin_beyond(lesion: np.ndarray, zone: np.ndarray, zone_grown: np.ndarray,
+                  beyond_vox: Sequence[tuple[int, int]], h: np.ndarray) -> MarginResult:
+    """Margin of ``lesion`` (on the crop) in ``zone`` (on the crop) continued past the image's edge by
+    ``zone_grown`` (on the grown grid of :func:`grown_grid`): inside the image the zone is ``zone`` (the
+    modelled one: vessels, heat sink), beyond it the chart zone. Why: an image face is not the zone's
+    edge — measured on the crop, a zone cut by the scan 3 mm above a lesion gave a "3.0 mm, misses"
+    margin that was the distance to the face (found on a real CT). The plan says it is conditional
+    (:func:`latplan.planning.fov.fov_check`). Surface indices are on the grown grid."""
+    inside = tuple(slice(b, b + n) for (b, _a), n in zip(beyond_vox, lesion.shape, strict=True))
+    z = zone_grown.copy()
+    z[inside] = zone
+    les = np.zeros(z.shape, bool)
+    les[inside] = lesion
+    return ablative_margin_arrays_safe(les, z, h)
 
 
 def ablative_margin_arrays_safe(lesion: np.ndarray, zone: np.ndarray, h: np.ndarray) -> MarginResult:
@@ -507,8 +561,16 @@ def zone_uncertainty_band(zone: np.ndarray, lesion: np.ndarray, spacing_mm: Sequ
     # distances between voxel centres: the zone's edge lies on average ≈ ⅓ voxel beyond the centres
     d = rel_diameter * r_eq
     c = 0.35 * float(h.mean())
-    inner = ndimage.distance_transform_edt(zone, sampling=h) > d + c
-    outer = ndimage.distance_transform_edt(~zone, sampling=h) <= d + c
+    # distances within the zone's box grown by d + c (+ 1 voxel): every voxel within d + c of the zone, and
+    # every zone voxel's nearest outside voxel, lie in it, so both maps are the whole array's (exact)
+    idx = np.nonzero(zone)
+    pad = np.ceil((d + c) / h).astype(int) + 1
+    box = tuple(slice(int(max(a.min() - q, 0)), int(min(a.max() + 1 + q, n)))
+                for a, q, n in zip(idx, pad, zone.shape, strict=True))
+    inner = np.zeros(zone.shape, bool)
+    outer = np.zeros(zone.shape, bool)
+    inner[box] = ndimage.distance_transform_edt(zone[box], sampling=h) > d + c
+    outer[box] = ndimage.distance_transform_edt(~zone[box], sampling=h) <= d + c
     if exclude is not None:
         outer &= ~exclude
     vols = [round(float(z.sum()) * vox_ml, 2) for z in (inner, outer)]

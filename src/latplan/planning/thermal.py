@@ -44,15 +44,17 @@ from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InvalidInputError
 from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import ablation_zones as az
-from latplan.physics.margins import ablative_margin_arrays
+from latplan.physics.margins import MarginResult, ablative_margin_arrays
 from latplan.planning.applicators import (
     PlacementResult,
     Trajectory,
     collateral_structures,
     crop_around,
+    crop_beyond,
     find_trajectory,
     fit_units,
     heat_sink_vessels,
+    margin_beyond,
     organ_volumes_in_zone,
     structure_role,
     target_mask,
@@ -158,11 +160,19 @@ def plan_thermal(
     lesion = lesion_full[sl]
     fit_margin = target_margin_mm + 0.5 * float(h.max())
     target = target_mask(lesion, fit_margin, h)
+    beyond_vox = crop_beyond(lesion_full, pad, h)  # past the image's edge: the margin sees the chart zone there
     fit = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
-                    max_units=max_units, unit_sizes=unit_sizes)
+                    max_units=max_units, unit_sizes=unit_sizes, beyond_vox=beyond_vox)
     single = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
-                       max_units=1, unit_sizes=unit_sizes) if len(fit.ellipsoids) > 1 or not fit.covers else fit
+                       max_units=1, unit_sizes=unit_sizes, beyond_vox=beyond_vox) \
+        if len(fit.ellipsoids) > 1 or not fit.covers else fit
     units = len(fit.ellipsoids)
+
+    def measured(z: np.ndarray) -> MarginResult:
+        """The margin of the lesion in the zone ``z`` (on the crop), continued past the image's edge."""
+        if fit.zone_beyond is None:
+            return ablative_margin_arrays(lesion, z, h)
+        return margin_beyond(lesion, z, fit.zone_beyond, beyond_vox, h)
 
     zone = fit.zone
     margin = fit.margin
@@ -172,7 +182,7 @@ def plan_thermal(
     if engine == "bioheat":
         zone, temperature, engine_info = bioheat_zone(modality, case, ref, lo, fit, dev)
         engine_info.pop("power_trace", None)  # arrays stay out of plan.json
-        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else fit.margin
+        margin = measured(zone.array) if zone.array.any() else fit.margin
         caveats.append("bioheat engine: parameter uncertainty (perfusion, tissue properties) dominates; "
                        "published in vivo RFA models reach Dice 0.42–0.73 (van Erp et al., Cancers 2023;15:5684)")
     sinks = heat_sink_vessels(case, lesion_id, measurements=meas)
@@ -180,7 +190,7 @@ def plan_thermal(
     lumen = _large_vessel_lumen(geo, sl)
     if np.any(zone.array & lumen):
         zone = zone.with_array(zone.array & ~lumen)
-        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
+        margin = measured(zone.array) if zone.array.any() else margin
     heat_sink: dict[str, Any] | None = None
     heat_sink_lost = None
     if heat_sink_check and sinks and modality in ("rfa", "mwa") and zone.array.any():
@@ -190,11 +200,12 @@ def plan_thermal(
         zone = zone.with_array(phys_zone & ~lumen)
         if lost.any():
             heat_sink_lost = ref.with_array(lost)
-        margin = ablative_margin_arrays(lesion, zone.array, h) if zone.array.any() else margin
+        margin = measured(zone.array) if zone.array.any() else margin
         heat_sink["min_margin_with_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
     target_eval = target_mask(lesion, target_margin_mm, h)
     perivascular = perivascular_report(case, sl, zone.array, lesion, target_eval, sinks)
-    board_keys = _board_metrics(modality, case, zone.array, lesion, target_eval, lumen, lo)
+    board_keys = _board_metrics(modality, case, zone.array, lesion, target_eval, lumen, lo,
+                                None if fit.zone_beyond is None else (fit.zone_beyond, beyond_vox))
     covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
 
     reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks)
@@ -448,13 +459,23 @@ def _large_vessel_lumen(geometry: CaseGeometry, sl: tuple[slice, ...]) -> np.nda
 
 
 def _board_metrics(modality: str, case: Case, zone: np.ndarray, lesion: np.ndarray, target: np.ndarray,
-                   lumen: np.ndarray, lo: tuple[int, int, int]) -> dict[str, Any]:
+                   lumen: np.ndarray, lo: tuple[int, int, int],
+                   beyond: tuple[np.ndarray, list[tuple[int, int]]] | None = None) -> dict[str, Any]:
     """The cross-helper keys: target coverage, organs in the zone, and the uncertainty bands
-    (zone edge ± the modality's zone-size uncertainty, data file; the nominal values stay)."""
+    (zone edge ± the modality's zone-size uncertainty, data file; the nominal values stay). ``beyond``:
+    (the zone grown past the image's edge, its voxels per axis) — the margin band is then measured with
+    the zone continued there (:func:`~latplan.planning.applicators.margin_beyond`), the volumes in the image."""
     h = case.labels.spacing_kji_mm
     organs, unsegmented = organ_volumes_in_zone(case, zone, lo)
-    vol_range, margin_range = zone_uncertainty_band(zone, lesion, tuple(float(x) for x in h),
-                                                   az.zone_uncertainty_fraction(modality), lumen)
+    hh = tuple(float(x) for x in h)
+    frac = az.zone_uncertainty_fraction(modality)
+    vol_range, margin_range = zone_uncertainty_band(zone, lesion, hh, frac, lumen)
+    if beyond is not None:
+        grown, vox = beyond
+        inside = tuple(slice(b, b + n) for (b, _a), n in zip(vox, zone.shape, strict=True))
+        z, les, ex = grown.copy(), np.zeros(grown.shape, bool), np.zeros(grown.shape, bool)
+        z[inside], les[inside], ex[inside] = zone, lesion, lumen
+        margin_range = zone_uncertainty_band(z, les, hh, frac, ex)[1]
     return {
         "target_coverage_percent": round(100.0 * float(np.mean(zone[target])), 2) if target.any() else 0.0,
         "organ_volumes_in_zone_ml": organs,
@@ -479,6 +500,10 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
         return []
     lab = case.labels.array[sl]
     ml = case.labels.voxel_volume_ml
+    # the shells matter only inside the target: distances are taken in the target's box grown by the reach
+    # (+ 1 voxel), which holds every vessel voxel within reach of it — exact, and small next to the crop
+    box = _grown_box(target, HEAT_SINK_REACH_MM, h)
+    tgt, les, zn, ves = target[box], lesion[box], zone[box], vessel[box]
     out = []
     for name in case.structure_names():
         if structure_role(case, name) not in VESSEL_ROLES:
@@ -486,19 +511,32 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
         mine = large & np.isin(lab, case.label_table.values_for(name))
         if not mine.any():
             continue
-        shell = (ndimage.distance_transform_edt(~mine, sampling=h) <= HEAT_SINK_REACH_MM) & ~vessel
-        if not np.any(shell & target):
+        near = mine[box]
+        if not near.any():
+            continue
+        shell = (ndimage.distance_transform_edt(~near, sampling=h) <= HEAT_SINK_REACH_MM) & ~ves
+        if not np.any(shell & tgt):
             continue
         measured = next((v["calibre_mm"] for v in sinks or [] if v.get("name") == name), None)
         out.append({
             "vessel": name,
             "calibre_mm": round(float(measured if measured is not None else calibre[mine].max()), 2),
-            "target_within_reach_ml": round(float(np.sum(shell & target)) * ml, 2),
-            "unablated_target_ml": round(float(np.sum(shell & target & ~zone)) * ml, 2),
-            "viable_tumour_ml": round(float(np.sum(shell & lesion & ~zone)) * ml, 2),
+            "target_within_reach_ml": round(float(np.sum(shell & tgt)) * ml, 2),
+            "unablated_target_ml": round(float(np.sum(shell & tgt & ~zn)) * ml, 2),
+            "viable_tumour_ml": round(float(np.sum(shell & les & ~zn)) * ml, 2),
             "lumen_in_zone_ml": round(float(np.sum(mine & zone)) * ml, 2),
         })
     return out
+
+
+def _grown_box(mask: np.ndarray, reach_mm: float, h: np.ndarray) -> tuple[slice, ...]:
+    """Index box of ``mask`` grown by ``reach_mm`` + 1 voxel per axis, clipped to the array (all of it when empty)."""
+    idx = np.nonzero(mask)
+    if len(idx[0]) == 0:
+        return tuple(slice(0, n) for n in mask.shape)
+    pad = np.ceil(reach_mm / np.asarray(h, float)).astype(int) + 1
+    return tuple(slice(int(max(a.min() - p, 0)), int(min(a.max() + 1 + p, n)))
+                 for a, p, n in zip(idx, pad, mask.shape, strict=True))
 
 
 def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
