@@ -58,6 +58,7 @@ __all__ = [
     "crop_beyond",
     "find_trajectory",
     "fit_units",
+    "grown_box",
     "grown_grid",
     "heat_sink_vessels",
     "margin_beyond",
@@ -124,16 +125,25 @@ def crop_beyond(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> 
             for a, p, n in zip(idx, pad, mask.shape, strict=True)]
 
 
+def grown_box(mask: np.ndarray, reach_mm: float, h: np.ndarray) -> tuple[slice, ...]:
+    """Index box of ``mask`` grown by ``reach_mm`` + 1 voxel per axis, clipped to the array (all of it when
+    ``mask`` is empty). A distance map taken inside it is the whole array's for every voxel within
+    ``reach_mm`` of the mask, and for every mask voxel's nearest outside voxel."""
+    idx = np.nonzero(mask)
+    if len(idx[0]) == 0:
+        return tuple(slice(0, n) for n in mask.shape)
+    pad = np.ceil(reach_mm / np.asarray(h, float)).astype(int) + 1
+    return tuple(slice(int(max(a.min() - p, 0)), int(min(a.max() + 1 + p, n)))
+                 for a, p, n in zip(idx, pad, mask.shape, strict=True))
+
+
 def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray) -> np.ndarray:
     """Lesion dilated by ``margin_mm`` (mm-true, Euclidean); distances within the lesion's box grown by the
     margin (+ 1 voxel), which holds every voxel within reach (exact, and small next to the crop)."""
     if margin_mm <= 0 or not lesion.any():
         return lesion.copy()
     h = np.asarray(spacing_kji_mm, float)
-    idx = np.nonzero(lesion)
-    pad = np.ceil(margin_mm / h).astype(int) + 1
-    box = tuple(slice(int(max(a.min() - q, 0)), int(min(a.max() + 1 + q, n)))
-                for a, q, n in zip(idx, pad, lesion.shape, strict=True))
+    box = grown_box(lesion, margin_mm, h)
     out = np.zeros(lesion.shape, bool)
     out[box] = ndimage.distance_transform_edt(~lesion[box], sampling=h) <= margin_mm
     return out
@@ -563,10 +573,7 @@ def zone_uncertainty_band(zone: np.ndarray, lesion: np.ndarray, spacing_mm: Sequ
     c = 0.35 * float(h.mean())
     # distances within the zone's box grown by d + c (+ 1 voxel): every voxel within d + c of the zone, and
     # every zone voxel's nearest outside voxel, lie in it, so both maps are the whole array's (exact)
-    idx = np.nonzero(zone)
-    pad = np.ceil((d + c) / h).astype(int) + 1
-    box = tuple(slice(int(max(a.min() - q, 0)), int(min(a.max() + 1 + q, n)))
-                for a, q, n in zip(idx, pad, zone.shape, strict=True))
+    box = grown_box(zone, d + c, h)
     inner = np.zeros(zone.shape, bool)
     outer = np.zeros(zone.shape, bool)
     inner[box] = ndimage.distance_transform_edt(zone[box], sampling=h) > d + c

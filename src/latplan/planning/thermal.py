@@ -53,6 +53,7 @@ from latplan.planning.applicators import (
     crop_beyond,
     find_trajectory,
     fit_units,
+    grown_box,
     heat_sink_vessels,
     margin_beyond,
     organ_volumes_in_zone,
@@ -502,7 +503,7 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
     ml = case.labels.voxel_volume_ml
     # the shells matter only inside the target: distances are taken in the target's box grown by the reach
     # (+ 1 voxel), which holds every vessel voxel within reach of it — exact, and small next to the crop
-    box = _grown_box(target, HEAT_SINK_REACH_MM, h)
+    box = grown_box(target, HEAT_SINK_REACH_MM, h)
     tgt, les, zn, ves = target[box], lesion[box], zone[box], vessel[box]
     out = []
     for name in case.structure_names():
@@ -527,16 +528,6 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
             "lumen_in_zone_ml": round(float(np.sum(mine & zone)) * ml, 2),
         })
     return out
-
-
-def _grown_box(mask: np.ndarray, reach_mm: float, h: np.ndarray) -> tuple[slice, ...]:
-    """Index box of ``mask`` grown by ``reach_mm`` + 1 voxel per axis, clipped to the array (all of it when empty)."""
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
-        return tuple(slice(0, n) for n in mask.shape)
-    pad = np.ceil(reach_mm / np.asarray(h, float)).astype(int) + 1
-    return tuple(slice(int(max(a.min() - p, 0)), int(min(a.max() + 1 + p, n)))
-                 for a, p, n in zip(idx, pad, mask.shape, strict=True))
 
 
 def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
