@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,47 @@ def _applicator_dicts(modality: str, device: str, fit: PlacementResult, traj: Tr
     return out
 
 
+@dataclass
+class _Fitted:
+    """The crop around the lesion (at index ``lo`` of the case grid) and the chart zones fitted on it."""
+
+    lo: tuple[int, int, int]
+    sl: tuple[slice, ...]
+    ref: Any  # the crop's Volume
+    lesion: np.ndarray
+    target: np.ndarray
+    beyond_vox: list[tuple[int, int]]
+    fit: PlacementResult
+    single: PlacementResult
+
+    def measured(self, z: np.ndarray) -> MarginResult:
+        """The margin of the lesion in the zone ``z`` (on the crop), continued past the image's edge."""
+        h = self.ref.spacing_kji_mm
+        if self.fit.zone_beyond is None:
+            return ablative_margin_arrays(self.lesion, z, h)
+        return margin_beyond(self.lesion, z, self.fit.zone_beyond, self.beyond_vox, h)
+
+
+def _fit(case: Case, lesion_full: np.ndarray, biggest: az.ZoneSize, sizes: Any, unit_sizes: Any, max_units: int,
+         target_margin_mm: float, traj: Trajectory) -> _Fitted:
+    """Crop around the lesion and fit the chart zones (the best set, and the best single unit); past the
+    image's edge the margin sees the chart zone continued there (``beyond_vox``)."""
+    h = case.labels.spacing_kji_mm
+    pad = 0.5 * max(biggest.length_mm, biggest.width_mm) + 45.0 + target_margin_mm
+    lo, hi = crop_around(lesion_full, pad, h)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    ref = case.labels.crop(lo, hi)
+    lesion = lesion_full[sl]
+    target = target_mask(lesion, target_margin_mm + 0.5 * float(h.max()), h)
+    beyond_vox = crop_beyond(lesion_full, pad, h)
+    fit = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
+                    max_units=max_units, unit_sizes=unit_sizes, beyond_vox=beyond_vox)
+    single = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
+                       max_units=1, unit_sizes=unit_sizes, beyond_vox=beyond_vox) \
+        if len(fit.ellipsoids) > 1 or not fit.covers else fit
+    return _Fitted(lo, sl, ref, lesion, target, beyond_vox, fit, single)
+
+
 def plan_thermal(
     modality: str,
     case: Case,
@@ -154,26 +196,10 @@ def plan_thermal(
     traj = find_trajectory(case, lesion_id, geometry=geo)
 
     biggest = max(sizes, key=lambda z: z.volume_ml)
-    pad = 0.5 * max(biggest.length_mm, biggest.width_mm) + 45.0 + target_margin_mm
-    lo, hi = crop_around(lesion_full, pad, h)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    ref = case.labels.crop(lo, hi)
-    lesion = lesion_full[sl]
-    fit_margin = target_margin_mm + 0.5 * float(h.max())
-    target = target_mask(lesion, fit_margin, h)
-    beyond_vox = crop_beyond(lesion_full, pad, h)  # past the image's edge: the margin sees the chart zone there
-    fit = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
-                    max_units=max_units, unit_sizes=unit_sizes, beyond_vox=beyond_vox)
-    single = fit_units(ref, lesion, target, traj.direction, sizes, target_margin_mm=target_margin_mm,
-                       max_units=1, unit_sizes=unit_sizes, beyond_vox=beyond_vox) \
-        if len(fit.ellipsoids) > 1 or not fit.covers else fit
+    fitted = _fit(case, lesion_full, biggest, sizes, unit_sizes, max_units, target_margin_mm, traj)
+    lo, sl, ref, lesion, target = fitted.lo, fitted.sl, fitted.ref, fitted.lesion, fitted.target
+    fit, single, measured = fitted.fit, fitted.single, fitted.measured
     units = len(fit.ellipsoids)
-
-    def measured(z: np.ndarray) -> MarginResult:
-        """The margin of the lesion in the zone ``z`` (on the crop), continued past the image's edge."""
-        if fit.zone_beyond is None:
-            return ablative_margin_arrays(lesion, z, h)
-        return margin_beyond(lesion, z, fit.zone_beyond, beyond_vox, h)
 
     zone = fit.zone
     margin = fit.margin
@@ -206,7 +232,7 @@ def plan_thermal(
     target_eval = target_mask(lesion, target_margin_mm, h)
     perivascular = perivascular_report(case, sl, zone.array, lesion, target_eval, sinks)
     board_keys = _board_metrics(modality, case, zone.array, lesion, target_eval, lumen, lo,
-                                None if fit.zone_beyond is None else (fit.zone_beyond, beyond_vox))
+                                None if fit.zone_beyond is None else (fit.zone_beyond, fitted.beyond_vox))
     covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
 
     reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks)
