@@ -623,6 +623,7 @@ SUBPROCESS_SAMPLE = ["image-gz-truncated-half", "labels-yaml-duplicate-key", "ca
                      "path-image-etc-passwd", "labels-mirrored-x-symmetric-grid", "rtstruct-outside-image-z"]
 
 
+@pytest.mark.slow  # end-to-end: one `latplan` process per input (≈ 2 s each)
 @pytest.mark.parametrize("bad_id", SUBPROCESS_SAMPLE)
 def test_bad_input_through_the_console_script(bad_id: str, base_folder: Path, tmp_path: Path) -> None:
     """The real entry point (latplan.cli:main): exit code 2, one 'error: ...' line naming the file (the last line;

@@ -218,6 +218,7 @@ def test_cli_insert_lesion_synthetic(tmp_path):
     assert load_case_folder(tmp_path / "out").lesion_ids == ["lesion_1"]
 
 
+@pytest.mark.slow  # end-to-end: the console script on real scans (≈ 2.4 s each)
 @pytest.mark.parametrize(("folder", "structure"), [("totalseg-ct-3mm", "portal_vein"), ("totalseg-ct-dicom", "inferior_vena_cava")])
 def test_cli_insert_lesion_real_cases(tmp_path, shared_data, folder, structure):
     """Real TotalSegmentator CTs (@0e65a448, Apache-2.0) without case.yaml: --patient-id/--primary create it;

@@ -38,6 +38,7 @@ def _compile_fresh_kernel(n: int) -> tuple[int, int]:
     return int(total(np.arange(n))), int(numba.get_num_threads())
 
 
+@pytest.mark.slow  # end-to-end: a spawned process compiles numba kernels (≈ 5 s)
 def test_spawned_worker_compiles_new_kernels_with_one_thread() -> None:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker) as pool:
         results = list(pool.map(_compile_fresh_kernel, [10, 100]))

@@ -116,6 +116,7 @@ def test_single_lesion_main_report_at_most_8_pages(one_lesion):
         assert heading in text, heading
 
 
+@pytest.mark.slow  # end-to-end: the 4-lesion PDF (≈ 6 s)
 def test_four_lesions_main_report_at_most_16_pages(four_lesions):
     _, _html, pages = four_lesions
     assert 1 <= len(pages) <= 16

@@ -78,6 +78,7 @@ def test_setting_from_env_and_to_the_served_worker(tmp_path):
     assert jobs.worker_planner(settings.with_(dask_scheduler=None)) is jobs.default_planner
 
 
+@pytest.mark.slow  # end-to-end: a web job planned on a Dask cluster (≈ 4 s)
 def test_web_job_runs_on_dask_once_with_result_and_progress(tmp_path, case_zip, dask_client):
     settings = _settings(tmp_path, dask_client)
     _queue_job(settings, case_zip)
