@@ -373,3 +373,18 @@ def test_figure_png_has_the_pixels_of_savefig():
     im = Image.open(io.BytesIO(png))
     assert im.mode == "RGB" and (ref[..., 3] == 255).all()
     assert np.array_equal(np.asarray(im), ref[..., :3])
+
+
+def test_target_outline_is_named_by_what_the_plan_defines() -> None:
+    """Seen on a rendered MWA zone figure (real CT, this round): the dashed target read "target (PTV/CTV)", which
+    an ablation plan has neither of. Reference: the plan's own definitions — IBT's CTV margin, an ablation's
+    target margin; a plan with neither keeps the generic label."""
+    from types import SimpleNamespace
+
+    from latplan.report.figures import _target_label
+
+    assert _target_label(SimpleNamespace(metrics={"ctv_margin_mm": 10.0, "target_margin_mm": 10.0})) == \
+        "CTV (lesion + 10 mm)"
+    assert _target_label(SimpleNamespace(metrics={"target_margin_mm": 5.0})) == "target (lesion + 5 mm)"
+    assert _target_label(SimpleNamespace(metrics={"target_margin_mm": True})) == "target (PTV/CTV)"
+    assert _target_label(SimpleNamespace(metrics=None)) == "target (PTV/CTV)"

@@ -683,7 +683,7 @@ def ablation_figure(case: Any, plan: Any, *, fov_mm: float | None = None) -> tup
     title = f"{lesion_id.replace('_', ' ')} · {plan.modality.upper()}: predicted zone, planes through the minimal margin"
     fig, drawings = _three_views(
         case, np.asarray(centre), fov_mm=fov, suptitle=title, highlight=lesion_id,
-        structures=None, zone=plan.zone, zone_label=zone_label, target=plan.target,
+        structures=None, zone=plan.zone, zone_label=zone_label, target=plan.target, target_label=_target_label(plan),
         field_v_per_cm=plan.field_v_per_cm if plan.zone is None else None,
         field_threshold_v_per_cm=threshold if plan.zone is None else None,
         markers=markers, applicators=plan.applicators,
@@ -722,7 +722,18 @@ def isodose_figure(
     title = f"{plan.lesion_id.replace('_', ' ')} · {plan.modality.upper()}: isodoses (prescription {rx:.1f} Gy)" if rx else None
     return _three_views(case, lesion_centre_mm(mask), fov_mm=fov, suptitle=title, highlight=plan.lesion_id,
                         dose=plan.dose, prescription_gy=rx, isodose_percents=percents, target=plan.target,
-                        applicators=plan.applicators)
+                        target_label=_target_label(plan), applicators=plan.applicators)
+
+
+def _target_label(plan: Any) -> str:
+    """The legend of a plan's target outline in words the plan defines: "CTV (lesion + 10 mm)" (IBT), "target
+    (lesion + 5 mm)" (ablation), else the generic label (an ablation figure read "target (PTV/CTV)")."""
+    m = plan.metrics if isinstance(plan.metrics, Mapping) else {}
+    for key, word in (("ctv_margin_mm", "CTV"), ("target_margin_mm", "target")):
+        v = m.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return f"{word} (lesion + {v:g} mm)"
+    return "target (PTV/CTV)"
 
 
 def territory_figure(case: Any, lesion_id: str, segments: Sequence[str], *, plan: Any = None,
