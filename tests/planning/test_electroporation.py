@@ -124,9 +124,9 @@ def test_planner_ire_demo_lesion_with_margin(seg6_case) -> None:  # type: ignore
 def test_planner_ire_too_large_lesion_reported_with_reason() -> None:
     """A 40 mm lesion + 5 mm margin cannot be covered at 3000 V: the plan says so, names the
     voltage limit and the best coverage, and never exceeds the limit."""
-    from tests.planning.test_thermal_planners import _synthetic_case
+    from tests.planning.helpers import synthetic_thermal_case
 
-    p = plan_ire(_synthetic_case(lesion_radius_mm=20.0), "lesion_1")
+    p = plan_ire(synthetic_thermal_case(lesion_radius_mm=20.0), "lesion_1")
     m = p.metrics
     assert m["covered"] is False and m["limited_by"] == "voltage"
     assert m["target_coverage_percent"] < 95.0
@@ -156,14 +156,9 @@ def test_planner_generator_limits_are_respected(seg6_case) -> None:  # type: ign
 def _cropped(case, beyond_lesion_mm: float):  # type: ignore[no-untyped-def]
     """The case with its image cut along i (the scan's last i slices removed) ``beyond_lesion_mm``
     past the lesion's last voxel (negative: through the lesion) — a lesion at the edge of a cropped CT."""
-    from latplan.case import Case
+    from tests.planning.helpers import cut_along_i
 
-    m = case.lesion_mask(case.lesion_ids[0]).array
-    h = float(case.labels.spacing_kji_mm[2])
-    at = int(np.nonzero(m)[2].max()) + 1 + round(beyond_lesion_mm / h)
-    lo, hi = (0, 0, 0), (m.shape[0], m.shape[1], at)
-    return Case(patient=case.patient, image=case.image.crop(lo, hi), labels=case.labels.crop(lo, hi),
-                label_table=case.label_table)
+    return cut_along_i(case, round(beyond_lesion_mm / float(case.labels.spacing_kji_mm[2])), case.lesion_ids[0])
 
 
 def test_planner_lesion_cut_by_the_image_edge_is_a_failed_simulation(seg6_case) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from latplan.case import Case
 from latplan.planning.fov import fov_check
 from latplan.planning.ibt import plan_ibt
 from latplan.planning.sbrt import plan_sbrt
-from tests.planning.test_thermal_planners import _cut_along_i, _synthetic_case
+from tests.planning.helpers import cut_along_i, synthetic_thermal_case
 
 
 def test_fov_check_overshoot_faces_and_zone_cut() -> None:
@@ -22,7 +22,7 @@ def test_fov_check_overshoot_faces_and_zone_cut() -> None:
     5 − 4 = 1.0 mm and no other (≥ 10 voxels of room elsewhere); with the i axis along −x (a flipped
     affine) the same face is the patient's right. A zone on a crop touching the image's first k slice is
     cut there; the same zone on a crop away from the image edge is not."""
-    case = _synthetic_case()
+    case = synthetic_thermal_case()
     shape = case.labels.shape
     lesion = np.zeros(shape, bool)
     lesion[20:24, 20:24, shape[2] - 6:shape[2] - 2] = True
@@ -45,8 +45,8 @@ def test_fov_check_overshoot_faces_and_zone_cut() -> None:
 def test_sbrt_and_ibt_targets_past_the_image_edge_are_fov_limited() -> None:
     """The image face 2 voxels (4 mm) past the lesion: the SBRT PTV (lesion + the set-up margin) and the IBT
     CTV (lesion + 10 mm, the protocol's margin) pass it by margin − 4 mm; the uncut case is not limited."""
-    whole = _synthetic_case()
-    cut = _cut_along_i(whole, 2)
+    whole = synthetic_thermal_case()
+    cut = cut_along_i(whole, 2)
     s = plan_sbrt(cut, "lesion_1").metrics
     assert s["fov_limited"] is True and s["fov_limited_faces"] == ["left (i = last slice)"]
     assert s["fov_extension_mm"] == pytest.approx(s["ptv_margin_mm"] - 4.0)

@@ -8,32 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from latplan.case import Case, LabelTable, Patient
-from latplan.imaging.volume import Volume
+from latplan.case import Case
 from latplan.planning.electroporation import plan_ect
 from latplan.planning.thermal import plan_cryo, plan_mwa, plan_rfa
+from tests.planning.helpers import cut_along_i, synthetic_thermal_case
 
 THERMAL_KEYS = {"min_margin_mm", "coverage_percent", "applicator_count", "covered", "heat_sink_vessels",
                 "collateral_structures", "reason"}
-
-
-def _synthetic_case(lesion_radius_mm: float = 9.0, h: float = 2.0) -> Case:
-    """Body ⊃ liver block ⊃ spherical lesion, a 6 mm vessel beside it, a bowel loop below."""
-    n = 60
-    ax = np.arange(n) * h - n * h / 2
-    kk, jj, ii = np.meshgrid(ax, ax, ax, indexing="ij")
-    lab = np.ones((n, n, n), np.int16) * 4                      # body
-    lab[(np.abs(kk) < 50) & (np.abs(jj) < 40) & (np.abs(ii) < 50)] = 1   # liver
-    lab[(jj - 18) ** 2 + (ii - 0) ** 2 <= 3.0**2] = 3            # portal vein along k, 6 mm
-    lab[(kk + 0) ** 2 + (jj + 42) ** 2 + ii**2 <= 6.0**2] = 5     # bowel loop below the liver
-    lab[kk**2 + jj**2 + ii**2 <= lesion_radius_mm**2] = 2        # lesion
-    lab[:, :, :2] = 0
-    aff = np.diag([h, h, h, 1.0])
-    aff[:3, 3] = -n * h / 2
-    labels = Volume(lab, aff)
-    table = LabelTable.from_mapping({1: "liver", 2: "lesion_1", 3: "portal_vein", 4: "body", 5: "colon"})
-    return Case(Patient(id="SYN-1", primary="colorectal"), labels.with_array(np.zeros(lab.shape, np.int16)),
-                labels, table)
 
 
 def test_planner_mwa_metrics_and_margin_parameter() -> None:
@@ -41,7 +22,7 @@ def test_planner_mwa_metrics_and_margin_parameter() -> None:
     a 10 mm target margin (RAS-mutant colorectal) needs a larger zone than 5 mm. The chart zone
     (heat-sink check off): with the check, the physics zone stops a voxel short of the 6 mm vessel
     6 mm from the lesion and the 5 mm margin towards it is not met (tests/planning/test_thermal.py)."""
-    case = _synthetic_case()
+    case = synthetic_thermal_case()
     p5 = plan_mwa(case, "lesion_1", None, target_margin_mm=5.0, heat_sink_check=False)
     p10 = plan_mwa(case, "lesion_1", None, target_margin_mm=10.0, heat_sink_check=False)
     assert THERMAL_KEYS <= set(p5.metrics)
@@ -58,9 +39,9 @@ def test_planner_mwa_metrics_and_margin_parameter() -> None:
     assert set(p5.margin_histogram) == {"<0", "0-5", ">=5"}
 
 
-def test_planner_rfa_cryo_on_synthetic_case() -> None:
+def test_planner_rfa_cryo_onsynthetic_thermal_case() -> None:
     """RFA reports the heat sink in its caveats; cryo lists every probe as an applicator."""
-    case = _synthetic_case()
+    case = synthetic_thermal_case()
     rfa = plan_rfa(case, "lesion_1")
     assert any("heat sink" in c for c in rfa.caveats)
     cryo = plan_cryo(case, "lesion_1")
@@ -71,7 +52,7 @@ def test_planner_rfa_cryo_on_synthetic_case() -> None:
 def test_planner_ect_small_lesion() -> None:
     """ECT plan contract: one applicator per needle, one voltage per pulsed pair, a monotonic
     coverage curve, the field grid and a JSON-serialisable summary."""
-    case = _synthetic_case(lesion_radius_mm=5.0)
+    case = synthetic_thermal_case(lesion_radius_mm=5.0)
     p = plan_ect(case, "lesion_1", target_margin_mm=2.0, iterations=2)
     curve = p.metrics["coverage_curve"]["coverage_percent"]
     assert all(a >= b for a, b in itertools.pairwise(curve))
@@ -162,21 +143,12 @@ def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
 
 def test_planner_no_heat_sink_check_without_large_vessel() -> None:
     """No vessel ≥ 3 mm within 10 mm → no Pennes comparison run, no heat-sink entry."""
-    case = _synthetic_case()
+    case = synthetic_thermal_case()
     lab = case.labels.array.copy()
     lab[lab == 3] = 1  # the portal vein becomes liver
     case2 = Case(case.patient, case.image, case.labels.with_array(lab), case.label_table)
     p = plan_mwa(case2, "lesion_1")
     assert "heat_sink" not in p.metrics and p.heat_sink_lost is None
-
-
-def _cut_along_i(case: Case, gap_vox: int) -> Case:
-    """``case`` with its image cut along i ``gap_vox`` voxels past the lesion's last voxel (a cropped scan)."""
-    m = case.lesion_mask("lesion_1").array
-    at = int(np.nonzero(m)[2].max()) + 1 + gap_vox
-    lo, hi = (0, 0, 0), (m.shape[0], m.shape[1], at)
-    return Case(patient=case.patient, image=case.image.crop(lo, hi), labels=case.labels.crop(lo, hi),
-                label_table=case.label_table)
 
 
 @pytest.mark.parametrize("plan", [plan_mwa, plan_rfa, plan_cryo], ids=["mwa", "rfa", "cryo"])
@@ -190,8 +162,8 @@ def test_planner_thermal_target_past_the_image_edge_is_fov_limited(plan) -> None
     condition in words; the uncut case is not FOV-limited (0.0 mm)."""
     from latplan.board.targets import judge
 
-    whole = _synthetic_case()
-    cut = _cut_along_i(whole, 2)
+    whole = synthetic_thermal_case()
+    cut = cut_along_i(whole, 2)
     kw = {} if plan is plan_cryo else {"heat_sink_check": False}
     m = plan(cut, "lesion_1", None, target_margin_mm=5.0, **kw).metrics
     assert m["fov_limited"] is True and m["fov_limited_faces"] == ["left (i = last slice)"]

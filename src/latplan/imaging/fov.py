@@ -40,6 +40,7 @@ __all__ = [
     "edge_faces",
     "face_name",
     "faces_reached_beyond",
+    "faces_touched",
     "path_inside_image_and_through_body",
     "skin_mask",
     "touches_image_edge",
@@ -70,6 +71,21 @@ def face_name(affine: NDArray[np.float64], ax: int, upper: bool) -> str:
     col = np.asarray(affine, float)[:3, 2 - ax] * (1.0 if upper else -1.0)
     d = int(np.argmax(np.abs(col)))
     return f"{_LPS_SIDES[d][0 if col[d] > 0 else 1]} ({'kji'[ax]} = {'last' if upper else 'first'} slice)"
+
+
+def faces_touched(mask: BoolArray, affine: NDArray[np.float64], lo: tuple[int, int, int] = (0, 0, 0),
+                  image_shape: tuple[int, ...] | None = None) -> list[str]:
+    """The image faces ``mask`` touches (:func:`face_name` each). ``mask`` may lie on a crop starting at index
+    ``lo`` of an image of ``image_shape`` (default: the mask is the whole image): only the crop's faces that are
+    the image's count."""
+    n_img = mask.shape if image_shape is None else image_shape
+    out = []
+    for ax in range(3):
+        for upper in (False, True):
+            at_edge = lo[ax] + mask.shape[ax] == n_img[ax] if upper else lo[ax] == 0
+            if at_edge and np.take(mask, mask.shape[ax] - 1 if upper else 0, axis=ax).any():
+                out.append(face_name(affine, ax, upper))
+    return out
 
 
 def faces_reached_beyond(mask: BoolArray, reach_mm: float, spacing_kji_mm: NDArray[np.float64],

@@ -54,6 +54,7 @@ __all__ = [
     "PlacementResult",
     "Trajectory",
     "collateral_structures",
+    "continued",
     "crop_around",
     "crop_beyond",
     "find_trajectory",
@@ -61,6 +62,7 @@ __all__ = [
     "grown_box",
     "grown_grid",
     "heat_sink_vessels",
+    "inside_of",
     "margin_beyond",
     "shared_trajectory",
     "target_mask",
@@ -107,34 +109,36 @@ class Trajectory:
     skin_point_mm: np.ndarray | None = None
 
 
+def _padded_bounds(mask: np.ndarray, pad_vox: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index bounds [lo, hi) of ``mask`` padded by ``pad_vox`` voxels per axis, not clipped to the array."""
+    idx = np.nonzero(mask)
+    lo = np.array([int(a.min()) for a in idx]) - pad_vox
+    hi = np.array([int(a.max()) + 1 for a in idx]) + pad_vox
+    return lo, hi
+
+
 def crop_around(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Index box [lo, hi) of ``mask`` padded by ``pad_mm`` and clipped to the array."""
-    idx = np.nonzero(mask)
-    pad = np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int)
-    lo = tuple(int(max(a.min() - p, 0)) for a, p in zip(idx, pad, strict=True))
-    hi = tuple(int(min(a.max() + 1 + p, n)) for a, p, n in zip(idx, pad, mask.shape, strict=True))
-    return lo, hi  # type: ignore[return-value]
+    lo, hi = _padded_bounds(mask, np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int))
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, mask.shape)
+    return (int(lo[0]), int(lo[1]), int(lo[2])), (int(hi[0]), int(hi[1]), int(hi[2]))
 
 
 def crop_beyond(mask: np.ndarray, pad_mm: float, spacing_kji_mm: np.ndarray) -> list[tuple[int, int]]:
     """Per axis (k, j, i): the voxels before/after the image that :func:`crop_around`'s box would need
     (0, 0 when the padded box fits in the image)."""
-    idx = np.nonzero(mask)
-    pad = np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int)
-    return [(int(max(p - a.min(), 0)), int(max(a.max() + 1 + p - n, 0)))
-            for a, p, n in zip(idx, pad, mask.shape, strict=True)]
+    lo, hi = _padded_bounds(mask, np.ceil(pad_mm / np.asarray(spacing_kji_mm)).astype(int))
+    return [(int(max(-a, 0)), int(max(b - n, 0))) for a, b, n in zip(lo, hi, mask.shape, strict=True)]
 
 
 def grown_box(mask: np.ndarray, reach_mm: float, h: np.ndarray) -> tuple[slice, ...]:
     """Index box of ``mask`` grown by ``reach_mm`` + 1 voxel per axis, clipped to the array (all of it when
     ``mask`` is empty). A distance map taken inside it is the whole array's for every voxel within
     ``reach_mm`` of the mask, and for every mask voxel's nearest outside voxel."""
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
+    if not mask.any():
         return tuple(slice(0, n) for n in mask.shape)
-    pad = np.ceil(reach_mm / np.asarray(h, float)).astype(int) + 1
-    return tuple(slice(int(max(a.min() - p, 0)), int(min(a.max() + 1 + p, n)))
-                 for a, p, n in zip(idx, pad, mask.shape, strict=True))
+    lo, hi = _padded_bounds(mask, np.ceil(reach_mm / np.asarray(h, float)).astype(int) + 1)
+    return tuple(slice(int(max(a, 0)), int(min(b, n))) for a, b, n in zip(lo, hi, mask.shape, strict=True))
 
 
 def target_mask(lesion: np.ndarray, margin_mm: float, spacing_kji_mm: np.ndarray) -> np.ndarray:
@@ -384,10 +388,13 @@ def fit_units(
             ells.append(ZoneEllipsoid(tuple(c_mm.tolist()), tuple(frame[0].tolist()), size.length_mm, size.width_mm,
                                       size.depth_mm))
             tips.append(c_mm - size.centre_offset_from_tip_mm * frame[0])
-        zone = rasterise_zones(ref, ells)
-        beyond = None if grown is None or beyond_vox is None else rasterise_zones(grown, ells).array
-        margin = (ablative_margin_arrays_safe(lesion, zone.array, h) if beyond is None or beyond_vox is None else
-                  margin_beyond(lesion, zone.array, beyond, beyond_vox, h))
+        if grown is None or beyond_vox is None:
+            zone, beyond = rasterise_zones(ref, ells), None
+            margin = ablative_margin_arrays_safe(lesion, zone.array, h)
+        else:  # one rasterisation on the grown grid; the crop's zone is its inside
+            beyond = rasterise_zones(grown, ells).array
+            zone = ref.with_array(beyond[inside_of(beyond_vox, lesion.shape)])
+            margin = margin_beyond(lesion, zone.array, beyond, beyond_vox, h)
         return PlacementResult(ells, [size] * len(ells), tips, frame[0], margin.min_margin_mm >= target_margin_mm - 1e-6,
                                margin, zone, spacing, list(tried), beyond)
 
@@ -448,6 +455,26 @@ def grown_grid(ref: Volume, beyond_vox: Sequence[tuple[int, int]]) -> Volume:
     return Volume(np.zeros(shape, bool), aff)
 
 
+def inside_of(beyond_vox: Sequence[tuple[int, int]], shape: Sequence[int]) -> tuple[slice, ...]:
+    """The crop (of ``shape``) inside the grid grown by ``beyond_vox`` (:func:`grown_grid`)."""
+    return tuple(slice(b, b + n) for (b, _a), n in zip(beyond_vox, shape, strict=True))
+
+
+def continued(zone: np.ndarray, zone_grown: np.ndarray, beyond_vox: Sequence[tuple[int, int]],
+              *on_crop: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``zone`` (on the crop) continued past the image's edge by ``zone_grown`` (on the grown grid), and each
+    of ``on_crop`` on the grown grid (False beyond the crop): the arrays a margin past the edge is measured on."""
+    inside = inside_of(beyond_vox, zone.shape)
+    z = zone_grown.copy()
+    z[inside] = zone
+    out = [z]
+    for a in on_crop:
+        g = np.zeros(z.shape, bool)
+        g[inside] = a
+        out.append(g)
+    return tuple(out)
+
+
 def margin_beyond(lesion: np.ndarray, zone: np.ndarray, zone_grown: np.ndarray,
                   beyond_vox: Sequence[tuple[int, int]], h: np.ndarray) -> MarginResult:
     """Margin of ``lesion`` (on the crop) in ``zone`` (on the crop) continued past the image's edge by
@@ -456,11 +483,7 @@ def margin_beyond(lesion: np.ndarray, zone: np.ndarray, zone_grown: np.ndarray,
     edge — measured on the crop, a zone cut by the scan 3 mm above a lesion gave a "3.0 mm, misses"
     margin that was the distance to the face (found on a real CT). The plan says it is conditional
     (:func:`latplan.planning.fov.fov_check`). Surface indices are on the grown grid."""
-    inside = tuple(slice(b, b + n) for (b, _a), n in zip(beyond_vox, lesion.shape, strict=True))
-    z = zone_grown.copy()
-    z[inside] = zone
-    les = np.zeros(z.shape, bool)
-    les[inside] = lesion
+    z, les = continued(zone, zone_grown, beyond_vox, lesion)
     return ablative_margin_arrays_safe(les, z, h)
 
 

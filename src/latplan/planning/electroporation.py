@@ -82,7 +82,7 @@ from latplan.anatomy.geometry import CaseGeometry, geometry_for
 from latplan.case import Case, StructureRole
 from latplan.case.vocabulary import VESSEL_ROLES
 from latplan.errors import InfeasiblePlanError, InvalidInputError, SourceDataError
-from latplan.imaging.fov import face_name
+from latplan.imaging.fov import face_name, faces_touched
 from latplan.knowledge.margins import margin_histogram_percent
 from latplan.physics import electroporation as ep
 from latplan.physics.ablation_zones import perpendicular_axes, zone_uncertainty_fraction
@@ -479,7 +479,7 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
 
     lesion_full = case.lesion_mask(lesion_id).array
     h = np.asarray(case.labels.spacing_kji_mm, float)
-    cut = _faces_touched(lesion_full, case.labels.affine)
+    cut = faces_touched(lesion_full, case.labels.affine)
     if cut:
         raise InfeasiblePlanError(
             f"the needle array cannot be placed inside the image: the lesion lies at the edge of the scan (cut by "
@@ -533,16 +533,6 @@ def _set_up(kind: str, case: Case, lesion_id: str, margin_for_target: float, thr
 
 #: ``limiting`` of the InfeasiblePlanError raised when the image does not hold the lesion or the needles
 FOV_LIMITING = "field_of_view"
-
-
-def _faces_touched(mask: np.ndarray, affine: np.ndarray) -> list[str]:
-    """The image faces ``mask`` touches (its voxels in the first or last slice along an axis)."""
-    out = []
-    for ax in range(3):
-        for upper in (False, True):
-            if np.take(mask, mask.shape[ax] - 1 if upper else 0, axis=ax).any():
-                out.append(face_name(affine, ax, upper))
-    return out
 
 
 def _padded(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from latplan.case import Case
-from latplan.imaging.fov import face_name, faces_reached_beyond
+from latplan.imaging.fov import faces_reached_beyond, faces_touched
 
 __all__ = ["fov_check"]
 
@@ -32,14 +32,7 @@ def fov_check(case: Case, lesion_full: np.ndarray, reach_mm: float, what: str,
     (the condition in words; empty when not limited)."""
     h = np.asarray(case.labels.spacing_kji_mm, float)
     beyond = faces_reached_beyond(lesion_full, reach_mm, h, case.labels.affine)
-    shape = case.labels.shape
-    cut: list[str] = []
-    if zone is not None:
-        for ax in range(3):
-            if lo[ax] == 0 and np.take(zone, 0, axis=ax).any():
-                cut.append(face_name(case.labels.affine, ax, False))
-            if lo[ax] + zone.shape[ax] == shape[ax] and np.take(zone, zone.shape[ax] - 1, axis=ax).any():
-                cut.append(face_name(case.labels.affine, ax, True))
+    cut = [] if zone is None else faces_touched(zone, case.labels.affine, lo, case.labels.shape)
     faces = list(dict.fromkeys([*beyond, *cut]))
     parts = [f"{what} extends {mm:g} mm beyond the {f} face" for f, mm in beyond.items()]
     parts += [f"the predicted zone is cut by the {f} face" for f in cut if f not in beyond]

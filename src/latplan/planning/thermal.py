@@ -50,6 +50,7 @@ from latplan.planning.applicators import (
     PlacementResult,
     Trajectory,
     collateral_structures,
+    continued,
     crop_around,
     crop_beyond,
     find_trajectory,
@@ -498,10 +499,7 @@ def _board_metrics(modality: str, case: Case, zone: np.ndarray, lesion: np.ndarr
     frac = az.zone_uncertainty_fraction(modality)
     vol_range, margin_range = zone_uncertainty_band(zone, lesion, hh, frac, lumen)
     if beyond is not None:
-        grown, vox = beyond
-        inside = tuple(slice(b, b + n) for (b, _a), n in zip(vox, zone.shape, strict=True))
-        z, les, ex = grown.copy(), np.zeros(grown.shape, bool), np.zeros(grown.shape, bool)
-        z[inside], les[inside], ex[inside] = zone, lesion, lumen
+        z, les, ex = continued(zone, beyond[0], beyond[1], lesion, lumen)
         margin_range = zone_uncertainty_band(z, les, hh, frac, ex)[1]
     return {
         "target_coverage_percent": round(100.0 * float(np.mean(zone[target])), 2) if target.any() else 0.0,
