@@ -62,6 +62,20 @@ def test_uniform_dose() -> None:
     assert c.volume_percent[0] == 100 and c.volume_percent[50] == pytest.approx(100) and c.volume_percent[51] == 0
 
 
+def test_curve_with_unequal_sample_volumes() -> None:
+    """Reference: the definition of the cumulative DVH, by hand. Samples (hottest first) 3, 2, 1 Gy of
+    1, 1, 8 ml (unequal volumes, as sub-voxel sampling of surface voxels or partial occupancy gives):
+    V(≥ 0) = 100 %, V(≥ 1.5 Gy) = V(≥ 2 Gy) = 2/10 = 20 %, V(≥ 2.5 Gy) = V(≥ 3 Gy) = 10 %; D90 = 1 Gy; exact.
+    The curve agrees with v_percent and d_percent (before 2026-12-03 it summed the coldest samples instead:
+    90 % at 2 Gy, so a report drew an IBT CTV's D90 5 Gy below the D90 it printed)."""
+    sd = dvh.StructureDose("unequal", np.array([3.0, 2.0, 1.0]), np.array([1.0, 1.0, 8.0]))
+    c = sd.curve(n_bins=6, max_dose_gy=3.0)  # levels 0, 0.5, …, 3 Gy
+    expected = [100.0, 100.0, 100.0, 20.0, 20.0, 10.0, 10.0]
+    assert np.asarray(c.volume_percent) == pytest.approx(expected)
+    assert [sd.v_percent(x) for x in c.dose_gy] == pytest.approx(expected)
+    assert sd.d_percent(90) == 1.0 and sd.d_percent(20) == 2.0 and sd.d_percent(10) == 3.0
+
+
 def test_step_dose() -> None:
     """Reference: half a cube at 20 Gy, half at 10 Gy → D40 = 20, D60 = 10, V(15 Gy) = 50 %,
     D(hottest half volume in ml) = 20 Gy; exact."""

@@ -99,7 +99,9 @@ class StructureDose:
         top = float(self.dose_gy[0]) if max_dose_gy is None else float(max_dose_gy)
         levels = np.linspace(0.0, max(top, 1e-9), n_bins + 1)
         asc_dose = self.dose_gy[::-1]
-        asc_cum_from_top = np.cumsum(self.volume_ml[::-1])[::-1]  # volume with dose ≥ asc_dose[i]
+        # volume with dose ≥ asc_dose[i]: the hottest n − i samples (dose_gy is sorted descending); correct
+        # for unequal sample volumes (sub-voxel sampling of surface voxels), not only for equal ones
+        asc_cum_from_top = np.cumsum(self.volume_ml)[::-1]
         idx = np.searchsorted(asc_dose, levels, side="left")
         vol = np.where(idx < asc_dose.size, asc_cum_from_top[np.minimum(idx, asc_dose.size - 1)], 0.0)
         return DVHCurve(self.name, levels, 100.0 * vol / self.total_ml, self.total_ml)
