@@ -85,7 +85,7 @@ def test_real_ct_target_past_the_top_of_the_scan_is_conditional(shared_data, vig
     """Found this round on the same real CT: a lesion just below the scan's top face (inside the image, not cut)
     got an MWA zone clipped by the image whose margin, read off the part shown, "reached" the target. Reference:
     the geometry — the gap between the lesion's top voxel and the superior face (whole voxels of 3 mm) and each
-    option's target margin give the overshoot exactly; the MWA and SBRT targets pass the face, so both plans are
+    option's target margin give the overshoot exactly (SBRT: the PTV grown by its dose region, see below); the MWA and SBRT targets pass the face, so both plans are
     conditional on what the image does not show (at best "uncertain", tier kept), and no condition is listed twice."""
     from latplan.imaging import case_folder, insert
 
@@ -108,9 +108,16 @@ def test_real_ct_target_past_the_top_of_the_scan_is_conditional(shared_data, vig
     for m, margin_key in (("mwa", "target_margin_mm"), ("sbrt", "ptv_margin_mm")):
         sim = opts[m]["simulation"]
         assert sim["fov_limited"] is True and sim["fov_limited_faces"][0].startswith("superior")
-        assert sim["fov_extension_mm"] == pytest.approx(sim[margin_key] - gap_mm, abs=1e-6)
+        # SBRT: the region its screen must see is the PTV + the distance where the fall-off estimate drops to
+        # the lowest serial limit (TG-101, 3 fractions: duodenum 11.4 Gy to 10 cc), x = λ·ln(45 Gy / 11.4 Gy)
+        reach = sim[margin_key] + (sim["falloff_lambda_mm"] * np.log(45.0 / 11.4) if m == "sbrt" else 0.0)
+        assert sim["fov_extension_mm"] == pytest.approx(reach - gap_mm, abs=0.06 if m == "sbrt" else 1e-6)
         assert opts[m]["target_status"] == "uncertain", opts[m]["target"]
         assert any(c.startswith("conditional — field of view") for c in opts[m]["conditions"])
     assert opts["mwa"]["tier"] == "indicated"
+    # the heart lies beyond the top face (not segmented in this scan): its SBRT limit is unchecked, said
+    assert "heart" in le["measurements"]["not_segmented"] and "heart" in opts["sbrt"]["simulation"]["unsegmented_organs"]
+    assert ("conditional — heart not segmented: its dose limit was not checked; contour it or verify its dose"
+            in opts["sbrt"]["conditions"])
     for o in opts.values():
         assert len(o["conditions"]) == len(set(o["conditions"])), o["conditions"]

@@ -135,3 +135,13 @@ def test_uncertain_never_above_reaching_in_same_tier(vignette, monkeypatch) -> N
     assert o["rfa"]["rank"] == 1
     assert o["mwa"]["tier"] == o["rfa"]["tier"]  # uncertain keeps the tier ...
     assert o["mwa"]["rank"] > o["rfa"]["rank"]   # ... and ranks below the option that reaches
+
+
+def test_radiation_organs_not_segmented_are_unchecked_not_met() -> None:
+    """"Unknown is not safe" (docs/architecture.md): an SBRT screen that could not check the heart (not segmented)
+    reports it, and the judgement lists it as unchecked (a condition on the option); the status is the screen's
+    ("reaches" for a feasible schedule: the limits it did check) — as for the ablative options' unsegmented organs."""
+    j = judge("sbrt", {"feasible": True, "constraints_met": True, "bed10_gy": 112.5,
+                       "unsegmented_organs": ["heart", "esophagus"]}, None)
+    assert j.status == "reaches" and j.unchecked == ["heart", "esophagus"]
+    assert judge("sbrt", {"feasible": True, "constraints_met": True}, None).unchecked == []

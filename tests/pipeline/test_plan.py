@@ -54,7 +54,7 @@ def test_plan_case_folder_writes_valid_plan_json_and_reports(case_dir: Path, tmp
         [(k, p) for k, p in result.files.items() if not (p.exists() and tmp_path / "out" in p.parents)]
     doc = json.loads(result.files["plan_json"].read_text(encoding="utf-8"))
     jsonschema.validate(doc, plan_schema())
-    assert doc["plan_json_version"] == "2.2"
+    assert doc["plan_json_version"] == "2.3"
     assert [les["id"] for les in doc["lesions"]] == ["lesion_1"]
     assert result.input_sha256 == _expected_sha256(case_dir)
     out = lines.getvalue().splitlines()

@@ -7,6 +7,8 @@ the affine (which patient side an index face is, DICOM LPS)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -43,13 +45,18 @@ def test_fov_check_overshoot_faces_and_zone_cut() -> None:
 
 
 def test_sbrt_and_ibt_targets_past_the_image_edge_are_fov_limited() -> None:
-    """The image face 2 voxels (4 mm) past the lesion: the SBRT PTV (lesion + the set-up margin) and the IBT
-    CTV (lesion + 10 mm, the protocol's margin) pass it by margin − 4 mm; the uncut case is not limited."""
+    """The image face 2 voxels (4 mm) past the lesion: the SBRT PTV (lesion + the set-up margin, grown by the
+    dose region its organ screen must see) and the IBT CTV (lesion + 10 mm, the protocol's margin) pass it by
+    their reach − 4 mm; the uncut case is not limited."""
     whole = synthetic_thermal_case()
     cut = cut_along_i(whole, 2)
     s = plan_sbrt(cut, "lesion_1").metrics
     assert s["fov_limited"] is True and s["fov_limited_faces"] == ["left (i = last slice)"]
-    assert s["fov_extension_mm"] == pytest.approx(s["ptv_margin_mm"] - 4.0)
+    # SBRT: the PTV grown by the region where its fall-off estimate exceeds the lowest serial limit (TG-101
+    # 3 fractions: duodenum 11.4 Gy to 10 cc), x = λ·ln(45 Gy / 11.4 Gy) (tests/planning/test_sbrt.py)
+    x_mm = s["falloff_lambda_mm"] * math.log(45.0 / 11.4)
+    assert s["fov_dose_region_mm"] == pytest.approx(x_mm, abs=0.06)
+    assert s["fov_extension_mm"] == pytest.approx(s["ptv_margin_mm"] + s["fov_dose_region_mm"] - 4.0, abs=0.06)
     assert plan_sbrt(whole, "lesion_1").metrics["fov_limited"] is False
     b = plan_ibt(cut, "lesion_1", ctv_margin_mm=10.0)
     assert b.metrics["fov_limited"] is True and b.metrics["fov_extension_mm"] == pytest.approx(6.0)

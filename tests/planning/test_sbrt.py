@@ -13,7 +13,7 @@ from rad_case_helpers import make_case
 from latplan.imaging.volume import Volume
 from latplan.knowledge import radiation as rk
 from latplan.physics import sbrt_screen
-from latplan.planning.sbrt import extra_constraints, plan_sbrt, prior_rt_adjusted
+from latplan.planning.sbrt import dose_region_reach_mm, extra_constraints, plan_sbrt, prior_rt_adjusted
 
 
 def test_calibrated_falloff_reproduces_rtog0915_r50() -> None:
@@ -72,3 +72,46 @@ def test_chest_wall_and_bile_duct_rows() -> None:
     d = (-10 + math.sqrt(100 + 4 * 400 / 3)) / 2
     assert rows["central_bile_duct"]["threshold_gy"] == pytest.approx(3 * d, abs=0.01)
     assert rows["central_bile_duct"]["volume_ml"] == 37.0
+
+
+def test_dose_region_reach_hand_computed() -> None:
+    """The dose region of the field-of-view check: the fall-off estimate Rx·exp(−x/λ) exceeds the lowest serial
+    limit out to x = λ·ln(Rx/D). Reference: TG-101 (Benedict et al., Med Phys 2010;37:4078) 3-fraction rows —
+    the lowest serial limit is the duodenum's 11.4 Gy to 10 cc; hand computation for λ 10 mm, 3 × 15 Gy:
+    x = 10·ln(45/11.4) = 13.73 mm (0.01 mm). A limit used up by prior radiotherapy (0 Gy) is floored at 5 % of
+    the prescription: x = 10·ln 20 = 29.96 mm; without serial rows there is no dose region."""
+    rows = rk.tg101_constraints(3) + extra_constraints(3)
+    x, d = dose_region_reach_mm(rows, 10.0, 45.0)
+    assert d == pytest.approx(11.4) and x == pytest.approx(10.0 * math.log(45.0 / 11.4), abs=0.01)
+    assert x == pytest.approx(13.73, abs=0.01)
+    used = [dict(r, threshold_gy=0.0) if r["organ"] == "duodenum" else r for r in rows]
+    x0, d0 = dose_region_reach_mm(used, 10.0, 45.0)
+    assert d0 == pytest.approx(2.25) and x0 == pytest.approx(29.96, abs=0.01)
+    assert dose_region_reach_mm([r for r in rows if r["kind"] == "parallel"], 10.0, 45.0)[0] == 0.0
+
+
+def test_dose_region_past_the_scan_edge_is_fov_limited_and_unsegmented_organs_listed() -> None:
+    """Found on a real CT cropped at the liver dome: the PTV lay inside the image, the heart beyond its top face,
+    and the screen called 3 × 15 Gy deliverable. Reference: the geometry — the phantom's lesion (radius 12 mm,
+    2 mm voxels) ends 14 mm below the top face (whole voxels; 16 mm above the bottom one), so the PTV (+ 5 mm) is inside and the region
+    where the estimate exceeds 11.4 Gy (PTV + λ·ln(45/11.4)) passes the face by reach − gap (0.01 mm). The
+    same lesion 46 mm below the face is not limited. Constraint organs the phantom does not segment (heart,
+    duodenum, spinal cord …) are listed as unchecked, never as met; the segmented stomach is not."""
+    near = make_case(shape=(28, 80, 80))
+    p = plan_sbrt(near, "lesion_1", ptv_margin_mm=5.0)
+    m = p.metrics
+    lesion = near.lesion_mask("lesion_1").array
+    ks = np.nonzero(lesion)[0]
+    gap_mm = (near.labels.shape[0] - 1 - int(ks.max())) * 2.0
+    assert gap_mm == pytest.approx(14.0) and int(ks.min()) * 2.0 > gap_mm  # the top face is the nearer one
+    x_mm = m["falloff_lambda_mm"] * math.log(45.0 / 11.4)
+    assert m["fov_dose_region_mm"] == pytest.approx(x_mm, abs=0.06) and m["fov_dose_region_limit_gy"] == 11.4
+    assert m["fov_limited"] is True and any(f.startswith("superior") for f in m["fov_limited_faces"])
+    assert m["fov_extension_mm"] == pytest.approx(5.0 + m["fov_dose_region_mm"] - gap_mm, abs=0.06)
+    assert "11.4 Gy, the lowest organ limit" in m["fov_limited_note"]
+    assert any(c == m["fov_limited_note"] for c in p.caveats)
+    assert {"heart", "duodenum", "spinal_cord"} <= set(m["unsegmented_organs"])
+    assert "stomach" not in m["unsegmented_organs"] and "liver" not in m["unsegmented_organs"]
+    assert any(c.startswith("not segmented, limits not checked: ") and "heart" in c for c in p.caveats)
+    far = plan_sbrt(make_case(), "lesion_1", ptv_margin_mm=5.0).metrics
+    assert far["fov_limited"] is False and far["fov_extension_mm"] == 0.0

@@ -242,7 +242,9 @@ def _judge_target(option: Option, rules: RuleSet) -> None:
         option.extra_reasons.append(_rule_reason(rules, _SIM_CITATION_RULE.get(option.modality, ""),
                                                  f"Target missed: {t.text}.", "relative_contraindication", "simulation"))
     for u in t.unchecked:  # once each: the rules' unknown anatomy may have asked for the same structure
-        text = f"conditional — verify clearance of {u} on imaging"
+        text = (f"conditional — {u.replace('_', ' ')} not segmented: its dose limit was not checked; contour it or "
+                "verify its dose" if t.target.get("kind") == "radiation" else
+                f"conditional — verify clearance of {u} on imaging")
         if text not in option.conditions:
             option.conditions.append(text)
     _unverified_path_condition(option)

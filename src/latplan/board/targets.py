@@ -243,7 +243,10 @@ def _judge_simulated(modality: str, metrics: Mapping[str, Any], margin_mm: float
             target["ctv_margin_mm"] = metrics.get("ctv_margin_mm")
         if margin_mm is not None:
             target["rule_margin_mm"] = margin_mm
-        return TargetJudgement(status, text, target)
+        j = TargetJudgement(status, text, target)
+        # organs of the dose limits that the case does not segment: unchecked, never assumed within their limits
+        j.unchecked.extend(str(role) for role in metrics.get("unsegmented_organs") or [])
+        return j
     return TargetJudgement("not_simulated", "no target judgement for this modality", target)
 
 

@@ -10,6 +10,8 @@ proxy for liver, said on the plan).
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +27,11 @@ from latplan.planning.fov import fov_check
 from latplan.planning.ibt import liver_mask, structure_names_cached
 from latplan.planning.types import TreatmentPlan
 
-__all__ = ["extra_constraints", "plan_sbrt", "prior_rt_adjusted"]
+__all__ = ["dose_region_reach_mm", "extra_constraints", "plan_sbrt", "prior_rt_adjusted", "unsegmented_organs"]
+
+#: a limit used up by prior radiotherapy (0 Gy) would put the dose region at infinity: it is taken to the
+#: distance where the estimate falls to this fraction of the prescription (assumption, latplan)
+DOSE_REGION_FLOOR_FRACTION = 0.05
 
 
 def extra_constraints(fractions: int) -> list[dict[str, Any]]:
@@ -114,6 +120,43 @@ def _local_control(bed10_gy: float, primary: Any) -> dict[str, Any]:
     return out
 
 
+def dose_region_reach_mm(constraints: Sequence[Mapping[str, Any]], falloff_lambda_mm: float,
+                         prescription_gy: float) -> tuple[float, float]:
+    """(x mm, D Gy): outside the PTV the fall-off estimate Rx·exp(−x/λ) exceeds D, the lowest limit of a serial
+    organ in ``constraints`` (a volume threshold or a point maximum), out to x = λ·ln(Rx/D). An organ within x
+    of the PTV that the image does not show could break a limit the screen never checked, so the field-of-view
+    check covers the PTV + x (found on a real CT cropped at the liver dome: the PTV was inside the image, the
+    heart beyond it, and the screen called the schedule deliverable). Parallel organs (liver, kidneys) are left
+    out: tissue the image does not show is counted as not spared, which is conservative."""
+    limits = [float(c[k]) for c in constraints if c.get("kind") == "serial"
+              for k in ("threshold_gy", "max_point_gy") if c.get(k) is not None]
+    if not limits or prescription_gy <= 0:
+        return 0.0, float("nan")
+    d_min = max(min(limits), DOSE_REGION_FLOOR_FRACTION * prescription_gy)
+    if d_min >= prescription_gy:
+        return 0.0, d_min
+    return falloff_lambda_mm * math.log(prescription_gy / d_min), d_min
+
+
+def unsegmented_organs(constraints: Sequence[Mapping[str, Any]], found: Mapping[str, np.ndarray]) -> list[str]:
+    """The organs of ``constraints`` with no structure in the case (``found``: :func:`_organ_masks`): their limits
+    were not checked (never assumed met). One name per structure set (the second row of an organ is not repeated)."""
+    seen: set[tuple[str, ...]] = set()
+    out: list[str] = []
+    for c in constraints:
+        organ = str(c["organ"])
+        key = tuple(c.get("structures", [organ]))
+        if organ in found or key in seen:
+            continue
+        seen.add(key)
+        base, _, row = organ.rpartition("_") if re.fullmatch(r".+_v?\d+", organ) else (organ, "", "")
+        if base in found:  # another row of the organ was checked on other structures (chest wall: ribs)
+            out.append(f"{base} ({' or '.join(key)}, for its {row.upper()} row)")
+        elif base not in out:
+            out.append(base)
+    return out
+
+
 def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     organs: dict[str, np.ndarray] = {}
     for c in constraints:
@@ -130,6 +173,21 @@ def _organ_masks(case: Any, constraints: Sequence[Mapping[str, Any]], shape: tup
                 m |= case.mask_array(n)
             organs[organ] = m
     return organs
+
+
+def _fov_metrics(case: Any, lesion: np.ndarray, margin_mm: float, motion_mm: float,
+                 constraints: Sequence[Mapping[str, Any]], falloff_lambda_mm: float, prescription_gy: float
+                 ) -> dict[str, Any]:
+    """The ``fov_*`` keys of the plan for the PTV grown by the dose region of :func:`dose_region_reach_mm`
+    (``fov_dose_region_mm``, ``fov_dose_region_limit_gy``): what the screen must see lies within it."""
+    x_mm, d_gy = dose_region_reach_mm(constraints, falloff_lambda_mm, prescription_gy)
+    reach = margin_mm + 0.5 * motion_mm + x_mm
+    what = (f"the region where the dose estimate exceeds {d_gy:.1f} Gy, the lowest organ limit (the PTV + "
+            f"{x_mm:.0f} mm, lesion + {reach:.0f} mm)" if x_mm > 0 else f"the PTV (lesion + {reach:g} mm)")
+    out = fov_check(case, lesion, reach, what)
+    out.update({"fov_dose_region_mm": round(x_mm, 1),
+                "fov_dose_region_limit_gy": round(d_gy, 2) if math.isfinite(d_gy) else None})
+    return out
 
 
 def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None = None, *,
@@ -190,10 +248,9 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
         "prior_radiotherapy_courses": len(prior), "organs": res.organs, "estimate": True,
     }
     metrics.update(_local_control(bed10, getattr(getattr(case, "patient", None), "primary", None)))
-    motion = float(breathing_motion_mm or 0.0)
-    fov = fov_check(case, g, margin + 0.5 * motion, f"the PTV (lesion + {margin:g} mm"
-                    + (f" + {0.5 * motion:g} mm motion)" if motion else ")"))
-    metrics.update(fov)
+    metrics.update(_fov_metrics(case, g, margin, float(breathing_motion_mm or 0.0), constraints, lam,
+                                fractions * dose_per_fraction_gy))
+    metrics["unsegmented_organs"] = unsegmented_organs(constraints, organs)
     caveats = [res.caveat,
                f"fall-off model: D = Rx·exp(−x/{lam:.1f} mm) outside the PTV, λ calibrated to the R50% limit "
                f"({r50_table:.1f}) of the RTOG 0915 conformity table for a {ptv_ml:.0f} ml PTV — a LUNG SBRT "
@@ -204,8 +261,10 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
                "local-control estimates (colorectal/metastases: Chang 2011 + Klement 2017 anchors at 12/24 months; "
                "HCC and colorectal: a published 6-month dose-response fitted mostly on hypofractionated doses)"]
     caveats += prior_notes
-    if fov["fov_limited"]:
-        caveats.append(str(fov["fov_limited_note"]))
+    if metrics["fov_limited"]:
+        caveats.append(str(metrics["fov_limited_note"]))
+    if metrics["unsegmented_organs"]:
+        caveats.append("not segmented, limits not checked: " + ", ".join(metrics["unsegmented_organs"]))
     if not res.feasible:
         caveats.append(f"schedule {fractions} × {dose_per_fraction_gy:g} Gy infeasible by the estimate: limiting organ "
                        f"{res.limiting_organ}; the largest dose per fraction meeting every constraint is "
@@ -217,6 +276,6 @@ def plan_sbrt(case: Any, lesion_id: str, measurements: Mapping[str, Any] | None 
                     "breathing_motion_mm": breathing_motion_mm, "constraints": [dict(c) for c in constraints]},
         engine="latplan.sbrt_screen", engine_version="0.2",
         verification="fall-off estimate calibrated to the RTOG 0915 R50% table; TG-101 constraints (knowledge data); "
-                     "scaling and BED tested (tests/physics_radiation/test_sbrt_screen.py); not a dose calculation",
+                     "scaling and BED tested (tests/physics/test_sbrt_screen.py); not a dose calculation",
         runtime_s=time.perf_counter() - t0,
     )
