@@ -1089,6 +1089,11 @@ def _evaluate(case: Any, lesion_id: str, proto: _Protocol, grid: Volume, ctv_arr
     metrics["feasible"] = bool(coverage_ok and not violations)
     metrics["constraints_met"] = metrics["feasible"]
     metrics["oar_constraints_met"] = not violations
+    # organs with a dose limit that the case does not segment: not checked, never assumed within the limit
+    metrics["unsegmented_organs"] = [o for o, spec in proto.oar_limits.items()
+                                     if not any(_has(case, n) for n in spec.get("structures", [o]))]
+    if metrics["unsegmented_organs"]:
+        caveats.append("not segmented, limits not checked: " + ", ".join(metrics["unsegmented_organs"]))
     metrics["limiting_constraint"] = max(violations)[1] if violations else None
     total_s = float(times.sum())
     metrics.update(_biology(metrics["d100_gy"], total_s, alpha_beta_gy))
@@ -1146,7 +1151,7 @@ def _assemble(case: Any, lesion_id: str, metrics: dict[str, Any], curves: list[D
         verification=("TG-43 line source reproduces the consensus QA along-away table (GammaMed PDR Plus) within 0.5 % "
                       "for r ≥ 0.5 cm; LP dwell optimisation with D100 enforced on every CTV voxel centre and "
                       "sub-voxel surface point; dose recomputed by an independent TG-43 implementation "
-                      "(tests/physics_radiation/test_ibt_second_check.py)"),
+                      "(tests/planning/test_ibt_second_check.py)"),
         runtime_s=runtime_s,
     )
 
