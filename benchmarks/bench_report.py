@@ -3,7 +3,7 @@ and the result files (latplan.export), on a demo case.
 
 Run: .venv/bin/python benchmarks/bench_report.py [DEMO_CASE] [--voxel-mm 3]
 Prints a table (seconds, and sizes). Uses the real phantom, board and planners; falls back to
-the in-memory test proposal (tests/report/report_builders.py) when the demo case cannot be built.
+the in-memory test proposal (tests/support/report_builders.py) when the demo case cannot be built.
 """
 
 from __future__ import annotations

@@ -1081,7 +1081,7 @@ class AlongAwayLookup:
     axis (θ < 15° or > 165°, where anisotropy tables have 1° steps and kinks) use a polar
     (r, θ) table of Ḋ·r² whose θ grid (0.25°) holds every integer-degree knot (direct
     below 5 mm, where the on-axis line-source factor 1/(r² − L²/4) is too steep). Accuracy vs direct is tested
-    (tests/physics_radiation/test_tg43_kernels.py).
+    (tests/physics/test_tg43_kernels.py).
     """
 
     source: SourceModel

@@ -101,9 +101,9 @@ __all__ = ["LAYOUTS", "layout_offsets_mm", "plan_ect", "plan_electroporation", "
 
 ENGINE_VERSION = "electroporation-planner-2.0"
 VERIFICATION = ("field solver vs the analytic two-line-charge solution for a parallel needle pair (3 %), "
-                "monotonic coverage curve, configurable thresholds (tests/physics_ablation/test_ablation_field.py); "
+                "monotonic coverage curve, configurable thresholds (tests/physics/test_electroporation_field.py); "
                 "planner: voltage escalation within the generator limits, coverage goal on the demo lesion "
-                "(tests/physics_ablation/test_ablation_field_planning.py)")
+                "(tests/planning/test_electroporation.py)")
 
 #: needle layouts in order of invasiveness (needle count)
 LAYOUTS = ("pair", "triangle", "square4", "pentagonal6", "hexagonal7")

@@ -190,7 +190,7 @@ def plan_tare(case: Any, lesion_ids: Sequence[str] | str, measurements: Mapping[
                     "lung_cumulative_limit_gy": lung_cumulative_limit_gy, "sphere": proto.sphere, "intent": intent,
                     "citations": list(proto.citations)},
         engine="latplan.y90", engine_version="0.2",
-        verification="BSA, MIRD and partition formulas against hand-computed values (tests/physics_radiation/test_y90_*.py)",
+        verification="BSA, MIRD and partition formulas against hand-computed values (tests/physics/test_y90.py, tests/planning/test_tare.py)",
         runtime_s=time.perf_counter() - t0,
     )
 

@@ -70,12 +70,12 @@ __all__ = ["plan_cryo", "plan_mwa", "plan_rfa", "plan_thermal"]
 
 ENGINE_VERSION = "thermal-planner-1.0"
 VERIFICATION_CHART = (
-    "chart zones reproduce the vendor/published charts (tests/physics_ablation/test_ablation_zones.py); "
-    "margins verified on concentric spheres ±1 voxel (test_ablation_margins.py)"
+    "chart zones reproduce the vendor/published charts (tests/physics/test_ablation_zones.py); "
+    "margins verified on concentric spheres ±1 voxel (tests/physics/test_margins.py)"
 )
 VERIFICATION_BIOHEAT = (
     "Pennes solver vs analytic point-source solutions (2 %, second-order convergence), energy conservation, "
-    "heat-sink behaviour and MWA chart consistency table (tests/physics_ablation/test_ablation_bioheat.py)"
+    "heat-sink behaviour and MWA chart consistency table (tests/physics/test_bioheat.py)"
 )
 #: most units a planner combines (practice: up to 3 synchronous MWA antennas / switched RFA
 #: electrodes; cryo: up to 2 clusters of 4 probes = 8 probes)

@@ -4,7 +4,7 @@ Why: a tumor board wants several bioheat runs per lesion (heat sink with/without
 settings), and a GPU does one 10-min MWA on a 100 mm cube at 1 mm in well under a second.
 It is optional: CI and most hospital machines have no GPU, so :func:`simulate_heating`
 keeps the CPU kernel as the default and the reference; the GPU step is checked against the
-same analytic tests and against the CPU result (tests/physics_ablation/test_ablation_bioheat.py).
+same analytic tests and against the CPU result (tests/physics/test_bioheat.py).
 
 Scheme (identical to ``bioheat.kernels._step_heat``): explicit conduction and source, implicit
 perfusion/vessel term, per-voxel coefficients dt/ρc and ρ_b c_b ω, uniform conductivity or
