@@ -20,9 +20,12 @@ FAST_MARKERS ?= not slow and not browser and not postgres
 INSTALL = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet
 
+# the install also compiles the numba kernels into numba's on-disk cache (≈ 30 s, one thread), as pip compiles
+# bytecode: the first `latplan demo` after install then runs warm instead of compiling them in every worker
 $(BIN)/latplan: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(INSTALL) -e . || ($(PIP_INSTALL) -e .)
+	NUMBA_NUM_THREADS=1 $(BIN)/python -m latplan.physics.warmup
 	touch $(BIN)/latplan
 
 # one pip run for latplan and its test extras (CI: not a second editable build after $(BIN)/latplan's)
