@@ -18,6 +18,7 @@ import pytest
 from report_builders import make_case, make_measurements, make_plan_json, make_plans
 
 from latplan.case import Case, LabelTable
+from latplan.report.context import metric_rows
 from latplan.report.summary import build_summary, key_figure, summary_option, top_tier_options
 from latplan.report.writer import html_to_pdf, render_reports
 from tests.report.test_report_html import SECTION_HEADINGS, check_html
@@ -176,6 +177,20 @@ def test_key_figures_from_the_contract_keys():
     rad = key_figure("ibt", {"d100_gy": 15.0, "d90_gy": 21.0, "bed10_gy": 65.1,
                              "margin_dose_gy": {"5": {"d100_gy": 9.0, "d90_gy": 12.5}}})
     assert rad == "D100 15 Gy; D90 21 Gy; BED10 65.1 Gy; D90 at +5 mm 12.5 Gy"
+
+
+def test_key_figure_never_reads_an_unsegmented_organ_as_spared():
+    """Round 2 real-case check (TotalSegmentator CT cropped at the dome, heart not segmented): page 1 said
+    "screen: constraints met" while the heart's limit had not been checked. The SBRT/IBT metric
+    ``unsegmented_organs`` is named in the key figure and the metric row, and "met" is limited to the
+    segmented organs (reference: the plan's own metric; no organ left unnamed)."""
+    sbrt = key_figure("sbrt", {"feasible": True, "unsegmented_organs": ["heart", "bile_duct"]})
+    assert sbrt == "screen: constraints met by the segmented organs; not checked (not segmented): heart, bile duct"
+    assert key_figure("sbrt", {"feasible": True, "unsegmented_organs": []}) == "screen: constraints met"
+    ibt = key_figure("ibt", {"d90_gy": 21.0, "unsegmented_organs": ["stomach"]})
+    assert ibt == "not checked (not segmented): stomach; D90 21 Gy"
+    rows = {r.name: r for r in metric_rows({"feasible": True, "unsegmented_organs": ["heart"]}, "sbrt")}
+    assert "not checked (not segmented): heart" in rows["SBRT feasible"].meaning
 
 
 def test_key_figure_shows_the_zone_volume_band():

@@ -214,7 +214,11 @@ def metric_rows(metrics: Mapping[str, Any], modality: str = "") -> list[MetricRo
             v = metrics[key]
             text = format_value(v) if not isinstance(v, str) else v.replace("_", " ")
             if key == "feasible" and modality.lower() == "sbrt":
-                name, meaning = "SBRT feasible", "all organ constraints met by the screening estimate"
+                unseen = metrics.get("unsegmented_organs") or []
+                name, meaning = "SBRT feasible", (
+                    "the constraints of the segmented organs met by the screening estimate; not checked (not "
+                    "segmented): " + ", ".join(str(o) for o in unseen) if unseen else
+                    "all organ constraints met by the screening estimate")
             if (name, text) in seen:
                 continue
             seen.add((name, text))

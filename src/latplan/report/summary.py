@@ -122,18 +122,29 @@ def _range_text(v: Any, unit: str) -> str | None:
     return None
 
 
+def _unsegmented(metrics: Mapping[str, Any]) -> list[str]:
+    """Organs with a dose limit that the case does not segment (SBRT and IBT ``unsegmented_organs``)."""
+    v = metrics.get("unsegmented_organs")
+    return [str(o).replace("_", " ") for o in v] if isinstance(v, Sequence) and not isinstance(v, str) else []
+
+
 def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
     """The one simulated figure that decides, as text ('margin 1.2–3.0 mm; coverage 100 %')."""
     if not metrics:
         return ""
     code = modality.lower()
     parts: list[str] = []
+    unseen = _unsegmented(metrics)
     if code == "sbrt":
         feasible = metrics.get("feasible")
-        parts.append("screen: " + ("constraints met" if feasible is True else
+        met = "constraints met" + (" by the segmented organs" if unseen else "")
+        parts.append("screen: " + (met if feasible is True else
                                    "constraints NOT met" if feasible is False else "feasibility unknown"))
         if metrics.get("limiting_organ"):
             parts.append(f"limiting organ {format_value(metrics['limiting_organ'])}")
+    if unseen:
+        # an organ with a dose limit that the case does not segment was not checked: never read as spared
+        parts.append("not checked (not segmented): " + ", ".join(unseen))
     if code in RADIATION:
         for key, label in (("d100_gy", "D100"), ("d90_gy", "D90")):
             v = _num(metrics, key)
