@@ -191,3 +191,13 @@ def test_rfa_calibrated_ex_vivo_to_the_chart_and_in_vivo_ratio_published() -> No
     v_iv = _volume_at_ml(iv, level)
     assert v_iv < v_ex
     assert 0.24 <= v_iv / v_ex <= 0.61, (v_iv, v_ex)
+    # the in vivo zone the planner sizes its electrodes on (data file, measured on this run): volume 5 %,
+    # extents and centre within one voxel (2 mm)
+    cal = rfa.rfa_constants()["calibration"]
+    assert v_iv == pytest.approx(float(cal["in_vivo_volume_ml"]), rel=0.05)
+    ld = np.log10(np.maximum(iv.damage.astype(np.float64), 1e-300)) >= level
+    idx = np.argwhere(ld)
+    ext = (idx.max(0) - idx.min(0) + 1) * 2.0
+    assert abs(ext[0] - float(cal["in_vivo_length_mm"])) <= 2.0 and abs(ext[1] - float(cal["in_vivo_width_mm"])) <= 2.0
+    tip_k = (round(75.0 / 2.0) | 1) // 2 * 2.0 + 15.0
+    assert abs(idx[:, 0].mean() * 2.0 - tip_k - float(cal["in_vivo_centre_offset_from_tip_mm"])) <= 2.0

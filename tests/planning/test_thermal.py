@@ -55,8 +55,9 @@ def test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein(periva
     (MWA much less affected). Flowing blood in a vessel ≥ 3 mm is not coagulated: no zone voxel in
     its lumen (0 voxels, both modalities). The plan reports, per vessel ≥ 3 mm, the target left
     unablated within 5 mm of the wall and the tumour left viable there: on the perivascular demo
-    case (Ø 10 mm portal vein 2 mm from the lesion) RFA leaves viable tumour beside the vein, MWA
-    none, and RFA leaves more unablated target there than MWA."""
+    case (Ø 10 mm portal vein 2 mm from the lesion) MWA leaves no viable tumour there, and the vein cuts the
+    RFA zone back farther than the MWA zone (measured 2026-12-04: 6.0 vs 2.8 mm; both ablate the tumour
+    beside the vein once RFA's electrodes are sized on its in vivo zone — see the xfail below)."""
     case, plans = perivascular_plans
     rows = {}
     for name, p in plans.items():
@@ -68,7 +69,8 @@ def test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein(periva
         assert peri["portal_vein"]["calibre_mm"] == pytest.approx(sink["calibre_mm"])
         rows[name] = peri["portal_vein"]
     assert rows["mwa"]["viable_tumour_ml"] == 0.0
-    assert rows["rfa"]["unablated_target_ml"] > rows["mwa"]["unablated_target_ml"]
+    assert rows["rfa"]["unablated_target_ml"] >= rows["mwa"]["unablated_target_ml"]
+    assert plans["rfa"].metrics["heat_sink"]["cut_back_mm"] > plans["mwa"].metrics["heat_sink"]["cut_back_mm"]
     # the zone is the physics zone itself: no isolated islands cut out of a chart zone
     for p in plans.values():
         _, n_holes = ndimage.label(~p.zone.array & ndimage.binary_fill_holes(p.zone.array))
@@ -76,6 +78,14 @@ def test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein(periva
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced once the RFA planner sizes its electrodes on the model's in vivo zone (2026-12-04): the "
+    "former 0.04 ml viable beside the vein came from ONE electrode fitted on the 48.3 ml ex vivo chart whose "
+    "in vivo zone (≈ 12 ml) missed the lesion everywhere, not from the vein. Now 3 electrodes (104 kJ) ablate "
+    "it (viable 0.0 ml; margin 2.8 mm, bounded by the lumen; the vein cuts the zone back 6.0 mm, MWA 2.8 mm). "
+    "Lu 2002's perivascular residue is a clinical rate (48 % vs 7 %), not a certainty for each geometry; the "
+    "model's multi-electrode RFA power (max_power_w per electrode, driven in parallel) is an assumption "
+    "(issue 14 [J] 1/2, docs/ablation-physics.md)"))
 def test_perivascular_rfa_leaves_viable_tumour_beside_the_vein(perivascular_plans) -> None:  # type: ignore[no-untyped-def]
     """Reference: Lu et al., AJR 2002;178:47-51 (RFA in vivo: vessels ≥ 3 mm adjacent to the tumour
     leave perivascular viable tumour). Moved here from the test above (and the margin < 0 check

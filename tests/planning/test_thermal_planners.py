@@ -95,9 +95,10 @@ def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
     vein 2 mm from the lesion) the planners run the Pennes engine with and without the vessels
     and the zone is the calibrated physics zone with the vessels (it wraps around the vein, no
     islands); what only the vessel-free run ablates within 5 mm of the large vessel is drawn as
-    lost; the margin falls from the chart's, and more for RFA than for MWA (RFA leaves tumour
-    beside the vein: margin < 0 — formerly this held only through 5 voxels cut out of the chart
-    zone; now it is the physics zone's own edge). Without the check the plan is the chart zone
+    lost; the zone is cut back beside the vein more for RFA than for MWA (≥ 2 mm; the margin never rises
+    with the vessels). RFA's "before" is the model's own vessel-free in vivo zone, so the comparison is
+    the vein's effect alone (before 2026-12-04 it was the ex vivo chart, and the "heat-sink" margin drop
+    was mostly the ex vivo → in vivo difference). Without the check the MWA plan is the chart zone
     (lumen of vessels ≥ 3 mm excluded in both)."""
     from latplan.anatomy import measure_case
     from latplan.phantom.demo import build_demo_case
@@ -128,10 +129,14 @@ def test_planner_heat_sink_cuts_rfa_more_than_mwa() -> None:
                                  for v in case.label_table.values_for(n)])
         d = ndimage.distance_transform_edt(~vessels, sampling=case.labels.spacing_kji_mm)
         assert d[lost.array].max() <= 5.0 + float(case.labels.spacing_kji_mm.max())
-        drops[name] = hs["min_margin_without_heat_sink_mm"] - hs["min_margin_with_heat_sink_mm"]
+        drops[name] = float(hs["cut_back_mm"])
         plain = planner(case, "lesion_1", meas, heat_sink_check=False)
         assert "heat_sink" not in plain.metrics and plain.heat_sink_lost is None
-        assert plain.metrics["min_margin_mm"] == pytest.approx(hs["min_margin_without_heat_sink_mm"])
+        if name == "mwa":  # MWA: "before" is the chart zone, the plan without the check
+            assert plain.metrics["min_margin_mm"] == pytest.approx(hs["min_margin_without_heat_sink_mm"])
+    # the margin itself is bounded by the lumen here (2 mm from the lesion, never ablated) for both, so the
+    # sink shows as the zone cut back beside the vein: measured 2026-12-04 RFA 6.0 mm (3 electrodes sized on the
+    # in vivo zone) vs MWA 2.8 mm (before: a margin drop from the ex vivo chart to the in vivo model, not the vein's)
     assert drops["rfa"] >= 2.0 and drops["rfa"] > drops["mwa"]
     rfa = plan_rfa(case, "lesion_1", meas)
     # "margin < 0 and not covered" moved to tests/planning/test_thermal.py::
@@ -175,7 +180,18 @@ def test_planner_thermal_target_past_the_image_edge_is_fov_limited(plan) -> None
     assert ok["fov_limited_note"] == ""
     # the image face is not the zone's edge: the margin (and its band) is the uncut scan's, exactly (the chart
     # zone continues past the face analytically), not the 4 mm gap to the face; the board calls it uncertain
-    assert m["min_margin_mm"] == ok["min_margin_mm"] >= 5.0 and m["min_margin_range_mm"] == ok["min_margin_range_mm"]
+    assert m["min_margin_mm"] == ok["min_margin_mm"]
+    if plan is plan_rfa:  # three grown in vivo zones meet the face: the band's ends within one voxel (1.5 mm)
+        assert m["min_margin_range_mm"] == pytest.approx(ok["min_margin_range_mm"], abs=1.5)
+    else:
+        assert m["min_margin_range_mm"] == ok["min_margin_range_mm"]
     j = judge(plan.__name__.removeprefix("plan_"), m, 5.0)
-    assert j.status == "uncertain" and j.fov_limited is not None
+    assert j.fov_limited is not None
+    assert j.status == "uncertain"
+    if plan is plan_rfa:
+        # RFA sizes on its in vivo zone (22 mm across per electrode): 3 electrodes reach 2.8 mm nominal here, the
+        # 5 mm only at the band's optimistic end; still "uncertain", the field-of-view condition still named
+        assert m["min_margin_mm"] < 5.0 <= m["min_margin_range_mm"][1]
+    else:
+        assert m["min_margin_mm"] >= 5.0
     assert "1 mm past the image edge (left (i = last slice))" in j.fov_limited

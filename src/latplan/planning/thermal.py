@@ -18,8 +18,9 @@ calibrates the model to the device chart, and the plan's zone is Ω ≥ Ω* of t
 vessels within 10 mm of a vessel ≥ 3 mm — it wraps around them (no chart zone with islands cut
 out) — and the chart zone farther away. RFA ("device"): the electro-thermal model
 (:func:`_rfa_run`) is calibrated once per device to its ex vivo chart with perfusion off (a damage
-level in rfa_generator.yaml); the plan's zone is that model's in vivo (perfused) zone with the
-vessels, everywhere — smaller than the ex vivo chart. What the
+level in rfa_generator.yaml); the electrodes are sized on that model's in vivo zone
+(:func:`rfa_in_vivo_zone_size`) and the plan's zone is the model's in vivo (perfused) zone of them on
+the anatomy, with or without a vessel nearby (``metrics["rfa_model"]`` when no vessel ≥ 3 mm is near). What the
 vessels remove within 5 mm of a vessel ≥ 3 mm is ``heat_sink_lost`` (drawn in the report);
 ``metrics["heat_sink"]`` holds the cut-back, the lost volume and the margin before (chart) and
 after (physics); ``metrics["perivascular"]`` reports, per vessel ≥ 3 mm, the target left
@@ -93,7 +94,7 @@ def _candidates(modality: str, device: str | None) -> tuple[str, list[az.ZoneSiz
         return dev, [chart.predict(r.power_w, r.time_s) for r in chart.calibration_rows()], None
     if modality == "rfa":
         dev = device or "cooltip"
-        return dev, [az.rfa_zone_size(dev, p) for p in ("3cm", "5cm")], None
+        return dev, [rfa_in_vivo_zone_size(dev)], None
     if modality == "cryo":
         dev = device or "cryo_2.4mm"
         sizes = [az.cryo_zone_size(k, dev) for k in (1, 2, 3, 4)]
@@ -103,6 +104,40 @@ def _candidates(modality: str, device: str | None) -> tuple[str, list[az.ZoneSiz
 
         return dev, sizes, unit_sizes
     raise InvalidInputError(f"unknown thermal modality {modality!r}; expected rfa, mwa or cryo.")
+
+
+#: the RFA devices the electro-thermal model is calibrated for (rfa_generator.yaml `calibration`)
+RFA_CALIBRATED_DEVICES = ("cooltip",)
+
+
+def rfa_in_vivo_zone_size(device: str = "cooltip") -> az.ZoneSize:
+    """The zone the RFA planner sizes its electrodes on: the in vivo (perfused, vessel-free) zone of the
+    electro-thermal model calibrated to the device's ex vivo chart (rfa_generator.yaml `calibration`,
+    measured there), as a spheroid of its extents.
+
+    Why not the ex vivo chart: in vivo zones are about a third to a half of the ex vivo ones (Song 2015:
+    7.79 vs 23.86 ml for this electrode), so a fit on the chart promised zones the model — and the
+    liver — do not deliver (one electrode "covering" a 24 mm lesion whose simulated zone then missed).
+    The chart's 5 cm protocol is not offered: the model simulates the one calibrated electrode and
+    12-min protocol; larger targets get more electrodes (up to ``MAX_UNITS``)."""
+    from latplan.physics.bioheat import rfa
+
+    if device not in RFA_CALIBRATED_DEVICES:
+        raise InvalidInputError(
+            f"the RFA model is calibrated for {', '.join(RFA_CALIBRATED_DEVICES)} only (rfa_generator.yaml); "
+            f"got device {device!r}. Plan with the default device or calibrate the model for this one.")
+    chart = az.rfa_zone_size(device, "3cm")
+    cal = rfa.rfa_constants()["calibration"]
+    width = float(cal["in_vivo_width_mm"])
+    return az.ZoneSize(
+        modality="rfa", device=device, length_mm=float(cal["in_vivo_length_mm"]), width_mm=width, depth_mm=width,
+        centre_offset_from_tip_mm=float(cal["in_vivo_centre_offset_from_tip_mm"]),
+        settings={"protocol": "3cm", "ex_vivo_volume_ml": float(chart.settings["ex_vivo_volume_ml"]),
+                  "in_vivo_volume_ml": float(cal["in_vivo_volume_ml"]), "time_s": RFA_DURATION_S},
+        caveat=chart.caveat,
+        method="in vivo zone of the electro-thermal model calibrated to the ex vivo chart (spheroid of its extents)",
+        notes=(*chart.notes, f"in vivo (perfused liver, vessel-free): {float(cal['in_vivo_volume_ml']):g} ml "
+                             "in the model (rfa_generator.yaml calibration)"))
 
 
 def _applicator_dicts(modality: str, device: str, fit: PlacementResult, traj: Trajectory) -> list[dict[str, Any]]:
@@ -166,6 +201,46 @@ def _fit(case: Case, lesion_full: np.ndarray, biggest: az.ZoneSize, sizes: Any, 
     return _Fitted(lo, sl, ref, lesion, target, beyond_vox, fit, single)
 
 
+@dataclass
+class _PhysicsZone:
+    """The zone the thermal model gives on the anatomy (heat-sink runs, or RFA's one in vivo run)."""
+
+    zone: Any
+    margin: MarginResult
+    heat_sink: dict[str, Any] | None = None
+    lost: Any = None
+    rfa_model: dict[str, Any] | None = None
+
+
+def _physics_zone(modality: str, case: Case, fitted: _Fitted, dev: str, zone: Any, margin: MarginResult,
+                  lumen: np.ndarray, sinks: list[dict[str, Any]]) -> _PhysicsZone | None:
+    """RFA and MWA beside a vessel ≥ 3 mm: the heat-sink runs (zone with the vessels, what they remove); RFA
+    with no such vessel: the model's in vivo zone of the fitted electrodes (one run, never the fitted shape)."""
+    ref, lo, fit, measured = fitted.ref, fitted.lo, fitted.fit, fitted.measured
+    if not zone.array.any() or modality not in ("rfa", "mwa") or (modality == "mwa" and not sinks):
+        return None
+    if sinks:
+        heat_sink, phys_zone, lost, free = heat_sink_effect(modality, case, ref, lo, fit, dev, zone.array)
+        heat_sink["vessels"] = sinks
+        # RFA: before = the model's vessel-free in vivo zone (so the change is the vessels' alone); MWA: the chart
+        before = measured(free & ~lumen) if modality == "rfa" and np.any(free & ~lumen) else margin
+        heat_sink["min_margin_without_heat_sink_mm"] = round(float(before.min_margin_mm), 2)
+        out = _PhysicsZone(zone.with_array(phys_zone & ~lumen), margin, heat_sink,
+                           ref.with_array(lost) if lost.any() else None)
+        if out.zone.array.any():
+            out.margin = measured(out.zone.array)
+        heat_sink["min_margin_with_heat_sink_mm"] = round(float(out.margin.min_margin_mm), 2)
+        return out
+    phys, _, info = bioheat_zone(modality, case, ref, lo, fit, dev)
+    out = _PhysicsZone(zone, margin)
+    if np.any(phys.array & ~lumen):
+        out.zone = zone.with_array(phys.array & ~lumen)
+        out.margin = measured(out.zone.array)
+    out.rfa_model = {k: info[k] for k in ("energy_kj", "rolloffs", "grid_spacing_mm", "model") if k in info}
+    out.rfa_model["zone_ml"] = round(float(out.zone.array.sum()) * case.labels.voxel_volume_ml, 2)
+    return out
+
+
 def plan_thermal(
     modality: str,
     case: Case,
@@ -181,7 +256,8 @@ def plan_thermal(
     """Plan one thermal modality (``rfa``, ``mwa``, ``cryo``) on one lesion; see module doc.
 
     ``heat_sink_check`` (RFA, MWA): simulate the heat sink of vessels ≥ 3 mm within 10 mm and
-    take it off the predicted zone (module doc); False keeps the plain zone (faster).
+    take it off the predicted zone (module doc); False keeps the plain zone (faster; for RFA the in vivo
+    sizing spheroids, not the electro-thermal model's zone).
     """
     t_start = time.perf_counter()
     geo = geometry_for(case, geometry)  # the pipeline's CaseGeometry of this case (its maps are the case's maps)
@@ -219,24 +295,22 @@ def plan_thermal(
     if np.any(zone.array & lumen):
         zone = zone.with_array(zone.array & ~lumen)
         margin = measured(zone.array) if zone.array.any() else margin
-    heat_sink: dict[str, Any] | None = None
-    heat_sink_lost = None
-    if heat_sink_check and sinks and modality in ("rfa", "mwa") and zone.array.any():
-        heat_sink, phys_zone, lost = heat_sink_effect(modality, case, ref, lo, fit, dev, zone.array)
-        heat_sink["vessels"] = sinks
-        heat_sink["min_margin_without_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
-        zone = zone.with_array(phys_zone & ~lumen)
-        if lost.any():
-            heat_sink_lost = ref.with_array(lost)
-        margin = measured(zone.array) if zone.array.any() else margin
-        heat_sink["min_margin_with_heat_sink_mm"] = round(float(margin.min_margin_mm), 2)
+    phys = _physics_zone(modality, case, fitted, dev, zone, margin, lumen, sinks) if heat_sink_check else None
+    heat_sink, heat_sink_lost, rfa_model = (phys.heat_sink, phys.lost, phys.rfa_model) if phys else (None, None, None)
+    if phys is not None:
+        zone, margin = phys.zone, phys.margin
     target_eval = target_mask(lesion, target_margin_mm, h)
     perivascular = perivascular_report(case, sl, zone.array, lesion, target_eval, sinks)
     board_keys = _board_metrics(modality, case, zone.array, lesion, target_eval, lumen, lo,
                                 None if fit.zone_beyond is None else (fit.zone_beyond, fitted.beyond_vox))
     covered = bool(margin.min_margin_mm >= target_margin_mm - 1e-6)
 
-    reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks)
+    simulated = margin if (modality == "rfa" and (heat_sink is not None or rfa_model is not None)) else None
+    reasons = _reasons(modality, target, h, single, biggest, fit, units, target_margin_mm, traj, heat_sink, sinks,
+                       simulated)
+    if simulated is None and heat_sink is not None and fit.covers and not covered:
+        reasons.append(f"the simulated zone (Pennes, with the vessels) does not reach the {target_margin_mm:g} mm "
+                       f"margin: coverage {margin.coverage_percent:.1f} %, minimal margin {margin.min_margin_mm:.1f} mm")
     fov = fov_check(case, lesion_full, target_margin_mm, f"the lesion + {target_margin_mm:g} mm target", zone.array, lo)
     if fov["fov_limited"]:
         reasons.append(str(fov["fov_limited_note"]))
@@ -259,10 +333,11 @@ def plan_thermal(
         "trajectory_safe": bool(traj.safe) if traj.verified is not False else None,
         "trajectory_verified": traj.verified,
         "trajectory_depth_mm": round(float(traj.depth_mm), 1),
-        "reason": "; ".join(reasons) if reasons else "one applicator covers lesion + target margin",
+        "reason": "; ".join(reasons) if reasons else f"one {_unit_name(modality)} covers lesion + target margin",
     }
     metrics.update({"perivascular": perivascular, **board_keys, **fov})
-    metrics.update({k: v for k, v in (("bioheat", engine_info), ("heat_sink", heat_sink)) if v})
+    metrics.update({k: v for k, v in (("bioheat", engine_info), ("heat_sink", heat_sink), ("rfa_model", rfa_model))
+                    if v})
     plan = TreatmentPlan(
         modality=modality,
         lesion_id=lesion_id,
@@ -305,8 +380,11 @@ def _vessel_caveats(modality: str, sinks: list[dict[str, Any]], collateral: list
 
 def _reasons(modality: str, target: np.ndarray, h: np.ndarray, single: PlacementResult, biggest: az.ZoneSize,
              fit: PlacementResult, units: int, target_margin_mm: float, traj: Trajectory,
-             heat_sink: dict[str, Any] | None, sinks: list[dict[str, Any]]) -> list[str]:
-    """Why the plan covers or not (single unit, several units, trajectory, heat sink)."""
+             heat_sink: dict[str, Any] | None, sinks: list[dict[str, Any]],
+             simulated: MarginResult | None = None) -> list[str]:
+    """Why the plan covers or not (single unit, several units, trajectory, heat sink). ``simulated``: the
+    margin of the simulated zone where the physics decides the zone (RFA): the fitted shapes only sized
+    the electrodes, so the verdict is the simulation's."""
     reasons: list[str] = []
     target_extent = _extent_mm(target, h)
     single_size = max(single.sizes, key=lambda z: z.volume_ml) if single.sizes else biggest
@@ -318,9 +396,16 @@ def _reasons(modality: str, target: np.ndarray, h: np.ndarray, single: Placement
             f"the target ({target_extent:.0f} mm across); best single-unit coverage "
             f"{single.margin.coverage_percent:.1f} %, minimal margin {single.margin.min_margin_mm:.1f} mm"
         )
-    if units > 1 and fit.covers:
+    if simulated is not None:
+        ok = simulated.min_margin_mm >= target_margin_mm - 1e-6
+        reasons.append(
+            (f"{units} {_unit_name(modality)}s spaced {fit.spacing_mm:g} mm (sized on the in vivo zone); " if units > 1
+             else "") + f"the simulated zone (in vivo electro-thermal model) {'reaches' if ok else 'does not reach'} "
+            f"the {target_margin_mm:g} mm margin: coverage {simulated.coverage_percent:.1f} %, minimal margin "
+            f"{simulated.min_margin_mm:.1f} mm")
+    elif units > 1 and fit.covers:
         reasons.append(f"{units} {_unit_name(modality)}s spaced {fit.spacing_mm:g} mm cover the target")
-    if not fit.covers:
+    if not fit.covers and simulated is None:
         reasons.append(
             f"even {units} {_unit_name(modality)}{'s' if units > 1 else ''} (the most this planner combines) do not "
             f"reach the {target_margin_mm:g} mm margin: coverage {fit.margin.coverage_percent:.1f} %, minimal margin "
@@ -335,8 +420,8 @@ def _reasons(modality: str, target: np.ndarray, h: np.ndarray, single: Placement
             f"from the lesion) cuts the zone back by up to {heat_sink['cut_back_mm']:.1f} mm "
             f"({heat_sink['zone_lost_ml']:.2f} ml); minimal margin {heat_sink['min_margin_without_heat_sink_mm']:.1f} → "
             f"{heat_sink['min_margin_with_heat_sink_mm']:.1f} mm (Pennes simulation with and without the vessels"
-            + ("; before: the ex vivo chart zone, after: the in vivo zone of the model calibrated to it, so the "
-               "change includes perfusion, not the vessels alone)" if "in vivo" in str(heat_sink.get("engine")) else ")"))
+            + ("; both the in vivo zone of the model calibrated to the device's ex vivo chart)"
+               if "in vivo" in str(heat_sink.get("engine")) else ")"))
     return reasons
 
 
@@ -344,6 +429,8 @@ def _settings_text(size: az.ZoneSize) -> str:
     s = size.settings
     if "power_w" in s:
         return f"{s['power_w']:g} W {s['time_s']:g} s"
+    if "in_vivo_volume_ml" in s:
+        return f"{s['protocol']} electrode, {float(s['time_s']) / 60.0:g} min, in vivo"
     if "protocol" in s and "probe_count" not in s:
         return f"{s['protocol']} protocol"
     if "probe_count" in s:
@@ -372,7 +459,8 @@ def plan_rfa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None 
              geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
-    """Radiofrequency ablation plan (default device: Cool-tip; 3 cm / 5 cm ex vivo protocols)."""
+    """Radiofrequency ablation plan (the calibrated Cool-tip 17 G, 3 cm, 12 min; up to 3 electrodes sized on its
+    in vivo zone, the zone the electro-thermal model's)."""
     return plan_thermal("rfa", case, lesion_id, measurements, geometry=geometry,
                         target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)
@@ -422,9 +510,10 @@ RFA_DURATION_S = 720.0
 #: grid of the RFA runs (mm, heat and potential): the zone is grid-converged there (2 → 1 mm −6 %,
 #: docs/ablation-physics.md) and a 1 mm potential solve every 2 s costs minutes per run
 RFA_GRID_MM = 2.0
-#: RFA simulation box: the chart zone + this margin (mm); the in vivo zone lies inside the ex vivo
-#: chart zone (docs/ablation-physics.md), the potential's box surface is an open boundary
-RFA_CROP_MM = 10.0
+#: RFA simulation box: the fitted (in vivo) zone + this margin (mm): the box of the calibration's 3 cm
+#: ex vivo chart zone + 10 mm, as before the fit moved to the in vivo zone; the potential's box surface is
+#: an open boundary
+RFA_CROP_MM = 16.0
 
 
 def _vessel_calibre_mm(geometry: CaseGeometry, sl: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -555,7 +644,7 @@ def perivascular_report(case: Case, sl: tuple[slice, ...], zone: np.ndarray, les
 
 
 def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
-                     device: str, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+                     device: str, zone: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
     """The zone near the vessels from the thermal model on the patient's anatomy.
 
     Two Pennes runs of the fitted applicators — vessels as heat sinks, and vessels replaced by
@@ -563,7 +652,8 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     run has the chart zone's volume (the chart zone is the device's zone in vessel-free liver).
     The predicted zone is Ω ≥ Ω* of the run *with* the vessels within ``PHYSICS_ZONE_REACH_MM`` of
     a vessel ≥ 3 mm — it wraps around them by itself (no chart-minus-islands) — and the chart zone
-    farther away. Returns (summary, zone, lost): ``lost`` = what the vessels remove
+    farther away. Returns (summary, zone, lost, free): ``free`` = the same zone from the vessel-free run;
+    ``lost`` = what the vessels remove
     within ``HEAT_SINK_REACH_MM`` of a vessel ≥ 3 mm (drawn in the report); ``cut_back_mm`` = the
     largest distance of a lost voxel to the zone."""
     from scipy import ndimage
@@ -595,6 +685,7 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     # chart-calibrated level: the physics zone near the vessels, the chart zone beyond; a model
     # calibrated per device (ex vivo chart, perfusion off) and run in vivo: its zone everywhere
     predicted = (zone & ~near_phys) | (ws & near_phys) if ZONE_LEVEL[modality] == "chart" else ws
+    free = (zone & ~near_phys) | (wo & near_phys) if ZONE_LEVEL[modality] == "chart" else wo
     cut_back = float(ndimage.distance_transform_edt(~ws, sampling=h)[lost].max()) if lost.any() and ws.any() else 0.0
     ml = case.labels.voxel_volume_ml
     summary = {
@@ -613,7 +704,7 @@ def heat_sink_effect(modality: str, case: Case, ref: Any, lo: tuple[int, int, in
     }
     if "energy_kj" in info:
         summary["energy_kj"] = info["energy_kj"]
-    return summary, predicted, lost
+    return summary, predicted, lost, free
 
 
 def _zone_level(modality: str, ranked: np.ndarray, n_chart: int, heated: int) -> float:
