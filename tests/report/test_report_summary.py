@@ -188,7 +188,9 @@ def test_key_figure_never_reads_an_unsegmented_organ_as_spared():
     assert sbrt == "screen: constraints met by the segmented organs; not checked (not segmented): heart, bile duct"
     assert key_figure("sbrt", {"feasible": True, "unsegmented_organs": []}) == "screen: constraints met"
     ibt = key_figure("ibt", {"d90_gy": 21.0, "unsegmented_organs": ["stomach"]})
-    assert ibt == "not checked (not segmented): stomach; D90 21 Gy"
+    assert ibt == "D90 21 Gy; not checked (not segmented): stomach"
+    # ablation: the margin stays the key figure (unsegmented organs there are "verify clearance" conditions)
+    assert key_figure("mwa", {"min_margin_mm": 6.0, "unsegmented_organs": ["heart"]}) == "margin 6 mm"
     rows = {r.name: r for r in metric_rows({"feasible": True, "unsegmented_organs": ["heart"]}, "sbrt")}
     assert "not checked (not segmented): heart" in rows["SBRT feasible"].meaning
 

@@ -22,8 +22,8 @@ level in rfa_generator.yaml); the electrodes are sized on that model's in vivo z
 (:func:`rfa_in_vivo_zone_size`) and the plan's zone is the model's in vivo (perfused) zone of them on
 the anatomy, with or without a vessel nearby (``metrics["rfa_model"]`` when no vessel ≥ 3 mm is near). What the
 vessels remove within 5 mm of a vessel ≥ 3 mm is ``heat_sink_lost`` (drawn in the report);
-``metrics["heat_sink"]`` holds the cut-back, the lost volume and the margin before (chart) and
-after (physics); ``metrics["perivascular"]`` reports, per vessel ≥ 3 mm, the target left
+``metrics["heat_sink"]`` holds the cut-back, the lost volume and the margin before (MWA: the chart zone;
+RFA: the model's vessel-free run) and after (physics, with the vessels); ``metrics["perivascular"]`` reports, per vessel ≥ 3 mm, the target left
 unablated within 5 mm of its wall and the tumour left viable there. ``chart_volume_reached`` is
 false when the model's zone (vessel-free run) is smaller than the chart's; the zone is the model's.
 
@@ -459,8 +459,8 @@ def plan_rfa(case: Case, lesion_id: str, measurements: Mapping[str, Any] | None 
              geometry: CaseGeometry | None = None,
              target_margin_mm: float = 5.0, engine: str = "chart", device: str | None = None,
              max_applicators: int | None = None, heat_sink_check: bool = True) -> TreatmentPlan:
-    """Radiofrequency ablation plan (the calibrated Cool-tip 17 G, 3 cm, 12 min; up to 3 electrodes sized on its
-    in vivo zone, the zone the electro-thermal model's)."""
+    """Radiofrequency ablation plan (the calibrated Cool-tip 17 G, 3 cm, 12 min): up to 3 electrodes sized on the
+    model's in vivo zone; the plan's zone is the electro-thermal model's."""
     return plan_thermal("rfa", case, lesion_id, measurements, geometry=geometry,
                         target_margin_mm=target_margin_mm, engine=engine,
                         device=device, max_applicators=max_applicators, heat_sink_check=heat_sink_check)

@@ -134,7 +134,7 @@ def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
         return ""
     code = modality.lower()
     parts: list[str] = []
-    unseen = _unsegmented(metrics)
+    unseen = _unsegmented(metrics) if code in RADIATION else []
     if code == "sbrt":
         feasible = metrics.get("feasible")
         met = "constraints met" + (" by the segmented organs" if unseen else "")
@@ -142,9 +142,6 @@ def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
                                    "constraints NOT met" if feasible is False else "feasibility unknown"))
         if metrics.get("limiting_organ"):
             parts.append(f"limiting organ {format_value(metrics['limiting_organ'])}")
-    if unseen:
-        # an organ with a dose limit that the case does not segment was not checked: never read as spared
-        parts.append("not checked (not segmented): " + ", ".join(unseen))
     if code in RADIATION:
         for key, label in (("d100_gy", "D100"), ("d90_gy", "D90")):
             v = _num(metrics, key)
@@ -161,6 +158,10 @@ def key_figure(modality: str, metrics: Mapping[str, Any] | None) -> str:
         v = _num(metrics, "activity_gbq")
         if v is not None:
             parts.append(f"activity {format_number(v)} GBq")
+        if unseen:
+            # an organ with a dose limit that the case does not segment was not checked: never read as spared
+            # (ablation zones list theirs as "verify clearance" conditions; their key figure stays the margin)
+            parts.append("not checked (not segmented): " + ", ".join(unseen))
     else:
         rng = _range_text(metrics.get("min_margin_range_mm"), "mm")
         v = _num(metrics, "min_margin_mm")
