@@ -107,8 +107,8 @@ def test_web_job_runs_on_dask_once_with_result_and_progress(tmp_path, case_zip, 
 
 @pytest.mark.slow  # measured ≥ 4 CPU s (tests/support/ci_schedule.py DURATIONS_S): out of `make test-fast`
 def test_web_job_on_dask_whose_lease_is_lost_writes_nothing(tmp_path, case_zip, dask_client):
-    """The lease is taken over at the first progress update: the heartbeat notices, the next update
-    raises LeaseLostError, the remote task is cancelled and the run writes no result, row or audit."""
+    """The lease is taken over at the first progress update: the heartbeat notices, that update or the
+    next raises LeaseLostError, the remote task is cancelled and the run writes no result, row or audit."""
     settings = _settings(tmp_path, dask_client, job_lease_s=0.6)
     _queue_job(settings, case_zip)
     eng = make_engine(settings.database_url)
@@ -127,8 +127,10 @@ def test_web_job_on_dask_whose_lease_is_lost_writes_nothing(tmp_path, case_zip, 
         after_first = time.monotonic() - calls[0][2]
     finally:
         dask_client.run(lambda: os.environ.pop(DELAY_ENV, None))
-    # stopped at the next update, not when the planner ended (it had 6 s to go after the first one)
-    assert 2 <= len(calls) <= 3 and calls[-1][0] < 0.9 and after_first < 5.0
+    # stopped at the first or the next update, not when the planner ended (it had 6 s to go after the
+    # first one). One call is legitimate: the heartbeat may notice the take-over between take_over() and
+    # the lease check in that same update (a race seen under CI load), which then raises at once.
+    assert 1 <= len(calls) <= 3 and calls[-1][0] < 0.9 and after_first < 5.0
     with factory() as s:
         job = s.scalar(select(Job))
         assert (job.status, job.message, job.lease_token) == ("running", "taken over", "f" * 32)
