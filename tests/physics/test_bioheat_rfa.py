@@ -201,3 +201,65 @@ def test_rfa_calibrated_ex_vivo_to_the_chart_and_in_vivo_ratio_published() -> No
     assert abs(ext[0] - float(cal["in_vivo_length_mm"])) <= 2.0 and abs(ext[1] - float(cal["in_vivo_width_mm"])) <= 2.0
     tip_k = (round(75.0 / 2.0) | 1) // 2 * 2.0 + 15.0
     assert abs(idx[:, 0].mean() * 2.0 - tip_k - float(cal["in_vivo_centre_offset_from_tip_mm"])) <= 2.0
+
+
+@cache
+def _switched(h: float, duration_s: float) -> bh.BioheatResult:
+    """Three Cool-tip electrodes 20 mm apart (equilateral triangle, parallel to k) in homogeneous
+    in vivo liver, fed in turn by one generator (cached: two tests share the run)."""
+    n = round(70.0 / h) | 1
+    return rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(1.0)], (h, h, h), duration_s,
+                            _switched_needles(n, h))
+
+
+def test_rfa_several_electrodes_share_one_generator_by_switching() -> None:
+    """Reference: the clinical multiple-electrode technique — one 200 W generator feeds one electrode
+    at a time through a switching controller (switching monopolar mode; Haemmerich D, Lee FT Jr et
+    al., Radiology 2005;234:563-568: electrodes activated simultaneously gave small discontinuous
+    zones, 22.3 ml, rapid switching large confluent ones, 116.4 ml). Exact properties of the model: the generator's output never exceeds its
+    200 W (before 2026-12-04 three electrodes drew 3 × 200 W); one electrode is fed at each step and
+    each of the three is fed for ≥ 20 % of the run; the energy is the integral of the power (1e-6, float32 powers);
+    replaying the run's power and switching (``power_trace`` + ``active_trace``) gives the same
+    ablated voxels (Ω ≥ 1) and temperatures within 1e-3 °C — not bit for bit: each electrode's CG
+    solve warm-starts from its own last solution, and the live run solves the electrode it leaves
+    once more at a switch, so the replay agrees to the CG tolerance (measured 5e-4 °C)."""
+    r = _switched(2.0, 240.0)
+    g = rfa.default_generator()
+    assert float(r.power_w.max()) <= g.max_power_w + 1e-6
+    act = r.info["active_electrode"]
+    assert act.shape == r.power_w.shape and set(np.unique(act)) <= {-1, 0, 1, 2}
+    assert min(float(np.mean(act == c)) for c in range(3)) >= 0.2
+    assert r.info["energy_j"] == pytest.approx(float(r.power_w.sum()) * r.dt_s, rel=1e-6)
+    n = r.damage.shape[0]
+    again = rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(1.0)], (2.0, 2.0, 2.0), 240.0,
+                             _switched_needles(n, 2.0), power_trace=(r.dt_s, r.power_w), active_trace=act)
+    assert np.array_equal(again.damage >= 1.0, r.damage >= 1.0)
+    assert float(np.abs(again.temperature_c - r.temperature_c).max()) <= 1e-3
+    with pytest.raises(InvalidInputError, match="power_trace"):
+        rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(1.0)], (2.0, 2.0, 2.0), 10.0,
+                         _switched_needles(n, 2.0), active_trace=act)
+
+
+def _switched_needles(n: int, h: float) -> list[Needle]:
+    c = (n // 2) * h
+    r = 20.0 / math.sqrt(3.0)
+    return [rfa.electrode_needle((c + 15.0, c + r * math.cos(a), c + r * math.sin(a)), (1.0, 0.0, 0.0))
+            for a in (0.0, 2.0944, 4.1888)]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14 [J] 2: the switched model delivers 89.3 kJ (2 mm, 12 min, 3 electrodes 20 mm apart; 8 roll-offs), below "
+    "the 114.2 ± 18.3 kJ measured: after each roll-off the generator restarts at half power and ramps at "
+    "1 W/s (data-file assumptions), the study's electrodes are internally cooled WET (saline infusion), the model's "
+    "dry-cooled, and the tissue beside the electrode desiccates sooner than in vivo — "
+    "the same desiccation-limited delivery as the single electrode's grid-converged 28 kJ "
+    "(docs/ablation-physics.md, Known limits)"))
+def test_rfa_switched_three_electrodes_energy_matches_switching_monopolar_in_vivo() -> None:
+    """Reference: switching monopolar RFA, three 17 G internally cooled *wet* electrodes (saline
+    infused at the tip, which keeps the impedance down — the model's electrode is dry-cooled, a
+    part of the gap), ≈ 200 W, 12 min, in vivo porcine liver: 114.2 ± 18.3 kJ delivered (Br J
+    Radiol 2015, PMC4628442, Results/abstract, group B). Tolerance ± 1 SD. The electrode spacing of that study is not in its abstract: 20 mm
+    here (assumption, the usual triangle of the switching technique)."""
+    r = _switched(2.0, 720.0)
+    assert 114.2 - 18.3 <= r.info["energy_j"] / 1000.0 <= 114.2 + 18.3

@@ -56,7 +56,7 @@ def test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein(periva
     its lumen (0 voxels, both modalities). The plan reports, per vessel ≥ 3 mm, the target left
     unablated within 5 mm of the wall and the tumour left viable there: on the perivascular demo
     case (Ø 10 mm portal vein 2 mm from the lesion) MWA leaves no viable tumour there, and the vein cuts the
-    RFA zone back farther than the MWA zone (measured 2026-12-04: 6.0 vs 2.8 mm; both ablate the tumour
+    RFA zone back farther than the MWA zone (measured 2026-12-05, switched electrodes: 4.5 vs 2.8 mm; both ablate the tumour
     beside the vein once RFA's electrodes are sized on its in vivo zone — see the xfail below)."""
     case, plans = perivascular_plans
     rows = {}
@@ -81,10 +81,11 @@ def test_perivascular_zone_spares_lumen_and_leaves_tumour_beside_the_vein(periva
 @pytest.mark.xfail(strict=True, reason=(
     "not reproduced once the RFA planner sizes its electrodes on the model's in vivo zone (2026-12-04): the "
     "former 0.04 ml viable beside the vein came from ONE electrode fitted on the 48.3 ml ex vivo chart whose "
-    "in vivo zone (≈ 12 ml) missed the lesion everywhere, not from the vein. Now 3 electrodes (104 kJ) ablate "
-    "it (viable 0.0 ml; margin 2.8 mm, bounded by the lumen; the vein cuts the zone back 6.0 mm, MWA 2.8 mm). "
+    "in vivo zone (≈ 12 ml) missed the lesion everywhere, not from the vein. Now 3 electrodes fed in turn by one "
+    "200 W generator (80.1 kJ, 9 roll-offs) ablate it (viable 0.0 ml, 0.02 ml of target unablated within 5 mm; "
+    "margin 2.8 mm, bounded by the lumen; the vein cuts the zone back 4.5 mm, MWA 2.8 mm). "
     "Lu 2002's perivascular residue is a clinical rate (48 % vs 7 %), not a certainty for each geometry; the "
-    "model's multi-electrode RFA power (max_power_w per electrode, driven in parallel) is an assumption "
+    "switching controller's dwell (30 s) is an assumption: 10 s gives a 2.8 mm cut-back "
     "(issue 14 [J] 1/2, docs/ablation-physics.md)"))
 def test_perivascular_rfa_leaves_viable_tumour_beside_the_vein(perivascular_plans) -> None:  # type: ignore[no-untyped-def]
     """Reference: Lu et al., AJR 2002;178:47-51 (RFA in vivo: vessels ≥ 3 mm adjacent to the tumour

@@ -790,20 +790,22 @@ def _mwa_run(ref: Any, fit: PlacementResult, device: str, lab: np.ndarray, tissu
 
 def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: tuple[float, float, float],
              h_sim: np.ndarray, stride: int, up: int, d_kji: np.ndarray,
-             power_trace: tuple[float, np.ndarray] | None) -> Any:
+             power_trace: tuple[float, np.ndarray, np.ndarray] | None) -> Any:
     """RFA electro-thermal physics of the fitted electrodes (:func:`latplan.physics.bioheat.rfa.simulate_rfa`):
     potential solve with σ(T) every 2 s on the thermal grid (≈ 2 mm, ``RFA_GRID_MM``), the data
-    file's Cool-tip generator with impedance roll-off, 12 min; several electrodes are driven in
-    parallel by one generator. Vessels are blood (σ 0.67 S/m) and heat sinks by calibre; liver has
+    file's Cool-tip generator with impedance roll-off, 12 min; several electrodes are fed in turn by
+    the one 200 W generator (switching controller, ``rfa._Drive``). Vessels are blood (σ 0.67 S/m) and heat sinks by calibre; liver has
     the RFA model's in vivo perfusion (:func:`~latplan.physics.bioheat.rfa.in_vivo_tissues`).
-    ``power_trace`` replays an earlier run's power."""
+    ``power_trace`` ``(dt_s, W per step, active electrode per step)`` replays an earlier run's power
+    and switching."""
     from latplan.physics.bioheat import rfa
 
     g = rfa.default_generator()
     needles = [rfa.electrode_needle(_t3(_to_kji(ref, np.zeros(3), tip, h_sim, stride, up)), _t3(d_kji), g)
                for tip in fit.tips_mm]
     res = rfa.simulate_rfa(lab, rfa.in_vivo_tissues(tissues), hs, RFA_DURATION_S, needles, generator=g,
-                           power_trace=power_trace)
+                           power_trace=None if power_trace is None else power_trace[:2],
+                           active_trace=None if power_trace is None else power_trace[2])
     # the zone edge of the device calibration (ex vivo chart, perfusion off), not Ω ≥ 1
     res.zone = res.damage >= 10.0 ** float(rfa.rfa_constants()["calibration"]["zone_log10_damage"])
     return res
@@ -811,12 +813,12 @@ def _rfa_run(ref: Any, fit: PlacementResult, lab: np.ndarray, tissues: Any, hs: 
 
 def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], fit: PlacementResult,
                  device: str, *, vessels_as_sinks: bool = True,
-                 power_trace: tuple[float, np.ndarray] | None = None,
+                 power_trace: tuple[float, np.ndarray, np.ndarray] | None = None,
                  return_damage: bool = False) -> tuple[Any, Any, dict[str, Any]]:
     """Simulate the fitted applicators with the Pennes engine on the crop; zone on ``ref``'s grid.
 
     ``vessels_as_sinks=False`` replaces the vessels by liver (the heat-sink comparison run);
-    ``power_trace`` (RFA) replays an earlier run's delivered power (``info["power_trace"]``);
+    ``power_trace`` (RFA) replays an earlier run's delivered power and switching (``info["power_trace"]``);
     ``return_damage`` adds ``info["log10_damage"]`` (log10 Ω on ``ref``'s grid, heating only)."""
     from latplan.physics import bioheat as bh
 
@@ -855,7 +857,7 @@ def bioheat_zone(modality: str, case: Case, ref: Any, lo: tuple[int, int, int], 
         info.update({"rolloffs": res.info["rolloffs"], "energy_kj": round(res.info["energy_j"] / 1000.0, 1),
                      "baseline_impedance_ohm": round(res.info["baseline_impedance_ohm"], 1),
                      "model": "electro-thermal (potential solve with σ(T), impedance-controlled generator)",
-                     "power_trace": (res.dt_s, res.power_w)})
+                     "power_trace": (res.dt_s, res.power_w, res.info["active_electrode"])})
     else:
         res = _cryo_run(ref, fit, device, lab, tissues, hs, h_sim, stride, up, d, d_kji)
         assert res.min_temperature_c is not None

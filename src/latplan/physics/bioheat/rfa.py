@@ -26,6 +26,9 @@ Decisions
 * Generator (impedance control as on the Cool-tip): power ramps towards the maximum; when the
   impedance rises a set amount above its lowest value since the last restart the output is cut
   for a pause, then restarts lower and ramps again (roll-off and recovery).
+* Several electrodes: one generator, a switching controller (:class:`_Drive`) feeds one electrode
+  at a time — moves on after ``switch_dwell_s`` or at a roll-off (switching monopolar RFA,
+  Haemmerich et al., Radiology 2005;234:563).
 
 Pure physics: the device is an electrode geometry and a generator; nothing clinical.
 """
@@ -204,10 +207,12 @@ class RfaGenerator:
     coolant_c: float
     radius_mm: float
     active_length_mm: float
+    switch_dwell_s: float = 30.0   # several electrodes: the switching controller's longest dwell
 
     def __post_init__(self) -> None:
         if not (self.max_power_w > 0 and self.ramp_w_per_s >= 0 and self.rolloff_rise_ohm > 0
-                and self.pause_s >= 0 and 0 <= self.restart_fraction <= 1 and self.solve_interval_s > 0):
+                and self.pause_s >= 0 and 0 <= self.restart_fraction <= 1 and self.solve_interval_s > 0
+                and self.switch_dwell_s > 0):
             raise InvalidInputError(f"RFA generator settings out of range: {self}; see {RFA_DATA_FILE.name}.")
 
 
@@ -216,7 +221,8 @@ def default_generator(**overrides: float) -> RfaGenerator:
     c = rfa_constants()
     g, e = c["generator"], c["electrode"]
     vals = {k: float(g[k]) for k in ("max_power_w", "ramp_w_per_s", "rolloff_rise_ohm", "pause_s",
-                                     "restart_fraction", "initial_power_w", "solve_interval_s")}
+                                     "restart_fraction", "initial_power_w", "solve_interval_s",
+                                     "switch_dwell_s")}
     vals.update(coolant_c=float(e["coolant_c"]), radius_mm=float(e["radius_mm"]),
                 active_length_mm=float(e["active_length_mm"]))
     vals.update({k: float(v) for k, v in overrides.items()})
@@ -316,7 +322,7 @@ class PotentialSolver:
         self.spacing_m = _spacing_m(spacing_kji_mm)
         self.mask = np.zeros(shape, bool)
         self.boost = [np.ones(tuple(n - (1 if ax == a else 0) for a, n in enumerate(shape))) for ax in range(3)]
-        for nd in needles:  # electrodes in parallel (one generator): union of voxels, product of face factors
+        for nd in needles:  # needles at one potential (wired together): union of voxels, product of face factors
             ev = electrode_voxels(shape, spacing_kji_mm, nd)
             self.mask |= ev.mask
             self.boost = [b * f for b, f in zip(self.boost, ev.face_factors(shape), strict=True)]
@@ -427,6 +433,107 @@ class _Control:
         return self.power_w
 
 
+class _Drive:
+    """Which electrode the one generator feeds, and at what power (see the module doc).
+
+    One electrode: the impedance control of :class:`_Control`. Several: a **switching controller**
+    — the generator feeds one electrode at a time and moves on to the next after
+    ``switch_dwell_s`` or at once when the active electrode rolls off (its impedance rises
+    ``rolloff_rise_ohm`` above its lowest value since it was last restarted); a rolled-off electrode
+    rests ``pause_s`` and is skipped. The generator's rule of one electrode is kept, only its pause
+    is spent on the next electrode: at a roll-off the output restarts at ``restart_fraction`` of the
+    power at the cut, on the next electrode at once; with every electrode resting the output is off.
+    (Assumption; keeping the full output across a roll-off instead was measured and is in the docs.) ``active_trace`` (one electrode
+    index per step, −1 = off) replays an earlier run's switching together with its power.
+    """
+
+    def __init__(self, solvers: Sequence[PotentialSolver], g: RfaGenerator,
+                 replay: tuple[float, np.ndarray] | None) -> None:
+        self.solvers, self.g, self.replay = list(solvers), g, replay
+        n = len(self.solvers)
+        self.ctl = _Control(g.initial_power_w)
+        self.active, self.since, self.rolloffs = 0, 0.0, 0
+        self.z_min, self.rest_until = [math.inf] * n, [-1.0] * n
+        self.q: np.ndarray | None = None
+        self.z = math.inf
+        self.z_trace: list[float] = []
+
+    def _solve(self, sigma: np.ndarray) -> None:
+        self.q, self.z = self.solvers[self.active].solve(sigma)
+        self.z_trace.append(self.z)
+
+    def _replayed(self, now: float) -> int:
+        assert self.replay is not None
+        dt_s, trace = self.replay
+        return max(int(trace[min(int(now / dt_s + 1e-9), len(trace) - 1)]), 0)
+
+    def switch_due(self, now: float) -> bool:
+        """A replayed switch falls between two solves (the replay may run on another time step)."""
+        return self.replay is not None and self._replayed(now) != self.active
+
+    def solve(self, sigma: np.ndarray, now: float) -> None:
+        """The potential of the electrode fed now (σ of this instant); switches where due."""
+        if self.replay is not None:
+            self.active = self._replayed(now)
+            self._solve(sigma)
+            return
+        if self.active < 0:  # all resting: wake the first whose rest is over
+            if now < min(self.rest_until):
+                return
+            self.active = min(range(len(self.solvers)), key=lambda c: self.rest_until[c])
+            self.since, self.z_min[self.active] = now, math.inf
+        self._solve(sigma)
+        if len(self.solvers) == 1:
+            return
+        a = self.active
+        self.z_min[a] = min(self.z_min[a], self.z)
+        rolled = self.z > self.z_min[a] + self.g.rolloff_rise_ohm
+        if rolled:
+            self.rest_until[a], self.z_min[a] = now + self.g.pause_s, math.inf
+            self.rolloffs += 1
+            self.ctl.power_w = max(self.g.restart_fraction * self.ctl.power_w, self.g.initial_power_w)
+        if not (rolled or now - self.since >= self.g.switch_dwell_s):
+            return
+        free = [c for c in (np.arange(1, len(self.solvers) + 1) + a) % len(self.solvers) if now >= self.rest_until[c]]
+        if not free:  # every electrode rests: the output is off
+            self.active = -1
+            return
+        if int(free[0]) != a:
+            self.active, self.since = int(free[0]), now
+            self._solve(sigma)
+            self.z_min[self.active] = min(self.z_min[self.active], self.z)
+        else:
+            self.since = now
+
+    def power(self, now: float, dt: float, power_trace: tuple[float, np.ndarray] | None) -> float:
+        if power_trace is not None:
+            return float(power_trace[1][min(int(now / power_trace[0] + 1e-9), len(power_trace[1]) - 1)])
+        if len(self.solvers) == 1:
+            p = self.ctl.step(self.g, self.z, now, dt)
+            self.rolloffs = self.ctl.rolloffs
+            return p
+        if self.active < 0:
+            return 0.0
+        self.ctl.power_w = min(self.ctl.power_w + self.g.ramp_w_per_s * dt, self.g.max_power_w)
+        return self.ctl.power_w
+
+
+def _electrodes(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], nds: Sequence[Needle],
+                g: RfaGenerator, power_trace: tuple[float, np.ndarray] | None,
+                active_trace: np.ndarray | None) -> tuple[_Drive, np.ndarray, list[np.ndarray]]:
+    """One potential solver per electrode (each fed alone), their switching drive, the union of
+    the electrode voxels and the product of their sub-voxel face factors."""
+    if not nds:
+        raise InvalidInputError("an RFA run needs at least one electrode.")
+    if active_trace is not None and power_trace is None:
+        raise InvalidInputError("active_trace replays a switching run together with its power_trace.")
+    solvers = [PotentialSolver(shape, spacing_kji_mm, [nd]) for nd in nds]
+    el = np.logical_or.reduce([sv.mask for sv in solvers])
+    boost = [np.prod([sv.boost[ax] for sv in solvers], axis=0) for ax in range(3)]
+    replay = None if active_trace is None or power_trace is None else (float(power_trace[0]), np.asarray(active_trace))
+    return _Drive(solvers, g, replay), el, boost
+
+
 def _cooled_shafts(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], needles: Sequence[Needle],
                    active: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """The electrodes' insulated shafts (from the active part back to the box surface): the coolant
@@ -492,13 +599,15 @@ def simulate_rfa(
     sigma_s_m: Sequence[float] | None = None,
     initial_temperature_c: float = 37.0,
     power_trace: tuple[float, np.ndarray] | None = None,
+    active_trace: np.ndarray | None = None,
 ) -> BioheatResult:
     """One RFA run: potential solve with σ(T) every ``solve_interval_s``, Pennes heating, generator.
 
     ``needles``: the electrode's active tip in grid mm (:class:`~latplan.physics.electroporation.Needle`,
-    see :func:`electrode_needle`), or several electrodes driven in parallel by one generator
-    (``max_power_w`` per electrode). ``sigma_s_m``: σ at 37 °C per tissue (default: data file by tissue
-    name). ``power_trace`` ``(dt_s, W per step)`` replays an earlier run's generator power instead.
+    see :func:`electrode_needle`), or several electrodes fed in turn by one generator through a
+    switching controller (:class:`_Drive`; ``max_power_w`` is the generator's, shared). ``sigma_s_m``: σ at 37 °C per tissue (default: data file by tissue
+    name). ``power_trace`` ``(dt_s, W per step)`` replays an earlier run's generator power instead,
+    ``active_trace`` (per step of that trace, ``info["active_electrode"]``) its switching.
     Tissue water boils as latent heat (``_vaporisation_store`` at ``VAPORISATION_C``, the kernel's
     enthalpy exchange as for MWA): no temperature cap, no energy deleted; the first law holds to
     the kernel's accuracy (``energy_latent_j`` holds what the vaporisation store took).
@@ -515,12 +624,7 @@ def simulate_rfa(
     if sig37_t.shape != (len(tissues),) or np.any(sig37_t <= 0):
         raise InvalidInputError(f"sigma_s_m needs one conductivity > 0 S/m per tissue ({len(tissues)}).")
     nds = [needles] if isinstance(needles, Needle) else list(needles)
-    if not nds:
-        raise InvalidInputError("an RFA run needs at least one electrode.")
-    if len(nds) > 1:
-        g = RfaGenerator(**{**g.__dict__, "max_power_w": g.max_power_w * len(nds)})
-    solver = PotentialSolver((shape[0], shape[1], shape[2]), spacing_kji_mm, nds)
-    el = solver.mask
+    drive, el, boost = _electrodes((shape[0], shape[1], shape[2]), spacing_kji_mm, nds, g, power_trace, active_trace)
     shaft, shaft_boost = _cooled_shafts((shape[0], shape[1], shape[2]), spacing_kji_mm, nds, el)
     lab, all_t, t_init = _rfa_setup(lab0, tissues, g, initial_temperature_c, el | shaft)
     tab = _tables(all_t, lab)
@@ -545,7 +649,7 @@ def simulate_rfa(
     # carry the tissue's own conductivity × the factor)
     k_uniform = np.float32(0.0)
     kfk, kfj, kfi = _face_conductivities(tab["kface"], np.asarray(lab0, np.uint8), (1.0 / h**2).astype(np.float32))
-    for ax, (kf, b) in enumerate(zip((kfk, kfj, kfi), [a * b for a, b in zip(solver.boost, shaft_boost, strict=True)],
+    for ax, (kf, b) in enumerate(zip((kfk, kfj, kfi), [a * b for a, b in zip(boost, shaft_boost, strict=True)],
                                      strict=True)):
         kf[tuple(slice(0, shape[ax] - 1) if a == ax else slice(None) for a in range(3))] *= b.astype(np.float32)
     k_beta, k_until_c = _conductivity_law()
@@ -554,29 +658,24 @@ def simulate_rfa(
     kernel = _step_heat_serial if lab.size < SERIAL_BELOW_VOXELS else _step_heat
     hot_c = np.float32(min(40.0, gate))
     every = max(1, round(g.solve_interval_s / dt))
-    ctl = _Control(g.initial_power_w)
     powers = np.zeros(n, np.float32)
-    z_trace: list[float] = []
+    actives = np.zeros(n, np.int8)
     q = np.zeros(shape, np.float32)
-    z = math.inf
     tissue_j, in_box = 0.0, 0.0
     vox_m3 = float(np.prod(h))
     start = time.perf_counter()
     for step in range(n):
         now = step * dt
-        if step % every == 0:
+        if step % every == 0 or drive.switch_due(now):
             sig_t = _sigma_t(sig37, t_old, *s_args)
             if kf_base is not None:
                 _conductivity_with_temperature(*kf_base, kfk, kfj, kfi, t_old, cold, k_beta, s_args[1], k_until_c)
-            qn, z = solver.solve(sig_t)
-            q[...] = qn
-            in_box = float(qn.sum()) * vox_m3
-            z_trace.append(z)
-        if power_trace is not None:
-            p = float(power_trace[1][min(int(now / power_trace[0] + 1e-9), len(power_trace[1]) - 1)])
-        else:
-            p = ctl.step(g, z, now, dt)
-        powers[step] = p
+            drive.solve(sig_t, now)
+            assert drive.q is not None
+            q[...] = drive.q
+            in_box = float(drive.q.sum()) * vox_m3
+        p = drive.power(now, dt, power_trace)
+        powers[step], actives[step] = p, drive.active
         tissue_j += p * dt * in_box
         kernel(t_old, t_new, damage, peak, lab, q, np.float32(p), k_uniform, kfk, kfj, kfi, av, wv, tab["stop"],
                np.float32(t_blood), np.float32(dt), ln_a, ea_r, hot_c, np.float32(gate), False, lat, vcap,
@@ -588,15 +687,16 @@ def simulate_rfa(
         "voxel_updates": n * int(np.prod(np.array(shape) - 2)),
         "damage_gate_c": gate,
         "damage_model": "Arrhenius",
-        "rolloffs": ctl.rolloffs,
+        "rolloffs": drive.rolloffs,
         "energy_j": float(powers.sum() * dt),
         "energy_tissue_j": tissue_j,
         "energy_latent_j": _latent_j(lat, tab, h) - lat0,
-        "baseline_impedance_ohm": z_trace[0],
-        "impedance_ohm": np.asarray(z_trace),
+        "baseline_impedance_ohm": drive.z_trace[0],
+        "impedance_ohm": np.asarray(drive.z_trace),
         "solve_interval_s": every * dt,
-        "solves": len(z_trace),
-        "cg_iterations": solver.iterations,
+        "solves": len(drive.z_trace),
+        "cg_iterations": sum(sv.iterations for sv in drive.solvers),
+        "active_electrode": actives,
         "electrode": el,
         "cooled": cold,
         "backend": "cpu",
