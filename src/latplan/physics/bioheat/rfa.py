@@ -314,6 +314,13 @@ def conductivity_at(sigma37_s_m: np.ndarray, temperature_c: np.ndarray) -> np.nd
     return out
 
 
+#: CG tolerance (‖r‖/‖b‖) of the potential solves in a run. 3e-4 instead of the solver's 1e-4: on a
+#: 3-electrode planner run (12 min, 2 mm) the same energy (81.76 kJ), roll-offs (9) and zone
+#: (5746 vs 5744 voxels, 0.03 %) in 25 % fewer CG iterations; with the extrapolated warm start of
+#: ``PotentialSolver.solve_raw`` 4786 → 2922 iterations in all (−39 %; round 2, 2026-12-05)
+RUN_CG_RTOL = 3e-4
+
+
 class PotentialSolver:
     """Repeated potential solves on one grid: electrode at 1 V, box surface at 0 V, warm start."""
 
@@ -339,11 +346,20 @@ class PotentialSolver:
                           for nd in needles], axis=0)
         self.outer = _open_boundary(shape, spacing_kji_mm, centre)
         self.x = np.zeros(tuple(n + 2 for n in shape))
+        self.x_prev: np.ndarray | None = None
         self.rtol = rtol
         self.iterations = 0
 
-    def solve_raw(self, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """(potential, face Joule density W/m³, electrode current A) at 1 V on the electrode."""
+    def solve_raw(self, sigma: np.ndarray, extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+        """(potential, face Joule density W/m³, electrode current A) at 1 V on the electrode.
+
+        ``extrapolate``: the last two solves were one cadence apart — start CG from their linear
+        extrapolation (only the initial guess; the result is the same within ``rtol``: ≈ 17 % fewer
+        iterations, measured on a 3-electrode planner run, round 2)."""
+        cur = self.x.copy()
+        if extrapolate and self.x_prev is not None:
+            self.x += cur - self.x_prev
+        self.x_prev = cur if extrapolate else None  # a fresh stretch: the next guess is the plain warm start
         h0, h1, h2 = (float(x) for x in self.spacing_m)
         b0, b1, b2 = self.boost
         diag, ck, cj, ci, rhs = _assemble(sigma, b0, b1, b2, self.fixed, self.fixed_val, h0, h1, h2, self.outer)
@@ -355,9 +371,9 @@ class PotentialSolver:
         joule, current_a = _joule_current(phi, sigma, b0, b1, b2, self.fixed, self.mask, h0, h1, h2, self.inside)
         return phi, joule, float(current_a)
 
-    def solve(self, sigma: np.ndarray) -> tuple[np.ndarray, float]:
+    def solve(self, sigma: np.ndarray, extrapolate: bool = False) -> tuple[np.ndarray, float]:
         """(Joule density W/m³ per W delivered by the generator, impedance Ω incl. the tissue beyond the box)."""
-        _, joule, current_a = self.solve_raw(sigma)
+        _, joule, current_a = self.solve_raw(sigma, extrapolate)
         # U = 1 V: the generator's power is I; the box dissipates Σ joule·vol, the rest goes beyond it
         q: np.ndarray = joule / max(current_a, 1e-30)
         z = 1.0 / max(current_a, 1e-30)
@@ -457,9 +473,12 @@ class _Drive:
         self.q: np.ndarray | None = None
         self.z = math.inf
         self.z_trace: list[float] = []
+        self.last_solved = -1
 
     def _solve(self, sigma: np.ndarray) -> None:
-        self.q, self.z = self.solvers[self.active].solve(sigma)
+        # the same electrode as the last solve: its solution moves smoothly, extrapolate the guess
+        self.q, self.z = self.solvers[self.active].solve(sigma, extrapolate=self.active == self.last_solved)
+        self.last_solved = self.active
         self.z_trace.append(self.z)
 
     def _replayed(self, now: float) -> int:
@@ -527,7 +546,7 @@ def _electrodes(shape: tuple[int, int, int], spacing_kji_mm: Sequence[float], nd
         raise InvalidInputError("an RFA run needs at least one electrode.")
     if active_trace is not None and power_trace is None:
         raise InvalidInputError("active_trace replays a switching run together with its power_trace.")
-    solvers = [PotentialSolver(shape, spacing_kji_mm, [nd]) for nd in nds]
+    solvers = [PotentialSolver(shape, spacing_kji_mm, [nd], rtol=RUN_CG_RTOL) for nd in nds]
     el = np.logical_or.reduce([sv.mask for sv in solvers])
     boost = [np.prod([sv.boost[ax] for sv in solvers], axis=0) for ax in range(3)]
     replay = None if active_trace is None or power_trace is None else (float(power_trace[0]), np.asarray(active_trace))
