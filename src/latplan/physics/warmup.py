@@ -19,6 +19,7 @@ Set ``NUMBA_CACHE_DIR`` for a shared or read-only home (containers).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -114,5 +115,17 @@ def cache_is_cold() -> bool:
         return True
 
 
-if __name__ == "__main__":  # `python -m latplan.physics.warmup`: fill numba's cache once (CI, after install)
-    print({name: round(s, 1) for name, s in warm_kernels().items()})
+def main(argv: list[str]) -> int:
+    """``python -m latplan.physics.warmup [FAMILY ...]``: fill numba's cache once (CI, after install); the
+    families named (default: all), so two processes can compile disjoint families on two cores."""
+    unknown = [name for name in argv if name not in FAMILIES]
+    if unknown:
+        print(f"error: unknown kernel family {', '.join(unknown)}; choose from {', '.join(FAMILIES)}.",
+              file=sys.stderr)
+        return 2
+    print({name: round(s, 1) for name, s in warm_kernels(tuple(argv) or None).items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
