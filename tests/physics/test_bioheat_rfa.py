@@ -212,7 +212,7 @@ def _switched(h: float, duration_s: float) -> bh.BioheatResult:
                             _switched_needles(n, h))
 
 
-def test_rfa_several_electrodes_share_one_generator_by_switching() -> None:
+def test_rfa_several_electrodes_share_one_generator_by_switching(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Reference: the clinical multiple-electrode technique — one 200 W generator feeds one electrode
     at a time through a switching controller (switching monopolar mode; Haemmerich D, Lee FT Jr et
     al., Radiology 2005;234:563-568: electrodes activated simultaneously gave small discontinuous
@@ -220,11 +220,12 @@ def test_rfa_several_electrodes_share_one_generator_by_switching() -> None:
     200 W (before 2026-12-04 three electrodes drew 3 × 200 W); one electrode is fed at each step and
     each of the three is fed for ≥ 20 % of the run; the energy is the integral of the power (1e-6, float32 powers);
     replaying the run's power and switching (``power_trace`` + ``active_trace``) gives the same
-    ablated voxels (Ω ≥ 1) and temperatures within 0.1 °C — not bit for bit: each electrode's CG
+    ablated voxels (Ω ≥ 1) and temperatures within 1e-3 °C — not bit for bit: each electrode's CG
     solve warm-starts from its own (extrapolated) last solutions, and the live run solves the
-    electrode it leaves once more at a switch, so the two runs' potentials differ by up to the CG
-    tolerance (``rfa.RUN_CG_RTOL`` = 3e-4 of ‖b‖) and their temperatures by about that share of the
-    ≈ 60 °C rise (measured 0.038 °C; 5e-4 °C at a 1e-4 tolerance)."""
+    electrode it leaves once more at a switch, so the replay agrees to the CG tolerance. Run at the
+    solver's own tolerance 1e-4 (measured 5e-4 °C); at the planner runs' ``rfa.RUN_CG_RTOL`` = 3e-4 the
+    replay differs by 0.038 °C (measured), which this test does not bound."""
+    monkeypatch.setattr(rfa, "RUN_CG_RTOL", 1e-4)
     r = _switched(2.0, 240.0)
     g = rfa.default_generator()
     assert float(r.power_w.max()) <= g.max_power_w + 1e-6
@@ -236,7 +237,7 @@ def test_rfa_several_electrodes_share_one_generator_by_switching() -> None:
     again = rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(1.0)], (2.0, 2.0, 2.0), 240.0,
                              _switched_needles(n, 2.0), power_trace=(r.dt_s, r.power_w), active_trace=act)
     assert np.array_equal(again.damage >= 1.0, r.damage >= 1.0)
-    assert float(np.abs(again.temperature_c - r.temperature_c).max()) <= 0.1
+    assert float(np.abs(again.temperature_c - r.temperature_c).max()) <= 1e-3
     with pytest.raises(InvalidInputError, match="power_trace"):
         rfa.simulate_rfa(np.zeros((n, n, n), np.uint8), [_liver(1.0)], (2.0, 2.0, 2.0), 10.0,
                          _switched_needles(n, 2.0), active_trace=act)
