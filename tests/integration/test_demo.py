@@ -28,11 +28,15 @@ from .conftest import coarse_demo_case
 def test_demo_case_renders(tmp_path: Path, name: str, demo_names: list[str]) -> None:
     """Reports render for every demo case (coarse grid, with simulations): no case fails, no figure
     fails. For the first case also: `run_demo` writes the case folder and an index linking the reports
-    (this was a separate test planning the same case a second time)."""
-    res = run_demo(tmp_path, [name], build_case=coarse_demo_case)
+    (this was a separate test planning the same case a second time), and the PDFs (WeasyPrint, read back by
+    pypdf). The other cases are written without PDFs (their HTML checked: the PDF is WeasyPrint's rendering
+    of that HTML, a quarter of the test's time; the four-lesion main report's PDF is checked by
+    tests/report/test_report_summary.py, the real-CT case's by tests/report/test_report_integration.py)."""
+    first = name == demo_names[0]
+    res = run_demo(tmp_path, [name], build_case=coarse_demo_case, pdf=first)
     assert res.errors == {}
-    check_report_folder(tmp_path / "reports" / name)
-    if name != demo_names[0]:
+    check_report_folder(tmp_path / "reports" / name, pdf=first)
+    if not first:
         return
     assert (tmp_path / "cases" / name / "case.yaml").is_file()
     report = (tmp_path / "reports" / name / "report.html").read_text(encoding="utf-8")

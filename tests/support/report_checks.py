@@ -25,16 +25,26 @@ def pdf_text(path: Path) -> str:
     return re.sub(r"\s+", " ", " ".join(p.extract_text() or "" for p in PdfReader(path).pages))
 
 
-def check_report_folder(out: Path, full: str = "report") -> str:
+def html_text(html: str) -> str:
+    """The text of an HTML page (tags dropped, whitespace runs as one space): what a reader sees, for
+    the checks of a report folder written without PDFs."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
+
+
+def check_report_folder(out: Path, full: str = "report", pdf: bool = True) -> str:
     """Common checks of the report folder ``out``; returns the HTML of ``full``.
 
-    All seven files; report.html and report-appendix.html well-formed; ``full`` (``"report"`` or
-    ``"report-appendix"``: the report whose sections are checked) self-contained (only ``#`` and
-    ``data:image/png`` references), every figure drawn, every section heading in its PDF (the lesion-named
-    ones excepted: lesion names depend on the case); the patient sheet's PDF names the choices.
+    All seven files (the four HTML/JSON ones where ``pdf`` is False: a folder written with ``pdf=False``);
+    report.html and report-appendix.html well-formed; ``full`` (``"report"`` or ``"report-appendix"``: the
+    report whose sections are checked) self-contained (only ``#`` and ``data:image/png`` references), every
+    figure drawn, every section heading in its PDF (in its HTML text without PDFs; the lesion-named ones
+    excepted: lesion names depend on the case); the patient sheet names the choices.
     """
     for name in REPORT_FILES:
-        assert (out / name).is_file(), name
+        if pdf or not name.endswith(".pdf"):
+            assert (out / name).is_file(), name
+        else:
+            assert not (out / name).exists(), f"{name} written although pdf=False"
     for name in ("report.html", "report-appendix.html"):
         chk = check_html((out / name).read_text(encoding="utf-8"))
         assert chk.errors == [] and chk.stack == [], name
@@ -42,10 +52,11 @@ def check_report_folder(out: Path, full: str = "report") -> str:
     chk = check_html(html)
     assert all(ref.startswith(("#", "data:image/png;base64,")) for _, ref in chk.refs)
     assert "Pictures not drawn" not in html, "a figure failed to draw"
-    text = pdf_text(out / f"{full}.pdf")
+    text = pdf_text(out / f"{full}.pdf") if pdf else html_text(html)
     for heading in SECTION_HEADINGS:
         if heading.startswith(("Lesion: lesion 1", "Options for lesion 1")):
             continue  # lesion names depend on the case
         assert heading in text, heading
-    assert "Your treatment choices" in pdf_text(out / "patient.pdf")
+    patient = pdf_text(out / "patient.pdf") if pdf else html_text((out / "patient.html").read_text(encoding="utf-8"))
+    assert "Your treatment choices" in patient
     return html
