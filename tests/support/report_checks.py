@@ -9,6 +9,7 @@ PDF text as pypdf (another library than WeasyPrint) reads it back.
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
 
 from tests.report.test_report_html import SECTION_HEADINGS, check_html
@@ -26,9 +27,9 @@ def pdf_text(path: Path) -> str:
 
 
 def html_text(html: str) -> str:
-    """The text of an HTML page (tags dropped, whitespace runs as one space): what a reader sees, for
-    the checks of a report folder written without PDFs."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
+    """The text of an HTML page (tags dropped, entities decoded, whitespace runs as one space): what a
+    reader sees, for the checks of a report folder written without PDFs."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]*>", " ", html)))
 
 
 def check_report_folder(out: Path, full: str = "report", pdf: bool = True) -> str:
