@@ -471,3 +471,63 @@ def test_v28_follow_up_after_tace_then_ibt(vignette) -> None:
     seq = next(s for s in prop.plan_json["strategies"] if s["kind"] == "sequence_tace_ibt")
     assert "STRAT-AFTER-TACE" in {r["rule_id"] for r in seq["reasons"]}
     assert prop.plan_json["strategies"][0]["kind"] != "sequence_tace_ibt"
+
+
+def test_v29_missing_clinical_data_does_not_reorder_the_standard_of_care(vignette) -> None:
+    """ESMO mCRC 2023 (Cervantes et al.): resectable colorectal liver metastases in a fit patient — resection is the
+    standard of care; COLLISION: thermal ablation is a standard for metastases up to 3 cm. A referral from an imaging
+    import records only the primary (no ECOG, no staging, no prior therapies), as ``latplan insert-lesion`` writes
+    it. Before: the missing ECOG dropped resection of a single 35 mm metastasis from first to sixth, below systemic
+    therapy alone (0.45 vs 0.348) and TACE → IBT. Now the standards of care keep their tier as a condition
+    ("standard of care only if confirmed (not recorded: ecog, …)"), flagged for review; systemic therapy alone is
+    never the first strategy. Exact ranks and tiers (deterministic rules)."""
+    from latplan.case.patient import Patient
+
+    bare = Patient(id="REF-1", primary="colorectal")
+    big = run(vignette, vignette.lesion(d=35), patient=bare)
+    expect(big, top_tier_has={"resection"}, never_first=REGIONAL | {"rfa", "mwa", "sbrt"},
+           strategy_kinds={"resection"})
+    res = lesions_of(big)["lesion_1"]["resection"]
+    assert res["tier"] == "indicated" and res["needs_review"]
+    assert res["standard_of_care"].startswith("RES-STANDARD-CRC (standard of care only if confirmed (not recorded: ")
+    cond = next(c for c in res["conditions"] if c.startswith("standard of care only if confirmed"))
+    assert "ecog" in cond and "extrahepatic_disease" in cond and "RES-STANDARD-CRC" in cond
+    strategies = big.plan_json["strategies"]
+    assert any(r.get("conditional") and r["rule_id"] == "STRAT-RESECTION-STANDARD" for r in strategies[0]["reasons"])
+    assert strategies[0]["needs_review"]
+    ranks = {s["kind"]: s["rank"] for s in strategies}
+    assert ranks["systemic"] > ranks["resection"] and ranks["systemic"] > ranks["ablate_all"]
+
+    small = run(vignette, vignette.lesion(d=20), patient=bare)
+    expect(small, top_tier_has={"resection", "mwa", "rfa"}, never_first=REGIONAL, strategy_kinds={
+        "ablate_all", "local", "resection"})
+    assert small.plan_json["strategies"][0]["kind"] != "systemic"
+
+    # the same patient with ECOG 1 recorded ranks as before; a missing ECOG alone changes no order
+    known = run(vignette, vignette.lesion(d=35), patient=fit(vignette, ecog=1))
+    unknown = run(vignette, vignette.lesion(d=35), patient=fit(vignette, ecog=None))
+    order = [[o["modality"] for o in sorted((o for o in p.plan_json["lesions"][0]["options"] if o["rank"]),
+                                            key=lambda o: o["rank"])][:3] for p in (known, unknown)]
+    assert order[0] == order[1] and order[0][0] == "resection"
+    assert [s["kind"] for s in known.plan_json["strategies"][:2]] == [
+        s["kind"] for s in unknown.plan_json["strategies"][:2]]
+
+
+def test_v30_unknown_never_makes_an_adverse_rule_or_anatomy_conditional(vignette) -> None:
+    """CIRSE 2020 / "unknown is not safe": a conditional standard of care needs every missing input to be a clinical
+    field. The same single 20 mm colorectal metastasis with ECOG 3 recorded: no tumour-directed strategy ranks as
+    standard of care (STRAT-UNFIT-ACTIVE fires, RES-ECOG contraindicates resection); with the lesion's size unknown
+    CRC-THERMAL-3CM is not applied conditionally (lesion geometry is not paperwork)."""
+    from latplan.case.patient import Patient
+
+    unfit = run(vignette, vignette.lesion(d=20), patient=Patient(id="REF-2", primary="colorectal", ecog=3))
+    res = lesions_of(unfit)["lesion_1"]["resection"]
+    assert res["tier"] == "contraindicated" and res["rank"] is None
+    assert not any(r.get("conditional") for s in unfit.plan_json["strategies"] for r in s["reasons"]
+                   if r["rule_id"] == "STRAT-RESECTION-STANDARD")
+    les = vignette.lesion(d=20)
+    les.pop("max_diameter_mm")
+    nosize = run(vignette, les, patient=Patient(id="REF-3", primary="colorectal"))
+    mwa = lesions_of(nosize)["lesion_1"]["mwa"]
+    assert mwa["tier"] != "indicated"
+    assert "CRC-THERMAL-3CM" in {c["rule_id"] for c in mwa["cannot_assess"]}

@@ -59,6 +59,11 @@ def test_ras_margin_parameter() -> None:
      "evidence_level"),
     ("rules:\n  - {id: A-1, statement: s, scope: strategy, strategies: [regional], condition: 'strategy.drug == 1', effect: {score: 0.1}, evidence_level: CEBM 5, citation: seed}\n",
      "unknown strategy field"),
+    # a condition that is unknown must never make an adverse rule apply: 'conditional' is for standards of care only
+    ("rules:\n  - {id: A-1, statement: s, modalities: [rfa], condition: 'patient.ecog >= 3', effect: contraindicated, evidence_level: CEBM 5, citation: seed, on_unknown: conditional}\n",
+     "standard-of-care rules"),
+    ("rules:\n  - {id: A-1, statement: s, modalities: [rfa], condition: 'patient.ecog >= 3', effect: {score: -0.1}, evidence_level: CEBM 5, citation: seed, on_unknown: conditional}\n",
+     "standard-of-care rules"),
 ])
 def test_malformed_rule_files_are_rejected(body: str, message: str) -> None:
     with pytest.raises(KnowledgeError, match=message):

@@ -6,7 +6,9 @@ Ranking (visible in each option's ``ranking``):
    (relative contraindication, target missed, organ in the zone) > ``refer`` (not offered at
    this centre); an unknown input keeps the tier and adds a *condition* ("verify clearance
    of X on imaging"): unknown is shown and never assumed safe, but it does not silently
-   demote an option below weaker ones;
+   demote an option below weaker ones; a guideline's standard of care unknown only through
+   clinical fields (``on_unknown: conditional``: ECOG, extrahepatic disease not recorded) keeps
+   the indicated tier *as a condition* ("standard of care only if confirmed (not recorded: …)");
 3. within a tier, options that reach their target come before uncertain / not simulated
    ones, those before options that miss it, and a failed simulation (planner raised or could not place
    its applicators) last (:mod:`latplan.board.targets`); a lesion cut by the field of view makes every
@@ -140,7 +142,8 @@ class Option:
         for r in self.assessment.reasons:
             if r.effect.startswith("indicated"):
                 first = r.citation.split(";")[0]
-                return f"{r.rule_id}: {first[:110]}{'…' if len(first) > 110 else ''}"
+                cond = f" ({r.effect.split(' — ', 1)[-1]})" if r.rule_id in self.assessment.conditional else ""
+                return f"{r.rule_id}{cond}: {first[:110]}{'…' if len(first) > 110 else ''}"
         return None
 
     def criteria(self) -> dict[str, float]:
@@ -335,6 +338,9 @@ def _structure_name(missing: str) -> str:
 def _conditions_from_unknowns(option: Option) -> None:
     """Unknown anatomy → 'conditional — verify clearance of X'; unknown clinical fields → 'confirm X'."""
     seen: set[str] = set(option.conditions)
+    for r in option.assessment.reasons:  # a standard of care unknown through clinical fields (on_unknown: conditional)
+        if r.rule_id in option.assessment.conditional:
+            option.conditions.append(f"{r.effect.split(' — ', 1)[-1]} — {r.rule_id}: {r.text}")
     clinical: dict[str, None] = {}
     for c in option.assessment.cannot_assess:
         head = c.would_be.split(";")[0]
@@ -515,6 +521,8 @@ def rank_options(options: Sequence[Option], weights: Mapping[str, float]) -> lis
                             f"{o.evidence_weight:g} ({o.evidence_level}) × preference-weighted criteria "
                             f"{o.preference_score:.3f} + clinical score {o.score:+.3f} (rules "
                             f"{', '.join(o.assessment.fired) or 'none'}"
+                            + (f"; as a condition: {', '.join(o.assessment.conditional)}" if o.assessment.conditional
+                               else "")
                             + ("; simulation " + o.verdict[0] if o.verdict else "")
                             + (f"; {o.assessment.unknown_adverse} unassessable adverse rule(s) × −{UNKNOWN_PENALTY}"
                                if o.assessment.unknown_adverse else "")

@@ -421,11 +421,19 @@ def _apply_rules(out: list[Strategy], rules: RuleSet, patient_ctx: Mapping[str, 
                     s.evidence_level = min(_level(s.evidence_level), _level(rule.evidence_level),
                                            key=_EVIDENCE_ORDER.index) if _level(s.evidence_level) in _EVIDENCE_ORDER \
                         else _level(rule.evidence_level)
-            elif res.truth == Truth.UNKNOWN and rule.on_unknown == "review":
+            elif res.truth == Truth.UNKNOWN and rule.on_unknown != "ignore":
                 s.cannot_assess.append({"rule_id": rule.id, "text": f"cannot assess: {rule.statement}",
                                         "missing": res.missing, "citation": rule.citation_text})
+                if rule.conditional_on(res.missing):  # standard of care, unknown through clinical fields only
+                    words = rule.if_confirmed(res.missing)
+                    score += rule.effect.score
+                    s.reasons.append({"rule_id": rule.id, "text": rule.statement, "citation": rule.citation_text,
+                                      "evidence_level": rule.evidence_level,
+                                      "effect": f"{rule.effect.describe()} — {words}", "conditional": True})
+                    s.rationale.append(f"{rule.statement} ({words}.)")
         s.score = score
-        if s.kind in RULE_GATED_KINDS and not any(r["effect"].startswith("score +") for r in s.reasons):
+        if s.kind in RULE_GATED_KINDS and not any(r["effect"].startswith("score +") and not r.get("conditional")
+                                                 for r in s.reasons):
             continue  # offered only where the evidence base supports it
         if s.excluded is None:
             kept.append(s)

@@ -17,6 +17,15 @@ A rule file (``knowledge/rules/*.yaml``)::
         evidence_level: CEBM 5          # Oxford CEBM 1a..5 or GRADE high|moderate|low|very low
         citation: seed                  # key(s) of citations
         on_unknown: review              # review (default: cannot_assess + needs_review) | ignore
+                                        # | conditional (standard-of-care rules only, see below)
+
+``on_unknown: conditional`` is for a guideline's standard-of-care statement (effect ``indicated`` or a
+positive score) whose condition is unknown only through clinical fields (``patient.*``: ECOG, extrahepatic
+disease ...). The effect is applied *as a condition*: the option or strategy is ranked as the guideline
+would rank it, carries "standard of care only if confirmed (not recorded: …)" and needs review. Why: without
+it a missing ECOG dropped resection of a single 35 mm colorectal metastasis from first (standard of care) to
+below systemic therapy alone, i.e. missing paperwork silently demoted the standard of care. Unknown anatomy,
+unknown lesion geometry and every adverse rule keep the ``review`` behaviour (never assumed safe).
 
 Validation (:class:`~latplan.errors.KnowledgeError`): missing citation or unknown citation
 key, duplicate id inside one file, unknown field in a condition, bad effect, bad evidence
@@ -69,6 +78,12 @@ class Effect:
     score: float = 0.0
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
+    def favours(self) -> bool:
+        """True for a standard-of-care effect: ``indicated`` or a positive score, nothing else."""
+        if self.parameters or self.score < 0:
+            return False
+        return self.eligibility == Eligibility.INDICATED or (self.eligibility is None and self.score > 0)
+
     def describe(self) -> str:
         parts = []
         if self.eligibility:
@@ -98,6 +113,15 @@ class Rule:
 
     def applies_to(self, modality: str) -> bool:
         return "all" in self.modalities or modality in self.modalities
+
+    def conditional_on(self, missing: Sequence[str]) -> bool:
+        """True when this rule's effect applies as a condition for an unknown result with ``missing``
+        inputs: ``on_unknown: conditional`` and every missing input a clinical field (``patient.*``)."""
+        return self.on_unknown == "conditional" and bool(missing) and all(m.startswith("patient.") for m in missing)
+
+    def if_confirmed(self, missing: Sequence[str]) -> str:
+        """The words of a conditional standard of care: "standard of care only if confirmed (not recorded: …)"."""
+        return f"standard of care only if confirmed (not recorded: {', '.join(m.removeprefix('patient.') for m in missing)})"
 
     @property
     def citation_text(self) -> str:
@@ -232,13 +256,17 @@ def _parse_file(data: Mapping[str, Any], source: str, citations: dict[str, Citat
         if not statement:
             raise KnowledgeError(f"{where}: needs a statement in words.")
         on_unknown = raw.get("on_unknown", "review")
-        if on_unknown not in ("review", "ignore"):
-            raise KnowledgeError(f"{where}: on_unknown must be 'review' or 'ignore'.")
+        if on_unknown not in ("review", "ignore", "conditional"):
+            raise KnowledgeError(f"{where}: on_unknown must be 'review', 'ignore' or 'conditional'.")
         try:
             cond = Condition.compile(str(raw.get("condition", "")), validate_path)
         except KnowledgeError as exc:
             raise KnowledgeError(f"{where}: {exc}") from None
-        out.append(Rule(rid, statement, scope, category, cond, _parse_effect(raw.get("effect"), where), ev,
+        effect = _parse_effect(raw.get("effect"), where)
+        if on_unknown == "conditional" and not effect.favours():
+            raise KnowledgeError(f"{where}: on_unknown: conditional is only for standard-of-care rules (effect "
+                                 "'indicated' or a positive score, no parameters); use 'review' for this rule.")
+        out.append(Rule(rid, statement, scope, category, cond, effect, ev,
                         tuple(resolved), mods, strats, on_unknown, source))
     return {"name": str(meta["name"]), "version": str(meta["version"]), "file": source}, out
 

@@ -101,6 +101,7 @@ class Assessment:
     fired: list[str] = field(default_factory=list)
     overturnable: list[str] = field(default_factory=list)  # fired size rules a simulation may overturn
     unknown_adverse: int = 0                      # unknown rules whose effect would count against the option
+    conditional: list[str] = field(default_factory=list)  # standard-of-care rules applied as a condition (unknown)
 
     @property
     def needs_review(self) -> bool:
@@ -119,7 +120,9 @@ def demotes(missing: str) -> bool:
     if it did. Organs outside the liver are bounded by the capsule distance (see
     :class:`~latplan.knowledge.conditions.AtLeast`) and missing clinical fields are a checklist item
     for the board: both flag the option for review and cost a small fixed penalty, but do not
-    change its tier (otherwise missing paperwork would decide the ranking).
+    change its tier (otherwise missing paperwork would decide the ranking). For the same reason a
+    standard-of-care rule marked ``on_unknown: conditional`` applies as a condition when only clinical
+    fields are missing (:meth:`~latplan.knowledge.rules.Rule.conditional_on`).
     """
     if missing.startswith(("lesion.vessels[", "lesion.nearest_vessel")) or missing.startswith(_LESION_GEOMETRY):
         return True
@@ -156,6 +159,7 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
     fired: list[str] = []
     overturnable: list[str] = []
     unknown_adverse = 0
+    conditional: list[str] = []
     applicable: list[Rule] = rules.for_modality(modality, "lesion") + rules.for_modality(modality, "patient")
     for rule in applicable:
         res = rule.condition.evaluate(ctx)
@@ -176,7 +180,18 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
             elif eff.eligibility is not None:
                 positive = eff.eligibility if positive is None else (
                     Eligibility.INDICATED if Eligibility.INDICATED in (positive, eff.eligibility) else positive)
-        elif res.truth == Truth.UNKNOWN and rule.on_unknown == "review":
+        elif res.truth == Truth.UNKNOWN and rule.conditional_on(res.missing):
+            # a guideline's standard of care unknown only through clinical fields: ranked as the guideline ranks
+            # it, shown as a condition to confirm (knowledge/rules.py, on_unknown: conditional)
+            unknown.append(CannotAssess(rule.id, f"cannot assess: {rule.statement}", res.missing, rule.citation_text,
+                                        eff.describe()))
+            reasons.append(Reason(rule.id, rule.statement, rule.citation_text, rule.evidence_level,
+                                  f"{eff.describe()} — {rule.if_confirmed(res.missing)}", rule.category))
+            conditional.append(rule.id)
+            score += eff.score
+            if eff.eligibility == Eligibility.INDICATED:
+                positive = Eligibility.INDICATED
+        elif res.truth == Truth.UNKNOWN and rule.on_unknown != "ignore":
             unknown.append(CannotAssess(rule.id, f"cannot assess: {rule.statement}", res.missing, rule.citation_text,
                                         eff.describe()))
             for k, v in eff.parameters.items():
@@ -196,4 +211,4 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
         elig = positive or Eligibility.ELIGIBLE
     worst_case = elig if worst_case_neg is None else worse(elig, worst_case_neg)
     return Assessment(modality, site.lesion_id, elig, reasons, unknown, params, score, size_prior, worst_case,
-                      fired, overturnable, unknown_adverse)
+                      fired, overturnable, unknown_adverse, conditional)
