@@ -531,3 +531,19 @@ def test_v30_unknown_never_makes_an_adverse_rule_or_anatomy_conditional(vignette
     mwa = lesions_of(nosize)["lesion_1"]["mwa"]
     assert mwa["tier"] != "indicated"
     assert "CRC-THERMAL-3CM" in {c["rule_id"] for c in mwa["cannot_assess"]}
+
+
+def test_v31_bare_hcc_referral_very_early_ablation_first(vignette) -> None:
+    """EASL HCC 2018 / BCLC 2022: a single HCC up to 2 cm in a patient with preserved liver function and ECOG 0
+    (BCLC 0) is treated by ablation (or resection). A referral recording only the primary: thermal ablation keeps
+    its tier as a condition on the stage ("standard of care only if confirmed (not recorded: bclc)"), the top
+    strategy is local and systemic therapy alone ranks below it (before: 2nd, 0.45 against 0.463)."""
+    from latplan.case.patient import Patient
+
+    prop = run(vignette, vignette.lesion(d=15), patient=Patient(id="REF-4", primary="hcc"))
+    expect(prop, top_tier_has={"mwa", "rfa"}, never_first=REGIONAL | {"sbrt"}, strategy_kinds={"ablate_all", "local"})
+    mwa = lesions_of(prop)["lesion_1"]["mwa"]
+    assert mwa["tier"] == "indicated" and mwa["needs_review"]
+    assert any(c.startswith("standard of care only if confirmed (not recorded: bclc") for c in mwa["conditions"])
+    ranks = {s["kind"]: s["rank"] for s in prop.plan_json["strategies"]}
+    assert ranks["systemic"] > ranks["ablate_all"] and ranks["systemic"] > ranks["local"]
