@@ -488,7 +488,7 @@ def test_v29_missing_clinical_data_does_not_reorder_the_standard_of_care(vignett
     expect(big, top_tier_has={"resection"}, never_first=REGIONAL | {"rfa", "mwa", "sbrt"},
            strategy_kinds={"resection"})
     res = lesions_of(big)["lesion_1"]["resection"]
-    assert res["tier"] == "indicated" and res["needs_review"]
+    assert res["tier"] == "indicated" and res["needs_review"] and res["standard_of_care_conditional"] is True
     assert res["standard_of_care"].startswith("RES-STANDARD-CRC (standard of care only if confirmed (not recorded: ")
     cond = next(c for c in res["conditions"] if c.startswith("standard of care only if confirmed"))
     assert "ecog" in cond and "extrahepatic_disease" in cond and "RES-STANDARD-CRC" in cond
@@ -509,6 +509,7 @@ def test_v29_missing_clinical_data_does_not_reorder_the_standard_of_care(vignett
     order = [[o["modality"] for o in sorted((o for o in p.plan_json["lesions"][0]["options"] if o["rank"]),
                                             key=lambda o: o["rank"])][:3] for p in (known, unknown)]
     assert order[0] == order[1] and order[0][0] == "resection"
+    assert lesions_of(known)["lesion_1"]["resection"]["standard_of_care_conditional"] is False
     assert [s["kind"] for s in known.plan_json["strategies"][:2]] == [
         s["kind"] for s in unknown.plan_json["strategies"][:2]]
 

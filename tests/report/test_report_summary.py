@@ -218,6 +218,21 @@ def test_decisive_conditions_first_on_page_one():
     assert opt["conditions"][0].startswith("conditional — verify clearance")
 
 
+def test_conditional_standard_of_care_says_so_on_page_one():
+    """An indicated tier that rests on unrecorded clinical fields (rule ``on_unknown: conditional``, docs/knowledge.md)
+    reads "indicated if confirmed" and its condition is the one page 1 shows, before the RAS and clearance lines; a
+    confirmed standard of care keeps the plain "indicated"."""
+    opt = {"modality": "resection", "rank": 1, "tier": "indicated", "standard_of_care_conditional": True,
+           "conditions": ["conditional — verify clearance of bile_duct on imaging",
+                          "RAS status would change the target (5 mm wild-type, 10 mm mutant; 5 mm: reaches, 10 mm: misses)",
+                          "standard of care only if confirmed (not recorded: ecog, extrahepatic_disease) — RES-STANDARD-CRC: "
+                          "Resectable colorectal liver metastases in a fit patient: resection is the standard of care."]}
+    s = summary_option(opt, None, max_conditions=1)
+    assert s.tier_text == "indicated if confirmed"
+    assert s.conditions[0].startswith("standard of care only if confirmed (not recorded: ecog")
+    assert summary_option({**opt, "standard_of_care_conditional": False}, None).tier_text == "indicated"
+
+
 def test_badges_wrap_inside_their_column():
     """'relative contraindication' printed over the next column because the badge did not wrap:
     the badge CSS allows wrapping and never exceeds its cell (max-width 100 %)."""

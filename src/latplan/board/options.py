@@ -146,6 +146,14 @@ class Option:
                 return f"{r.rule_id}{cond}: {first[:110]}{'…' if len(first) > 110 else ''}"
         return None
 
+    @property
+    def guideline_conditional(self) -> bool:
+        """True when the indicated tier rests on a standard of care whose clinical inputs are not recorded
+        (``on_unknown: conditional``): "indicated if confirmed" on the report."""
+        return (self.tier_name == "indicated" and bool(self.assessment.conditional)
+                and not any(r.effect.startswith("indicated") and r.rule_id not in self.assessment.conditional
+                            for r in self.assessment.reasons))
+
     def criteria(self) -> dict[str, float]:
         return criteria_values(self.profile, self.lc_value)
 
@@ -568,6 +576,7 @@ def option_json(o: Option) -> dict[str, Any]:
                     "evidence_weight": o.evidence_weight, "reason": o.ranking_reason},
         "tier": o.tier_name,
         "standard_of_care": o.guideline,
+        "standard_of_care_conditional": o.guideline_conditional,
         "evidence_level": o.evidence_level,
         "target_status": o.target_status,
         "target": o.target.to_json() if o.target is not None else None,

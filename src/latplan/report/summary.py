@@ -204,9 +204,10 @@ def _figure_text(option: Mapping[str, Any], plan: Any) -> str:
 
 
 #: conditions that decide the option come first on page 1 (one line per option there): the lesion cut by the
-#: scan, a failed simulation, the RAS status that changes the target; then the clearances to verify
+#: scan, a failed simulation, a standard of care resting on unrecorded clinical fields, the RAS status that changes
+#: the target; then the clearances to verify
 _DECISIVE_CONDITIONS = ("conditional — the lesion is cut by the edge of the scan", "simulation failed",
-                        "RAS status would change the target")
+                        "standard of care only if confirmed", "RAS status would change the target")
 
 
 def _condition_priority(text: str) -> int:
@@ -247,7 +248,8 @@ def summary_option(option: Mapping[str, Any], plan: Any, max_conditions: int = 2
     rank = option.get("rank")
     return SummaryOption(
         modality=code, name=modality_name(code), rank=int(rank) if isinstance(rank, (int, float)) else None,
-        tier=tier, tier_text=TIER_TEXT.get(tier, tier), evidence_level=format_value(evidence) if evidence else "not stated",
+        tier=tier, tier_text=("indicated if confirmed" if option.get("standard_of_care_conditional") is True
+                              else TIER_TEXT.get(tier, tier)), evidence_level=format_value(evidence) if evidence else "not stated",
         figure=_figure_text(option, plan), conditions=[_short(c, 90) for c in conds[:max_conditions]],
         more_conditions=max(len(conds) - max_conditions, 0), rank_reason=_rank_reason(ranking),
         target_status=str(status).replace("_", " ") if status else None)
