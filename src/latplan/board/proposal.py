@@ -64,7 +64,7 @@ from .strategies import build_strategies
 #: carry truncated_by_fov_faces, size_is_lower_bound, volume_lower_bound_ml, max_diameter_lower_bound_mm.
 #: 2.2: RFA/MWA/cryo, IBT and SBRT simulations carry fov_limited, fov_limited_faces, fov_extension_mm, fov_zone_cut_faces and
 #: fov_limited_note (latplan.planning.fov.fov_check).
-PLAN_JSON_VERSION = "2.4"
+PLAN_JSON_VERSION = "2.3"
 
 
 @dataclass
