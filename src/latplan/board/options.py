@@ -142,7 +142,8 @@ class Option:
         for r in self.assessment.reasons:
             if r.effect.startswith("indicated"):
                 first = r.citation.split(";")[0]
-                cond = f" ({r.effect.split(' — ', 1)[-1]})" if r.rule_id in self.assessment.conditional else ""
+                words = self.assessment.conditional.get(r.rule_id)
+                cond = f" ({words})" if words else ""
                 return f"{r.rule_id}{cond}: {first[:110]}{'…' if len(first) > 110 else ''}"
         return None
 
@@ -348,7 +349,7 @@ def _conditions_from_unknowns(option: Option) -> None:
     seen: set[str] = set(option.conditions)
     for r in option.assessment.reasons:  # a standard of care unknown through clinical fields (on_unknown: conditional)
         if r.rule_id in option.assessment.conditional:
-            option.conditions.append(f"{r.effect.split(' — ', 1)[-1]} — {r.rule_id}: {r.text}")
+            option.conditions.append(f"{option.assessment.conditional[r.rule_id]} — {r.rule_id}: {r.text}")
     clinical: dict[str, None] = {}
     for c in option.assessment.cannot_assess:
         head = c.would_be.split(";")[0]

@@ -101,7 +101,7 @@ class Assessment:
     fired: list[str] = field(default_factory=list)
     overturnable: list[str] = field(default_factory=list)  # fired size rules a simulation may overturn
     unknown_adverse: int = 0                      # unknown rules whose effect would count against the option
-    conditional: list[str] = field(default_factory=list)  # standard-of-care rules applied as a condition (unknown)
+    conditional: dict[str, str] = field(default_factory=dict)  # rule id → "standard of care only if confirmed (…)"
 
     @property
     def needs_review(self) -> bool:
@@ -159,7 +159,7 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
     fired: list[str] = []
     overturnable: list[str] = []
     unknown_adverse = 0
-    conditional: list[str] = []
+    conditional: dict[str, str] = {}
     applicable: list[Rule] = rules.for_modality(modality, "lesion") + rules.for_modality(modality, "patient")
     for rule in applicable:
         res = rule.condition.evaluate(ctx)
@@ -185,9 +185,9 @@ def assess_with_rules(modality: str, site: Site | Mapping[str, Any], patient: Pa
             # it, shown as a condition to confirm (knowledge/rules.py, on_unknown: conditional)
             unknown.append(CannotAssess(rule.id, f"cannot assess: {rule.statement}", res.missing, rule.citation_text,
                                         eff.describe()))
+            conditional[rule.id] = rule.if_confirmed(res.missing)
             reasons.append(Reason(rule.id, rule.statement, rule.citation_text, rule.evidence_level,
-                                  f"{eff.describe()} — {rule.if_confirmed(res.missing)}", rule.category))
-            conditional.append(rule.id)
+                                  f"{eff.describe()} — {conditional[rule.id]}", rule.category))
             score += eff.score
             if eff.eligibility == Eligibility.INDICATED:
                 positive = Eligibility.INDICATED
