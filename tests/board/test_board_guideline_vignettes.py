@@ -548,3 +548,45 @@ def test_v31_bare_hcc_referral_very_early_ablation_first(vignette) -> None:
     assert any(c.startswith("standard of care only if confirmed (not recorded: bclc") for c in mwa["conditions"])
     ranks = {s["kind"]: s["rank"] for s in prop.plan_json["strategies"]}
     assert ranks["systemic"] > ranks["ablate_all"] and ranks["systemic"] > ranks["local"]
+
+
+def test_v32_crc_refractory_to_three_lines_regional_before_systemic_first(vignette) -> None:
+    """Seed (Kovács et al. 2021): "unresectable CRC liver metastases that are refractory to SCT benefit from
+    liver-directed transarterial therapies" (its refs 8 = Kemeny et al., CVIR 2019;42:1240 and 10 = Fiorentini,
+    DEBIRI review); endovascular therapy "when a first or second line therapy is progressive". Six bilobar liver-only
+    colorectal metastases (20-45 mm), remnant 25 %, progression under lines 1-3: the top strategy is liver-directed
+    (TACE/DEBIRI, TARE, HAI or TACE → IBT); "systemic therapy first, then local" and conversion chemotherapy are
+    never first and rank below every regional strategy. Before (2026-12-06): systemic-then-local 1st (1.044),
+    conversion 2nd (0.9), TACE/DEBIRI 3rd (0.862). Exact ranks (deterministic rules)."""
+    pt = fit(vignette, metastatic_sites=[{"organ": "liver", "lesion_count": 6}], prior_therapies=[
+        {"kind": "systemic", "line": n, "regimen": r, "response": "progression"}
+        for n, r in ((1, "FOLFOX"), (2, "FOLFIRI + bevacizumab"), (3, "trifluridine/tipiracil"))])
+    les = [vignette.lesion(f"lesion_{i}", d=d, segments=(s,)) for i, (d, s) in
+           enumerate(((45, "6"), (35, "3"), (30, "8"), (25, "2"), (40, "7"), (20, "4a")), start=1)]
+    prop = run(vignette, *les, patient=pt, flr_percent=25.0)
+    check_invariants(prop)
+    strategies = prop.plan_json["strategies"]
+    assert strategies[0]["kind"] in {"regional", "sequence_tace_ibt"}, strategies[0]["title"]
+    rank = {s["kind"]: s["rank"] for s in reversed(strategies)}  # each kind's best rank
+    worst_regional = max(s["rank"] for s in strategies if s["kind"] == "regional")
+    assert rank["systemic_then_local"] > worst_regional and rank["conversion"] > worst_regional
+    assert "STRAT-EVT-REFRACTORY" in {r["rule_id"] for r in strategies[0]["reasons"]}
+    conv = next(s for s in strategies if s["kind"] == "conversion")
+    assert "STRAT-SYSTEMIC-FIRST-EXHAUSTED" in {r["rule_id"] for r in conv["reasons"]}
+
+
+def test_v33_hcc_within_milan_no_systemic_first(vignette) -> None:
+    """BCLC 2022 (Reig et al.) / EASL 2018: three HCC nodules up to 3 cm, Child-Pugh A, ECOG 0, no portal hypertension
+    (BCLC A, within Milan): ablation (or transplantation, resection) — systemic therapy is the treatment of BCLC C.
+    Top strategy local ablation; transplantation assessment is offered; "systemic therapy first, then local" ranks
+    below transplantation and resection, and systemic therapy alone is never first. Before (2026-12-06):
+    systemic-then-local 3rd (0.866), above transplantation (0.65) and resection (0.568)."""
+    les = [vignette.lesion(f"lesion_{i}", d=d, segments=(s,)) for i, (d, s) in
+           enumerate(((25, "6"), (20, "7"), (15, "5")), start=1)]
+    prop = run(vignette, *les, patient=hcc(vignette, child_pugh="A"))
+    expect(prop, top_tier_has={"mwa", "rfa"}, never_first=REGIONAL | {"sbrt"}, strategy_kinds={"ablate_all", "local"})
+    rank = {s["kind"]: s["rank"] for s in reversed(prop.plan_json["strategies"])}
+    assert rank["systemic_then_local"] > rank["transplant"] and rank["systemic_then_local"] > rank["resection"]
+    assert rank["systemic"] > rank["ablate_all"]
+    stl = next(s for s in prop.plan_json["strategies"] if s["kind"] == "systemic_then_local")
+    assert "STRAT-HCC-NO-SYSTEMIC-FIRST" in {r["rule_id"] for r in stl["reasons"]}
