@@ -590,3 +590,24 @@ def test_v33_hcc_within_milan_no_systemic_first(vignette) -> None:
     assert rank["systemic"] > rank["ablate_all"]
     stl = next(s for s in prop.plan_json["strategies"] if s["kind"] == "systemic_then_local")
     assert "STRAT-HCC-NO-SYSTEMIC-FIRST" in {r["rule_id"] for r in stl["reasons"]}
+
+
+def test_v34_arterial_chemotherapy_shares_the_bilirubin_limit(vignette) -> None:
+    """The refractory patient of v32 with bilirubin 3.5 mg/dl: TARE is contraindicated above 2 mg/dl (Kennedy et al.,
+    IJROBP 2007, REBOC consensus) and TACE is withheld above 3 mg/dl (a local practice limit); hepatic arterial
+    infusion chemotherapy — arterial chemotherapy as hepatotoxic as TACE's — is withheld at the same limit (HAI
+    protocols enrol bilirubin near normal). Before (2026-12-06): HAI, with no liver-function rule, was the top
+    strategy (0.915). Now no arterial therapy ranks first and HAI is a relative contraindication."""
+    labs = {"bilirubin_mg_dl": 3.5, "albumin_g_dl": 3.0, "inr": 1.2, "platelets_g_l": 200, "egfr_ml_min": 90,
+            "creatinine_mg_dl": 0.9}
+    pt = fit(vignette, labs=labs, metastatic_sites=[{"organ": "liver", "lesion_count": 5}], prior_therapies=[
+        {"kind": "systemic", "line": n, "response": "progression"} for n in (1, 2, 3)])
+    les = [vignette.lesion(f"lesion_{i}", d=d, segments=(s,)) for i, (d, s) in
+           enumerate(((50, "6"), (40, "7"), (35, "8"), (30, "5"), (30, "4a")), start=1)]
+    prop = run(vignette, *les, patient=pt, flr_percent=25.0)
+    check_invariants(prop)
+    opts = lesions_of(prop)["lesion_1"]
+    assert opts["hai"]["tier"] == "relative" and "HAI-BILIRUBIN" in {r["rule_id"] for r in opts["hai"]["reasons"]}
+    assert opts["tare"]["tier"] == "contraindicated" and opts["tace"]["tier"] == "relative"
+    first = prop.plan_json["strategies"][0]
+    assert not {st["modality"] for st in first["steps"]} & REGIONAL, first["title"]
