@@ -611,3 +611,27 @@ def test_v34_arterial_chemotherapy_shares_the_bilirubin_limit(vignette) -> None:
     assert opts["tare"]["tier"] == "contraindicated" and opts["tace"]["tier"] == "relative"
     first = prop.plan_json["strategies"][0]
     assert not {st["modality"] for st in first["steps"]} & REGIONAL, first["title"]
+
+
+def test_v35_tace_drug_follows_the_primary(vignette) -> None:
+    """DEBIRI (irinotecan-loaded beads; Fiorentini et al., Anticancer Res 2012) is a colorectal regimen; HCC TACE is
+    Lipiodol–doxorubicin or doxorubicin-eluting beads (EASL HCC 2018). Before (2026-12-06) every primary's TACE strategy
+    read "Chemoembolisation (TACE/DEBIRI)" and "TACE (DEBIRI) first, then IBT" — irinotecan beads offered for HCC and
+    breast cancer. Now the title names the primary's drug, and none where the data name none."""
+    hcc_prop = run(vignette, *[vignette.lesion(f"lesion_{i}", d=d, segments=(s,)) for i, (d, s) in
+                               enumerate(((50, "6"), (35, "3"), (30, "8"), (25, "2")), start=1)], patient=hcc(vignette))
+    crc = fit(vignette, extra={"resectable": False}, prior_therapies=[
+        {"kind": "systemic", "line": n, "response": "progression"} for n in (1, 2, 3)])
+    crc_prop = run(vignette, vignette.lesion(d=35, segments=("4a", "8")), patient=crc)
+    breast_prop = run(vignette, vignette.lesion(d=25), patient=fit(vignette, primary="breast", molecular=None))
+
+    def titles(prop) -> list[str]:
+        return [s["title"] for s in prop.plan_json["strategies"] if "tace" in {st["modality"] for st in s["steps"]}]
+
+    assert "Chemoembolisation (TACE: cTACE or DEB-TACE) of all liver lesions" in titles(hcc_prop)
+    assert "TACE (DEBIRI) first, then interstitial brachytherapy of the residual" in titles(crc_prop)
+    assert "Chemoembolisation (TACE: DEBIRI) of all liver lesions" in titles(crc_prop)
+    assert titles(breast_prop) and not any("DEBIRI" in t for t in titles(breast_prop))
+    assert not any("DEBIRI" in t for t in titles(hcc_prop))
+    first = hcc_prop.plan_json["strategies"][0]
+    assert "doxorubicin" in first["steps"][0]["note"] and "EASL" in first["steps"][0]["note"]

@@ -169,8 +169,9 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
         out += _ablate_all(lesion_ids, ranked)
         out += _resection_plans(lesion_ids, ranked, by_mod, patient_ctx)
         out += _local(lesion_ids, ranked)
-        out += _tace_sequences(lesion_ids, ranked, by_mod)
-        out += _regional(lesion_ids, by_mod, profiles)
+        primary = patient_ctx.get("primary")
+        out += _tace_sequences(lesion_ids, ranked, by_mod, profiles["tace"].regimen(primary))
+        out += _regional(lesion_ids, by_mod, profiles, primary)
         out += _systemic_then_local(lesion_ids, all_ids, ranked)
     out += _whole_patient(all_ids, patient_ctx, bool(lesion_ids))
     _hand_off(out, left_out, handoff)
@@ -309,20 +310,23 @@ def _adjunct_step(order: int, lesion_ids: Sequence[str], tace: Sequence[Option],
 
 
 def _tace_sequences(lesion_ids: Sequence[str], ranked: Mapping[str, Sequence[Option]],
-                    by_mod: Mapping[str, Mapping[str, Option]]) -> list[Strategy]:
+                    by_mod: Mapping[str, Mapping[str, Option]], regimen: tuple[str, str] | None) -> list[Strategy]:
+    """TACE → IBT and TACE → ablation; ``regimen`` the primary's TACE drug (short, text) or None (not named)."""
     out = []
+    label = f"TACE ({regimen[0]})" if regimen else "TACE"
+    drug = f"; {regimen[0]}: {regimen[1]}" if regimen else ""
     tace = [by_mod[lid]["tace"] for lid in lesion_ids]
     ibt = [by_mod[lid]["ibt"] for lid in lesion_ids]
     if all(o.rankable and o.offered for o in tace) and all(_usable(o) for o in ibt):
-        steps = [_adjunct_step(1, lesion_ids, tace, note="adjunct TACE (DEBIRI): devascularisation and Lipiodol "
-                                                         "marking of a lesion hard to see or to reach"),
+        steps = [_adjunct_step(1, lesion_ids, tace, note=f"adjunct {label}: devascularisation and Lipiodol "
+                                                         f"marking of a lesion hard to see or to reach{drug}"),
                  _step(2, lesion_ids, "ibt", ibt, note="IBT of the residual tumour")]
-        out.append(Strategy("sequence_tace_ibt", "TACE (DEBIRI) first, then interstitial brachytherapy of the residual",
+        out.append(Strategy("sequence_tace_ibt", f"{label} first, then interstitial brachytherapy of the residual",
                             steps, _score(steps), ["Sequence of both seed case reports (Figures 1-2); scored on both "
                                                    "steps, each with its own contraindications."], "CEBM 4"))
     thermal = {lid: _best(ranked[lid], ("mwa", "rfa", "cryo")) for lid in lesion_ids}
     if all(_usable(o) for o in tace) and all(thermal.values()):
-        steps = [_adjunct_step(1, lesion_ids, tace, note="TACE before ablation: devascularisation")]
+        steps = [_adjunct_step(1, lesion_ids, tace, note=f"{label} before ablation: devascularisation{drug}")]
         steps += _group_steps({lid: o for lid, o in thermal.items() if o is not None}, order_start=2)
         out.append(Strategy("tace_then_ablation", "TACE first, then thermal ablation", steps, _score(steps),
                             ["TACE reduces the blood supply, then ablation treats the lesion."], "CEBM 2a"))
@@ -330,14 +334,16 @@ def _tace_sequences(lesion_ids: Sequence[str], ranked: Mapping[str, Sequence[Opt
 
 
 def _regional(lesion_ids: Sequence[str], by_mod: Mapping[str, Mapping[str, Option]],
-              profiles: Mapping[str, Any]) -> list[Strategy]:
+              profiles: Mapping[str, Any], primary: str | None) -> list[Strategy]:
+    """One regional strategy per arterial modality; its title names the primary's drug where the data give one."""
     out = []
     for mod in REGIONAL:
         opts = [by_mod[lid][mod] for lid in lesion_ids]
         if opts and all(_usable(o) for o in opts):
-            steps = [_step(1, lesion_ids, mod, opts)]
-            out.append(Strategy("regional", f"{profiles[mod].name} of all liver lesions", steps, _score(steps),
-                                [f"{profiles[mod].name} treats every liver lesion in one approach."],
+            reg = profiles[mod].regimen(primary)
+            steps = [_step(1, lesion_ids, mod, opts, note=f"{reg[0]}: {reg[1]}" if reg else None)]
+            out.append(Strategy("regional", f"{profiles[mod].titled(primary)} of all liver lesions", steps,
+                                _score(steps), [f"{profiles[mod].name} treats every liver lesion in one approach."],
                                 _weakest([o.evidence_level for o in opts])))
     return out
 

@@ -69,6 +69,19 @@ class ModalityProfile:
     evidence_level: str
     citations: tuple[Citation, ...] = field(default_factory=tuple)
     local_control_class: int = 3
+    #: primary tumour → (short label, text with its source) of the drug, e.g. DEBIRI for colorectal TACE
+    regimen_by_primary: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def regimen(self, primary: str | None) -> tuple[str, str] | None:
+        """The (short, text) drug of this modality for ``primary``; None where the data name none."""
+        return self.regimen_by_primary.get(str(primary)) if primary else None
+
+    def titled(self, primary: str | None) -> str:
+        """The name with the primary's regimen: "Chemoembolisation (TACE: DEBIRI)" (the name alone otherwise)."""
+        reg = self.regimen(primary)
+        if not reg:
+            return self.name
+        return f"{self.name[:-1]}: {reg[0]})" if self.name.endswith(")") else f"{self.name} ({reg[0]})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,7 +162,8 @@ def parse_profiles(data: Mapping[str, Any], source: str = "modalities.yaml") -> 
                 code, str(raw["name"]), str(raw["route"]), int(raw["invasiveness"]), float(raw["hospital_stay_days"]),
                 float(raw["recovery_days"]), int(raw["side_effect_burden"]), int(raw["sessions"]),
                 int(raw["repeatability"]), str(raw["repeatability_text"]), tuple(raw["main_risks"]), ev,
-                tuple(cites[k] for k in keys), int(raw.get("local_control_class", 3)))
+                tuple(cites[k] for k in keys), int(raw.get("local_control_class", 3)),
+                {str(k): (str(v["short"]), str(v["text"])) for k, v in (raw.get("regimen_by_primary") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise KnowledgeError(f"{source}: modality {code!r} is incomplete or malformed ({exc}).") from None
     missing = set(MODALITY_CODES) - set(out)
