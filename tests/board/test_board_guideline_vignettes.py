@@ -635,3 +635,25 @@ def test_v35_tace_drug_follows_the_primary(vignette) -> None:
     assert not any("DEBIRI" in t for t in titles(hcc_prop))
     first = hcc_prop.plan_json["strategies"][0]
     assert "doxorubicin" in first["steps"][0]["note"] and "EASL" in first["steps"][0]["note"]
+
+
+def test_v36_bare_hcc_referral_2_to_3cm_ablation_above_systemic(vignette) -> None:
+    """EASL HCC 2018 / BCLC 2022: a single HCC of 2-3 cm in a patient with preserved liver function (BCLC A) is treated
+    by resection, transplantation or ablation ("ablation competes with resection"); systemic therapy is for BCLC C.
+    A referral recording only the primary, single 30 mm HCC: HCC-ABLATION-2-3CM applies as a condition on the stage
+    ("standard of care only if confirmed (not recorded: bclc)"), ablation is the top strategy and systemic therapy
+    alone ranks below the local strategies. Before (2026-12-06): systemic therapy alone 2nd (0.45 against 0.463).
+    With the stage recorded (BCLC A) the rule applies as before and the top strategy is the same."""
+    from latplan.case.patient import Patient
+
+    prop = run(vignette, vignette.lesion(d=30), patient=Patient(id="REF-5", primary="hcc"))
+    expect(prop, never_first=REGIONAL | {"sbrt"}, strategy_kinds={"ablate_all", "local"})
+    mwa = lesions_of(prop)["lesion_1"]["mwa"]
+    assert any(c.startswith("standard of care only if confirmed (not recorded: bclc)") for c in mwa["conditions"])
+    assert mwa["needs_review"]
+    ranks = {s["kind"]: s["rank"] for s in reversed(prop.plan_json["strategies"])}
+    assert ranks["systemic"] > ranks["ablate_all"] and ranks["systemic"] > ranks["local"]
+    known = run(vignette, vignette.lesion(d=30), patient=hcc(vignette, child_pugh="A", portal_hypertension=True))
+    assert known.plan_json["strategies"][0]["kind"] in {"ablate_all", "local"}
+    assert not any(c.startswith("standard of care only if confirmed")
+                   for c in lesions_of(known)["lesion_1"]["mwa"]["conditions"])
