@@ -23,6 +23,7 @@ from typing import Any
 
 from latplan.case.vocabulary import Eligibility
 from latplan.knowledge.conditions import Truth
+from latplan.knowledge.profiles import ModalityProfile
 from latplan.knowledge.rules import RuleSet
 from latplan.modalities.steps import StepModality
 
@@ -170,7 +171,7 @@ def build_strategies(options: Mapping[str, Sequence[Option]], rules: RuleSet, pa
         out += _resection_plans(lesion_ids, ranked, by_mod, patient_ctx)
         out += _local(lesion_ids, ranked)
         primary = patient_ctx.get("primary")
-        out += _tace_sequences(lesion_ids, ranked, by_mod, profiles["tace"].regimen(primary))
+        out += _tace_sequences(lesion_ids, ranked, by_mod, profiles["tace"], primary)
         out += _regional(lesion_ids, by_mod, profiles, primary)
         out += _systemic_then_local(lesion_ids, all_ids, ranked)
     out += _whole_patient(all_ids, patient_ctx, bool(lesion_ids))
@@ -310,11 +311,12 @@ def _adjunct_step(order: int, lesion_ids: Sequence[str], tace: Sequence[Option],
 
 
 def _tace_sequences(lesion_ids: Sequence[str], ranked: Mapping[str, Sequence[Option]],
-                    by_mod: Mapping[str, Mapping[str, Option]], regimen: tuple[str, str] | None) -> list[Strategy]:
-    """TACE → IBT and TACE → ablation; ``regimen`` the primary's TACE drug (short, text) or None (not named)."""
+                    by_mod: Mapping[str, Mapping[str, Option]], tace_profile: ModalityProfile, primary: str | None) -> list[Strategy]:
+    """TACE → IBT and TACE → ablation, naming the primary's TACE drug where the profile data give one."""
     out = []
+    regimen, note = tace_profile.regimen(primary), tace_profile.regimen_note(primary)
     label = f"TACE ({regimen[0]})" if regimen else "TACE"
-    drug = f"; {regimen[0]}: {regimen[1]}" if regimen else ""
+    drug = f"; {note}" if note else ""
     tace = [by_mod[lid]["tace"] for lid in lesion_ids]
     ibt = [by_mod[lid]["ibt"] for lid in lesion_ids]
     if all(o.rankable and o.offered for o in tace) and all(_usable(o) for o in ibt):
@@ -340,8 +342,7 @@ def _regional(lesion_ids: Sequence[str], by_mod: Mapping[str, Mapping[str, Optio
     for mod in REGIONAL:
         opts = [by_mod[lid][mod] for lid in lesion_ids]
         if opts and all(_usable(o) for o in opts):
-            reg = profiles[mod].regimen(primary)
-            steps = [_step(1, lesion_ids, mod, opts, note=f"{reg[0]}: {reg[1]}" if reg else None)]
+            steps = [_step(1, lesion_ids, mod, opts, note=profiles[mod].regimen_note(primary))]
             out.append(Strategy("regional", f"{profiles[mod].titled(primary)} of all liver lesions", steps,
                                 _score(steps), [f"{profiles[mod].name} treats every liver lesion in one approach."],
                                 _weakest([o.evidence_level for o in opts])))

@@ -76,6 +76,11 @@ class ModalityProfile:
         """The (short, text) drug of this modality for ``primary``; None where the data name none."""
         return self.regimen_by_primary.get(str(primary)) if primary else None
 
+    def regimen_note(self, primary: str | None) -> str | None:
+        """"DEBIRI: irinotecan-loaded drug-eluting beads (source)" for a step note; None where the data name none."""
+        reg = self.regimen(primary)
+        return f"{reg[0]}: {reg[1]}" if reg else None
+
     def titled(self, primary: str | None) -> str:
         """The name with the primary's regimen: "Chemoembolisation (TACE: DEBIRI)" (the name alone otherwise)."""
         reg = self.regimen(primary)
